@@ -1,0 +1,345 @@
+//! Response bodies: [`ResponseBody`] (what the middleware returns) and [`BufferedBody`]
+//! (bytes read ahead to hash them, then whatever the inner body still has), plus the bounded
+//! read-ahead that fills it.
+
+use bytes::{Buf, Bytes};
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use std::{
+    collections::VecDeque,
+    future::Future,
+    pin::Pin,
+    task::{ready, Context, Poll},
+};
+
+/// The error type of [`ResponseBody`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pin_project! {
+    /// The body of a response from [`EtagCache`](crate::EtagCache): the inner service's body
+    /// untouched (`B`), the body of an answer from the provider's lookup (`H`) or store
+    /// (`S`), or nothing (a HEAD answer made from a GET response).
+    pub struct ResponseBody<B, H, S> {
+        #[pin]
+        kind: Kind<B, H, S>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B, H, S> {
+        Inner { #[pin] body: B },
+        Hit { #[pin] body: H },
+        Stored { #[pin] body: S },
+        Empty,
+    }
+}
+
+impl<B, H, S> ResponseBody<B, H, S> {
+    pub(crate) fn inner(body: B) -> Self {
+        Self {
+            kind: Kind::Inner { body },
+        }
+    }
+
+    pub(crate) fn hit(body: H) -> Self {
+        Self {
+            kind: Kind::Hit { body },
+        }
+    }
+
+    pub(crate) fn stored(body: S) -> Self {
+        Self {
+            kind: Kind::Stored { body },
+        }
+    }
+
+    pub(crate) fn empty() -> Self {
+        Self { kind: Kind::Empty }
+    }
+}
+
+impl<B, H, S> std::fmt::Debug for ResponseBody<B, H, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            Kind::Inner { .. } => "Inner",
+            Kind::Hit { .. } => "Hit",
+            Kind::Stored { .. } => "Stored",
+            Kind::Empty => "Empty",
+        };
+        f.debug_tuple("ResponseBody").field(&kind).finish()
+    }
+}
+
+fn frame_to_bytes<D: Buf>(frame: Frame<D>) -> Frame<Bytes> {
+    frame.map_data(|mut d| d.copy_to_bytes(d.remaining()))
+}
+
+fn boxed<D: Buf, E: Into<BoxError>>(
+    frame: Poll<Option<Result<Frame<D>, E>>>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    frame.map(|f| f.map(|r| r.map(frame_to_bytes).map_err(Into::into)))
+}
+
+impl<B, H, S> Body for ResponseBody<B, H, S>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+    H: Body<Data = Bytes>,
+    H::Error: Into<BoxError>,
+    S: Body<Data = Bytes>,
+    S::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().kind.project() {
+            KindProj::Inner { body } => boxed(body.poll_frame(cx)),
+            KindProj::Hit { body } => boxed(body.poll_frame(cx)),
+            KindProj::Stored { body } => boxed(body.poll_frame(cx)),
+            KindProj::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Hit { body } => body.is_end_stream(),
+            Kind::Stored { body } => body.is_end_stream(),
+            Kind::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Hit { body } => body.size_hint(),
+            Kind::Stored { body } => body.size_hint(),
+            Kind::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+pin_project! {
+    /// Bytes held in memory, then (optionally) an error or the rest of a body still streaming.
+    ///
+    /// Built by the providers: a fully read body (with its trailers), a prefix read ahead
+    /// before the size limit was reached followed by the rest of the stream, or a prefix
+    /// followed by the error that cut the body short, so the client sees a body error, never
+    /// a truncated body that looks complete.
+    pub struct BufferedBody<B: Body> {
+        chunks: VecDeque<Bytes>,
+        buffered_len: u64,
+        error: Option<B::Error>,
+        trailers: Option<HeaderMap>,
+        #[pin]
+        rest: Option<B>,
+    }
+}
+
+impl<B: Body> std::fmt::Debug for BufferedBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BufferedBody")
+            .field("buffered_len", &self.buffered_len)
+            .field("streaming", &self.rest.is_some())
+            .finish()
+    }
+}
+
+impl<B: Body> BufferedBody<B> {
+    /// No bytes at all (a 304 or 412).
+    pub fn empty() -> Self {
+        Self::from_parts(VecDeque::new(), 0, None, None, None)
+    }
+
+    /// The whole inner body, untouched.
+    pub fn streaming(body: B) -> Self {
+        Self::from_parts(VecDeque::new(), 0, None, None, Some(body))
+    }
+
+    fn from_parts(
+        chunks: VecDeque<Bytes>,
+        buffered_len: u64,
+        error: Option<B::Error>,
+        trailers: Option<HeaderMap>,
+        rest: Option<B>,
+    ) -> Self {
+        Self {
+            chunks,
+            buffered_len,
+            error,
+            trailers,
+            rest,
+        }
+    }
+}
+
+impl<B> Body for BufferedBody<B>
+where
+    B: Body,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let mut this = self.project();
+        if let Some(chunk) = this.chunks.pop_front() {
+            *this.buffered_len -= chunk.len() as u64;
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        if let Some(e) = this.error.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
+        if let Some(t) = this.trailers.take() {
+            return Poll::Ready(Some(Ok(Frame::trailers(t))));
+        }
+        match this.rest.as_mut().as_pin_mut() {
+            Some(rest) => {
+                let frame = ready!(rest.poll_frame(cx));
+                if frame.is_none() {
+                    this.rest.set(None);
+                }
+                Poll::Ready(frame.map(|r| r.map(frame_to_bytes)))
+            }
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+            && self.error.is_none()
+            && self.trailers.is_none()
+            && self.rest.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let Some(rest) = &self.rest else {
+            return SizeHint::with_exact(self.buffered_len);
+        };
+        let hint = rest.size_hint();
+        let mut out = SizeHint::new();
+        out.set_lower(hint.lower().saturating_add(self.buffered_len));
+        if let Some(upper) = hint.upper() {
+            out.set_upper(upper.saturating_add(self.buffered_len));
+        }
+        out
+    }
+}
+
+/// What reading a body ahead, up to a limit, came to.
+pub(crate) enum ReadAhead<B: Body> {
+    /// The body ended cleanly: all of it, its blake3 hash and its trailers.
+    Complete {
+        body: BufferedBody<B>,
+        hash: blake3::Hash,
+        len: u64,
+    },
+    /// The body is larger than the limit, or it failed: what was read, then the rest of the
+    /// stream or the error. Such a body must not be tagged or stored.
+    Incomplete { body: BufferedBody<B> },
+}
+
+/// Reads a body frame by frame, hashing data as it arrives (no copy, no concatenation),
+/// until it ends, errs, or passes `limit` bytes.
+///
+/// The body must be `Unpin` because it is handed on after being polled; providers box
+/// bodies that are not (`Pin<Box<B>>` is a `Body` and `Unpin`).
+pub(crate) struct ReadAheadFuture<B: Body> {
+    body: Option<B>,
+    chunks: VecDeque<Bytes>,
+    len: u64,
+    limit: u64,
+    hasher: Box<blake3::Hasher>,
+    trailers: Option<HeaderMap>,
+}
+
+impl<B: Body + Unpin> ReadAheadFuture<B> {
+    pub(crate) fn new(body: B, limit: u64) -> Self {
+        Self {
+            body: Some(body),
+            chunks: VecDeque::new(),
+            len: 0,
+            limit,
+            hasher: Box::default(),
+            trailers: None,
+        }
+    }
+
+    fn finish(&mut self, error: Option<B::Error>, rest: Option<B>) -> BufferedBody<B> {
+        let trailers = if error.is_none() && rest.is_none() {
+            self.trailers.take()
+        } else {
+            None
+        };
+        BufferedBody::from_parts(
+            std::mem::take(&mut self.chunks),
+            self.len,
+            error,
+            trailers,
+            rest,
+        )
+    }
+}
+
+impl<B: Body + Unpin> Future for ReadAheadFuture<B> {
+    type Output = ReadAhead<B>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ReadAhead<B>> {
+        let this = &mut *self;
+        loop {
+            let body = this
+                .body
+                .as_mut()
+                .expect("ReadAheadFuture polled after completion");
+            match ready!(Pin::new(body).poll_frame(cx)) {
+                None => {
+                    this.body = None;
+                    let (hash, len) = (this.hasher.finalize(), this.len);
+                    return Poll::Ready(ReadAhead::Complete {
+                        body: this.finish(None, None),
+                        hash,
+                        len,
+                    });
+                }
+                Some(Err(error)) => {
+                    this.body = None;
+                    return Poll::Ready(ReadAhead::Incomplete {
+                        body: this.finish(Some(error), None),
+                    });
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(mut data) => {
+                        let data = data.copy_to_bytes(data.remaining());
+                        this.len += data.len() as u64;
+                        this.hasher.update(&data);
+                        this.chunks.push_back(data);
+                        if this.len > this.limit {
+                            // Over the limit: hand the rest of the stream on untouched.
+                            let rest = this.body.take();
+                            return Poll::Ready(ReadAhead::Incomplete {
+                                body: this.finish(None, rest),
+                            });
+                        }
+                    }
+                    Err(frame) => {
+                        if let Ok(t) = frame.into_trailers() {
+                            match &mut this.trailers {
+                                Some(existing) => existing.extend(t),
+                                None => this.trailers = Some(t),
+                            }
+                        }
+                    }
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,481 @@
+//! Conditional requests (RFC 9110 §13): preconditions read from a request, evaluated against a
+//! representation's validators in the order of §13.2.2.
+//!
+//! Pure code: no I/O, the inputs are header maps and times.
+//!
+//! ```
+//! use http::{HeaderMap, HeaderValue, Method, header::IF_NONE_MATCH};
+//! use tower_etag::conditional::{Outcome, Preconditions, Validators};
+//! use tower_etag::etag::EntityTag;
+//!
+//! let mut headers = HeaderMap::new();
+//! headers.insert(IF_NONE_MATCH, HeaderValue::from_static("W/\"v1\", \"v2\""));
+//! let pre = Preconditions::from_request(&Method::GET, &headers);
+//!
+//! let current = EntityTag::strong("v1").unwrap();
+//! let outcome = pre.evaluate(Validators { etag: Some(&current), last_modified: None });
+//! assert_eq!(outcome, Outcome::NotModified);
+//! ```
+
+use crate::{
+    etag::{list_kind, list_matches, EntityTag, TagList},
+    headers::single_date,
+};
+use http::{
+    header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE},
+    HeaderMap, HeaderValue, Method,
+};
+use std::time::SystemTime;
+
+/// The preconditions of one request: its `If-Match`, `If-None-Match`, `If-Modified-Since` and
+/// `If-Unmodified-Since` fields, and whether its method is GET or HEAD.
+///
+/// Dates are parsed once here; a date field that is not one valid HTTP-date is ignored, as
+/// RFC 9110 §13.1.3 and §13.1.4 require.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Preconditions {
+    get_or_head: bool,
+    if_match: Vec<HeaderValue>,
+    if_none_match: Vec<HeaderValue>,
+    if_modified_since: Option<SystemTime>,
+    if_unmodified_since: Option<SystemTime>,
+}
+
+/// The validators of the selected representation.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Validators<'a> {
+    /// Its entity tag, if it has one.
+    pub etag: Option<&'a EntityTag>,
+    /// Its last modification date, if it has one.
+    pub last_modified: Option<SystemTime>,
+}
+
+/// What the preconditions say to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Outcome {
+    /// Every precondition holds (or there are none): perform the request as usual.
+    Proceed,
+    /// Answer `304 Not Modified` (GET and HEAD only).
+    NotModified,
+    /// Answer `412 Precondition Failed`.
+    PreconditionFailed,
+}
+
+impl Preconditions {
+    /// Reads the preconditions of a request with this method and these headers.
+    pub fn from_request(method: &Method, headers: &HeaderMap) -> Self {
+        let get_or_head = method == Method::GET || method == Method::HEAD;
+        let lines = |name| headers.get_all(name).iter().cloned().collect::<Vec<_>>();
+        Self {
+            get_or_head,
+            if_match: lines(IF_MATCH),
+            if_none_match: lines(IF_NONE_MATCH),
+            // §13.1.3: If-Modified-Since is only for GET and HEAD.
+            if_modified_since: get_or_head
+                .then(|| single_date(headers, IF_MODIFIED_SINCE))
+                .flatten(),
+            if_unmodified_since: single_date(headers, IF_UNMODIFIED_SINCE),
+        }
+    }
+
+    /// Whether the request carries no precondition at all.
+    pub fn is_empty(&self) -> bool {
+        self.if_match.is_empty()
+            && self.if_none_match.is_empty()
+            && self.if_modified_since.is_none()
+            && self.if_unmodified_since.is_none()
+    }
+
+    /// Whether the request's method is GET or HEAD.
+    pub fn is_get_or_head(&self) -> bool {
+        self.get_or_head
+    }
+
+    /// Evaluates the preconditions against the selected representation, in the order of
+    /// RFC 9110 §13.2.2.
+    ///
+    /// The caller must only do so when the response without preconditions would be 2xx
+    /// (§13.2.1): a 404 is never turned into a 304.
+    pub fn evaluate(&self, current: Validators<'_>) -> Outcome {
+        // Step 1: If-Match (§13.1.1, strong comparison).
+        if let Some(kind) = list_kind(&self.if_match) {
+            if !self.if_match_holds(kind, current) {
+                return Outcome::PreconditionFailed;
+            }
+        } else if let Some(date) = self.if_unmodified_since {
+            // Step 2: If-Unmodified-Since, only without If-Match (§13.1.4).
+            if !unmodified_since(current.last_modified, date) {
+                return Outcome::PreconditionFailed;
+            }
+        }
+
+        // Step 3: If-None-Match (§13.1.2, weak comparison).
+        if let Some(kind) = list_kind(&self.if_none_match) {
+            let none_match = match (kind, current.etag) {
+                // `*` is false when a current representation exists, which is the case
+                // whenever we evaluate (the response would be 2xx).
+                (TagList::Any, _) => false,
+                (TagList::Tags, None) => true,
+                (TagList::Tags, Some(etag)) => !list_matches(&self.if_none_match, etag, false),
+            };
+            if !none_match {
+                return if self.get_or_head {
+                    Outcome::NotModified
+                } else {
+                    Outcome::PreconditionFailed
+                };
+            }
+        } else if let Some(date) = self.if_modified_since {
+            // Step 4: If-Modified-Since, only for GET/HEAD and without If-None-Match (§13.1.3).
+            // "False" (not modified) when the last modification is at or before the date.
+            if matches!(current.last_modified, Some(lm) if lm <= date) {
+                return Outcome::NotModified;
+            }
+        }
+
+        // Step 5 (If-Range) concerns range requests, which this crate passes through.
+        Outcome::Proceed
+    }
+
+    fn if_match_holds(&self, kind: TagList, current: Validators<'_>) -> bool {
+        match (kind, current.etag) {
+            // `*`: true when a current representation exists.
+            (TagList::Any, _) => true,
+            (TagList::Tags, None) => false,
+            (TagList::Tags, Some(etag)) => list_matches(&self.if_match, etag, true),
+        }
+    }
+}
+
+/// If-Unmodified-Since holds when the representation's last modification is at or before
+/// `date`. Without a known modification date it cannot be shown to hold, so it is taken as
+/// false (412): the conservative reading for a request that wants nothing to have changed.
+fn unmodified_since(last_modified: Option<SystemTime>, date: SystemTime) -> bool {
+    matches!(last_modified, Some(lm) if lm <= date)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        h
+    }
+
+    fn eval(
+        method: Method,
+        pairs: &[(&'static str, &str)],
+        etag: &str,
+        lm: Option<SystemTime>,
+    ) -> Outcome {
+        let tag: EntityTag = etag.parse().unwrap();
+        Preconditions::from_request(&method, &headers(pairs)).evaluate(Validators {
+            etag: Some(&tag),
+            last_modified: lm,
+        })
+    }
+
+    const LM: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+    fn lm() -> SystemTime {
+        httpdate::parse_http_date(LM).unwrap()
+    }
+    fn date(offset_secs: i64) -> String {
+        let t = if offset_secs >= 0 {
+            lm() + Duration::from_secs(offset_secs as u64)
+        } else {
+            lm() - Duration::from_secs((-offset_secs) as u64)
+        };
+        httpdate::fmt_http_date(t)
+    }
+
+    #[test]
+    fn no_preconditions_proceed() {
+        let pre = Preconditions::from_request(&Method::GET, &HeaderMap::new());
+        assert!(pre.is_empty());
+        assert_eq!(eval(Method::GET, &[], "\"a\"", None), Outcome::Proceed);
+    }
+
+    #[test]
+    fn if_none_match_matching_gives_304_for_get_and_head() {
+        assert_eq!(
+            eval(Method::GET, &[("if-none-match", "\"a\"")], "\"a\"", None),
+            Outcome::NotModified
+        );
+        assert_eq!(
+            eval(Method::HEAD, &[("if-none-match", "\"a\"")], "\"a\"", None),
+            Outcome::NotModified
+        );
+    }
+
+    #[test]
+    fn if_none_match_not_matching_proceeds() {
+        assert_eq!(
+            eval(Method::GET, &[("if-none-match", "\"b\"")], "\"a\"", None),
+            Outcome::Proceed
+        );
+    }
+
+    #[test]
+    fn if_none_match_uses_weak_comparison() {
+        assert_eq!(
+            eval(Method::GET, &[("if-none-match", "W/\"a\"")], "\"a\"", None),
+            Outcome::NotModified
+        );
+        assert_eq!(
+            eval(Method::GET, &[("if-none-match", "\"a\"")], "W/\"a\"", None),
+            Outcome::NotModified
+        );
+    }
+
+    #[test]
+    fn if_none_match_list_and_several_lines() {
+        let pairs = [
+            ("if-none-match", "\"x\", \"y\""),
+            ("if-none-match", "\"z\", \"a\""),
+        ];
+        assert_eq!(
+            eval(Method::GET, &pairs, "\"a\"", None),
+            Outcome::NotModified
+        );
+        assert_eq!(eval(Method::GET, &pairs, "\"q\"", None), Outcome::Proceed);
+    }
+
+    #[test]
+    fn if_none_match_star_matches_any_representation() {
+        assert_eq!(
+            eval(Method::GET, &[("if-none-match", "*")], "\"a\"", None),
+            Outcome::NotModified
+        );
+    }
+
+    #[test]
+    fn if_none_match_false_on_unsafe_method_is_412() {
+        assert_eq!(
+            eval(Method::PUT, &[("if-none-match", "*")], "\"a\"", None),
+            Outcome::PreconditionFailed
+        );
+        assert_eq!(
+            eval(Method::POST, &[("if-none-match", "\"a\"")], "\"a\"", None),
+            Outcome::PreconditionFailed
+        );
+    }
+
+    #[test]
+    fn unquoted_if_none_match_never_matches() {
+        assert_eq!(
+            eval(Method::GET, &[("if-none-match", "a")], "\"a\"", None),
+            Outcome::Proceed
+        );
+    }
+
+    #[test]
+    fn if_match_uses_strong_comparison() {
+        assert_eq!(
+            eval(Method::GET, &[("if-match", "\"a\"")], "\"a\"", None),
+            Outcome::Proceed
+        );
+        assert_eq!(
+            eval(Method::GET, &[("if-match", "W/\"a\"")], "\"a\"", None),
+            Outcome::PreconditionFailed
+        );
+        assert_eq!(
+            eval(Method::GET, &[("if-match", "\"a\"")], "W/\"a\"", None),
+            Outcome::PreconditionFailed
+        );
+        assert_eq!(
+            eval(Method::GET, &[("if-match", "\"b\"")], "\"a\"", None),
+            Outcome::PreconditionFailed
+        );
+    }
+
+    #[test]
+    fn if_match_star_holds_for_existing_representation() {
+        assert_eq!(
+            eval(Method::PUT, &[("if-match", "*")], "\"a\"", None),
+            Outcome::Proceed
+        );
+    }
+
+    #[test]
+    fn if_match_without_current_etag_fails() {
+        let pre = Preconditions::from_request(&Method::GET, &headers(&[("if-match", "\"a\"")]));
+        assert_eq!(
+            pre.evaluate(Validators::default()),
+            Outcome::PreconditionFailed
+        );
+    }
+
+    #[test]
+    fn if_match_is_evaluated_before_if_none_match() {
+        // §13.2.2: a failing If-Match gives 412 even where If-None-Match would give 304.
+        let pairs = [("if-match", "\"b\""), ("if-none-match", "\"a\"")];
+        assert_eq!(
+            eval(Method::GET, &pairs, "\"a\"", None),
+            Outcome::PreconditionFailed
+        );
+    }
+
+    #[test]
+    fn if_unmodified_since() {
+        let older = date(-10);
+        let newer = date(10);
+        assert_eq!(
+            eval(
+                Method::GET,
+                &[("if-unmodified-since", &newer)],
+                "\"a\"",
+                Some(lm())
+            ),
+            Outcome::Proceed
+        );
+        assert_eq!(
+            eval(
+                Method::GET,
+                &[("if-unmodified-since", LM)],
+                "\"a\"",
+                Some(lm())
+            ),
+            Outcome::Proceed
+        );
+        assert_eq!(
+            eval(
+                Method::GET,
+                &[("if-unmodified-since", &older)],
+                "\"a\"",
+                Some(lm())
+            ),
+            Outcome::PreconditionFailed
+        );
+        // Unknown modification date: cannot be shown unmodified.
+        assert_eq!(
+            eval(
+                Method::GET,
+                &[("if-unmodified-since", &newer)],
+                "\"a\"",
+                None
+            ),
+            Outcome::PreconditionFailed
+        );
+    }
+
+    #[test]
+    fn if_unmodified_since_ignored_when_if_match_present() {
+        let pairs = [("if-match", "\"a\""), ("if-unmodified-since", &date(-10))];
+        assert_eq!(
+            eval(Method::PUT, &pairs, "\"a\"", Some(lm())),
+            Outcome::Proceed
+        );
+    }
+
+    #[test]
+    fn if_unmodified_since_invalid_date_ignored() {
+        let pairs = [("if-unmodified-since", "yesterday")];
+        assert_eq!(
+            eval(Method::PUT, &pairs, "\"a\"", Some(lm())),
+            Outcome::Proceed
+        );
+    }
+
+    #[test]
+    fn if_modified_since() {
+        let newer = date(10);
+        let older = date(-10);
+        assert_eq!(
+            eval(
+                Method::GET,
+                &[("if-modified-since", &newer)],
+                "\"a\"",
+                Some(lm())
+            ),
+            Outcome::NotModified
+        );
+        assert_eq!(
+            eval(
+                Method::GET,
+                &[("if-modified-since", LM)],
+                "\"a\"",
+                Some(lm())
+            ),
+            Outcome::NotModified
+        );
+        assert_eq!(
+            eval(
+                Method::GET,
+                &[("if-modified-since", &older)],
+                "\"a\"",
+                Some(lm())
+            ),
+            Outcome::Proceed
+        );
+        // No Last-Modified: nothing to compare, the full response goes out.
+        assert_eq!(
+            eval(Method::GET, &[("if-modified-since", &newer)], "\"a\"", None),
+            Outcome::Proceed
+        );
+    }
+
+    #[test]
+    fn if_modified_since_accepts_obsolete_date_formats() {
+        let rfc850 = "Sunday, 06-Nov-94 08:49:37 GMT";
+        let asctime = "Sun Nov  6 08:49:37 1994";
+        for d in [rfc850, asctime] {
+            assert_eq!(
+                eval(
+                    Method::GET,
+                    &[("if-modified-since", d)],
+                    "\"a\"",
+                    Some(lm())
+                ),
+                Outcome::NotModified,
+                "{d}"
+            );
+        }
+    }
+
+    #[test]
+    fn if_modified_since_ignored_with_if_none_match() {
+        // The tag does not match, the date would say 304: If-None-Match wins (§13.1.3).
+        let pairs = [
+            ("if-none-match", "\"other\""),
+            ("if-modified-since", &date(10)),
+        ];
+        assert_eq!(
+            eval(Method::GET, &pairs, "\"a\"", Some(lm())),
+            Outcome::Proceed
+        );
+    }
+
+    #[test]
+    fn if_modified_since_ignored_for_other_methods() {
+        let d = date(10);
+        let pairs = [("if-modified-since", d.as_str())];
+        assert_eq!(
+            eval(Method::POST, &pairs, "\"a\"", Some(lm())),
+            Outcome::Proceed
+        );
+    }
+
+    #[test]
+    fn if_modified_since_invalid_or_repeated_ignored() {
+        assert_eq!(
+            eval(
+                Method::GET,
+                &[("if-modified-since", "not a date")],
+                "\"a\"",
+                Some(lm())
+            ),
+            Outcome::Proceed
+        );
+        let two = [("if-modified-since", LM), ("if-modified-since", LM)];
+        assert_eq!(
+            eval(Method::GET, &two, "\"a\"", Some(lm())),
+            Outcome::Proceed
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! Explicit freshness of a stored response (RFC 9111 §4.2.1) and its `Age` (§5.1).
+//!
+//! Pure code: the clock is passed in.
+
+use crate::{cache_control::CacheControl, headers::single_date};
+use http::{
+    header::{AGE, DATE, EXPIRES},
+    HeaderMap,
+};
+use std::time::{Duration, SystemTime};
+
+/// The freshness lifetime a response states itself, if any (RFC 9111 §4.2.1):
+/// `s-maxage` (shared caches only), then `max-age`, then `Expires − Date`.
+///
+/// An `Expires` that is not one valid HTTP-date means "already expired" (§5.3), so it gives
+/// `Some(Duration::ZERO)`. Without a valid `Date`, the time the response was received
+/// (`received`) stands in for it (§4.2.1).
+pub fn explicit_lifetime(
+    cc: &CacheControl,
+    headers: &HeaderMap,
+    shared: bool,
+    received: SystemTime,
+) -> Option<Duration> {
+    if shared {
+        if let Some(s) = cc.s_maxage {
+            return Some(s);
+        }
+    }
+    if let Some(m) = cc.max_age {
+        return Some(m);
+    }
+    if !headers.contains_key(EXPIRES) {
+        return None;
+    }
+    let Some(expires) = single_date(headers, EXPIRES) else {
+        return Some(Duration::ZERO);
+    };
+    let date = single_date(headers, DATE).unwrap_or(received);
+    Some(expires.duration_since(date).unwrap_or(Duration::ZERO))
+}
+
+/// The `Age` field as a duration: `None` when absent or not a non-negative integer
+/// (RFC 9111 §5.1: such a value is ignored). A huge value saturates.
+pub fn age_header(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(AGE)?.to_str().ok()?.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(Duration::from_secs(
+        v.parse::<u64>().unwrap_or(u64::MAX / 4),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{header::CACHE_CONTROL, HeaderName, HeaderValue};
+
+    fn h(pairs: &[(HeaderName, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (n, v) in pairs {
+            m.append(n.clone(), HeaderValue::from_str(v).unwrap());
+        }
+        m
+    }
+
+    fn lifetime(pairs: &[(HeaderName, &str)], shared: bool) -> Option<Duration> {
+        let headers = h(pairs);
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        explicit_lifetime(&CacheControl::from_headers(&headers), &headers, shared, now)
+    }
+
+    const DATE_V: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+    const PLUS_100: &str = "Sun, 06 Nov 1994 08:51:17 GMT";
+
+    #[test]
+    fn s_maxage_wins_in_shared_caches_only() {
+        let pairs = [(CACHE_CONTROL, "max-age=10, s-maxage=20")];
+        assert_eq!(lifetime(&pairs, true), Some(Duration::from_secs(20)));
+        assert_eq!(lifetime(&pairs, false), Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn max_age_wins_over_expires() {
+        let pairs = [
+            (CACHE_CONTROL, "max-age=10"),
+            (DATE, DATE_V),
+            (EXPIRES, PLUS_100),
+        ];
+        assert_eq!(lifetime(&pairs, true), Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn expires_minus_date() {
+        let pairs = [(DATE, DATE_V), (EXPIRES, PLUS_100)];
+        assert_eq!(lifetime(&pairs, true), Some(Duration::from_secs(100)));
+        // Without Date, the receive time stands in.
+        assert_eq!(
+            lifetime(&[(EXPIRES, PLUS_100)], true),
+            Some(Duration::from_secs(100))
+        );
+        // Expires in the past: already stale.
+        let past = [(DATE, PLUS_100), (EXPIRES, DATE_V)];
+        assert_eq!(lifetime(&past, true), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn invalid_expires_means_stale() {
+        assert_eq!(lifetime(&[(EXPIRES, "0")], true), Some(Duration::ZERO));
+        assert_eq!(
+            lifetime(&[(EXPIRES, PLUS_100), (EXPIRES, PLUS_100)], true),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn no_explicit_freshness() {
+        assert_eq!(lifetime(&[(DATE, DATE_V)], true), None);
+        assert_eq!(lifetime(&[(CACHE_CONTROL, "public")], true), None);
+    }
+
+    #[test]
+    fn age_header_parsing() {
+        assert_eq!(
+            age_header(&h(&[(AGE, "30")])),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(age_header(&h(&[(AGE, "-1")])), None);
+        assert_eq!(age_header(&h(&[(AGE, "abc")])), None);
+        assert!(age_header(&h(&[(AGE, "999999999999999999999999")])).is_some());
+        assert_eq!(age_header(&HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,87 @@
+//! ETag and HTTP caching middleware for [tower], [axum] and [hyper].
+//!
+//! [`EtagCacheLayer`] wraps a service with a [`CacheProvider`] and a [`PassthroughPredicate`].
+//! It tags responses with strong ETags and answers conditional requests (RFC 9110 §13) with
+//! `304 Not Modified` or `412 Precondition Failed`.
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use tower_etag::{ConstLruProvider, EtagCacheLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let app = Router::new()
+//!     .route("/", get(|| async { "Hello, World!" }))
+//!     .layer(EtagCacheLayer::with_default_predicate(ConstLruProvider::<1024>::init()));
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! # let server = async move {
+//! axum::serve(listener, app).await.unwrap();
+//! # };
+//! # drop(server);
+//! # }
+//! ```
+//!
+//! # What it does
+//!
+//! ```text
+//! request ─► predicate ──(not cacheable)──────────────────► inner service ─► client
+//!               │ cacheable
+//!               ▼
+//!          provider lookup ──► hit: 304 / 412 from a fresh entry ─► client
+//!               │ miss (request, key)
+//!               ▼
+//!          inner service ─► response ─► predicate ──(not cacheable)──► client
+//!                                          │ cacheable
+//!                                          ▼
+//!                          provider store: hash the body, file the ETag,
+//!                          answer the request's preconditions ─► client
+//! ```
+//!
+//! A 304 without calling the inner service is only sent from an entry that is fresh by the
+//! response's own freshness (or an explicit TTL), never for `no-cache`, `no-store`,
+//! `private` or `Set-Cookie` responses, and never to requests with `Authorization` unless the
+//! response allowed sharing. Otherwise the inner service always runs, and a matching
+//! `If-None-Match` still saves the client the download.
+//!
+//! # Where to place it
+//!
+//! Put compression **inside** the cache layer (closer to the handler), so each encoding is
+//! hashed as sent and gets its own ETag; the key includes `Accept-Encoding` and the
+//! compression layer adds `Vary: accept-encoding`. Placed outside, one strong ETag would
+//! stand for both the plain and the compressed bytes, which RFC 9110 §8.8.3 forbids.
+//! Put authentication **outside** or inside as you like: requests with `Authorization` are
+//! never answered from the cache alone unless the response said `public`.
+//!
+//! [tower]: https://docs.rs/tower
+//! [axum]: https://docs.rs/axum
+//! [hyper]: https://docs.rs/hyper
+
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+mod body;
+pub mod cache_control;
+pub mod conditional;
+pub mod etag;
+pub mod freshness;
+mod future;
+mod headers;
+mod layer;
+pub mod predicate;
+pub mod provider;
+mod service;
+
+pub use body::{BoxError, BufferedBody, ResponseBody};
+pub use future::ResponseFuture;
+pub use layer::EtagCacheLayer;
+pub use predicate::{DefaultPredicate, PassthroughPredicate};
+pub use provider::{
+    CacheProvider, ConstLruProvider, Lookup, RequestHead, SimpleEtagCacheKey, StoreRequest,
+};
+pub use service::EtagCache;

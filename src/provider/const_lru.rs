@@ -1,0 +1,623 @@
+//! [`ConstLruProvider`]: ETags in a fixed-capacity LRU shared by every clone.
+
+use super::{CacheProvider, Lookup, RequestHead, StoreRequest};
+use crate::{
+    body::{BufferedBody, ReadAhead, ReadAheadFuture},
+    cache_control::CacheControl,
+    conditional::{Outcome, Validators},
+    etag::EntityTag,
+    freshness::{age_header, explicit_lifetime},
+    headers::{into_bodiless, seconds_value, single_date, vary_names},
+};
+use bytes::Bytes;
+use const_lru::ConstLru;
+use http::{
+    header::{
+        ACCEPT, ACCEPT_ENCODING, ACCEPT_LANGUAGE, AGE, CACHE_CONTROL, CONTENT_LENGTH,
+        CONTENT_LOCATION, ETAG, EXPIRES, HOST, LAST_MODIFIED, SET_COOKIE, VARY,
+    },
+    response::Parts,
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode,
+};
+use http_body::Body;
+use http_body_util::Empty;
+use std::{
+    convert::Infallible,
+    fmt,
+    future::{ready, Future, Ready},
+    pin::Pin,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    task::{Context, Poll},
+    time::{Duration, Instant, SystemTime},
+};
+use tower_service::Service;
+
+/// The default limit on the bytes read ahead to hash a body: 8 MiB.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 8 * 1024 * 1024;
+
+/// The cache key of [`ConstLruProvider`]: the target (Host, path and query) and the sorted
+/// values of the request fields that select a representation (`Accept`, `Accept-Language`,
+/// `Accept-Encoding`). The method is not part of it: HEAD shares GET's entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SimpleEtagCacheKey {
+    /// The authority of the URI, or else the `Host` field; empty if neither is present.
+    pub host: String,
+    /// The path and query of the URI.
+    pub path_and_query: String,
+    /// The `Accept` lines, sorted.
+    pub accept: Vec<HeaderValue>,
+    /// The `Accept-Language` lines, sorted.
+    pub accept_language: Vec<HeaderValue>,
+    /// The `Accept-Encoding` lines, sorted.
+    pub accept_encoding: Vec<HeaderValue>,
+}
+
+/// The request fields that [`SimpleEtagCacheKey`] includes.
+const KEY_FIELDS: [HeaderName; 3] = [ACCEPT, ACCEPT_LANGUAGE, ACCEPT_ENCODING];
+
+impl SimpleEtagCacheKey {
+    /// The key of a request.
+    pub fn from_request<B>(request: &Request<B>) -> Self {
+        let headers = request.headers();
+        let sorted = |name| {
+            let mut v: Vec<HeaderValue> = headers.get_all(name).iter().cloned().collect();
+            v.sort_unstable();
+            v
+        };
+        let [accept, accept_language, accept_encoding] = KEY_FIELDS.map(sorted);
+        Self {
+            host: target_host(request),
+            path_and_query: request
+                .uri()
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned()),
+            accept,
+            accept_language,
+            accept_encoding,
+        }
+    }
+}
+
+fn target_host<B>(request: &Request<B>) -> String {
+    match request.uri().authority() {
+        Some(a) => a.as_str().to_ascii_lowercase(),
+        None => request
+            .headers()
+            .get(HOST)
+            .map(|h| String::from_utf8_lossy(h.as_bytes()).to_ascii_lowercase())
+            .unwrap_or_default(),
+    }
+}
+
+/// What the provider keeps of a response: its validators, the fields a 304 repeats, and when
+/// (if ever) it may answer a 304 without asking the inner service.
+#[derive(Debug)]
+struct Entry {
+    etag: EntityTag,
+    last_modified: Option<SystemTime>,
+    /// ETag, Cache-Control, Expires, Content-Location, Vary and Last-Modified as sent.
+    not_modified_headers: HeaderMap,
+    stored_at: Instant,
+    /// The response's `Age` when it was stored.
+    initial_age: Duration,
+    /// Until when a 304 may be answered from this entry alone; `None`: never.
+    fresh_until: Option<Instant>,
+    /// `public`, `s-maxage` or `must-revalidate`: may answer requests with `Authorization`.
+    shareable_with_authorization: bool,
+}
+
+/// Fields a 304 made from an entry repeats (RFC 9110 §15.4.5).
+const NOT_MODIFIED_FIELDS: [HeaderName; 6] = [
+    ETAG,
+    CACHE_CONTROL,
+    EXPIRES,
+    CONTENT_LOCATION,
+    VARY,
+    LAST_MODIFIED,
+];
+
+impl Entry {
+    /// The entry for a response with this head and entity tag, or `None` where none may be
+    /// kept (`no-store`).
+    fn new(
+        headers: &HeaderMap,
+        etag: EntityTag,
+        head: &RequestHead,
+        ttl: Option<Duration>,
+    ) -> Option<Self> {
+        let cc = CacheControl::from_headers(headers);
+        if cc.no_store {
+            return None;
+        }
+        let (now, received) = (Instant::now(), SystemTime::now());
+        let shareable_with_authorization = cc.public || cc.s_maxage.is_some() || cc.must_revalidate;
+        let initial_age = age_header(headers).unwrap_or_default();
+        let fresh_until = may_answer_alone(&cc, headers, head, shareable_with_authorization)
+            .then(|| explicit_lifetime(&cc, headers, true, received).or(ttl))
+            .flatten()
+            .and_then(|lifetime| lifetime.checked_sub(initial_age))
+            .and_then(|remaining| now.checked_add(remaining));
+        let mut not_modified_headers = HeaderMap::new();
+        for name in NOT_MODIFIED_FIELDS {
+            for v in headers.get_all(&name) {
+                not_modified_headers.append(name.clone(), v.clone());
+            }
+        }
+        not_modified_headers.insert(ETAG, etag.to_header_value());
+        Some(Self {
+            etag,
+            last_modified: single_date(headers, LAST_MODIFIED),
+            not_modified_headers,
+            stored_at: now,
+            initial_age,
+            fresh_until,
+            shareable_with_authorization,
+        })
+    }
+
+    fn validators(&self) -> Validators<'_> {
+        Validators {
+            etag: Some(&self.etag),
+            last_modified: self.last_modified,
+        }
+    }
+
+    fn age(&self, now: Instant) -> Duration {
+        self.initial_age + now.saturating_duration_since(self.stored_at)
+    }
+}
+
+/// Whether a response may ever be the basis of a 304 sent without asking the inner service:
+/// never for `no-cache` (even qualified), `private`, `Set-Cookie`, a `Vary` on fields outside
+/// the key (the entry would stand for other users' variants), or a response to a request with
+/// `Authorization` that did not allow sharing (RFC 9111 §3.5).
+fn may_answer_alone(
+    cc: &CacheControl,
+    headers: &HeaderMap,
+    head: &RequestHead,
+    shareable: bool,
+) -> bool {
+    !cc.no_cache.is_present()
+        && !cc.private.is_present()
+        && !headers.contains_key(SET_COOKIE)
+        && vary_names(headers).all(|n| KEY_FIELDS.iter().any(|k| k.as_str() == n))
+        && (!head.authorization || shareable)
+}
+
+struct Config {
+    max_body_size: u64,
+    ttl: Option<Duration>,
+}
+
+struct Shared<const CAP: usize> {
+    lru: Mutex<Box<ConstLru<SimpleEtagCacheKey, Entry, CAP, u32>>>,
+    config: Config,
+}
+
+impl<const CAP: usize> Shared<CAP> {
+    fn lru(&self) -> MutexGuard<'_, Box<ConstLru<SimpleEtagCacheKey, Entry, CAP, u32>>> {
+        // The map is left consistent by every operation, so a panic elsewhere while the lock
+        // was held does not make it unusable.
+        self.lru.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// An ETag cache in a fixed-capacity LRU ([`const_lru`]), shared by all clones: no background
+/// task, no `unsafe`, one short lock per lookup and per store (never held across an await).
+///
+/// - Entity tags are strong: the quoted, unpadded URL-safe base64 of the body's blake3 hash.
+///   A response that already carries a valid `ETag` keeps it and is not hashed.
+/// - Keys are [`SimpleEtagCacheKey`]s.
+/// - A request whose preconditions match a **fresh** entry gets its 304 (or 412) without the
+///   inner service being called. Fresh means: within the response's own freshness lifetime
+///   (`s-maxage`, `max-age`, `Expires`), or else within the TTL set with
+///   [`ConstLruProviderBuilder::ttl`]; never for `no-cache`, `no-store`, `private` or
+///   `Set-Cookie` responses, never for requests with `Authorization` unless the response
+///   said `public`, `s-maxage` or `must-revalidate`, and never when the request asks for
+///   revalidation (`Cache-Control: no-cache`, `max-age` below the entry's age).
+/// - Otherwise the inner service runs, the body is hashed (up to
+///   [`ConstLruProviderBuilder::max_body_size`]; a larger body streams through untagged) and a
+///   matching `If-None-Match` still gets its 304.
+/// - A HEAD that cannot be answered from a fresh entry is sent to the inner service as a
+///   GET, so that it carries the GET representation's tag; its body is dropped.
+///
+/// `CAP` is the number of entries. The map is allocated once, on the heap.
+///
+/// ```
+/// use tower_etag::{EtagCacheLayer, ConstLruProvider};
+/// use std::time::Duration;
+///
+/// let provider = ConstLruProvider::<1024>::builder().ttl(Duration::from_secs(5)).build();
+/// let layer = EtagCacheLayer::with_default_predicate(provider.clone());
+/// # let _ = layer;
+/// provider.clear();
+/// ```
+pub struct ConstLruProvider<const CAP: usize> {
+    shared: Arc<Shared<CAP>>,
+}
+
+impl<const CAP: usize> Clone for ConstLruProvider<CAP> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<const CAP: usize> fmt::Debug for ConstLruProvider<CAP> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConstLruProvider")
+            .field("capacity", &CAP)
+            .field("len", &self.len())
+            .field("max_body_size", &self.shared.config.max_body_size)
+            .field("ttl", &self.shared.config.ttl)
+            .finish()
+    }
+}
+
+/// Builds a [`ConstLruProvider`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ConstLruProviderBuilder<const CAP: usize> {
+    max_body_size: u64,
+    ttl: Option<Duration>,
+}
+
+impl<const CAP: usize> ConstLruProviderBuilder<CAP> {
+    /// The most bytes read ahead to hash a body (default [`DEFAULT_MAX_BODY_SIZE`]). A body
+    /// that is, or turns out to be, larger streams through without an ETag.
+    pub fn max_body_size(mut self, bytes: u64) -> Self {
+        self.max_body_size = bytes;
+        self
+    }
+
+    /// How long a response without freshness information of its own counts as fresh, so
+    /// that matching requests get a 304 without calling the inner service. Off by default.
+    /// A response's own `max-age`, `s-maxage` or `Expires` takes precedence.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// The provider.
+    pub fn build(self) -> ConstLruProvider<CAP> {
+        ConstLruProvider {
+            shared: Arc::new(Shared {
+                lru: Mutex::new(new_boxed_lru()),
+                config: Config {
+                    max_body_size: self.max_body_size,
+                    ttl: self.ttl,
+                },
+            }),
+        }
+    }
+}
+
+/// `ConstLru::new` builds the whole map on the stack before it is boxed, which can overflow
+/// the caller's stack for a large `CAP`. Without `unsafe`, the way out is to build a large
+/// one on a thread whose stack is big enough.
+fn new_boxed_lru<K: Send, V: Send, const CAP: usize>() -> Box<ConstLru<K, V, CAP, u32>> {
+    const {
+        assert!(
+            CAP > 0 && CAP <= u32::MAX as usize,
+            "capacity must be in 1..=u32::MAX"
+        )
+    };
+    let size = std::mem::size_of::<ConstLru<K, V, CAP, u32>>();
+    if size <= 64 * 1024 {
+        return Box::new(ConstLru::new());
+    }
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("tower-etag-init".into())
+            .stack_size(size * 4 + (1 << 20))
+            .spawn_scoped(scope, || Box::new(ConstLru::new()))
+            .expect("spawning a thread to allocate the LRU")
+            .join()
+            .expect("allocating the LRU")
+    })
+}
+
+impl<const CAP: usize> ConstLruProvider<CAP> {
+    /// A provider with the default settings.
+    pub fn init() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder for a provider with other settings.
+    pub fn builder() -> ConstLruProviderBuilder<CAP> {
+        ConstLruProviderBuilder {
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            ttl: None,
+        }
+    }
+
+    /// Forgets the entry of `key`; returns whether there was one.
+    pub fn invalidate(&self, key: &SimpleEtagCacheKey) -> bool {
+        self.shared.lru().remove(key).is_some()
+    }
+
+    /// Forgets every entry (all variants) of a target. `host` as in
+    /// [`SimpleEtagCacheKey::host`]; returns how many entries went.
+    pub fn invalidate_target(&self, host: &str, path_and_query: &str) -> usize {
+        let mut lru = self.shared.lru();
+        let keys: Vec<SimpleEtagCacheKey> = lru
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.host.eq_ignore_ascii_case(host) && k.path_and_query == path_and_query)
+            .cloned()
+            .collect();
+        keys.iter().filter(|k| lru.remove(*k).is_some()).count()
+    }
+
+    /// Forgets every entry.
+    pub fn clear(&self) {
+        self.shared.lru().clear();
+    }
+
+    /// How many entries the cache holds.
+    pub fn len(&self) -> usize {
+        self.shared.lru().len() as usize
+    }
+
+    /// Whether the cache holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The entity tag stored for `key`, if any.
+    pub fn etag(&self, key: &SimpleEtagCacheKey) -> Option<EntityTag> {
+        self.shared.lru().get_untouched(key).map(|e| e.etag.clone())
+    }
+}
+
+/// Whether the request itself asks that nothing be answered without the origin
+/// (RFC 9111 §5.2.1): `no-cache` (or `Pragma: no-cache`), or a `max-age` below the entry's age.
+fn request_wants_revalidation(cc: &CacheControl, age: Duration) -> bool {
+    cc.no_cache.is_present() || cc.max_age.is_some_and(|max| age > max)
+}
+
+fn bodiless(headers: HeaderMap, status: StatusCode) -> Response<Empty<Bytes>> {
+    let mut res = Response::new(Empty::new());
+    *res.status_mut() = status;
+    *res.headers_mut() = headers;
+    res
+}
+
+impl<const CAP: usize, ReqBody> Service<Request<ReqBody>> for ConstLruProvider<CAP> {
+    type Response = Lookup<ReqBody, SimpleEtagCacheKey, Empty<Bytes>>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    #[inline]
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let cc = CacheControl::from_headers(request.headers());
+        if cc.no_store {
+            // RFC 9111 §5.2.1.5: nothing of this exchange may be stored.
+            return ready(Ok(Lookup::Pass(request)));
+        }
+        let key = SimpleEtagCacheKey::from_request(&request);
+        if let Some(hit) = self.answer_from_entry(&key, &request, &cc) {
+            return ready(Ok(Lookup::Hit(hit)));
+        }
+        if request.method() == Method::HEAD {
+            // Fetch the GET representation so the HEAD answer carries its tag.
+            *request.method_mut() = Method::GET;
+        }
+        ready(Ok(Lookup::Miss { request, key }))
+    }
+}
+
+impl<const CAP: usize> ConstLruProvider<CAP> {
+    /// A 304 or 412 from a fresh entry, where one may be sent without the inner service.
+    fn answer_from_entry<ReqBody>(
+        &self,
+        key: &SimpleEtagCacheKey,
+        request: &Request<ReqBody>,
+        cc: &CacheControl,
+    ) -> Option<Response<Empty<Bytes>>> {
+        let preconditions = RequestHead::from_request(request);
+        if preconditions.preconditions.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        let mut lru = self.shared.lru();
+        let entry = lru.get(key)?;
+        let fresh = entry.fresh_until.is_some_and(|until| now < until);
+        if !fresh
+            || (preconditions.authorization && !entry.shareable_with_authorization)
+            || request_wants_revalidation(cc, entry.age(now))
+        {
+            return None;
+        }
+        let status = match preconditions.preconditions.evaluate(entry.validators()) {
+            Outcome::Proceed => return None,
+            Outcome::NotModified => StatusCode::NOT_MODIFIED,
+            Outcome::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+        };
+        let mut headers = entry.not_modified_headers.clone();
+        // RFC 9111 §5.1: a response served from a cache carries its Age.
+        headers.insert(AGE, seconds_value(entry.age(now).as_secs()));
+        Some(bodiless(headers, status))
+    }
+
+    fn store(&self, key: SimpleEtagCacheKey, entry: Option<Entry>) {
+        let mut lru = self.shared.lru();
+        match entry {
+            Some(e) => {
+                lru.insert(key, e);
+            }
+            None => {
+                lru.remove(&key);
+            }
+        }
+    }
+}
+
+/// The future of [`ConstLruProvider`]'s store service.
+pub struct ConstLruStoreFuture<const CAP: usize, B: Body> {
+    state: StoreState<CAP, B>,
+}
+
+impl<const CAP: usize, B: Body> fmt::Debug for ConstLruStoreFuture<CAP, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            StoreState::Ready(_) => "Ready",
+            StoreState::Reading { .. } => "Reading",
+        };
+        f.debug_struct("ConstLruStoreFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+enum StoreState<const CAP: usize, B: Body> {
+    Ready(Option<Response<BufferedBody<Pin<Box<B>>>>>),
+    Reading {
+        read: ReadAheadFuture<Pin<Box<B>>>,
+        pending: Option<(Parts, StoreRequestHead<CAP>)>,
+    },
+}
+
+/// What the store future keeps while it reads the body.
+struct StoreRequestHead<const CAP: usize> {
+    provider: ConstLruProvider<CAP>,
+    key: SimpleEtagCacheKey,
+    head: RequestHead,
+}
+
+impl<const CAP: usize> StoreRequestHead<CAP> {
+    /// Files the entry and answers the client's preconditions (RFC 9110 §13.2.2; only 2xx
+    /// responses get here, §13.2.1).
+    fn respond<B: Body>(
+        self,
+        mut parts: Parts,
+        etag: EntityTag,
+        body: BufferedBody<B>,
+        len: Option<u64>,
+    ) -> Response<BufferedBody<B>> {
+        let entry = Entry::new(
+            &parts.headers,
+            etag.clone(),
+            &self.head,
+            self.provider.shared.config.ttl,
+        );
+        self.provider.store(self.key, entry);
+        parts.headers.insert(ETAG, etag.to_header_value());
+        let validators = Validators {
+            etag: Some(&etag),
+            last_modified: single_date(&parts.headers, LAST_MODIFIED),
+        };
+        let status = match self.head.preconditions.evaluate(validators) {
+            Outcome::Proceed if self.head.method == Method::HEAD => {
+                if let Some(len) = len {
+                    parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+                }
+                return Response::from_parts(parts, BufferedBody::empty());
+            }
+            Outcome::Proceed => return Response::from_parts(parts, body),
+            Outcome::NotModified => StatusCode::NOT_MODIFIED,
+            Outcome::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+        };
+        into_bodiless(&mut parts, status);
+        Response::from_parts(parts, BufferedBody::empty())
+    }
+
+    /// The response goes out untouched and untagged; an old entry for it can no longer be
+    /// vouched for.
+    fn pass<B: Body>(self, parts: Parts, body: BufferedBody<B>) -> Response<BufferedBody<B>> {
+        self.provider.store(self.key, None);
+        let body = if self.head.method == Method::HEAD {
+            BufferedBody::empty()
+        } else {
+            body
+        };
+        Response::from_parts(parts, body)
+    }
+}
+
+impl<const CAP: usize, B: Body> Future for ConstLruStoreFuture<CAP, B> {
+    type Output = Result<Response<BufferedBody<Pin<Box<B>>>>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            StoreState::Ready(res) => Poll::Ready(Ok(res.take().expect("polled after completion"))),
+            StoreState::Reading { read, pending } => {
+                let outcome = std::task::ready!(Pin::new(read).poll(cx));
+                let (parts, ctx) = pending.take().expect("polled after completion");
+                Poll::Ready(Ok(match outcome {
+                    ReadAhead::Complete { body, hash, len } => {
+                        ctx.respond(parts, EntityTag::from_blake3(&hash), body, Some(len))
+                    }
+                    ReadAhead::Incomplete { body } => ctx.pass(parts, body),
+                }))
+            }
+        }
+    }
+}
+
+impl<const CAP: usize, ResBody: Body> Service<StoreRequest<SimpleEtagCacheKey, ResBody>>
+    for ConstLruProvider<CAP>
+{
+    type Response = Response<BufferedBody<Pin<Box<ResBody>>>>;
+    type Error = Infallible;
+    type Future = ConstLruStoreFuture<CAP, ResBody>;
+
+    #[inline]
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: StoreRequest<SimpleEtagCacheKey, ResBody>) -> Self::Future {
+        let StoreRequest {
+            key,
+            head,
+            response,
+        } = req;
+        let (parts, body) = response.into_parts();
+        let body = Box::pin(body);
+        let ctx = StoreRequestHead {
+            provider: self.clone(),
+            key,
+            head,
+        };
+        let ready_with = |res| ConstLruStoreFuture {
+            state: StoreState::Ready(Some(res)),
+        };
+
+        if let Some(existing) = parts.headers.get(ETAG) {
+            // The inner service tagged the response itself: keep its tag, hash nothing.
+            return ready_with(match EntityTag::from_header_value(existing) {
+                Some(etag) => ctx.respond(parts, etag, BufferedBody::streaming(body), None),
+                None => {
+                    tracing::debug!(etag = ?existing, "malformed ETag from the inner service; passing the response through");
+                    ctx.pass(parts, BufferedBody::streaming(body))
+                }
+            });
+        }
+        let limit = self.shared.config.max_body_size;
+        // Read ahead only a body known to be small enough: one without an upper bound (a
+        // stream, server-sent events) might never end, and its headers must go out now.
+        if !body.size_hint().upper().is_some_and(|upper| upper <= limit) {
+            return ready_with(ctx.pass(parts, BufferedBody::streaming(body)));
+        }
+        ConstLruStoreFuture {
+            state: StoreState::Reading {
+                read: ReadAheadFuture::new(body, limit),
+                pending: Some((parts, ctx)),
+            },
+        }
+    }
+}
+
+impl<const CAP: usize, ReqBody, ResBody: Body> CacheProvider<ReqBody, ResBody>
+    for ConstLruProvider<CAP>
+{
+    type Key = SimpleEtagCacheKey;
+    type HitBody = Empty<Bytes>;
+    type Body = BufferedBody<Pin<Box<ResBody>>>;
+}

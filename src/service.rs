@@ -1,0 +1,111 @@
+use crate::{
+    body::{BoxError, ResponseBody},
+    future::ResponseFuture,
+    layer::EtagCacheLayer,
+    predicate::{DefaultPredicate, PassthroughPredicate},
+    provider::{CacheProvider, RequestHead, StoreRequest},
+};
+use http::{Request, Response};
+use http_body::Body;
+use std::{
+    mem,
+    task::{Context, Poll},
+};
+use tower_service::Service;
+
+/// The middleware: asks its [`CacheProvider`] before and after the inner service. Made by
+/// [`EtagCacheLayer`].
+///
+/// Its error is the inner service's: the cache adds none of its own (a provider that fails
+/// steps aside), so an infallible inner service stays infallible (axum needs no
+/// `HandleErrorLayer`).
+#[derive(Clone, Debug)]
+pub struct EtagCache<S, P, Pred = DefaultPredicate> {
+    inner: S,
+    provider: P,
+    predicate: Pred,
+}
+
+impl<S, P, Pred> EtagCache<S, P, Pred> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, provider: P, predicate: Pred) -> Self {
+        Self {
+            inner,
+            provider,
+            predicate,
+        }
+    }
+
+    /// A layer that wraps services with `provider` and `predicate`.
+    pub fn layer(provider: P, predicate: Pred) -> EtagCacheLayer<P, Pred> {
+        EtagCacheLayer::new(provider, predicate)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> &P {
+        &self.provider
+    }
+}
+
+impl<S, P, Pred, ReqBody, ResBody> Service<Request<ReqBody>> for EtagCache<S, P, Pred>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    P: CacheProvider<ReqBody, ResBody> + Clone,
+    Pred: PassthroughPredicate,
+    ResBody: Body,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody<ResBody, P::HitBody, P::Body>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, P, Pred, ReqBody, ResBody>;
+
+    /// Ready when the inner service and the provider's lookup are: a request may go to the
+    /// inner service without a lookup (the predicate says so) or after one.
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        std::task::ready!(self.inner.poll_ready(cx))?;
+        let Ok(()) = std::task::ready!(<P as Service<Request<ReqBody>>>::poll_ready(
+            &mut self.provider,
+            cx
+        ));
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        if !self.predicate.cache_request(&request) {
+            return ResponseFuture::passthrough(self.inner.call(request));
+        }
+        // The inner service is called later, from the future: take the one that was made
+        // ready and leave a clone in its place.
+        let clone = self.inner.clone();
+        let inner = mem::replace(&mut self.inner, clone);
+        let head = RequestHead::from_request(&request);
+        let lookup = <P as Service<Request<ReqBody>>>::call(&mut self.provider, request);
+        ResponseFuture::lookup(
+            lookup,
+            inner,
+            self.provider.clone(),
+            self.predicate.clone(),
+            head,
+        )
+    }
+}
+
+// Keeps the bound used by the future in one place.
+pub(crate) type StoreOf<P, ReqBody, ResBody> =
+    StoreRequest<<P as CacheProvider<ReqBody, ResBody>>::Key, ResBody>;
