@@ -73,6 +73,7 @@ pub mod freshness;
 mod future;
 mod headers;
 mod layer;
+pub mod policy;
 pub mod predicate;
 pub mod provider;
 mod service;

@@ -1,0 +1,1 @@
+//! RFC 9111 caching policy (work in progress).
