@@ -76,6 +76,7 @@ mod layer;
 pub mod policy;
 pub mod predicate;
 pub mod provider;
+pub mod store;
 mod service;
 
 pub use body::{BoxError, BufferedBody, ResponseBody};

@@ -1,0 +1,386 @@
+//! [`MemoryStore`]: a bounded, sharded in-memory LRU.
+
+use super::{Store, StoreError, StoreWriter, Stored, StoredBody};
+use bytes::{Bytes, BytesMut};
+use lru::LruCache;
+use std::{
+    future::{ready, Future},
+    hash::{BuildHasher, RandomState},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
+};
+
+/// Bytes counted per entry on top of its key, head and body (map nodes, `Arc`s).
+const ENTRY_OVERHEAD: u64 = 160;
+
+/// The default bound on the bytes held: 128 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 128 * 1024 * 1024;
+
+/// The default bound on the number of entries.
+pub const DEFAULT_MAX_ENTRIES: usize = 1 << 20;
+
+#[derive(Debug)]
+struct Entry {
+    meta: Bytes,
+    body: Bytes,
+    expires: Instant,
+    size: u64,
+}
+
+#[derive(Debug)]
+struct Shard {
+    map: LruCache<Box<str>, Arc<Entry>>,
+    bytes: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    shard_max_bytes: u64,
+    shard_max_entries: usize,
+}
+
+/// Entries in memory, bounded by total bytes and by entry count, evicted least recently used
+/// first. The map is split into shards, each behind its own short lock (never held across an
+/// await), so concurrent requests rarely wait on each other.
+///
+/// An entry larger than one shard's share of the byte budget is not stored.
+///
+/// ```
+/// use tower_etag::store::MemoryStore;
+///
+/// let store = MemoryStore::builder().max_bytes(64 * 1024 * 1024).max_entries(100_000).build();
+/// # let _ = store;
+/// ```
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+/// Builds a [`MemoryStore`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct MemoryStoreBuilder {
+    max_bytes: u64,
+    max_entries: usize,
+    shards: usize,
+}
+
+impl MemoryStoreBuilder {
+    /// The most bytes held (keys, heads, bodies and bookkeeping). Default 128 MiB.
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// The most entries held. Default 2^20.
+    pub fn max_entries(mut self, entries: usize) -> Self {
+        self.max_entries = entries;
+        self
+    }
+
+    /// How many independently locked shards (default 8, at least 1).
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = shards.max(1);
+        self
+    }
+
+    /// The store.
+    pub fn build(self) -> MemoryStore {
+        let shards = self.shards;
+        MemoryStore {
+            inner: Arc::new(Inner {
+                shards: (0..shards)
+                    .map(|_| Mutex::new(Shard { map: LruCache::unbounded(), bytes: 0 }))
+                    .collect(),
+                hasher: RandomState::new(),
+                shard_max_bytes: self.max_bytes / shards as u64,
+                shard_max_entries: (self.max_entries / shards).max(1),
+            }),
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::builder().build()
+    }
+}
+
+impl MemoryStore {
+    /// A store with the default bounds.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A builder for other bounds.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder { max_bytes: DEFAULT_MAX_BYTES, max_entries: DEFAULT_MAX_ENTRIES, shards: 8 }
+    }
+
+    /// The bytes held now, as counted against the bound.
+    pub fn bytes(&self) -> u64 {
+        self.inner.shards.iter().map(|s| lock(s).bytes).sum()
+    }
+
+    /// The number of entries held now (expired ones included until they are next touched).
+    pub fn len(&self) -> usize {
+        self.inner.shards.iter().map(|s| lock(s).map.len()).sum()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The largest entry this store accepts, in bytes.
+    pub fn max_entry_bytes(&self) -> u64 {
+        self.inner.shard_max_bytes
+    }
+
+    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
+        let i = self.inner.hasher.hash_one(key) as usize % self.inner.shards.len();
+        lock(&self.inner.shards[i])
+    }
+
+    fn insert(&self, key: &str, entry: Entry) -> Result<(), StoreError> {
+        if entry.size > self.inner.shard_max_bytes {
+            return Err(StoreError::TooLarge { limit: self.inner.shard_max_bytes });
+        }
+        let mut shard = self.shard(key);
+        if let Some(old) = shard.map.pop(key) {
+            shard.bytes -= old.size;
+        }
+        while shard.bytes + entry.size > self.inner.shard_max_bytes
+            || shard.map.len() >= self.inner.shard_max_entries
+        {
+            match shard.map.pop_lru() {
+                Some((_, evicted)) => shard.bytes -= evicted.size,
+                None => break,
+            }
+        }
+        shard.bytes += entry.size;
+        shard.map.put(key.into(), Arc::new(entry));
+        Ok(())
+    }
+
+    fn get_now(&self, key: &str) -> Option<Stored> {
+        let mut shard = self.shard(key);
+        let entry = Arc::clone(shard.map.get(key)?);
+        if entry.expires <= Instant::now() {
+            shard.map.pop(key);
+            shard.bytes -= entry.size;
+            return None;
+        }
+        Some(Stored { meta: entry.meta.clone(), body: StoredBody::Bytes(entry.body.clone()) })
+    }
+}
+
+/// The shards are consistent after every operation, so a poisoned lock is still usable.
+fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn entry_size(key: &str, meta: &Bytes, body_len: u64) -> u64 {
+    key.len() as u64 + meta.len() as u64 + body_len + ENTRY_OVERHEAD
+}
+
+/// Writes one entry of a [`MemoryStore`]; dropped without commit, it leaves nothing behind.
+#[derive(Debug)]
+pub struct MemoryWriter {
+    store: MemoryStore,
+    key: Box<str>,
+    meta: Bytes,
+    ttl: Duration,
+    chunks: Vec<Bytes>,
+    len: u64,
+}
+
+impl StoreWriter for MemoryWriter {
+    fn write(&mut self, chunk: &Bytes) -> Result<(), StoreError> {
+        self.len += chunk.len() as u64;
+        let limit = self.store.inner.shard_max_bytes;
+        if entry_size(&self.key, &self.meta, self.len) > limit {
+            // Stop holding memory for an entry that cannot be stored.
+            self.chunks = Vec::new();
+            return Err(StoreError::TooLarge { limit });
+        }
+        self.chunks.push(chunk.clone());
+        Ok(())
+    }
+
+    fn commit(self) -> Result<(), StoreError> {
+        let body = match self.chunks.len() {
+            0 => Bytes::new(),
+            1 => self.chunks[0].clone(),
+            _ => {
+                let mut joined = BytesMut::with_capacity(self.len as usize);
+                for c in &self.chunks {
+                    joined.extend_from_slice(c);
+                }
+                joined.freeze()
+            }
+        };
+        let size = entry_size(&self.key, &self.meta, body.len() as u64);
+        let expires = Instant::now().checked_add(self.ttl).unwrap_or_else(far_future);
+        self.store.insert(&self.key, Entry { meta: self.meta, body, expires, size })
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+impl Store for MemoryStore {
+    type Writer = MemoryWriter;
+
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Stored>, StoreError>> + Send {
+        ready(Ok(self.get_now(key)))
+    }
+
+    fn writer(&self, key: &str, meta: Bytes, ttl: Duration) -> Result<MemoryWriter, StoreError> {
+        let limit = self.inner.shard_max_bytes;
+        if entry_size(key, &meta, 0) > limit {
+            return Err(StoreError::TooLarge { limit });
+        }
+        Ok(MemoryWriter { store: self.clone(), key: key.into(), meta, ttl, chunks: Vec::new(), len: 0 })
+    }
+
+    fn update_meta(&self, key: &str, meta: Bytes, ttl: Duration) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let updated = match self.get_now(key) {
+            Some(Stored { body: StoredBody::Bytes(body), .. }) => {
+                let size = entry_size(key, &meta, body.len() as u64);
+                let expires = Instant::now().checked_add(ttl).unwrap_or_else(far_future);
+                self.insert(key, Entry { meta, body, expires, size }).map(|()| true)
+            }
+            None => Ok(false),
+        };
+        ready(updated)
+    }
+
+    fn remove(&self, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let mut shard = self.shard(key);
+        let removed = shard.map.pop(key).map(|e| shard.bytes -= e.size).is_some();
+        ready(Ok(removed))
+    }
+
+    fn clear(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        for s in self.inner.shards.iter() {
+            let mut shard = lock(s);
+            shard.map.clear();
+            shard.bytes = 0;
+        }
+        ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(store: &MemoryStore, key: &str, body: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        let mut w = store.writer(key, Bytes::from_static(b"meta"), ttl)?;
+        for chunk in body.chunks(7) {
+            w.write(&Bytes::copy_from_slice(chunk))?;
+        }
+        w.commit()
+    }
+
+    fn body(store: &MemoryStore, key: &str) -> Option<Bytes> {
+        store.get_now(key).map(|s| match s.body {
+            StoredBody::Bytes(b) => b,
+        })
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn written_entry_is_visible_only_after_commit() {
+        let store = MemoryStore::new();
+        let mut w = store.writer("k", Bytes::from_static(b"m"), HOUR).unwrap();
+        w.write(&Bytes::from_static(b"hello ")).unwrap();
+        w.write(&Bytes::from_static(b"world")).unwrap();
+        assert!(store.get_now("k").is_none());
+        w.commit().unwrap();
+        assert_eq!(body(&store, "k").unwrap(), "hello world");
+    }
+
+    #[test]
+    fn dropped_writer_aborts() {
+        let store = MemoryStore::new();
+        let mut w = store.writer("k", Bytes::new(), HOUR).unwrap();
+        w.write(&Bytes::from_static(b"partial")).unwrap();
+        drop(w);
+        assert!(store.get_now("k").is_none());
+        assert_eq!(store.bytes(), 0);
+    }
+
+    #[test]
+    fn bounded_by_bytes_evicting_least_recently_used() {
+        let store = MemoryStore::builder().max_bytes(4 * 1024).shards(1).build();
+        for i in 0..10 {
+            put(&store, &format!("k{i}"), &[b'x'; 1000], HOUR).unwrap();
+            assert!(store.bytes() <= 4 * 1024);
+        }
+        assert!(body(&store, "k0").is_none(), "oldest evicted");
+        assert!(body(&store, "k9").is_some(), "newest kept");
+    }
+
+    #[test]
+    fn recently_used_entries_survive_eviction() {
+        let store = MemoryStore::builder().max_entries(3).shards(1).build();
+        for k in ["a", "b", "c"] {
+            put(&store, k, b"x", HOUR).unwrap();
+        }
+        assert!(body(&store, "a").is_some()); // touch a
+        put(&store, "d", b"x", HOUR).unwrap();
+        assert!(body(&store, "a").is_some());
+        assert!(body(&store, "b").is_none());
+        assert_eq!(store.len(), 3);
+    }
+
+    #[test]
+    fn too_large_entries_are_refused_without_holding_them() {
+        let store = MemoryStore::builder().max_bytes(1024).shards(1).build();
+        let mut w = store.writer("big", Bytes::new(), HOUR).unwrap();
+        assert!(w.write(&Bytes::from(vec![0u8; 600])).is_ok());
+        assert!(matches!(w.write(&Bytes::from(vec![0u8; 600])), Err(StoreError::TooLarge { .. })));
+        assert!(w.chunks.is_empty());
+        drop(w);
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn expired_entries_are_not_returned() {
+        let store = MemoryStore::new();
+        put(&store, "k", b"x", Duration::ZERO).unwrap();
+        assert!(body(&store, "k").is_none());
+        assert_eq!(store.bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn update_meta_remove_and_clear() {
+        let store = MemoryStore::new();
+        put(&store, "k", b"body", HOUR).unwrap();
+        assert!(store.update_meta("k", Bytes::from_static(b"new"), HOUR).await.unwrap());
+        let s = store.get("k").await.unwrap().unwrap();
+        assert_eq!(s.meta, "new");
+        assert!(!store.update_meta("missing", Bytes::new(), HOUR).await.unwrap());
+        assert!(store.remove("k").await.unwrap());
+        assert!(!store.remove("k").await.unwrap());
+        put(&store, "a", b"1", HOUR).unwrap();
+        store.clear().await.unwrap();
+        assert!(store.is_empty());
+        assert_eq!(store.bytes(), 0);
+    }
+
+    #[test]
+    fn replacing_an_entry_keeps_the_byte_count_right() {
+        let store = MemoryStore::builder().shards(1).build();
+        put(&store, "k", &[0; 100], HOUR).unwrap();
+        let one = store.bytes();
+        put(&store, "k", &[0; 100], HOUR).unwrap();
+        assert_eq!(store.bytes(), one);
+    }
+}

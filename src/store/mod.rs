@@ -1,0 +1,120 @@
+//! Where a [`ResponseCache`](crate::ResponseCache) keeps its entries.
+//!
+//! A [`Store`] maps string keys to entries: an opaque, versioned head (`meta`, encoded by the
+//! cache) and a body. Bodies are written through a [`StoreWriter`] chunk by chunk while they
+//! stream to the client, and become visible only on [`StoreWriter::commit`]; a writer dropped
+//! before that aborts, so a truncated body is never served.
+//!
+//! A store that fails never fails a request: the cache logs the error (`tracing`) and steps
+//! aside. [`MemoryStore`] is the embedded default.
+
+mod memory;
+
+pub use memory::{
+    MemoryStore, MemoryStoreBuilder, MemoryWriter, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES,
+};
+
+use bytes::Bytes;
+use std::{fmt, future::Future, time::Duration};
+
+/// A stored entry: the cache's encoded head and the body.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The encoded head, as given to [`Store::writer`] or [`Store::update_meta`].
+    pub meta: Bytes,
+    /// The body.
+    pub body: StoredBody,
+}
+
+/// The body of a stored entry.
+#[derive(Debug, Clone)]
+pub enum StoredBody {
+    /// Held in memory, whole.
+    Bytes(Bytes),
+}
+
+impl StoredBody {
+    /// The length of the body in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Self::Bytes(b) => b.len() as u64,
+        }
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A failure of a store. The cache logs it and serves the request without the store.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The entry is larger than the store accepts.
+    TooLarge {
+        /// The store's limit in bytes.
+        limit: u64,
+    },
+    /// The store could not be reached or failed.
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge { limit } => write!(f, "entry larger than the store's limit of {limit} bytes"),
+            Self::Backend(e) => write!(f, "store backend error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Backend(e) => Some(&**e),
+            Self::TooLarge { .. } => None,
+        }
+    }
+}
+
+/// Writes one entry's body. Dropping it without [`commit`](StoreWriter::commit) aborts:
+/// nothing becomes visible.
+pub trait StoreWriter: Send + 'static {
+    /// Appends a chunk of the body. Must not block: a store that does I/O buffers or hands
+    /// the chunk to a task. After an error the writer is abandoned.
+    fn write(&mut self, chunk: &Bytes) -> Result<(), StoreError>;
+
+    /// Makes the entry visible, replacing any entry under the same key. Called only when the
+    /// body ended cleanly.
+    fn commit(self) -> Result<(), StoreError>;
+}
+
+/// A place for cache entries. Clones share the same entries.
+///
+/// Every method may be called concurrently; none may hold a lock across an await.
+pub trait Store: Clone + Send + Sync + 'static {
+    /// The writer of this store.
+    type Writer: StoreWriter;
+
+    /// The entry under `key`, if any (and not expired).
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Stored>, StoreError>> + Send;
+
+    /// Starts writing an entry that will live for `ttl` once committed.
+    fn writer(&self, key: &str, meta: Bytes, ttl: Duration) -> Result<Self::Writer, StoreError>;
+
+    /// Replaces the head of an existing entry and its time to live, keeping its body.
+    /// Returns whether the entry existed.
+    fn update_meta(
+        &self,
+        key: &str,
+        meta: Bytes,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Removes the entry under `key`; returns whether there was one.
+    fn remove(&self, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Removes every entry.
+    fn clear(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
