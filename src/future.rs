@@ -5,6 +5,7 @@ use crate::{
     service::StoreOf,
 };
 use http::{Method, Request, Response};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use std::{
     future::Future,
@@ -39,6 +40,7 @@ pin_project! {
         head: Option<RequestHead>,
         key: Option<P::Key>,
         store: Option<StoreRequest<P::Key, ResBody>>,
+        on_error: Option<Response<P::HitBody>>,
     }
 }
 
@@ -91,6 +93,7 @@ where
             head: None,
             key: None,
             store: None,
+            on_error: None,
         }
     }
 
@@ -109,6 +112,7 @@ where
             head: Some(head),
             key: None,
             store: None,
+            on_error: None,
         }
     }
 }
@@ -117,9 +121,16 @@ const USED: &str = "ResponseFuture polled after completion";
 
 impl<S, P, Pred, ReqBody, ResBody> Future for ResponseFuture<S, P, Pred, ReqBody, ResBody>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    P: CacheProvider<ReqBody, ResBody>,
-    Pred: PassthroughPredicate,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send,
+    P: CacheProvider<ReqBody, ResBody> + Send + 'static,
+    P::Key: Send,
+    P::Body: Send + 'static,
+    <P::Body as Body>::Data: Send,
+    StoreFuture<P, ReqBody, ResBody>: Send,
+    Pred: PassthroughPredicate + Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Send + 'static,
 {
     type Output = Result<Output<P, ReqBody, ResBody>, S::Error>;
 
@@ -147,10 +158,40 @@ where
                                 fut: inner.call(request),
                             });
                         }
+                        Lookup::Revalidate {
+                            request,
+                            key,
+                            on_error,
+                        } => {
+                            *this.key = Some(key);
+                            *this.on_error = Some(on_error);
+                            this.state.set(State::Inner {
+                                fut: inner.call(request),
+                            });
+                        }
+                        Lookup::Refresh {
+                            response,
+                            request,
+                            key,
+                        } => {
+                            let head = this.head.take().expect(USED);
+                            let provider = this.provider.take().expect(USED);
+                            let predicate = this.predicate.take().expect(USED);
+                            spawn_refresh(inner, provider, predicate, key, head, request);
+                            return Poll::Ready(Ok(response.map(ResponseBody::hit)));
+                        }
                     }
                 }
                 StateProj::Inner { fut } => {
-                    let res = ready!(fut.poll(cx))?;
+                    let res = match ready!(fut.poll(cx)) {
+                        Ok(res) => res,
+                        Err(e) => {
+                            return Poll::Ready(match this.on_error.take() {
+                                Some(stale) => Ok(stale.map(ResponseBody::hit)),
+                                None => Err(e),
+                            })
+                        }
+                    };
                     let head = this.head.take().expect(USED);
                     let key = this.key.take().expect(USED);
                     if !this.predicate.as_ref().expect(USED).cache_response(&res) {
@@ -185,4 +226,55 @@ where
             }
         }
     }
+}
+
+/// Runs a background refresh: the inner service, then the provider's store service, whose
+/// response body is read to its end (that is what commits a streamed entry) and dropped.
+/// Without a tokio runtime nothing runs; the stale answer was sent anyway.
+fn spawn_refresh<S, P, Pred, ReqBody, ResBody>(
+    mut inner: S,
+    mut provider: P,
+    predicate: Pred,
+    key: P::Key,
+    head: RequestHead,
+    request: Request<ReqBody>,
+) where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send,
+    P: CacheProvider<ReqBody, ResBody> + Send + 'static,
+    P::Key: Send,
+    P::Body: Send + 'static,
+    <P::Body as Body>::Data: Send,
+    StoreFuture<P, ReqBody, ResBody>: Send,
+    Pred: PassthroughPredicate + Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Send + 'static,
+{
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::debug!("no tokio runtime: background refresh skipped");
+        return;
+    };
+    runtime.spawn(async move {
+        // `inner` was made ready by `EtagCache::poll_ready` before it was handed over.
+        let Ok(response) = inner.call(request).await else {
+            tracing::debug!("background refresh: the inner service failed");
+            return;
+        };
+        if !predicate.cache_response(&response) {
+            return;
+        }
+        let store = StoreRequest {
+            key,
+            head,
+            response,
+        };
+        let Ok(()) = std::future::poll_fn(|cx| {
+            <P as Service<StoreOf<P, ReqBody, ResBody>>>::poll_ready(&mut provider, cx)
+        })
+        .await;
+        let Ok(stored) =
+            <P as Service<StoreOf<P, ReqBody, ResBody>>>::call(&mut provider, store).await;
+        let mut body = std::pin::pin!(stored.into_body());
+        while let Some(Ok(_)) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {}
+    });
 }

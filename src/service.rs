@@ -64,10 +64,16 @@ impl<S, P, Pred> EtagCache<S, P, Pred> {
 
 impl<S, P, Pred, ReqBody, ResBody> Service<Request<ReqBody>> for EtagCache<S, P, Pred>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    P: CacheProvider<ReqBody, ResBody> + Clone,
-    Pred: PassthroughPredicate,
-    ResBody: Body,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    P: CacheProvider<ReqBody, ResBody> + Clone + Send + 'static,
+    P::Key: Send,
+    P::Body: Send + 'static,
+    <P::Body as Body>::Data: Send,
+    <P as Service<StoreOf<P, ReqBody, ResBody>>>::Future: Send,
+    Pred: PassthroughPredicate + Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Body + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
     type Response = Response<ResponseBody<ResBody, P::HitBody, P::Body>>;

@@ -43,6 +43,27 @@ pub enum Lookup<ReqBody, K, B> {
     },
     /// Call the inner service and return its response untouched.
     Pass(Request<ReqBody>),
+    /// Like [`Lookup::Miss`], but if the inner service fails (returns `Err`), answer with
+    /// `on_error` instead (RFC 5861 `stale-if-error`).
+    Revalidate {
+        /// The request for the inner service.
+        request: Request<ReqBody>,
+        /// What the store service needs to file the response.
+        key: K,
+        /// The answer if the inner service fails.
+        on_error: Response<B>,
+    },
+    /// Answer with `response` now, and in the background call the inner service with
+    /// `request` and hand its response to the store service (stale-while-revalidate,
+    /// refresh-ahead). Needs a tokio runtime; without one, only `response` is sent.
+    Refresh {
+        /// The answer for the client.
+        response: Response<B>,
+        /// The request for the inner service.
+        request: Request<ReqBody>,
+        /// What the store service needs to file the response.
+        key: K,
+    },
 }
 
 /// What the client asked, as it was before the provider changed the request.
