@@ -1,0 +1,308 @@
+//! Freshness lifetime (RFC 9111 §4.2.1, §4.2.2) and age (§4.2.3) of a stored response.
+//!
+//! All arithmetic saturates: a `Date` in the future (clock skew), a response time before the
+//! request time or a `now` before the response time gives zero, never a panic.
+
+use super::{storable::heuristically_cacheable, CachePolicy};
+use crate::{
+    freshness::{age_header, explicit_lifetime},
+    headers::single_date,
+};
+use http::header::{DATE, ETAG, LAST_MODIFIED};
+use std::time::{Duration, SystemTime};
+
+/// `later − earlier`, or zero when `later` is not later.
+fn since(later: SystemTime, earlier: SystemTime) -> Duration {
+    later.duration_since(earlier).unwrap_or(Duration::ZERO)
+}
+
+impl CachePolicy {
+    /// The `Date` of the response; the response time when it is missing or invalid
+    /// (RFC 9111 §4.2.3 `date_value`).
+    fn date_value(&self) -> SystemTime {
+        single_date(&self.response_headers, DATE).unwrap_or(self.response_time)
+    }
+
+    /// The explicit freshness lifetime: `s-maxage` (shared only), `max-age`,
+    /// `Expires − Date` (§4.2.1). An invalid `Expires` gives zero.
+    pub(super) fn explicit_lifetime(&self) -> Option<Duration> {
+        explicit_lifetime(
+            &self.res_cc,
+            &self.response_headers,
+            self.shared(),
+            self.response_time,
+        )
+    }
+
+    /// The freshness lifetime (RFC 9111 §4.2.1): explicit if the response gives one, else
+    /// heuristic (§4.2.2), else zero.
+    ///
+    /// The heuristic is 10 % of `Date − Last-Modified`, capped at
+    /// [`PolicyOptions::heuristic_max`](super::PolicyOptions::heuristic_max), and only for a
+    /// heuristically cacheable status or a `public` response.
+    pub fn freshness_lifetime(&self) -> Duration {
+        if let Some(explicit) = self.explicit_lifetime() {
+            return explicit;
+        }
+        if !(heuristically_cacheable(self.status) || self.res_cc.public) {
+            return Duration::ZERO;
+        }
+        match single_date(&self.response_headers, LAST_MODIFIED) {
+            Some(lm) => (since(self.date_value(), lm) / 10).min(self.options.heuristic_max),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// The age the response had when it was received (§4.2.3 `corrected_initial_age`).
+    fn corrected_initial_age(&self) -> Duration {
+        let apparent_age = since(self.response_time, self.date_value());
+        let response_delay = since(self.response_time, self.request_time);
+        let age_value = age_header(&self.response_headers).unwrap_or(Duration::ZERO);
+        let corrected_age_value = age_value.saturating_add(response_delay);
+        apparent_age.max(corrected_age_value)
+    }
+
+    /// The current age of the stored response at `now` (RFC 9111 §4.2.3): the age it had
+    /// when received plus the time it has been stored. Send it as `Age` (§5.1).
+    pub fn age(&self, now: SystemTime) -> Duration {
+        let resident_time = since(now, self.response_time);
+        self.corrected_initial_age().saturating_add(resident_time)
+    }
+
+    /// Whether the response is fresh at `now` by its own freshness lifetime: its lifetime
+    /// exceeds its age (§4.2). Request directives and `no-cache` are not considered; use
+    /// [`CachePolicy::before_request`] for that.
+    pub fn is_fresh(&self, now: SystemTime) -> bool {
+        self.freshness_lifetime() > self.age(now)
+    }
+
+    /// How long the response stays fresh from `now`; zero when stale.
+    pub fn time_to_live(&self, now: SystemTime) -> Duration {
+        self.freshness_lifetime().saturating_sub(self.age(now))
+    }
+
+    /// How long the response has been stale at `now`; zero while fresh.
+    pub fn staleness(&self, now: SystemTime) -> Duration {
+        self.age(now).saturating_sub(self.freshness_lifetime())
+    }
+
+    /// Whether the stored response has a validator (`ETag` or `Last-Modified`), so a stale
+    /// copy can be revalidated with a conditional request.
+    pub fn has_validators(&self) -> bool {
+        self.response_headers.contains_key(ETAG)
+            || self.response_headers.contains_key(LAST_MODIFIED)
+    }
+
+    /// How long a store should keep the entry from `now`: while it is fresh, plus the longer
+    /// of its `stale-while-revalidate` and `stale-if-error` windows, plus
+    /// [`PolicyOptions::revalidation_headroom`](super::PolicyOptions::revalidation_headroom)
+    /// when it has validators. Zero means the entry is of no further use.
+    pub fn storage_ttl(&self, now: SystemTime) -> Duration {
+        let stale_window = self
+            .res_cc
+            .stale_while_revalidate
+            .unwrap_or(Duration::ZERO)
+            .max(self.res_cc.stale_if_error.unwrap_or(Duration::ZERO));
+        let fresh_and_stale = self
+            .freshness_lifetime()
+            .saturating_add(stale_window)
+            .saturating_sub(self.age(now));
+        if self.has_validators() {
+            fresh_and_stale.saturating_add(self.options.revalidation_headroom)
+        } else {
+            fresh_and_stale
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use super::super::{CacheMode, PolicyOptions};
+    use super::*;
+
+    #[test]
+    fn max_age_lifetime_and_ttl() {
+        let p = shared(&[("cache-control", "max-age=100")]);
+        assert_eq!(p.freshness_lifetime(), secs(100));
+        assert_eq!(p.age(at(30)), secs(30));
+        assert_eq!(p.time_to_live(at(30)), secs(70));
+        assert!(p.is_fresh(at(99)));
+        assert!(!p.is_fresh(at(100)));
+        assert_eq!(p.time_to_live(at(150)), Duration::ZERO);
+        assert_eq!(p.staleness(at(150)), secs(50));
+    }
+
+    #[test]
+    fn s_maxage_only_in_shared_mode() {
+        let h = [("cache-control", "max-age=10, s-maxage=100")];
+        assert_eq!(shared(&h).freshness_lifetime(), secs(100));
+        assert_eq!(
+            policy(&[], &h, CacheMode::Private).freshness_lifetime(),
+            secs(10)
+        );
+    }
+
+    #[test]
+    fn expires_minus_date() {
+        let h = [("date", &*date(t0())), ("expires", &*date(at(60)))];
+        assert_eq!(shared(&h).freshness_lifetime(), secs(60));
+    }
+
+    #[test]
+    fn invalid_expires_is_stale() {
+        let p = shared(&[("date", &*date(t0())), ("expires", "0")]);
+        assert_eq!(p.freshness_lifetime(), Duration::ZERO);
+        assert!(!p.is_fresh(t0()));
+        // ... even with Last-Modified: explicit freshness rules out the heuristic.
+        let p = shared(&[
+            ("expires", "never"),
+            ("last-modified", &*date(t0() - secs(1000))),
+        ]);
+        assert_eq!(p.freshness_lifetime(), Duration::ZERO);
+    }
+
+    #[test]
+    fn heuristic_only_without_explicit_freshness() {
+        let lm = date(t0() - secs(1000));
+        let d = date(t0());
+        let p = shared(&[("date", &d), ("last-modified", &lm)]);
+        assert_eq!(p.freshness_lifetime(), secs(100));
+        let p = shared(&[
+            ("date", &d),
+            ("last-modified", &lm),
+            ("cache-control", "max-age=5"),
+        ]);
+        assert_eq!(p.freshness_lifetime(), secs(5));
+        let p = shared(&[
+            ("date", &d),
+            ("last-modified", &lm),
+            ("cache-control", "max-age=0"),
+        ]);
+        assert_eq!(p.freshness_lifetime(), Duration::ZERO);
+        // Without Last-Modified there is nothing to guess from.
+        assert_eq!(shared(&[("date", &d)]).freshness_lifetime(), Duration::ZERO);
+    }
+
+    #[test]
+    fn heuristic_only_for_cacheable_status_or_public() {
+        let lm = date(t0() - secs(1000));
+        let p = CachePolicy::new(
+            &get(&[]),
+            &res_with(302, &[("last-modified", &lm)]),
+            t0(),
+            t0(),
+            CacheMode::Shared,
+        );
+        assert_eq!(p.freshness_lifetime(), Duration::ZERO);
+        let p = CachePolicy::new(
+            &get(&[]),
+            &res_with(302, &[("last-modified", &lm), ("cache-control", "public")]),
+            t0(),
+            t0(),
+            CacheMode::Shared,
+        );
+        assert_eq!(p.freshness_lifetime(), secs(100));
+    }
+
+    #[test]
+    fn heuristic_is_capped() {
+        let lm = date(t0() - secs(1000 * 24 * 3600));
+        let p = shared(&[("last-modified", &lm)]);
+        assert_eq!(p.freshness_lifetime(), super::super::DEFAULT_HEURISTIC_MAX);
+        let options = PolicyOptions {
+            heuristic_max: secs(7),
+            ..PolicyOptions::default()
+        };
+        let p = CachePolicy::with_options(
+            &get(&[]),
+            &res(&[("last-modified", &lm)]),
+            t0(),
+            t0(),
+            CacheMode::Shared,
+            options,
+        );
+        assert_eq!(p.freshness_lifetime(), secs(7));
+    }
+
+    #[test]
+    fn age_header_adds() {
+        let p = shared(&[("cache-control", "max-age=100"), ("age", "30")]);
+        assert_eq!(p.age(t0()), secs(30));
+        assert_eq!(p.age(at(10)), secs(40));
+        assert_eq!(p.time_to_live(at(10)), secs(60));
+        // An invalid Age is ignored.
+        assert_eq!(shared(&[("age", "-3")]).age(t0()), Duration::ZERO);
+    }
+
+    #[test]
+    fn apparent_age_from_date_and_response_delay() {
+        // Date 20 s before receipt: apparent age 20.
+        let p = shared(&[("date", &*date(t0() - secs(20)))]);
+        assert_eq!(p.age(t0()), secs(20));
+        // Response delay of 5 s adds to the Age header; the larger estimate wins.
+        let p = CachePolicy::new(
+            &get(&[]),
+            &res(&[("age", "10"), ("date", &*date(at(5)))]),
+            t0(),
+            at(5),
+            CacheMode::Shared,
+        );
+        assert_eq!(p.age(at(5)), secs(15));
+    }
+
+    #[test]
+    fn clock_skew_never_goes_negative() {
+        // Date an hour in the future, response time before the request time, now before
+        // the response time: all clamp to zero.
+        let p = CachePolicy::new(
+            &get(&[]),
+            &res(&[("date", &*date(at(3600))), ("cache-control", "max-age=10")]),
+            at(50),
+            at(40),
+            CacheMode::Shared,
+        );
+        assert_eq!(p.age(at(40)), Duration::ZERO);
+        assert_eq!(p.age(t0()), Duration::ZERO);
+        assert_eq!(p.time_to_live(at(45)), secs(5));
+        // Expires before a future Date: zero, not negative.
+        let p = shared(&[("date", &*date(at(3600))), ("expires", &*date(t0()))]);
+        assert_eq!(p.freshness_lifetime(), Duration::ZERO);
+        // Extreme times do not overflow.
+        let p = shared(&[
+            ("age", "99999999999999999999999"),
+            ("cache-control", "max-age=5"),
+        ]);
+        assert_eq!(p.time_to_live(SystemTime::UNIX_EPOCH), Duration::ZERO);
+        let _ = p.storage_ttl(t0() + secs(u32::MAX as u64));
+    }
+
+    #[test]
+    fn missing_date_uses_response_time() {
+        let p = CachePolicy::new(
+            &get(&[]),
+            &res(&[("date", "garbage")]),
+            t0(),
+            at(3),
+            CacheMode::Shared,
+        );
+        assert_eq!(p.age(at(3)), secs(3)); // the response delay alone
+    }
+
+    #[test]
+    fn storage_ttl_adds_stale_windows_and_headroom() {
+        let p = shared(&[(
+            "cache-control",
+            "max-age=10, stale-while-revalidate=20, stale-if-error=50",
+        )]);
+        assert_eq!(p.storage_ttl(t0()), secs(60));
+        assert_eq!(p.storage_ttl(at(70)), Duration::ZERO);
+        let p = shared(&[("cache-control", "max-age=10"), ("etag", "\"a\"")]);
+        assert!(p.has_validators());
+        assert_eq!(
+            p.storage_ttl(t0()),
+            secs(10) + super::super::DEFAULT_REVALIDATION_HEADROOM
+        );
+        assert!(!shared(&[("cache-control", "max-age=10")]).has_validators());
+    }
+}

@@ -1,0 +1,923 @@
+//! Using a stored response (RFC 9111 §4, §4.2.4), revalidating it (§4.3.1), freshening it
+//! from a `304` or `HEAD` response (§4.3.3 – §4.3.5) and serving it on errors (RFC 5861).
+
+use super::{head, vary, CachePolicy, PolicyParts};
+use crate::{cache_control::CacheControl, etag::EntityTag, headers::single_date};
+use http::{
+    header::{
+        AGE, AUTHORIZATION, CONTENT_LENGTH, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
+    },
+    request, response, HeaderMap, HeaderValue, Method, StatusCode, Uri,
+};
+use std::time::{Duration, SystemTime};
+
+/// What to do with a stored response for a new request ([`CachePolicy::before_request`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum BeforeRequest {
+    /// Serve the stored response without contacting the origin.
+    Fresh {
+        /// The stored header fields with `Age` set to the current age (RFC 9111 §5.1).
+        headers: HeaderMap,
+        /// The response is stale but the request's `max-stale` allows it (§4.2.4); a
+        /// `Cache-Status` can say so.
+        permitted_stale: bool,
+    },
+    /// The stored response must be revalidated (or replaced) before it is used.
+    Stale {
+        /// Why it cannot be served as is.
+        reason: StaleReason,
+        /// `stale-while-revalidate` (RFC 5861 §3) lets the cache serve it now and revalidate
+        /// in the background.
+        swr_allowed: bool,
+        /// The conditional fields to send to revalidate it
+        /// ([`CachePolicy::revalidation_headers`]).
+        revalidation_headers: HeaderMap,
+    },
+    /// The stored response was not selected for this request (RFC 9111 §4.1): the request's
+    /// values of the `Vary` fields differ, the response has `Vary: *`, or (defensively, when
+    /// the caller's key let it through) the method or target URI differ — a stored HEAD
+    /// response never answers a GET. Treat it as a miss for this variant.
+    VaryMismatch,
+}
+
+impl BeforeRequest {
+    /// Whether the stored response may be sent without contacting the origin.
+    pub fn is_fresh(&self) -> bool {
+        matches!(self, Self::Fresh { .. })
+    }
+}
+
+/// Why a stored response must be revalidated ([`BeforeRequest::Stale`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StaleReason {
+    /// Its freshness lifetime is over (and no `max-stale` allows it).
+    Expired,
+    /// The response has `no-cache`: it must be validated for every use (§5.2.2.4).
+    ResponseNoCache,
+    /// The request has `no-cache` or `Pragma: no-cache` (§5.2.1.4, §5.4).
+    RequestNoCache,
+    /// The response is older than the request's `max-age` (§5.2.1.1).
+    RequestMaxAge,
+    /// The response is fresh for less than the request's `min-fresh` (§5.2.1.3).
+    RequestMinFresh,
+}
+
+impl StaleReason {
+    /// A short token for a `Cache-Status` `detail` parameter.
+    pub const fn detail(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::ResponseNoCache => "response-no-cache",
+            Self::RequestNoCache => "request-no-cache",
+            Self::RequestMaxAge => "request-max-age",
+            Self::RequestMinFresh => "request-min-fresh",
+        }
+    }
+}
+
+/// The stored entry after a revalidation exchange ([`CachePolicy::after_revalidation`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum AfterResponse {
+    /// A `304` whose validator matches the stored response: this is the stored policy
+    /// freshened (RFC 9111 §4.3.4). Keep the stored body and store this policy; serve it.
+    NotModified(CachePolicy),
+    /// The stored response is not what the origin has now. For a full response this is the
+    /// new response's policy: replace the stored entry with it (and the new body) if
+    /// [`CachePolicy::storable`]. For a `304` whose validators do not match the stored ones,
+    /// it is the `304`'s own policy, never storable: drop the stored entry.
+    Modified(CachePolicy),
+}
+
+/// What a `HEAD` response does to a stored response ([`CachePolicy::freshen_with_head`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+// A short-lived return value: boxing the policy would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum HeadUpdate {
+    /// Its validators (and `Content-Length`) match: the stored policy with its header fields
+    /// updated and new times (RFC 9111 §4.3.5, §3.2).
+    Freshened(CachePolicy),
+    /// They do not match: the stored response is outdated. RFC 9111 asks to consider it
+    /// stale; a cache may as well drop it.
+    Invalidate,
+    /// The `HEAD` response says nothing about this stored response (not a `200`, or it
+    /// selects another variant).
+    Unchanged,
+}
+
+/// Whether a request with `only-if-cached` must be answered `504 Gateway Timeout`
+/// (RFC 9111 §5.2.1.7): it has the directive, and nothing is stored (`outcome` is `None`) or
+/// the stored response cannot be sent without contacting the origin.
+///
+/// Returns `false` for requests without `only-if-cached`.
+pub fn only_if_cached_unsatisfied(req: &request::Parts, outcome: Option<&BeforeRequest>) -> bool {
+    CacheControl::from_headers(&req.headers).only_if_cached
+        && !outcome.is_some_and(BeforeRequest::is_fresh)
+}
+
+/// The one `ETag` of a head, if it is valid.
+fn etag(headers: &HeaderMap) -> Option<EntityTag> {
+    let mut lines = headers.get_all(ETAG).iter();
+    let first = lines.next()?;
+    if lines.next().is_some() {
+        return None;
+    }
+    EntityTag::from_header_value(first)
+}
+
+/// Whether two URIs name the same target: same path and query, and the same authority when
+/// both have one.
+fn same_target(a: &Uri, b: &Uri) -> bool {
+    let pq = |u: &Uri| u.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    if pq(a) != pq(b) {
+        return false;
+    }
+    match (a.authority(), b.authority()) {
+        (Some(x), Some(y)) => {
+            x.host().eq_ignore_ascii_case(y.host()) && x.port_u16() == y.port_u16()
+        }
+        _ => true,
+    }
+}
+
+impl CachePolicy {
+    /// Whether this stored response can be used for `req` at all (RFC 9111 §4): same target,
+    /// a method the stored one can answer, and matching `Vary` fields (§4.1).
+    fn selected_for(&self, req: &request::Parts) -> bool {
+        let method_ok =
+            req.method == self.method || (req.method == Method::HEAD && self.method == Method::GET);
+        method_ok
+            && same_target(&self.uri, &req.uri)
+            && vary::matches(&self.response_headers, &self.vary_request, &req.headers)
+    }
+
+    /// Whether a directive forbids serving this response stale (RFC 9111 §4.2.4):
+    /// `must-revalidate`, `no-cache`, and in a shared cache `proxy-revalidate` and `s-maxage`
+    /// (§5.2.2.8, §5.2.2.10).
+    fn stale_forbidden(&self) -> bool {
+        let cc = &self.res_cc;
+        cc.must_revalidate
+            || head::no_cache_all(cc)
+            || (self.shared() && (cc.proxy_revalidate || cc.s_maxage.is_some()))
+    }
+
+    /// What to do with this stored response for the request `req` at `now`.
+    ///
+    /// - [`BeforeRequest::VaryMismatch`] when it was not selected for `req` (§4.1).
+    /// - [`BeforeRequest::Fresh`] when it is fresh and the request's `max-age` and `min-fresh`
+    ///   accept it, or it is stale within the request's `max-stale` and no response directive
+    ///   forbids serving it stale (§4.2.4).
+    /// - [`BeforeRequest::Stale`] otherwise, and always for request `no-cache` /
+    ///   `Pragma: no-cache` and response `no-cache`. `immutable` changes nothing here.
+    ///
+    /// `only-if-cached` is left to the caller: see [`only_if_cached_unsatisfied`].
+    pub fn before_request(&self, req: &request::Parts, now: SystemTime) -> BeforeRequest {
+        if !self.selected_for(req) {
+            return BeforeRequest::VaryMismatch;
+        }
+        let req_cc = CacheControl::from_headers(&req.headers);
+        let age = self.age(now);
+        let lifetime = self.freshness_lifetime();
+        let staleness = age.saturating_sub(lifetime);
+        let fresh = lifetime > age;
+
+        let reason = if head::no_cache_all(&self.res_cc) {
+            Some(StaleReason::ResponseNoCache)
+        } else if req_cc.no_cache.is_present() {
+            Some(StaleReason::RequestNoCache)
+        } else if req_cc.max_age.is_some_and(|max| age > max) {
+            // §5.2.1.1: the client wants a response no older than max-age.
+            Some(StaleReason::RequestMaxAge)
+        } else if !fresh {
+            let permitted = !self.stale_forbidden()
+                && match req_cc.max_stale {
+                    Some(None) => true,
+                    Some(Some(bound)) => staleness <= bound,
+                    None => false,
+                };
+            (!permitted).then_some(StaleReason::Expired)
+        } else if req_cc
+            .min_fresh
+            .is_some_and(|min| lifetime.saturating_sub(age) < min)
+        {
+            Some(StaleReason::RequestMinFresh)
+        } else {
+            None
+        };
+
+        match reason {
+            None => BeforeRequest::Fresh {
+                headers: self.headers_with_age(now),
+                permitted_stale: !fresh,
+            },
+            Some(reason) => BeforeRequest::Stale {
+                reason,
+                // RFC 5861 §3: only when staleness is the only reason, within the window.
+                swr_allowed: reason == StaleReason::Expired
+                    && !self.stale_forbidden()
+                    && self
+                        .res_cc
+                        .stale_while_revalidate
+                        .is_some_and(|window| staleness < window),
+                revalidation_headers: self.revalidation_headers(req),
+            },
+        }
+    }
+
+    /// The stored header fields with `Age` set to the age at `now` (RFC 9111 §5.1).
+    pub fn headers_with_age(&self, now: SystemTime) -> HeaderMap {
+        let mut headers = self.response_headers.clone();
+        headers.insert(AGE, HeaderValue::from(self.age(now).as_secs()));
+        headers
+    }
+
+    /// The conditional fields for a request that revalidates this stored response
+    /// (RFC 9111 §4.3.1), in the manner of `http-cache-semantics`' `revalidationHeaders`:
+    ///
+    /// - `If-None-Match`: the stored `ETag`. When the client sent its own `If-None-Match`,
+    ///   its list is kept and the stored tag appended unless already listed (the union that
+    ///   §4.3.2 allows); a client `*` is kept as is.
+    /// - `If-Modified-Since`: the client's own when it sent one, else the stored
+    ///   `Last-Modified`.
+    ///
+    /// The caller replaces the request's `If-None-Match` and `If-Modified-Since` with these
+    /// (and evaluates any `If-Match` / `If-Unmodified-Since` itself). Empty when the stored
+    /// response was not selected for `req` or has no validator. A `304` carrying a tag from
+    /// the client's list but not the stored one does not freshen the entry
+    /// ([`AfterResponse::Modified`]); §4.3.2 lets such a `304` go to the client.
+    pub fn revalidation_headers(&self, req: &request::Parts) -> HeaderMap {
+        let mut out = HeaderMap::new();
+        if !self.selected_for(req) {
+            return out;
+        }
+        let client_inm: Vec<&HeaderValue> = req.headers.get_all(IF_NONE_MATCH).iter().collect();
+        if let Some(stored) = self
+            .response_headers
+            .get(ETAG)
+            .filter(|_| etag(&self.response_headers).is_some())
+        {
+            if client_inm.is_empty() {
+                out.insert(IF_NONE_MATCH, stored.clone());
+            } else {
+                let tag = etag(&self.response_headers);
+                let star = client_inm.iter().any(|v| v.as_bytes().trim_ascii() == b"*");
+                let listed = tag.as_ref().is_some_and(|t| {
+                    crate::etag::list_matches(client_inm.iter().copied(), t, false)
+                });
+                let mut joined: Vec<u8> = Vec::new();
+                for (i, v) in client_inm.iter().enumerate() {
+                    if i > 0 {
+                        joined.extend_from_slice(b", ");
+                    }
+                    joined.extend_from_slice(v.as_bytes());
+                }
+                if !star && !listed {
+                    joined.extend_from_slice(b", ");
+                    joined.extend_from_slice(stored.as_bytes());
+                }
+                if let Ok(v) = HeaderValue::from_bytes(&joined) {
+                    out.insert(IF_NONE_MATCH, v);
+                }
+            }
+        } else {
+            for v in client_inm {
+                out.append(IF_NONE_MATCH, v.clone());
+            }
+        }
+        if let Some(ims) = req.headers.get(IF_MODIFIED_SINCE) {
+            out.insert(IF_MODIFIED_SINCE, ims.clone());
+        } else if single_date(&self.response_headers, LAST_MODIFIED).is_some() {
+            if let Some(lm) = self.response_headers.get(LAST_MODIFIED) {
+                out.insert(IF_MODIFIED_SINCE, lm.clone());
+            }
+        }
+        out
+    }
+
+    /// Whether this stored response may answer `req` at `now` in place of an error (a `5xx`
+    /// or no answer at all), by `stale-if-error` (RFC 5861 §4) in the request or the
+    /// response, within the longer of the two windows.
+    ///
+    /// Never when a directive forbids serving stale: `must-revalidate`, response `no-cache`,
+    /// and in a shared cache `proxy-revalidate` or `s-maxage` (RFC 9111 §4.2.4); never for a
+    /// request with `no-cache` unless that request itself carries `stale-if-error`.
+    pub fn stale_if_error_allowed(&self, req: &request::Parts, now: SystemTime) -> bool {
+        if !self.selected_for(req) || self.stale_forbidden() {
+            return false;
+        }
+        let req_cc = CacheControl::from_headers(&req.headers);
+        if req_cc.no_cache.is_present() && req_cc.stale_if_error.is_none() {
+            return false;
+        }
+        let window = match (req_cc.stale_if_error, self.res_cc.stale_if_error) {
+            (None, None) => return false,
+            (a, b) => a.unwrap_or(Duration::ZERO).max(b.unwrap_or(Duration::ZERO)),
+        };
+        self.staleness(now) <= window
+    }
+
+    /// Whether the validators of `new` (a `304`) identify this stored response for update
+    /// (RFC 9111 §4.3.4).
+    fn validators_match(&self, new: &HeaderMap) -> bool {
+        let stored = &self.response_headers;
+        if new.contains_key(ETAG) {
+            return match (etag(new), etag(stored)) {
+                // A strong validator selects the stored responses with the same strong one.
+                (Some(n), Some(s)) if !n.is_weak() => n.strong_eq(&s),
+                // A weak one selects a stored response it corresponds to.
+                (Some(n), Some(s)) => n.weak_eq(&s),
+                _ => false,
+            };
+        }
+        if new.contains_key(LAST_MODIFIED) {
+            return match (
+                single_date(new, LAST_MODIFIED),
+                single_date(stored, LAST_MODIFIED),
+            ) {
+                (Some(n), Some(s)) => n == s,
+                _ => false,
+            };
+        }
+        // No validator in the 304: it updates a stored response that has none either.
+        !stored.contains_key(ETAG) && !stored.contains_key(LAST_MODIFIED)
+    }
+
+    /// This stored response with its header fields updated from `new` (§3.2) and new times.
+    fn freshened(
+        &self,
+        req: &request::Parts,
+        new: &response::Parts,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> CachePolicy {
+        let response_headers =
+            head::updated_headers(&self.response_headers, &new.headers, self.mode);
+        let vary_request = vary::selecting_values(&response_headers, &req.headers);
+        CachePolicy::from_parts(PolicyParts {
+            method: self.method.clone(),
+            uri: self.uri.clone(),
+            vary_request,
+            status: self.status,
+            response_headers,
+            request_time,
+            response_time,
+            mode: self.mode,
+            request_authorization: self.request_authorization
+                || req.headers.contains_key(AUTHORIZATION),
+            request_no_store: CacheControl::from_headers(&req.headers).no_store,
+            options: self.options,
+        })
+    }
+
+    /// The outcome of revalidating this stored response: `req` is the request as sent to the
+    /// origin, `res` its response head (a `304` or a full response), with the times of that
+    /// exchange (RFC 9111 §4.3.3, §4.3.4).
+    ///
+    /// A `304` whose validator matches the stored one (strong `ETag` by strong comparison,
+    /// weak `ETag` by weak comparison, else `Last-Modified`, else both without validators)
+    /// gives [`AfterResponse::NotModified`] with the stored policy freshened: the stored
+    /// header fields updated with the `304`'s (§3.2; `Content-Length`, `Content-Type`,
+    /// `Content-Encoding` and `Content-Range` are kept from the stored response, since they
+    /// describe the stored content) and the new times. The freshened policy is re-checked by
+    /// [`CachePolicy::storable`] (the `304` may say `no-store`).
+    ///
+    /// Anything else gives [`AfterResponse::Modified`]. A `5xx` is also `Modified`: check
+    /// [`CachePolicy::stale_if_error_allowed`] first to serve the stored response instead.
+    pub fn after_revalidation(
+        &self,
+        req: &request::Parts,
+        res: &response::Parts,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> AfterResponse {
+        if res.status == StatusCode::NOT_MODIFIED && self.validators_match(&res.headers) {
+            return AfterResponse::NotModified(self.freshened(
+                req,
+                res,
+                request_time,
+                response_time,
+            ));
+        }
+        AfterResponse::Modified(CachePolicy::with_options(
+            req,
+            res,
+            request_time,
+            response_time,
+            self.mode,
+            self.options,
+        ))
+    }
+
+    /// What the response `res` to a `HEAD` request `req` does to this stored response
+    /// (RFC 9111 §4.3.5): a `200` whose received validators (`ETag`, `Last-Modified`, at least
+    /// one) all match the stored ones, and whose `Content-Length` (if any) equals the stored
+    /// one, freshens it ([`HeadUpdate::Freshened`], header fields updated as for a `304`);
+    /// a `200` that does not match outdates it ([`HeadUpdate::Invalidate`]).
+    pub fn freshen_with_head(
+        &self,
+        req: &request::Parts,
+        res: &response::Parts,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> HeadUpdate {
+        if res.status != StatusCode::OK
+            || !same_target(&self.uri, &req.uri)
+            || !vary::matches(&self.response_headers, &self.vary_request, &req.headers)
+        {
+            return HeadUpdate::Unchanged;
+        }
+        let stored = &self.response_headers;
+        let new = &res.headers;
+        let mut any = false;
+        let mut ok = true;
+        if new.contains_key(ETAG) {
+            any = true;
+            ok &= matches!((etag(new), etag(stored)), (Some(n), Some(s)) if n == s);
+        }
+        if new.contains_key(LAST_MODIFIED) {
+            any = true;
+            ok &= matches!(
+                (single_date(new, LAST_MODIFIED), single_date(stored, LAST_MODIFIED)),
+                (Some(n), Some(s)) if n == s
+            );
+        }
+        if new.contains_key(CONTENT_LENGTH) {
+            let len = |h: &HeaderMap| -> Option<u64> {
+                h.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+            };
+            ok &= matches!((len(new), len(stored)), (Some(n), Some(s)) if n == s);
+        }
+        if any && ok {
+            HeadUpdate::Freshened(self.freshened(req, res, request_time, response_time))
+        } else {
+            HeadUpdate::Invalidate
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use super::super::CacheMode::{Private, Shared};
+    use super::super::NotStorable;
+    use super::*;
+
+    fn fresh(o: &BeforeRequest) -> bool {
+        o.is_fresh()
+    }
+
+    fn stale_reason(o: &BeforeRequest) -> Option<StaleReason> {
+        match o {
+            BeforeRequest::Stale { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn fresh_hit_carries_age() {
+        let p = shared(&[("cache-control", "max-age=100"), ("x-a", "1")]);
+        match p.before_request(&get(&[]), at(42)) {
+            BeforeRequest::Fresh {
+                headers,
+                permitted_stale,
+            } => {
+                assert_eq!(headers[AGE], "42");
+                assert_eq!(headers["x-a"], "1");
+                assert!(!permitted_stale);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn expired_is_stale() {
+        let p = shared(&[("cache-control", "max-age=10")]);
+        assert!(fresh(&p.before_request(&get(&[]), at(9))));
+        assert_eq!(
+            stale_reason(&p.before_request(&get(&[]), at(10))),
+            Some(StaleReason::Expired)
+        );
+    }
+
+    #[test]
+    fn request_no_cache_and_pragma_force_revalidation() {
+        let p = shared(&[("cache-control", "max-age=100")]);
+        assert!(fresh(&p.before_request(&get(&[]), at(1))));
+        for h in [("cache-control", "no-cache"), ("pragma", "no-cache")] {
+            assert_eq!(
+                stale_reason(&p.before_request(&get(&[h]), at(1))),
+                Some(StaleReason::RequestNoCache)
+            );
+        }
+    }
+
+    #[test]
+    fn response_no_cache_always_revalidates() {
+        let p = shared(&[("cache-control", "max-age=100, no-cache")]);
+        assert_eq!(p.storable(), Ok(()));
+        let o = p.before_request(&get(&[("cache-control", "max-stale")]), at(1));
+        assert_eq!(stale_reason(&o), Some(StaleReason::ResponseNoCache));
+        // Qualified no-cache only concerns the named fields.
+        let p = shared(&[
+            ("cache-control", "max-age=100, no-cache=\"x-a\""),
+            ("x-a", "1"),
+        ]);
+        assert!(fresh(&p.before_request(&get(&[]), at(1))));
+        assert!(!p.response_headers().contains_key("x-a"));
+    }
+
+    #[test]
+    fn request_max_age() {
+        let p = shared(&[("cache-control", "max-age=100")]);
+        let r = get(&[("cache-control", "max-age=10")]);
+        assert!(fresh(&p.before_request(&r, at(10))));
+        assert_eq!(
+            stale_reason(&p.before_request(&r, at(11))),
+            Some(StaleReason::RequestMaxAge)
+        );
+    }
+
+    #[test]
+    fn min_fresh() {
+        let p = shared(&[("cache-control", "max-age=100")]);
+        let r = get(&[("cache-control", "min-fresh=30")]);
+        assert!(fresh(&p.before_request(&r, at(70))));
+        assert_eq!(
+            stale_reason(&p.before_request(&r, at(71))),
+            Some(StaleReason::RequestMinFresh)
+        );
+    }
+
+    #[test]
+    fn max_stale_allows_stale_within_bound() {
+        let p = shared(&[("cache-control", "max-age=10")]);
+        let r = get(&[("cache-control", "max-stale=5")]);
+        match p.before_request(&r, at(15)) {
+            BeforeRequest::Fresh {
+                permitted_stale, ..
+            } => assert!(permitted_stale),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            stale_reason(&p.before_request(&r, at(16))),
+            Some(StaleReason::Expired)
+        );
+        let any = get(&[("cache-control", "max-stale")]);
+        assert!(fresh(&p.before_request(&any, at(100_000))));
+    }
+
+    #[test]
+    fn max_stale_yields_to_must_revalidate_proxy_revalidate_and_s_maxage() {
+        let r = get(&[("cache-control", "max-stale")]);
+        let p = shared(&[("cache-control", "max-age=10, must-revalidate")]);
+        assert!(!fresh(&p.before_request(&r, at(20))));
+        for cc in ["max-age=10, proxy-revalidate", "s-maxage=10"] {
+            let p = shared(&[("cache-control", cc)]);
+            assert!(!fresh(&p.before_request(&r, at(20))), "{cc}");
+            // In a private cache these directives do not apply.
+            let p = policy(&[], &[("cache-control", cc)], Private);
+            if p.freshness_lifetime() > Duration::ZERO {
+                assert!(fresh(&p.before_request(&r, at(20))), "{cc}");
+            }
+        }
+    }
+
+    #[test]
+    fn immutable_changes_nothing() {
+        let p = shared(&[("cache-control", "max-age=10, immutable")]);
+        assert!(!fresh(&p.before_request(&get(&[]), at(10))));
+        assert_eq!(
+            stale_reason(&p.before_request(&get(&[("cache-control", "no-cache")]), at(1))),
+            Some(StaleReason::RequestNoCache)
+        );
+    }
+
+    #[test]
+    fn stale_while_revalidate_window() {
+        let p = shared(&[("cache-control", "max-age=10, stale-while-revalidate=20")]);
+        let swr = |t| match p.before_request(&get(&[]), at(t)) {
+            BeforeRequest::Stale { swr_allowed, .. } => swr_allowed,
+            other => panic!("{other:?}"),
+        };
+        assert!(swr(15));
+        assert!(!swr(30));
+        // Not when the request forces revalidation.
+        match p.before_request(&get(&[("cache-control", "no-cache")]), at(15)) {
+            BeforeRequest::Stale { swr_allowed, .. } => assert!(!swr_allowed),
+            other => panic!("{other:?}"),
+        }
+        // Not with must-revalidate.
+        let p = shared(&[(
+            "cache-control",
+            "max-age=10, stale-while-revalidate=20, must-revalidate",
+        )]);
+        assert!(matches!(
+            p.before_request(&get(&[]), at(15)),
+            BeforeRequest::Stale {
+                swr_allowed: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn head_uses_stored_get_but_get_not_stored_head() {
+        let p = shared(&[("cache-control", "max-age=100")]);
+        let head = req_with(Method::HEAD, "/r", &[]);
+        assert!(fresh(&p.before_request(&head, at(1))));
+        let p = CachePolicy::new(
+            &head,
+            &res(&[("cache-control", "max-age=100")]),
+            t0(),
+            t0(),
+            Shared,
+        );
+        assert!(fresh(&p.before_request(&head, at(1))));
+        assert_eq!(
+            p.before_request(&get(&[]), at(1)),
+            BeforeRequest::VaryMismatch
+        );
+    }
+
+    #[test]
+    fn other_target_does_not_match() {
+        let p = shared(&[("cache-control", "max-age=100")]);
+        let other = req_with(Method::GET, "/r?x", &[]);
+        assert_eq!(p.before_request(&other, at(1)), BeforeRequest::VaryMismatch);
+        let abs = req_with(Method::GET, "http://a.example/r", &[]);
+        assert!(fresh(&p.before_request(&abs, at(1))));
+    }
+
+    #[test]
+    fn only_if_cached_helper() {
+        let oic = get(&[("cache-control", "only-if-cached")]);
+        assert!(only_if_cached_unsatisfied(&oic, None));
+        let p = shared(&[("cache-control", "max-age=10")]);
+        assert!(!only_if_cached_unsatisfied(
+            &oic,
+            Some(&p.before_request(&oic, at(1)))
+        ));
+        assert!(only_if_cached_unsatisfied(
+            &oic,
+            Some(&p.before_request(&oic, at(11)))
+        ));
+        // Stale but allowed by max-stale: served.
+        let oic_stale = get(&[("cache-control", "only-if-cached, max-stale")]);
+        assert!(!only_if_cached_unsatisfied(
+            &oic_stale,
+            Some(&p.before_request(&oic_stale, at(11)))
+        ));
+        // Without the directive, never.
+        assert!(!only_if_cached_unsatisfied(&get(&[]), None));
+    }
+
+    #[test]
+    fn revalidation_headers_from_stored_validators() {
+        let lm = date(t0() - secs(100));
+        let p = shared(&[
+            ("cache-control", "max-age=0"),
+            ("etag", "W/\"v1\""),
+            ("last-modified", &lm),
+        ]);
+        let h = p.revalidation_headers(&get(&[]));
+        assert_eq!(h[IF_NONE_MATCH], "W/\"v1\"");
+        assert_eq!(h[IF_MODIFIED_SINCE], lm.as_str());
+        match p.before_request(&get(&[]), at(1)) {
+            BeforeRequest::Stale {
+                revalidation_headers,
+                reason,
+                ..
+            } => {
+                assert_eq!(revalidation_headers, h);
+                assert_eq!(reason, StaleReason::Expired);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Nothing to validate with.
+        assert!(shared(&[("cache-control", "max-age=0")])
+            .revalidation_headers(&get(&[]))
+            .is_empty());
+        // Invalid validators are not sent.
+        let p = shared(&[("etag", "no-quotes"), ("last-modified", "yesterday")]);
+        assert!(p.revalidation_headers(&get(&[])).is_empty());
+    }
+
+    #[test]
+    fn revalidation_headers_keep_client_conditionals() {
+        let lm = date(t0() - secs(100));
+        let p = shared(&[("etag", "\"v1\""), ("last-modified", &lm)]);
+        let client_ims = date(t0() - secs(5));
+        let h = p.revalidation_headers(&get(&[
+            ("if-none-match", "\"v0\""),
+            ("if-modified-since", &client_ims),
+        ]));
+        assert_eq!(h[IF_NONE_MATCH], "\"v0\", \"v1\"");
+        assert_eq!(h[IF_MODIFIED_SINCE], client_ims.as_str());
+        // Already listed, or `*`: kept as is.
+        let h = p.revalidation_headers(&get(&[("if-none-match", "\"v1\"")]));
+        assert_eq!(h[IF_NONE_MATCH], "\"v1\"");
+        let h = p.revalidation_headers(&get(&[("if-none-match", "*")]));
+        assert_eq!(h[IF_NONE_MATCH], "*");
+    }
+
+    #[test]
+    fn stale_if_error_windows_and_prohibitions() {
+        let p = shared(&[("cache-control", "max-age=10, stale-if-error=60")]);
+        assert!(p.stale_if_error_allowed(&get(&[]), at(70)));
+        assert!(!p.stale_if_error_allowed(&get(&[]), at(71)));
+        // From the request alone.
+        let p = shared(&[("cache-control", "max-age=10")]);
+        assert!(!p.stale_if_error_allowed(&get(&[]), at(20)));
+        let r = get(&[("cache-control", "stale-if-error=30")]);
+        assert!(p.stale_if_error_allowed(&r, at(20)));
+        assert!(!p.stale_if_error_allowed(&r, at(41)));
+        for cc in [
+            "max-age=10, stale-if-error=60, must-revalidate",
+            "max-age=10, stale-if-error=60, proxy-revalidate",
+            "s-maxage=10, stale-if-error=60",
+            "max-age=10, stale-if-error=60, no-cache",
+        ] {
+            assert!(
+                !shared(&[("cache-control", cc)]).stale_if_error_allowed(&get(&[]), at(20)),
+                "{cc}"
+            );
+        }
+        let private = policy(
+            &[],
+            &[(
+                "cache-control",
+                "max-age=10, stale-if-error=60, proxy-revalidate",
+            )],
+            Private,
+        );
+        assert!(private.stale_if_error_allowed(&get(&[]), at(20)));
+        // A request with no-cache did not ask for stale content.
+        let p = shared(&[("cache-control", "max-age=10, stale-if-error=60")]);
+        assert!(!p.stale_if_error_allowed(&get(&[("cache-control", "no-cache")]), at(20)));
+    }
+
+    fn not_modified(headers: &[(&str, &str)]) -> response::Parts {
+        res_with(304, headers)
+    }
+
+    #[test]
+    fn matching_304_freshens() {
+        let p = shared(&[
+            ("cache-control", "max-age=10"),
+            ("etag", "\"v1\""),
+            ("content-length", "5"),
+            ("content-type", "text/plain"),
+            ("x-old", "o"),
+        ]);
+        let res304 = not_modified(&[
+            ("cache-control", "max-age=100"),
+            ("etag", "\"v1\""),
+            ("content-length", "0"),
+            ("x-new", "n"),
+            ("connection", "close"),
+        ]);
+        match p.after_revalidation(&get(&[]), &res304, at(50), at(51)) {
+            AfterResponse::NotModified(f) => {
+                assert_eq!(f.status(), StatusCode::OK);
+                assert_eq!(f.response_time(), at(51));
+                assert_eq!(f.response_headers()["content-length"], "5");
+                assert_eq!(f.response_headers()["content-type"], "text/plain");
+                assert_eq!(f.response_headers()["x-old"], "o");
+                assert_eq!(f.response_headers()["x-new"], "n");
+                assert!(!f.response_headers().contains_key("connection"));
+                assert_eq!(f.freshness_lifetime(), secs(100));
+                assert!(f.is_fresh(at(60)));
+                assert_eq!(f.storable(), Ok(()));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn mismatching_304_is_modified() {
+        let p = shared(&[("cache-control", "max-age=10"), ("etag", "\"v1\"")]);
+        for etag in ["\"v2\"", "W/\"v2\"", "garbage"] {
+            let o =
+                p.after_revalidation(&get(&[]), &not_modified(&[("etag", etag)]), at(50), at(51));
+            match o {
+                AfterResponse::Modified(m) => assert_eq!(m.storable(), Err(NotStorable::Status)),
+                other => panic!("{etag}: {other:?}"),
+            }
+        }
+        // A strong tag needs a strong stored tag.
+        let weak = shared(&[("etag", "W/\"v1\"")]);
+        let o = weak.after_revalidation(
+            &get(&[]),
+            &not_modified(&[("etag", "\"v1\"")]),
+            at(1),
+            at(1),
+        );
+        assert!(matches!(o, AfterResponse::Modified(_)));
+        // A weak tag matches by weak comparison.
+        let o = p.after_revalidation(
+            &get(&[]),
+            &not_modified(&[("etag", "W/\"v1\"")]),
+            at(1),
+            at(1),
+        );
+        assert!(matches!(o, AfterResponse::NotModified(_)));
+    }
+
+    #[test]
+    fn last_modified_and_validatorless_304() {
+        let lm = date(t0() - secs(100));
+        let p = shared(&[("last-modified", &lm)]);
+        let same = not_modified(&[("last-modified", &lm)]);
+        assert!(matches!(
+            p.after_revalidation(&get(&[]), &same, at(1), at(1)),
+            AfterResponse::NotModified(_)
+        ));
+        let other = not_modified(&[("last-modified", &*date(t0()))]);
+        assert!(matches!(
+            p.after_revalidation(&get(&[]), &other, at(1), at(1)),
+            AfterResponse::Modified(_)
+        ));
+        // A 304 without validators does not update a stored response that has them ...
+        let none = not_modified(&[]);
+        assert!(matches!(
+            p.after_revalidation(&get(&[]), &none, at(1), at(1)),
+            AfterResponse::Modified(_)
+        ));
+        // ... but does update one without.
+        let bare = shared(&[]);
+        assert!(matches!(
+            bare.after_revalidation(&get(&[]), &none, at(1), at(1)),
+            AfterResponse::NotModified(_)
+        ));
+    }
+
+    #[test]
+    fn full_response_is_modified_and_replaces() {
+        let p = shared(&[("cache-control", "max-age=10"), ("etag", "\"v1\"")]);
+        let new = res(&[("cache-control", "max-age=30"), ("etag", "\"v2\"")]);
+        match p.after_revalidation(&get(&[]), &new, at(50), at(51)) {
+            AfterResponse::Modified(m) => {
+                assert_eq!(m.storable(), Ok(()));
+                assert_eq!(m.response_headers()[ETAG], "\"v2\"");
+                assert_eq!(m.freshness_lifetime(), secs(30));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn freshened_304_with_no_store_is_not_storable() {
+        let p = shared(&[("etag", "\"v1\"")]);
+        let o = p.after_revalidation(
+            &get(&[]),
+            &not_modified(&[("etag", "\"v1\""), ("cache-control", "no-store")]),
+            at(1),
+            at(1),
+        );
+        match o {
+            AfterResponse::NotModified(f) => assert_eq!(f.storable(), Err(NotStorable::NoStore)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn head_freshens_when_validators_and_length_match() {
+        let p = shared(&[
+            ("cache-control", "max-age=10"),
+            ("etag", "\"v1\""),
+            ("content-length", "5"),
+        ]);
+        let head = req_with(Method::HEAD, "/r", &[]);
+        let ok = res(&[
+            ("etag", "\"v1\""),
+            ("content-length", "5"),
+            ("cache-control", "max-age=99"),
+        ]);
+        match p.freshen_with_head(&head, &ok, at(20), at(20)) {
+            HeadUpdate::Freshened(f) => {
+                assert_eq!(f.method(), Method::GET);
+                assert_eq!(f.freshness_lifetime(), secs(99));
+                assert!(f.is_fresh(at(30)));
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            res(&[("etag", "\"v2\""), ("content-length", "5")]),
+            res(&[("etag", "\"v1\""), ("content-length", "6")]),
+            res(&[("content-length", "5")]),
+        ] {
+            assert_eq!(
+                p.freshen_with_head(&head, &bad, at(20), at(20)),
+                HeadUpdate::Invalidate
+            );
+        }
+        let missing = res_with(404, &[]);
+        assert_eq!(
+            p.freshen_with_head(&head, &missing, at(20), at(20)),
+            HeadUpdate::Unchanged
+        );
+    }
+}

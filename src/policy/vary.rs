@@ -1,0 +1,172 @@
+//! Matching a new request against the selecting header fields of a stored response
+//! (RFC 9111 §4.1).
+
+use crate::headers::vary_names;
+use http::HeaderMap;
+
+/// Whether the response's `Vary` holds `*`: it then never matches a new request (§4.1).
+pub(super) fn varies_on_everything(response_headers: &HeaderMap) -> bool {
+    vary_names(response_headers).any(|n| n == "*")
+}
+
+/// The normalised value of a request field: each line trimmed with its white space runs
+/// folded to one space, the lines joined with `", "` (§4.1 allows normalising "by combining
+/// multiple header field lines ... or normalizing both header field values"). `None` when the
+/// field is absent, which only matches absence.
+pub(super) fn normalized(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut lines = headers.get_all(name).iter().peekable();
+    lines.peek()?;
+    let mut out = String::new();
+    for (i, line) in lines.enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let text = String::from_utf8_lossy(line.as_bytes());
+        let mut words = text.split_whitespace();
+        if let Some(first) = words.next() {
+            out.push_str(first);
+            for w in words {
+                out.push(' ');
+                out.push_str(w);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The request's values of the fields named by the response's `Vary`, sorted by name,
+/// without duplicates (`*` is left out: it is read from the stored response itself).
+pub(super) fn selecting_values(
+    response_headers: &HeaderMap,
+    request_headers: &HeaderMap,
+) -> Vec<(String, Option<String>)> {
+    let mut names: Vec<String> = vary_names(response_headers).filter(|n| n != "*").collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|n| {
+            let v = normalized(request_headers, &n);
+            (n, v)
+        })
+        .collect()
+}
+
+/// Whether `request_headers` select the same response as the stored `values` did.
+pub(super) fn matches(
+    response_headers: &HeaderMap,
+    values: &[(String, Option<String>)],
+    request_headers: &HeaderMap,
+) -> bool {
+    !varies_on_everything(response_headers)
+        && values
+            .iter()
+            .all(|(name, v)| normalized(request_headers, name) == *v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use super::super::{BeforeRequest, CacheMode, CachePolicy};
+    use super::*;
+    use http::HeaderValue;
+
+    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (n, v) in pairs {
+            m.append(
+                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        m
+    }
+
+    fn vary_policy(vary: &[&str], req: &[(&str, &str)]) -> CachePolicy {
+        let mut res_h: Vec<(&str, &str)> = vec![("cache-control", "max-age=100")];
+        res_h.extend(vary.iter().map(|v| ("vary", *v)));
+        policy(req, &res_h, CacheMode::Shared)
+    }
+
+    fn is_mismatch(p: &CachePolicy, req: &[(&str, &str)]) -> bool {
+        matches!(
+            p.before_request(&get(req), at(1)),
+            BeforeRequest::VaryMismatch
+        )
+    }
+
+    #[test]
+    fn values_are_normalised() {
+        let m = h(&[
+            ("accept", "  text/html,\t  application/json  "),
+            ("accept", "x   y"),
+        ]);
+        assert_eq!(
+            normalized(&m, "accept").as_deref(),
+            Some("text/html, application/json, x y")
+        );
+        assert_eq!(normalized(&m, "accept-language"), None);
+        assert_eq!(normalized(&h(&[("a", "")]), "a").as_deref(), Some(""));
+    }
+
+    #[test]
+    fn same_values_match_and_different_values_do_not() {
+        let p = vary_policy(&["Accept-Encoding"], &[("accept-encoding", "gzip")]);
+        assert!(matches!(
+            p.before_request(&get(&[("accept-encoding", " gzip ")]), at(1)),
+            BeforeRequest::Fresh { .. }
+        ));
+        assert!(is_mismatch(&p, &[("accept-encoding", "br")]));
+        assert!(is_mismatch(&p, &[]));
+    }
+
+    #[test]
+    fn absent_field_matches_only_absence() {
+        let p = vary_policy(&["accept-language"], &[]);
+        assert!(!is_mismatch(&p, &[]));
+        assert!(is_mismatch(&p, &[("accept-language", "en")]));
+        assert!(is_mismatch(&p, &[("accept-language", "")]));
+    }
+
+    #[test]
+    fn several_vary_lines_combine() {
+        let p = vary_policy(
+            &["accept", "Accept-Language, accept"],
+            &[("accept", "a"), ("accept-language", "en")],
+        );
+        assert_eq!(p.vary_request().len(), 2);
+        assert!(!is_mismatch(
+            &p,
+            &[("accept", "a"), ("accept-language", "en")]
+        ));
+        assert!(is_mismatch(
+            &p,
+            &[("accept", "a"), ("accept-language", "fr")]
+        ));
+        assert!(is_mismatch(
+            &p,
+            &[("accept", "b"), ("accept-language", "en")]
+        ));
+    }
+
+    #[test]
+    fn request_lines_combine_before_comparing() {
+        let p = vary_policy(&["accept"], &[("accept", "a, b")]);
+        assert!(!is_mismatch(&p, &[("accept", "a"), ("accept", "b")]));
+    }
+
+    #[test]
+    fn vary_star_never_matches_but_is_storable() {
+        let p = vary_policy(&["*"], &[]);
+        assert!(p.storable().is_ok());
+        assert!(is_mismatch(&p, &[]));
+        let p = vary_policy(&["accept, *"], &[]);
+        assert!(is_mismatch(&p, &[]));
+    }
+
+    #[test]
+    fn no_vary_always_matches() {
+        let p = vary_policy(&[], &[("accept", "a")]);
+        assert!(!is_mismatch(&p, &[("accept", "b")]));
+    }
+}
