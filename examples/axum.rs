@@ -11,7 +11,9 @@ use tower_etag::{ConstLruProvider, EtagCacheLayer};
 use tower_http::compression::CompressionLayer;
 
 async fn time() -> impl IntoResponse {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     // The representation changes every ten seconds and says so.
     let body = format!("the time, in tens of seconds: {}\n", secs / 10);
     ([(header::CACHE_CONTROL, "max-age=10")], body)
@@ -24,8 +26,12 @@ async fn main() {
         .route("/", get(|| async { "Hello from axum behind tower-etag\n" }))
         // Compression inside the cache: each encoding is hashed as sent.
         .layer(CompressionLayer::new())
-        .layer(EtagCacheLayer::with_default_predicate(ConstLruProvider::<1024>::init()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3001").await.expect("bind 127.0.0.1:3001");
+        .layer(EtagCacheLayer::with_default_predicate(ConstLruProvider::<
+            1024,
+        >::init()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3001")
+        .await
+        .expect("bind 127.0.0.1:3001");
     println!("listening on http://127.0.0.1:3001");
     axum::serve(listener, app).await.expect("server error");
 }

@@ -26,10 +26,14 @@ async fn hello(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallib
 #[tokio::main]
 async fn main() {
     let service = ServiceBuilder::new()
-        .layer(EtagCacheLayer::with_default_predicate(ConstLruProvider::<1024>::init()))
+        .layer(EtagCacheLayer::with_default_predicate(ConstLruProvider::<
+            1024,
+        >::init()))
         .service(service_fn(hello));
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3002").await.expect("bind 127.0.0.1:3002");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3002")
+        .await
+        .expect("bind 127.0.0.1:3002");
     println!("listening on http://127.0.0.1:3002");
     loop {
         let (stream, _) = match listener.accept().await {

@@ -48,7 +48,9 @@ async fn main() {
     };
     let app = Router::new()
         .fallback_service(ServeDir::new(&args.dir))
-        .layer(EtagCacheLayer::with_default_predicate(ConstLruProvider::<4096>::init()));
+        .layer(EtagCacheLayer::with_default_predicate(ConstLruProvider::<
+            4096,
+        >::init()));
 
     let listener = match tokio::net::TcpListener::bind(args.addr).await {
         Ok(l) => l,

@@ -76,8 +76,9 @@ mod layer;
 pub mod policy;
 pub mod predicate;
 pub mod provider;
-pub mod store;
+pub mod response_cache;
 mod service;
+pub mod store;
 
 pub use body::{BoxError, BufferedBody, ResponseBody};
 pub use future::ResponseFuture;

@@ -40,7 +40,9 @@ pub(crate) enum Join {
 
 impl Coalescer {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Receiver<()>>> {
-        self.in_flight.lock().unwrap_or_else(PoisonError::into_inner)
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Becomes the filler of `key`, or gets a handle to wait for the current one.
@@ -51,10 +53,15 @@ impl Coalescer {
         }
         let (tx, rx) = watch::channel(());
         map.insert(key.to_owned(), rx);
-        Join::Leader(FillGuard { coalescer: self.clone(), key: key.to_owned(), _done: tx })
+        Join::Leader(FillGuard {
+            coalescer: self.clone(),
+            key: key.to_owned(),
+            _done: tx,
+        })
     }
 
-    /// Whether a fill of `key` is running (used to start one background refresh at most).
+    /// Whether a fill of `key` is running.
+    #[cfg(test)]
     pub(crate) fn is_filling(&self, key: &str) -> bool {
         self.lock().contains_key(key)
     }
@@ -63,11 +70,9 @@ impl Coalescer {
 /// Waits until the filler is done, or `timeout` passes. Returns whether it finished in time.
 pub(crate) async fn wait(mut rx: watch::Receiver<()>, timeout: Duration) -> bool {
     // `changed` errs once the sender is dropped: that is the signal.
-    tokio::time::timeout(timeout, async {
-        while rx.changed().await.is_ok() {}
-    })
-    .await
-    .is_ok()
+    tokio::time::timeout(timeout, async { while rx.changed().await.is_ok() {} })
+        .await
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -77,8 +82,12 @@ mod tests {
     #[tokio::test]
     async fn one_leader_and_followers_wake_when_it_finishes() {
         let c = Coalescer::default();
-        let Join::Leader(guard) = c.join("k") else { panic!("first must lead") };
-        let Join::Follower(rx) = c.join("k") else { panic!("second must follow") };
+        let Join::Leader(guard) = c.join("k") else {
+            panic!("first must lead")
+        };
+        let Join::Follower(rx) = c.join("k") else {
+            panic!("second must follow")
+        };
         assert!(c.is_filling("k"));
         let waiter = tokio::spawn(wait(rx, Duration::from_secs(5)));
         tokio::task::yield_now().await;
@@ -95,7 +104,9 @@ mod tests {
             Join::Leader(g) => g,
             Join::Follower(_) => panic!("first must lead"),
         };
-        let Join::Follower(rx) = c.join("k") else { panic!() };
+        let Join::Follower(rx) = c.join("k") else {
+            panic!()
+        };
         assert!(!wait(rx, Duration::from_millis(20)).await);
     }
 

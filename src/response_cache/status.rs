@@ -44,11 +44,17 @@ pub(crate) struct CacheStatus {
 
 impl CacheStatus {
     pub(crate) fn hit() -> Self {
-        Self { hit: true, ..Self::default() }
+        Self {
+            hit: true,
+            ..Self::default()
+        }
     }
 
     pub(crate) fn fwd(fwd: Fwd) -> Self {
-        Self { fwd: Some(fwd), ..Self::default() }
+        Self {
+            fwd: Some(fwd),
+            ..Self::default()
+        }
     }
 
     /// The field value: `name; hit; ttl=30`, `name; fwd=uri-miss; fwd-status=200; stored`.
@@ -83,8 +89,13 @@ impl CacheStatus {
 /// Whether `name` may stand as a Structured Fields token (RFC 8941 §3.3.4); otherwise it is
 /// written as a string.
 pub(crate) fn cache_name(name: &str) -> String {
-    let token = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '*')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~:/".contains(c));
+    let token = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '*')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~:/".contains(c));
     if token {
         name.to_owned()
     } else {
@@ -106,14 +117,34 @@ mod tests {
 
     #[test]
     fn formats_hits_and_misses() {
-        let hit = CacheStatus { ttl: Some(30), ..CacheStatus::hit() };
+        let hit = CacheStatus {
+            ttl: Some(30),
+            ..CacheStatus::hit()
+        };
         assert_eq!(hit.to_header_value("tower-etag"), "tower-etag; hit; ttl=30");
-        let miss = CacheStatus { fwd_status: Some(200), stored: true, ..CacheStatus::fwd(Fwd::UriMiss) };
-        assert_eq!(miss.to_header_value("c"), "c; fwd=uri-miss; fwd-status=200; stored");
-        let coll = CacheStatus { collapsed: true, ..CacheStatus::hit() };
+        let miss = CacheStatus {
+            fwd_status: Some(200),
+            stored: true,
+            ..CacheStatus::fwd(Fwd::UriMiss)
+        };
+        assert_eq!(
+            miss.to_header_value("c"),
+            "c; fwd=uri-miss; fwd-status=200; stored"
+        );
+        let coll = CacheStatus {
+            collapsed: true,
+            ..CacheStatus::hit()
+        };
         assert_eq!(coll.to_header_value("c"), "c; hit; collapsed");
-        let stale = CacheStatus { fwd_status: Some(304), detail: Some("x"), ..CacheStatus::fwd(Fwd::Stale) };
-        assert_eq!(stale.to_header_value("c"), "c; fwd=stale; fwd-status=304; detail=x");
+        let stale = CacheStatus {
+            fwd_status: Some(304),
+            detail: Some("x"),
+            ..CacheStatus::fwd(Fwd::Stale)
+        };
+        assert_eq!(
+            stale.to_header_value("c"),
+            "c; fwd=stale; fwd-status=304; detail=x"
+        );
     }
 
     #[test]

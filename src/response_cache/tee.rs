@@ -20,18 +20,32 @@ pin_project! {
         body: B,
         writer: Option<W>,
         guard: Option<FillGuard>,
+        written: u64,
+        // The exact length the body announced: once that much is written the body is
+        // complete, even if nobody polls it again (hyper stops at Content-Length).
+        expected: Option<u64>,
     }
 }
 
 impl<B: std::fmt::Debug, W> std::fmt::Debug for TeeBody<B, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TeeBody").field("body", &self.body).field("writing", &self.writer.is_some()).finish()
+        f.debug_struct("TeeBody")
+            .field("body", &self.body)
+            .field("writing", &self.writer.is_some())
+            .finish()
     }
 }
 
 impl<B: Body, W: StoreWriter> TeeBody<B, W> {
     pub(crate) fn new(body: B, writer: W, guard: Option<FillGuard>) -> Self {
-        let mut tee = Self { body, writer: Some(writer), guard };
+        let expected = body.size_hint().exact();
+        let mut tee = Self {
+            body,
+            writer: Some(writer),
+            guard,
+            written: 0,
+            expected,
+        };
         if tee.body.is_end_stream() {
             // Nobody will poll an empty body: commit now.
             finish(&mut tee.writer, &mut tee.guard, true);
@@ -59,7 +73,10 @@ where
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
         let polled = if this.body.is_end_stream() {
             None
@@ -80,10 +97,14 @@ where
         let frame = match frame.into_data() {
             Ok(mut data) => {
                 let data = data.copy_to_bytes(data.remaining());
+                *this.written += data.len() as u64;
                 if let Some(w) = this.writer.as_mut() {
                     if let Err(e) = w.write(&data) {
                         tracing::debug!(error = %e, "not storing a response");
                         finish(this.writer, this.guard, false);
+                    } else if this.body.is_end_stream() || *this.expected == Some(*this.written) {
+                        // The last chunk: commit now, the client may never poll again.
+                        finish(this.writer, this.guard, true);
                     }
                 }
                 Frame::data(data)

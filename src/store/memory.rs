@@ -92,7 +92,12 @@ impl MemoryStoreBuilder {
         MemoryStore {
             inner: Arc::new(Inner {
                 shards: (0..shards)
-                    .map(|_| Mutex::new(Shard { map: LruCache::unbounded(), bytes: 0 }))
+                    .map(|_| {
+                        Mutex::new(Shard {
+                            map: LruCache::unbounded(),
+                            bytes: 0,
+                        })
+                    })
                     .collect(),
                 hasher: RandomState::new(),
                 shard_max_bytes: self.max_bytes / shards as u64,
@@ -116,7 +121,11 @@ impl MemoryStore {
 
     /// A builder for other bounds.
     pub fn builder() -> MemoryStoreBuilder {
-        MemoryStoreBuilder { max_bytes: DEFAULT_MAX_BYTES, max_entries: DEFAULT_MAX_ENTRIES, shards: 8 }
+        MemoryStoreBuilder {
+            max_bytes: DEFAULT_MAX_BYTES,
+            max_entries: DEFAULT_MAX_ENTRIES,
+            shards: 8,
+        }
     }
 
     /// The bytes held now, as counted against the bound.
@@ -146,7 +155,9 @@ impl MemoryStore {
 
     fn insert(&self, key: &str, entry: Entry) -> Result<(), StoreError> {
         if entry.size > self.inner.shard_max_bytes {
-            return Err(StoreError::TooLarge { limit: self.inner.shard_max_bytes });
+            return Err(StoreError::TooLarge {
+                limit: self.inner.shard_max_bytes,
+            });
         }
         let mut shard = self.shard(key);
         if let Some(old) = shard.map.pop(key) {
@@ -173,7 +184,10 @@ impl MemoryStore {
             shard.bytes -= entry.size;
             return None;
         }
-        Some(Stored { meta: entry.meta.clone(), body: StoredBody::Bytes(entry.body.clone()) })
+        Some(Stored {
+            meta: entry.meta.clone(),
+            body: StoredBody::Bytes(entry.body.clone()),
+        })
     }
 }
 
@@ -223,8 +237,18 @@ impl StoreWriter for MemoryWriter {
             }
         };
         let size = entry_size(&self.key, &self.meta, body.len() as u64);
-        let expires = Instant::now().checked_add(self.ttl).unwrap_or_else(far_future);
-        self.store.insert(&self.key, Entry { meta: self.meta, body, expires, size })
+        let expires = Instant::now()
+            .checked_add(self.ttl)
+            .unwrap_or_else(far_future);
+        self.store.insert(
+            &self.key,
+            Entry {
+                meta: self.meta,
+                body,
+                expires,
+                size,
+            },
+        )
     }
 }
 
@@ -244,15 +268,39 @@ impl Store for MemoryStore {
         if entry_size(key, &meta, 0) > limit {
             return Err(StoreError::TooLarge { limit });
         }
-        Ok(MemoryWriter { store: self.clone(), key: key.into(), meta, ttl, chunks: Vec::new(), len: 0 })
+        Ok(MemoryWriter {
+            store: self.clone(),
+            key: key.into(),
+            meta,
+            ttl,
+            chunks: Vec::new(),
+            len: 0,
+        })
     }
 
-    fn update_meta(&self, key: &str, meta: Bytes, ttl: Duration) -> impl Future<Output = Result<bool, StoreError>> + Send {
+    fn update_meta(
+        &self,
+        key: &str,
+        meta: Bytes,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         let updated = match self.get_now(key) {
-            Some(Stored { body: StoredBody::Bytes(body), .. }) => {
+            Some(Stored {
+                body: StoredBody::Bytes(body),
+                ..
+            }) => {
                 let size = entry_size(key, &meta, body.len() as u64);
                 let expires = Instant::now().checked_add(ttl).unwrap_or_else(far_future);
-                self.insert(key, Entry { meta, body, expires, size }).map(|()| true)
+                self.insert(
+                    key,
+                    Entry {
+                        meta,
+                        body,
+                        expires,
+                        size,
+                    },
+                )
+                .map(|()| true)
             }
             None => Ok(false),
         };
@@ -345,7 +393,10 @@ mod tests {
         let store = MemoryStore::builder().max_bytes(1024).shards(1).build();
         let mut w = store.writer("big", Bytes::new(), HOUR).unwrap();
         assert!(w.write(&Bytes::from(vec![0u8; 600])).is_ok());
-        assert!(matches!(w.write(&Bytes::from(vec![0u8; 600])), Err(StoreError::TooLarge { .. })));
+        assert!(matches!(
+            w.write(&Bytes::from(vec![0u8; 600])),
+            Err(StoreError::TooLarge { .. })
+        ));
         assert!(w.chunks.is_empty());
         drop(w);
         assert!(store.is_empty());
@@ -363,10 +414,16 @@ mod tests {
     async fn update_meta_remove_and_clear() {
         let store = MemoryStore::new();
         put(&store, "k", b"body", HOUR).unwrap();
-        assert!(store.update_meta("k", Bytes::from_static(b"new"), HOUR).await.unwrap());
+        assert!(store
+            .update_meta("k", Bytes::from_static(b"new"), HOUR)
+            .await
+            .unwrap());
         let s = store.get("k").await.unwrap().unwrap();
         assert_eq!(s.meta, "new");
-        assert!(!store.update_meta("missing", Bytes::new(), HOUR).await.unwrap());
+        assert!(!store
+            .update_meta("missing", Bytes::new(), HOUR)
+            .await
+            .unwrap());
         assert!(store.remove("k").await.unwrap());
         assert!(!store.remove("k").await.unwrap());
         put(&store, "a", b"1", HOUR).unwrap();

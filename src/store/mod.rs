@@ -63,7 +63,9 @@ pub enum StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::TooLarge { limit } => write!(f, "entry larger than the store's limit of {limit} bytes"),
+            Self::TooLarge { limit } => {
+                write!(f, "entry larger than the store's limit of {limit} bytes")
+            }
             Self::Backend(e) => write!(f, "store backend error: {e}"),
         }
     }

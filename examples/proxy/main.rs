@@ -1,0 +1,90 @@
+//! A caching reverse proxy built from the crate: every method, path, query and header is
+//! forwarded to the upstream (Host rewritten unless `--preserve-host`), bodies stream both
+//! ways, and responses are cached as a shared cache (RFC 9111) in memory.
+//!
+//! ```sh
+//! cargo run --example proxy -- --upstream http://127.0.0.1:8000 --listen 127.0.0.1:8080
+//! curl -i http://127.0.0.1:8080/some/path     # see Cache-Status and Age
+//! ```
+
+mod app;
+
+use app::{caching_proxy, ProxyConfig};
+use std::net::SocketAddr;
+use tower_etag::{response_cache::ResponseCache, store::MemoryStore};
+
+struct Args {
+    listen: SocketAddr,
+    config: ProxyConfig,
+    max_bytes: u64,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut listen: SocketAddr = "127.0.0.1:8080".parse().expect("valid default");
+    let mut upstream = None;
+    let mut preserve_host = false;
+    let mut max_bytes = 128 * 1024 * 1024;
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--preserve-host" => preserve_host = true,
+            "--listen" | "--upstream" | "--max-bytes" => {
+                let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+                match flag.as_str() {
+                    "--listen" => {
+                        listen = value
+                            .parse()
+                            .map_err(|e| format!("--listen {value}: {e}"))?
+                    }
+                    "--upstream" => {
+                        upstream = Some(
+                            value
+                                .parse()
+                                .map_err(|e| format!("--upstream {value}: {e}"))?,
+                        )
+                    }
+                    _ => {
+                        max_bytes = value
+                            .parse()
+                            .map_err(|e| format!("--max-bytes {value}: {e}"))?
+                    }
+                }
+            }
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    let upstream = upstream.ok_or("--upstream http://HOST:PORT is required")?;
+    Ok(Args {
+        listen,
+        config: ProxyConfig {
+            upstream,
+            preserve_host,
+        },
+        max_bytes,
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse_args().unwrap_or_else(|e| {
+        eprintln!("error: {e}\nusage: proxy --upstream http://127.0.0.1:8000 [--listen 127.0.0.1:8080] [--preserve-host] [--max-bytes N]");
+        std::process::exit(2);
+    });
+    let store = MemoryStore::builder().max_bytes(args.max_bytes).build();
+    let cache = ResponseCache::new(store);
+    let app = caching_proxy(&args.config, &cache).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .unwrap_or_else(|e| {
+            eprintln!("error: cannot listen on {}: {e}", args.listen);
+            std::process::exit(1);
+        });
+    println!("caching {} on http://{}", args.config.upstream, args.listen);
+    if let Err(e) = axum::serve(listener, app).await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

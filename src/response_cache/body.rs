@@ -1,0 +1,110 @@
+//! [`CacheBody`]: the body of responses from the response cache's store service.
+
+use super::tee::TeeBody;
+use crate::store::StoreWriter;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use pin_project_lite::pin_project;
+use std::{
+    convert::Infallible,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+pin_project! {
+    /// A body from the response cache: the inner service's body as it is, the same body
+    /// written to the store as it streams, or stored bytes.
+    pub struct CacheBody<B, W> {
+        #[pin]
+        kind: Kind<B, W>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B, W> {
+        Inner { #[pin] body: B },
+        Tee { #[pin] body: TeeBody<B, W> },
+        Stored { #[pin] body: Full<Bytes> },
+    }
+}
+
+impl<B, W> std::fmt::Debug for CacheBody<B, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            Kind::Inner { .. } => "Inner",
+            Kind::Tee { .. } => "Tee",
+            Kind::Stored { .. } => "Stored",
+        };
+        f.debug_tuple("CacheBody").field(&kind).finish()
+    }
+}
+
+impl<B, W> CacheBody<B, W> {
+    pub(crate) fn inner(body: B) -> Self {
+        Self {
+            kind: Kind::Inner { body },
+        }
+    }
+
+    pub(crate) fn tee(body: TeeBody<B, W>) -> Self {
+        Self {
+            kind: Kind::Tee { body },
+        }
+    }
+
+    /// Whether this body is being written to the store.
+    pub(crate) fn is_storing(&self) -> bool {
+        matches!(self.kind, Kind::Tee { .. })
+    }
+
+    pub(crate) fn stored(bytes: Bytes) -> Self {
+        Self {
+            kind: Kind::Stored {
+                body: Full::new(bytes),
+            },
+        }
+    }
+}
+
+/// The error of a [`CacheBody`]: the inner body's.
+fn never<E>(e: Infallible) -> E {
+    match e {}
+}
+
+impl<B, W> Body for CacheBody<B, W>
+where
+    B: Body<Data = Bytes>,
+    W: StoreWriter,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Tee { body } => body.poll_frame(cx),
+            KindProj::Stored { body } => body.poll_frame(cx).map(|f| f.map(|r| r.map_err(never))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Tee { body } => body.is_end_stream(),
+            Kind::Stored { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Tee { body } => body.size_hint(),
+            Kind::Stored { body } => body.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,835 @@
+//! End-to-end tests of the response cache: the caching reverse proxy of `examples/proxy`
+//! (its own code) in front of a real origin server, both on 127.0.0.1, driven by a real
+//! client. Each test proves where a response came from by counting origin calls.
+
+#[path = "../examples/proxy/app.rs"]
+#[allow(dead_code)]
+mod app;
+mod common;
+
+use app::{caching_proxy, forwarder, ProxyConfig};
+use axum::{
+    body::Body,
+    http::{HeaderMap, Method, StatusCode},
+    routing::any,
+    Router,
+};
+use common::{response, Counter, Resp, TestServer};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+use tower_etag::{response_cache::ResponseCache, store::MemoryStore};
+
+/// An origin on 127.0.0.1 and the caching proxy in front of it.
+struct Setup {
+    origin: TestServer,
+    proxy: TestServer,
+    cache: ResponseCache<MemoryStore>,
+}
+
+async fn setup_with(origin_app: Router, cache: ResponseCache<MemoryStore>) -> Setup {
+    let origin = TestServer::start(origin_app).await;
+    let config = ProxyConfig {
+        upstream: format!("http://{}", origin.addr).parse().unwrap(),
+        preserve_host: false,
+    };
+    let proxy = TestServer::start(caching_proxy(&config, &cache).unwrap()).await;
+    Setup {
+        origin,
+        proxy,
+        cache,
+    }
+}
+
+async fn setup(origin_app: Router) -> Setup {
+    setup_with(origin_app, ResponseCache::new(MemoryStore::new())).await
+}
+
+fn status_of(r: &Resp) -> String {
+    r.header("cache-status").unwrap_or_default()
+}
+
+/// A route answering `headers` and `body`, counting calls.
+fn route(
+    counter: &Counter,
+    headers: &'static [(&'static str, &'static str)],
+    body: &'static str,
+) -> axum::routing::MethodRouter {
+    let counter = counter.clone();
+    any(move || {
+        let counter = counter.clone();
+        async move {
+            counter.inc();
+            response(200, headers, body)
+        }
+    })
+}
+
+#[tokio::test]
+async fn fresh_hit_never_reaches_the_origin() {
+    let calls = Counter::new();
+    let s = setup(Router::new().route(
+        "/a",
+        route(&calls, &[("cache-control", "max-age=60")], "hello"),
+    ))
+    .await;
+    let first = s.proxy.get("/a", &[]).await;
+    assert_eq!(first.text(), "hello");
+    assert!(
+        status_of(&first).contains("fwd=uri-miss"),
+        "{}",
+        status_of(&first)
+    );
+    assert!(
+        status_of(&first).contains("stored"),
+        "{}",
+        status_of(&first)
+    );
+    let second = s.proxy.get("/a", &[]).await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(second.text(), "hello");
+    assert!(
+        status_of(&second).starts_with("tower-etag; hit"),
+        "{}",
+        status_of(&second)
+    );
+    assert!(
+        second.header("age").is_some(),
+        "Age on a stored response (RFC 9111 §5.1)"
+    );
+    assert_eq!(calls.get(), 1);
+}
+
+#[tokio::test]
+async fn client_preconditions_are_answered_from_the_stored_entry() {
+    let calls = Counter::new();
+    let s = setup(Router::new().route(
+        "/a",
+        route(
+            &calls,
+            &[("cache-control", "max-age=60"), ("etag", "\"v1\"")],
+            "hello",
+        ),
+    ))
+    .await;
+    s.proxy.get("/a", &[]).await;
+    let cond = s.proxy.get("/a", &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!(cond.status, StatusCode::NOT_MODIFIED);
+    assert!(cond.body.is_empty());
+    let other = s.proxy.get("/a", &[("if-none-match", "\"v0\"")]).await;
+    assert_eq!(other.status, StatusCode::OK);
+    let failed = s.proxy.get("/a", &[("if-match", "\"v0\"")]).await;
+    assert_eq!(failed.status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(calls.get(), 1);
+}
+
+#[tokio::test]
+async fn a_conditional_miss_is_stored_and_answered_304() {
+    let calls = Counter::new();
+    let s = setup(Router::new().route(
+        "/a",
+        route(
+            &calls,
+            &[("cache-control", "max-age=60"), ("etag", "\"v1\"")],
+            "hello",
+        ),
+    ))
+    .await;
+    let cond = s.proxy.get("/a", &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!(cond.status, StatusCode::NOT_MODIFIED);
+    // The body the client did not need was stored in the background.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let full = s.proxy.get("/a", &[]).await;
+    assert_eq!(full.text(), "hello");
+    assert!(status_of(&full).contains("hit"), "{}", status_of(&full));
+    assert_eq!(calls.get(), 1);
+}
+
+#[tokio::test]
+async fn stale_entry_is_revalidated_and_a_304_freshens_it() {
+    let full = Counter::new();
+    let revalidated = Counter::new();
+    let app = {
+        let (full, revalidated) = (full.clone(), revalidated.clone());
+        Router::new().route(
+            "/a",
+            any(move |headers: HeaderMap| {
+                let (full, revalidated) = (full.clone(), revalidated.clone());
+                async move {
+                    let h = [("cache-control", "max-age=1"), ("etag", "\"v1\"")];
+                    if headers.get("if-none-match").is_some_and(|v| v == "\"v1\"") {
+                        revalidated.inc();
+                        response(304, &h, Body::empty())
+                    } else {
+                        full.inc();
+                        response(200, &h, "body-v1")
+                    }
+                }
+            }),
+        )
+    };
+    let s = setup(app).await;
+    s.proxy.get("/a", &[]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let stale = s.proxy.get("/a", &[]).await;
+    assert_eq!(stale.status, StatusCode::OK);
+    assert_eq!(stale.text(), "body-v1", "served from the freshened entry");
+    assert!(
+        status_of(&stale).contains("fwd=stale"),
+        "{}",
+        status_of(&stale)
+    );
+    assert!(
+        status_of(&stale).contains("fwd-status=304"),
+        "{}",
+        status_of(&stale)
+    );
+    assert_eq!((full.get(), revalidated.get()), (1, 1));
+    let again = s.proxy.get("/a", &[]).await;
+    assert!(
+        status_of(&again).contains("hit"),
+        "freshened: {}",
+        status_of(&again)
+    );
+    assert_eq!((full.get(), revalidated.get()), (1, 1));
+}
+
+#[tokio::test]
+async fn changed_resource_replaces_the_stale_entry() {
+    let version = Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    let app = {
+        let version = version.clone();
+        Router::new().route(
+            "/a",
+            any(move || {
+                let v = version.load(Ordering::SeqCst);
+                async move {
+                    let etag = format!("\"v{v}\"");
+                    let mut res =
+                        response(200, &[("cache-control", "max-age=1")], format!("body-v{v}"));
+                    res.headers_mut().insert("etag", etag.parse().unwrap());
+                    res
+                }
+            }),
+        )
+    };
+    let s = setup(app).await;
+    assert_eq!(s.proxy.get("/a", &[]).await.text(), "body-v1");
+    version.store(2, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let fresh = s.proxy.get("/a", &[]).await;
+    assert_eq!(fresh.text(), "body-v2");
+    assert_eq!(s.proxy.get("/a", &[]).await.text(), "body-v2");
+}
+
+#[tokio::test]
+async fn vary_variants_are_stored_side_by_side() {
+    let calls = Counter::new();
+    let app = {
+        let calls = calls.clone();
+        Router::new().route(
+            "/a",
+            any(move |headers: HeaderMap| {
+                let calls = calls.clone();
+                async move {
+                    calls.inc();
+                    let lang = headers
+                        .get("accept-language")
+                        .map_or("none", |v| v.to_str().unwrap())
+                        .to_owned();
+                    response(
+                        200,
+                        &[("cache-control", "max-age=60"), ("vary", "Accept-Language")],
+                        lang,
+                    )
+                }
+            }),
+        )
+    };
+    let s = setup(app).await;
+    assert_eq!(
+        s.proxy.get("/a", &[("accept-language", "en")]).await.text(),
+        "en"
+    );
+    let fr = s.proxy.get("/a", &[("accept-language", "fr")]).await;
+    assert_eq!(fr.text(), "fr");
+    assert!(
+        status_of(&fr).contains("fwd=vary-miss"),
+        "{}",
+        status_of(&fr)
+    );
+    assert_eq!(calls.get(), 2);
+    assert_eq!(
+        s.proxy.get("/a", &[("accept-language", "en")]).await.text(),
+        "en"
+    );
+    assert_eq!(
+        s.proxy.get("/a", &[("accept-language", "fr")]).await.text(),
+        "fr"
+    );
+    // Normalised: extra white space selects the same variant.
+    assert_eq!(
+        s.proxy
+            .get("/a", &[("accept-language", "  fr ")])
+            .await
+            .text(),
+        "fr"
+    );
+    assert_eq!(calls.get(), 2);
+    assert_eq!(s.proxy.get("/a", &[]).await.text(), "none");
+    assert_eq!(calls.get(), 3);
+}
+
+#[tokio::test]
+async fn vary_star_is_never_served_from_the_cache() {
+    let calls = Counter::new();
+    let s = setup(Router::new().route(
+        "/a",
+        route(
+            &calls,
+            &[("cache-control", "max-age=60"), ("vary", "*")],
+            "x",
+        ),
+    ))
+    .await;
+    s.proxy.get("/a", &[]).await;
+    s.proxy.get("/a", &[]).await;
+    assert_eq!(calls.get(), 2);
+}
+
+#[tokio::test]
+async fn unsafe_methods_invalidate_the_target_and_same_origin_location() {
+    let gets = Counter::new();
+    let other_gets = Counter::new();
+    let posts = Counter::new();
+    let app = {
+        let (gets, posts) = (gets.clone(), posts.clone());
+        Router::new()
+            .route(
+                "/a",
+                any(move |method: Method| {
+                    let (gets, posts) = (gets.clone(), posts.clone());
+                    async move {
+                        if method == Method::POST {
+                            posts.inc();
+                            response(200, &[("location", "/b")], "posted")
+                        } else {
+                            let n = gets.inc();
+                            response(200, &[("cache-control", "max-age=60")], format!("a{n}"))
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/b",
+                route(&other_gets, &[("cache-control", "max-age=60")], "b"),
+            )
+    };
+    let s = setup(app).await;
+    assert_eq!(s.proxy.get("/a", &[]).await.text(), "a1");
+    s.proxy.get("/b", &[]).await;
+    assert_eq!(s.proxy.get("/a", &[]).await.text(), "a1");
+    let post = s.proxy.request(Method::POST, "/a", &[]).await;
+    assert_eq!(post.text(), "posted");
+    assert_eq!(posts.get(), 1);
+    assert_eq!(
+        s.proxy.get("/a", &[]).await.text(),
+        "a2",
+        "invalidated by the POST"
+    );
+    s.proxy.get("/b", &[]).await;
+    assert_eq!(other_gets.get(), 2, "Location /b invalidated too");
+}
+
+#[tokio::test]
+async fn error_responses_to_unsafe_methods_do_not_invalidate() {
+    let gets = Counter::new();
+    let app = {
+        let gets = gets.clone();
+        Router::new().route(
+            "/a",
+            any(move |method: Method| {
+                let gets = gets.clone();
+                async move {
+                    if method == Method::DELETE {
+                        response(500, &[], "nope")
+                    } else {
+                        gets.inc();
+                        response(200, &[("cache-control", "max-age=60")], "a")
+                    }
+                }
+            }),
+        )
+    };
+    let s = setup(app).await;
+    s.proxy.get("/a", &[]).await;
+    assert_eq!(
+        s.proxy.request(Method::DELETE, "/a", &[]).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    s.proxy.get("/a", &[]).await;
+    assert_eq!(gets.get(), 1);
+}
+
+#[tokio::test]
+async fn one_hundred_concurrent_cold_requests_make_one_origin_call() {
+    let calls = Counter::new();
+    let app = {
+        let calls = calls.clone();
+        Router::new().route(
+            "/slow",
+            any(move || {
+                let calls = calls.clone();
+                async move {
+                    calls.inc();
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    response(200, &[("cache-control", "max-age=60")], "slow body")
+                }
+            }),
+        )
+    };
+    let s = setup(app).await;
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let proxy = s.proxy.clone();
+        tasks.push(tokio::spawn(async move { proxy.get("/slow", &[]).await }));
+    }
+    let mut collapsed = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.text(), "slow body");
+        if status_of(&r).contains("collapsed") {
+            collapsed += 1;
+        }
+    }
+    assert_eq!(calls.get(), 1, "one origin call for 100 concurrent misses");
+    assert!(
+        collapsed >= 90,
+        "most requests waited for the first: {collapsed}"
+    );
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
+    let calls = Counter::new();
+    let app = {
+        let calls = calls.clone();
+        Router::new().route(
+            "/a",
+            any(move || {
+                let calls = calls.clone();
+                async move {
+                    let n = calls.inc();
+                    if n > 1 {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    response(
+                        200,
+                        &[("cache-control", "max-age=1, stale-while-revalidate=30")],
+                        format!("v{n}"),
+                    )
+                }
+            }),
+        )
+    };
+    let s = setup(app).await;
+    assert_eq!(s.proxy.get("/a", &[]).await.text(), "v1");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = std::time::Instant::now();
+    let stale = s.proxy.get("/a", &[]).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "not waiting for the slow origin"
+    );
+    assert_eq!(stale.text(), "v1");
+    assert!(
+        status_of(&stale).contains("stale-while-revalidate"),
+        "{}",
+        status_of(&stale)
+    );
+    // The background revalidation stores v2.
+    let mut refreshed = String::new();
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        refreshed = s.proxy.get("/a", &[]).await.text().to_owned();
+        if refreshed == "v2" {
+            break;
+        }
+    }
+    assert_eq!(refreshed, "v2");
+    assert_eq!(calls.get(), 2, "one background revalidation");
+}
+
+#[tokio::test]
+async fn stale_if_error_serves_the_stale_entry_on_a_5xx() {
+    let failing = Arc::new(AtomicBool::new(false));
+    let app = {
+        let failing = failing.clone();
+        Router::new().route(
+            "/a",
+            any(move || {
+                let fail = failing.load(Ordering::SeqCst);
+                async move {
+                    if fail {
+                        response(503, &[], "down")
+                    } else {
+                        response(
+                            200,
+                            &[("cache-control", "max-age=1, stale-if-error=60")],
+                            "good",
+                        )
+                    }
+                }
+            }),
+        )
+    };
+    let s = setup(app).await;
+    s.proxy.get("/a", &[]).await;
+    failing.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = s.proxy.get("/a", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.text(), "good");
+    assert!(
+        status_of(&r).contains("fwd-status=503"),
+        "{}",
+        status_of(&r)
+    );
+    assert!(
+        status_of(&r).contains("stale-if-error"),
+        "{}",
+        status_of(&r)
+    );
+}
+
+#[tokio::test]
+async fn without_stale_if_error_the_5xx_goes_through() {
+    let failing = Arc::new(AtomicBool::new(false));
+    let app = {
+        let failing = failing.clone();
+        Router::new().route(
+            "/a",
+            any(move || {
+                let fail = failing.load(Ordering::SeqCst);
+                async move {
+                    if fail {
+                        response(503, &[], "down")
+                    } else {
+                        response(200, &[("cache-control", "max-age=1")], "good")
+                    }
+                }
+            }),
+        )
+    };
+    let s = setup(app).await;
+    s.proxy.get("/a", &[]).await;
+    failing.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        s.proxy.get("/a", &[]).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+/// An origin that answers with the `x-user` of the request.
+fn per_user(calls: &Counter, cache_control: &'static str) -> Router {
+    let calls = calls.clone();
+    Router::new().route(
+        "/me",
+        any(move |headers: HeaderMap| {
+            let calls = calls.clone();
+            async move {
+                calls.inc();
+                let user = headers
+                    .get("x-user")
+                    .map_or("anon", |v| v.to_str().unwrap())
+                    .to_owned();
+                response(
+                    200,
+                    &[("cache-control", cache_control)],
+                    format!("hello {user}"),
+                )
+            }
+        }),
+    )
+}
+
+#[tokio::test]
+async fn private_responses_are_never_stored_by_a_shared_cache() {
+    let calls = Counter::new();
+    let s = setup(per_user(&calls, "private, max-age=60")).await;
+    assert_eq!(
+        s.proxy.get("/me", &[("x-user", "alice")]).await.text(),
+        "hello alice"
+    );
+    let bob = s.proxy.get("/me", &[("x-user", "bob")]).await;
+    assert_eq!(bob.text(), "hello bob");
+    assert!(status_of(&bob).contains("detail="), "{}", status_of(&bob));
+    assert_eq!(calls.get(), 2);
+}
+
+#[tokio::test]
+async fn private_mode_caches_per_user_and_never_across_users() {
+    let calls = Counter::new();
+    let cache = ResponseCache::builder(MemoryStore::new())
+        .private(|parts| {
+            parts
+                .headers
+                .get("x-user")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+        .build();
+    let s = setup_with(per_user(&calls, "private, max-age=60"), cache).await;
+    assert_eq!(
+        s.proxy.get("/me", &[("x-user", "alice")]).await.text(),
+        "hello alice"
+    );
+    assert_eq!(
+        s.proxy.get("/me", &[("x-user", "alice")]).await.text(),
+        "hello alice"
+    );
+    assert_eq!(calls.get(), 1, "alice's entry served to alice");
+    assert_eq!(
+        s.proxy.get("/me", &[("x-user", "bob")]).await.text(),
+        "hello bob"
+    );
+    assert_eq!(calls.get(), 2, "never alice's entry to bob");
+    assert_eq!(s.proxy.get("/me", &[]).await.text(), "hello anon");
+    assert_eq!(s.proxy.get("/me", &[]).await.text(), "hello anon");
+    assert_eq!(calls.get(), 4, "requests without a user bypass the cache");
+}
+
+/// An origin whose `/secret` needs `Authorization: Bearer good`.
+fn protected(calls: &Counter, cache_control: &'static str) -> Router {
+    let calls = calls.clone();
+    Router::new().route(
+        "/secret",
+        any(move |headers: HeaderMap| {
+            let calls = calls.clone();
+            async move {
+                calls.inc();
+                if headers
+                    .get("authorization")
+                    .is_some_and(|v| v == "Bearer good")
+                {
+                    response(200, &[("cache-control", cache_control)], "secret")
+                } else {
+                    response(401, &[], "who are you")
+                }
+            }
+        }),
+    )
+}
+
+#[tokio::test]
+async fn authorized_responses_are_not_shared_without_public() {
+    let calls = Counter::new();
+    let s = setup(protected(&calls, "max-age=60")).await;
+    assert_eq!(
+        s.proxy
+            .get("/secret", &[("authorization", "Bearer good")])
+            .await
+            .text(),
+        "secret"
+    );
+    let anon = s.proxy.get("/secret", &[]).await;
+    assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        s.proxy
+            .get("/secret", &[("authorization", "Bearer good")])
+            .await
+            .text(),
+        "secret"
+    );
+    assert_eq!(calls.get(), 3);
+}
+
+#[tokio::test]
+async fn authorized_responses_marked_public_are_shared() {
+    let calls = Counter::new();
+    let s = setup(protected(&calls, "public, max-age=60")).await;
+    s.proxy
+        .get("/secret", &[("authorization", "Bearer good")])
+        .await;
+    let again = s
+        .proxy
+        .get("/secret", &[("authorization", "Bearer good")])
+        .await;
+    assert_eq!(again.text(), "secret");
+    assert_eq!(calls.get(), 1, "RFC 9111 §3.5: public allows storing");
+}
+
+#[tokio::test]
+async fn set_cookie_responses_are_not_stored() {
+    let calls = Counter::new();
+    let s = setup(Router::new().route(
+        "/a",
+        route(
+            &calls,
+            &[
+                ("cache-control", "max-age=60"),
+                ("set-cookie", "session=abc"),
+            ],
+            "x",
+        ),
+    ))
+    .await;
+    s.proxy.get("/a", &[]).await;
+    let second = s.proxy.get("/a", &[]).await;
+    assert_eq!(second.header("set-cookie").as_deref(), Some("session=abc"));
+    assert_eq!(calls.get(), 2);
+}
+
+#[tokio::test]
+async fn no_store_and_request_no_cache() {
+    let calls = Counter::new();
+    let other = Counter::new();
+    let s = setup(
+        Router::new()
+            .route(
+                "/ns",
+                route(&calls, &[("cache-control", "no-store, max-age=60")], "x"),
+            )
+            .route("/a", route(&other, &[("cache-control", "max-age=60")], "y")),
+    )
+    .await;
+    s.proxy.get("/ns", &[]).await;
+    s.proxy.get("/ns", &[]).await;
+    assert_eq!(calls.get(), 2);
+    s.proxy.get("/a", &[]).await;
+    let forced = s.proxy.get("/a", &[("cache-control", "no-cache")]).await;
+    assert!(
+        status_of(&forced).contains("fwd=request"),
+        "{}",
+        status_of(&forced)
+    );
+    let pragma = s.proxy.get("/a", &[("pragma", "no-cache")]).await;
+    assert!(
+        !status_of(&pragma).contains("hit"),
+        "{}",
+        status_of(&pragma)
+    );
+    assert_eq!(other.get(), 3);
+}
+
+#[tokio::test]
+async fn only_if_cached_gives_504_when_nothing_is_stored() {
+    let calls = Counter::new();
+    let s =
+        setup(Router::new().route("/a", route(&calls, &[("cache-control", "max-age=60")], "x")))
+            .await;
+    let cold = s
+        .proxy
+        .get("/a", &[("cache-control", "only-if-cached")])
+        .await;
+    assert_eq!(cold.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(calls.get(), 0);
+    s.proxy.get("/a", &[]).await;
+    let warm = s
+        .proxy
+        .get("/a", &[("cache-control", "only-if-cached")])
+        .await;
+    assert_eq!(warm.status, StatusCode::OK);
+    assert_eq!(calls.get(), 1);
+}
+
+#[tokio::test]
+async fn head_is_answered_from_the_get_entry() {
+    let calls = Counter::new();
+    let s = setup(Router::new().route(
+        "/a",
+        route(&calls, &[("cache-control", "max-age=60")], "hello"),
+    ))
+    .await;
+    let head = s.proxy.head("/a", &[]).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.body.is_empty());
+    let get = s.proxy.get("/a", &[]).await;
+    assert_eq!(get.text(), "hello");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let head2 = s.proxy.head("/a", &[]).await;
+    assert_eq!(head2.header("content-length").as_deref(), Some("5"));
+    assert!(head2.body.is_empty());
+    assert_eq!(calls.get(), 1, "the HEAD miss fetched and stored the GET");
+}
+
+#[tokio::test]
+async fn bypass_extension_and_invalidation_api() {
+    let calls = Counter::new();
+    let s =
+        setup(Router::new().route("/a", route(&calls, &[("cache-control", "max-age=60")], "x")))
+            .await;
+    s.proxy.get("/a", &[]).await;
+    let host = s.proxy.host(); // the cache keys by the Host the proxy was asked for;
+    assert!(s
+        .cache
+        .invalidate_url(&format!("http://{host}/a").parse().unwrap())
+        .await
+        .unwrap());
+    s.proxy.get("/a", &[]).await;
+    assert_eq!(calls.get(), 2);
+    s.cache.purge().await.unwrap();
+    s.proxy.get("/a", &[]).await;
+    assert_eq!(calls.get(), 3);
+}
+
+#[tokio::test]
+async fn insert_stores_a_response_without_the_origin() {
+    let calls = Counter::new();
+    let s = setup(Router::new().route(
+        "/a",
+        route(&calls, &[("cache-control", "max-age=60")], "origin"),
+    ))
+    .await;
+    let host = s.proxy.host();
+    let request = axum::http::Request::get(format!("http://{host}/a"))
+        .body(())
+        .unwrap();
+    let response = axum::http::Response::builder()
+        .header("cache-control", "max-age=60")
+        .body(bytes::Bytes::from_static(b"inserted"))
+        .unwrap();
+    assert!(s.cache.insert(request, response).await.unwrap());
+    assert_eq!(s.proxy.get("/a", &[]).await.text(), "inserted");
+    assert_eq!(calls.get(), 0);
+}
+
+#[tokio::test]
+async fn proxy_forwards_method_path_query_headers_and_body() {
+    let app = Router::new().route(
+        "/echo",
+        any(|method: Method, uri: axum::http::Uri, headers: HeaderMap, body: bytes::Bytes| async move {
+            let host = headers.get("host").map_or("", |v| v.to_str().unwrap()).to_owned();
+            let custom = headers.get("x-custom").map_or("", |v| v.to_str().unwrap()).to_owned();
+            let text = format!("{method} {uri} host={host} custom={custom} body={}", String::from_utf8_lossy(&body));
+            response(200, &[], text)
+        }),
+    );
+    let s = setup(app).await;
+    let r = s
+        .proxy
+        .request(Method::PUT, "/echo?x=1&y=2", &[("x-custom", "v")])
+        .await;
+    let origin_host = s.origin.host();
+    assert_eq!(
+        r.text(),
+        format!("PUT /echo?x=1&y=2 host={origin_host} custom=v body=")
+    );
+
+    let config = ProxyConfig {
+        upstream: format!("http://{}", s.origin.addr).parse().unwrap(),
+        preserve_host: true,
+    };
+    let preserving = TestServer::start(forwarder(&config).unwrap()).await;
+    let r = preserving.get("/echo", &[]).await;
+    assert!(
+        r.text().contains(&format!("host={}", preserving.host())),
+        "{}",
+        r.text()
+    );
+}
