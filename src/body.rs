@@ -32,7 +32,7 @@ pin_project! {
         Inner { #[pin] body: B },
         Hit { #[pin] body: H },
         Stored { #[pin] body: S },
-        Empty,
+        Empty { body: NoBody },
     }
 }
 
@@ -55,8 +55,13 @@ impl<B, H, S> ResponseBody<B, H, S> {
         }
     }
 
-    pub(crate) fn empty() -> Self {
-        Self { kind: Kind::Empty }
+    /// No bytes, reporting `hint` (a HEAD answer made from a GET response).
+    pub(crate) fn empty(hint: SizeHint) -> Self {
+        Self {
+            kind: Kind::Empty {
+                body: NoBody::with_hint(hint),
+            },
+        }
     }
 }
 
@@ -66,7 +71,7 @@ impl<B, H, S> std::fmt::Debug for ResponseBody<B, H, S> {
             Kind::Inner { .. } => "Inner",
             Kind::Hit { .. } => "Hit",
             Kind::Stored { .. } => "Stored",
-            Kind::Empty => "Empty",
+            Kind::Empty { .. } => "Empty",
         };
         f.debug_tuple("ResponseBody").field(&kind).finish()
     }
@@ -103,7 +108,7 @@ where
             KindProj::Inner { body } => boxed(body.poll_frame(cx)),
             KindProj::Hit { body } => boxed(body.poll_frame(cx)),
             KindProj::Stored { body } => boxed(body.poll_frame(cx)),
-            KindProj::Empty => Poll::Ready(None),
+            KindProj::Empty { .. } => Poll::Ready(None),
         }
     }
 
@@ -112,7 +117,7 @@ where
             Kind::Inner { body } => body.is_end_stream(),
             Kind::Hit { body } => body.is_end_stream(),
             Kind::Stored { body } => body.is_end_stream(),
-            Kind::Empty => true,
+            Kind::Empty { body } => body.is_end_stream(),
         }
     }
 
@@ -121,8 +126,50 @@ where
             Kind::Inner { body } => body.size_hint(),
             Kind::Hit { body } => body.size_hint(),
             Kind::Stored { body } => body.size_hint(),
-            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Empty { body } => body.size_hint(),
         }
+    }
+}
+
+/// A body without bytes that reports a chosen size: the answer to a HEAD request reports the
+/// size of the GET body it stands for (so a server writes the right `Content-Length`), a 304
+/// reports an unknown size (so none writes `Content-Length: 0`).
+#[derive(Clone, Debug, Default)]
+pub struct NoBody {
+    hint: SizeHint,
+}
+
+impl NoBody {
+    /// A body without bytes reporting `hint`.
+    pub fn with_hint(hint: SizeHint) -> Self {
+        Self { hint }
+    }
+
+    /// A body without bytes and without a stated size.
+    pub fn unknown() -> Self {
+        Self::default()
+    }
+}
+
+impl Body for NoBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // A size above zero is a promise about another request's body (HEAD): say "done"
+        // only where the size says so too.
+        self.hint.upper() == Some(0)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.hint
     }
 }
 
@@ -140,6 +187,8 @@ pin_project! {
         trailers: Option<HeaderMap>,
         #[pin]
         rest: Option<B>,
+        // Set for bodies without bytes that stand for another one (HEAD, 304).
+        declared: Option<SizeHint>,
     }
 }
 
@@ -153,9 +202,16 @@ impl<B: Body> std::fmt::Debug for BufferedBody<B> {
 }
 
 impl<B: Body> BufferedBody<B> {
-    /// No bytes at all (a 304 or 412).
+    /// No bytes at all (a 412).
     pub fn empty() -> Self {
         Self::from_parts(VecDeque::new(), 0, None, None, None)
+    }
+
+    /// No bytes, reporting `hint`: see [`NoBody`].
+    pub fn no_body(hint: SizeHint) -> Self {
+        let mut body = Self::empty();
+        body.declared = Some(hint);
+        body
     }
 
     /// The whole inner body, untouched.
@@ -176,6 +232,7 @@ impl<B: Body> BufferedBody<B> {
             error,
             trailers,
             rest,
+            declared: None,
         }
     }
 }
@@ -215,13 +272,24 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.chunks.is_empty()
+        self.declared.as_ref().is_none_or(|d| d.upper() == Some(0))
+            && self.chunks.is_empty()
             && self.error.is_none()
             && self.trailers.is_none()
             && self.rest.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
+        if let Some(declared) = &self.declared {
+            return *declared;
+        }
+        if self.error.is_some() {
+            // The body will end in an error: it must not look complete at `buffered_len`
+            // (a server would write that Content-Length and the client would never know).
+            let mut hint = SizeHint::new();
+            hint.set_lower(self.buffered_len);
+            return hint;
+        }
         let Some(rest) = &self.rest else {
             return SizeHint::with_exact(self.buffered_len);
         };

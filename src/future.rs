@@ -130,7 +130,7 @@ where
     StoreFuture<P, ReqBody, ResBody>: Send,
     Pred: PassthroughPredicate + Send + 'static,
     ReqBody: Send + 'static,
-    ResBody: Send + 'static,
+    ResBody: Body + Send + 'static,
 {
     type Output = Result<Output<P, ReqBody, ResBody>, S::Error>;
 
@@ -194,10 +194,14 @@ where
                     };
                     let head = this.head.take().expect(USED);
                     let key = this.key.take().expect(USED);
-                    if !this.predicate.as_ref().expect(USED).cache_response(&res) {
-                        // A provider may have fetched a HEAD as a GET: the client gets no body.
+                    // Responses to unsafe methods always reach the provider, which invalidates
+                    // (RFC 9111 §4.4); the predicate only chooses among safe ones.
+                    let predicate = this.predicate.as_ref().expect(USED);
+                    if head.method.is_safe() && !predicate.cache_response(&res) {
+                        // A provider may have fetched a HEAD as a GET: the client gets no
+                        // body, but the size of the one it stands for.
                         let res = if head.method == Method::HEAD {
-                            res.map(|_| ResponseBody::empty())
+                            res.map(|b| ResponseBody::empty(b.size_hint()))
                         } else {
                             res.map(ResponseBody::inner)
                         };

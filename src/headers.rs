@@ -1,5 +1,10 @@
 //! Header plumbing shared by the providers: 304/412 heads, `Vary`, dates.
 
+use crate::{
+    conditional::{Outcome, Preconditions, Validators},
+    etag::EntityTag,
+};
+use http::header::{ETAG, LAST_MODIFIED};
 use http::{
     header::{
         CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, TRAILER,
@@ -33,6 +38,55 @@ pub(crate) fn into_bodiless(parts: &mut Parts, status: StatusCode) {
     merge_vary(&mut parts.headers);
 }
 
+/// What a response about to be sent becomes once the client's preconditions are answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// The response as it is.
+    Full,
+    /// The response's head without its body (a HEAD request).
+    Head,
+    /// `304 Not Modified`: no body, and no stated size (RFC 9110 §8.6).
+    NotModified,
+    /// `412 Precondition Failed`: an empty body.
+    PreconditionFailed,
+}
+
+/// Answers the client's preconditions on a response head about to be sent, from the head's
+/// own `ETag` and `Last-Modified`, only when it is 2xx (RFC 9110 §13.2.1), turning the head
+/// into a 304 or 412 where they say so (§13.2.2).
+pub(crate) fn answer_preconditions(
+    parts: &mut Parts,
+    preconditions: &Preconditions,
+    is_head: bool,
+) -> Answer {
+    if parts.status.is_success() {
+        let etag = parts
+            .headers
+            .get(ETAG)
+            .and_then(EntityTag::from_header_value);
+        let last_modified = single_date(&parts.headers, LAST_MODIFIED);
+        match preconditions.evaluate(Validators {
+            etag: etag.as_ref(),
+            last_modified,
+        }) {
+            Outcome::Proceed => {}
+            Outcome::NotModified => {
+                into_bodiless(parts, StatusCode::NOT_MODIFIED);
+                return Answer::NotModified;
+            }
+            Outcome::PreconditionFailed => {
+                into_bodiless(parts, StatusCode::PRECONDITION_FAILED);
+                return Answer::PreconditionFailed;
+            }
+        }
+    }
+    if is_head {
+        Answer::Head
+    } else {
+        Answer::Full
+    }
+}
+
 /// The `Vary` field names of `headers`, lower-cased, over all its lines.
 pub(crate) fn vary_names(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
     headers
@@ -40,7 +94,6 @@ pub(crate) fn vary_names(headers: &HeaderMap) -> impl Iterator<Item = String> + 
         .iter()
         .flat_map(|v| {
             String::from_utf8_lossy(v.as_bytes())
-                .into_owned()
                 .split(',')
                 .map(|n| n.trim().to_ascii_lowercase())
                 .collect::<Vec<_>>()
@@ -88,7 +141,6 @@ pub(crate) fn seconds_value(secs: u64) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::header::{ETAG, LAST_MODIFIED};
 
     #[test]
     fn bodiless_head_keeps_validators_and_drops_content_fields() {

@@ -93,7 +93,10 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        if !self.predicate.cache_request(&request) {
+        // RFC 9111 §4.4: a response to an unsafe method invalidates what the cache holds for
+        // its target. That is not the predicate's to switch off, so such requests always go
+        // to the provider (which passes them through).
+        if request.method().is_safe() && !self.predicate.cache_request(&request) {
             return ResponseFuture::passthrough(self.inner.call(request));
         }
         // The inner service is called later, from the future: take the one that was made

@@ -233,7 +233,6 @@ async fn unbounded_body_failing_mid_stream_is_broken_for_the_client_and_not_stor
 /// The same with a body that declares its length (so the provider reads it ahead to hash
 /// it): the error must still reach the client as a broken body.
 #[tokio::test]
-#[ignore = "BUG: read-ahead body that errors is sent as a complete, truncated 200 (BufferedBody::size_hint is exact)"]
 async fn sized_body_failing_mid_stream_is_broken_for_the_client_and_not_stored() {
     let counter = Counter::new();
     let provider = Provider::init();

@@ -2,25 +2,24 @@
 
 use super::{CacheProvider, Lookup, RequestHead, StoreRequest};
 use crate::{
-    body::{BufferedBody, ReadAhead, ReadAheadFuture},
+    body::{BufferedBody, NoBody, ReadAhead, ReadAheadFuture},
     cache_control::CacheControl,
     conditional::{Outcome, Validators},
     etag::EntityTag,
     freshness::{age_header, explicit_lifetime},
-    headers::{into_bodiless, seconds_value, single_date, vary_names},
+    headers::{answer_preconditions, seconds_value, single_date, vary_names, Answer},
+    policy::invalidated_uris,
 };
-use bytes::Bytes;
 use const_lru::ConstLru;
 use http::{
     header::{
-        ACCEPT, ACCEPT_ENCODING, ACCEPT_LANGUAGE, AGE, CACHE_CONTROL, CONTENT_LENGTH,
-        CONTENT_LOCATION, ETAG, EXPIRES, HOST, LAST_MODIFIED, SET_COOKIE, VARY,
+        ACCEPT, ACCEPT_ENCODING, ACCEPT_LANGUAGE, AGE, CACHE_CONTROL, CONTENT_ENCODING,
+        CONTENT_LOCATION, CONTENT_TYPE, ETAG, EXPIRES, HOST, LAST_MODIFIED, SET_COOKIE, VARY,
     },
     response::Parts,
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode,
 };
-use http_body::Body;
-use http_body_util::Empty;
+use http_body::{Body, SizeHint};
 use std::{
     convert::Infallible,
     fmt,
@@ -377,15 +376,21 @@ fn request_wants_revalidation(cc: &CacheControl, age: Duration) -> bool {
     cc.no_cache.is_present() || cc.max_age.is_some_and(|max| age > max)
 }
 
-fn bodiless(headers: HeaderMap, status: StatusCode) -> Response<Empty<Bytes>> {
-    let mut res = Response::new(Empty::new());
+fn bodiless(headers: HeaderMap, status: StatusCode) -> Response<NoBody> {
+    // A 304 states no size (RFC 9110 §8.6: no `Content-Length: 0` for it); a 412 is empty.
+    let body = if status == StatusCode::NOT_MODIFIED {
+        NoBody::unknown()
+    } else {
+        NoBody::with_hint(SizeHint::with_exact(0))
+    };
+    let mut res = Response::new(body);
     *res.status_mut() = status;
     *res.headers_mut() = headers;
     res
 }
 
 impl<const CAP: usize, ReqBody> Service<Request<ReqBody>> for ConstLruProvider<CAP> {
-    type Response = Lookup<ReqBody, SimpleEtagCacheKey, Empty<Bytes>>;
+    type Response = Lookup<ReqBody, SimpleEtagCacheKey, NoBody>;
     type Error = Infallible;
     type Future = Ready<Result<Self::Response, Infallible>>;
 
@@ -395,6 +400,11 @@ impl<const CAP: usize, ReqBody> Service<Request<ReqBody>> for ConstLruProvider<C
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        if !request.method().is_safe() {
+            // Only to invalidate after the response (RFC 9111 §4.4), in the store service.
+            let key = SimpleEtagCacheKey::from_request(&request);
+            return ready(Ok(Lookup::Miss { request, key }));
+        }
         let cc = CacheControl::from_headers(request.headers());
         if cc.no_store {
             // RFC 9111 §5.2.1.5: nothing of this exchange may be stored.
@@ -419,7 +429,7 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
         key: &SimpleEtagCacheKey,
         request: &Request<ReqBody>,
         cc: &CacheControl,
-    ) -> Option<Response<Empty<Bytes>>> {
+    ) -> Option<Response<NoBody>> {
         let preconditions = RequestHead::from_request(request);
         if preconditions.preconditions.is_empty() {
             return None;
@@ -443,6 +453,28 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
         // RFC 9111 §5.1: a response served from a cache carries its Age.
         headers.insert(AGE, seconds_value(entry.age(now).as_secs()));
         Some(bodiless(headers, status))
+    }
+
+    /// RFC 9111 §4.4: a non-error response to an unsafe method invalidates the entries of its
+    /// target and of a same-origin `Location` / `Content-Location`.
+    fn invalidate_after<B>(
+        &self,
+        key: &SimpleEtagCacheKey,
+        method: &Method,
+        response: &Response<B>,
+    ) {
+        // The key keeps the authority but not the scheme; `http` stands in for comparing
+        // origins, so an absolute `https://` Location on the same host is not matched.
+        let target = format!("http://{}{}", key.host, key.path_and_query);
+        let Ok(target) = target.parse::<http::Uri>() else {
+            self.invalidate_target(&key.host, &key.path_and_query);
+            return;
+        };
+        for uri in invalidated_uris(method, response.status(), &target, response.headers()) {
+            let host = uri.authority().map_or(key.host.as_str(), |a| a.as_str());
+            let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
+            self.invalidate_target(host, pq);
+        }
     }
 
     fn store(&self, key: SimpleEtagCacheKey, entry: Option<Entry>) {
@@ -475,6 +507,9 @@ impl<const CAP: usize, B: Body> fmt::Debug for ConstLruStoreFuture<CAP, B> {
     }
 }
 
+// Built once per miss and moved into the middleware's future once: boxing the larger
+// variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum StoreState<const CAP: usize, B: Body> {
     Ready(Option<Response<BufferedBody<Pin<Box<B>>>>>),
     Reading {
@@ -498,7 +533,6 @@ impl<const CAP: usize> StoreRequestHead<CAP> {
         mut parts: Parts,
         etag: EntityTag,
         body: BufferedBody<B>,
-        len: Option<u64>,
     ) -> Response<BufferedBody<B>> {
         let entry = Entry::new(
             &parts.headers,
@@ -508,36 +542,41 @@ impl<const CAP: usize> StoreRequestHead<CAP> {
         );
         self.provider.store(self.key, entry);
         parts.headers.insert(ETAG, etag.to_header_value());
-        let validators = Validators {
-            etag: Some(&etag),
-            last_modified: single_date(&parts.headers, LAST_MODIFIED),
+        let is_head = self.head.method == Method::HEAD;
+        let body = match answer_preconditions(&mut parts, &self.head.preconditions, is_head) {
+            Answer::Full => body,
+            Answer::Head => BufferedBody::no_body(body.size_hint()),
+            Answer::NotModified => BufferedBody::no_body(SizeHint::new()),
+            Answer::PreconditionFailed => BufferedBody::empty(),
         };
-        let status = match self.head.preconditions.evaluate(validators) {
-            Outcome::Proceed if self.head.method == Method::HEAD => {
-                if let Some(len) = len {
-                    parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-                }
-                return Response::from_parts(parts, BufferedBody::empty());
-            }
-            Outcome::Proceed => return Response::from_parts(parts, body),
-            Outcome::NotModified => StatusCode::NOT_MODIFIED,
-            Outcome::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
-        };
-        into_bodiless(&mut parts, status);
-        Response::from_parts(parts, BufferedBody::empty())
+        Response::from_parts(parts, body)
     }
 
     /// The response goes out untouched and untagged; an old entry for it can no longer be
     /// vouched for.
     fn pass<B: Body>(self, parts: Parts, body: BufferedBody<B>) -> Response<BufferedBody<B>> {
         self.provider.store(self.key, None);
-        let body = if self.head.method == Method::HEAD {
-            BufferedBody::empty()
-        } else {
-            body
-        };
-        Response::from_parts(parts, body)
+        Response::from_parts(parts, head_or_full(&self.head, body))
     }
+}
+
+/// The body for the client: none for a HEAD (fetched as a GET), but the size of the GET's.
+fn head_or_full<B: Body>(head: &RequestHead, body: BufferedBody<B>) -> BufferedBody<B> {
+    if head.method == Method::HEAD {
+        BufferedBody::no_body(body.size_hint())
+    } else {
+        body
+    }
+}
+
+/// Whether a body of unknown length should still be read ahead: a compressed representation
+/// (tower-http's `CompressionLayer` inside this layer streams without a length) is the
+/// transformation of a finite body. Event streams never end and never are.
+fn worth_reading_unbounded(headers: &HeaderMap) -> bool {
+    headers.contains_key(CONTENT_ENCODING)
+        && !headers
+            .get(CONTENT_TYPE)
+            .is_some_and(|ct| ct.as_bytes().starts_with(b"text/event-stream"))
 }
 
 impl<const CAP: usize, B: Body> Future for ConstLruStoreFuture<CAP, B> {
@@ -550,8 +589,11 @@ impl<const CAP: usize, B: Body> Future for ConstLruStoreFuture<CAP, B> {
                 let outcome = std::task::ready!(Pin::new(read).poll(cx));
                 let (parts, ctx) = pending.take().expect("polled after completion");
                 Poll::Ready(Ok(match outcome {
-                    ReadAhead::Complete { body, hash, len } => {
-                        ctx.respond(parts, EntityTag::from_blake3(&hash), body, Some(len))
+                    // An empty body has nothing to tag (axum adds its `Content-Length: 0` only
+                    // outside this layer, so the predicate could not see it).
+                    ReadAhead::Complete { body, len: 0, .. } => ctx.pass(parts, body),
+                    ReadAhead::Complete { body, hash, .. } => {
+                        ctx.respond(parts, EntityTag::from_blake3(&hash), body)
                     }
                     ReadAhead::Incomplete { body } => ctx.pass(parts, body),
                 }))
@@ -578,6 +620,14 @@ impl<const CAP: usize, ResBody: Body> Service<StoreRequest<SimpleEtagCacheKey, R
             head,
             response,
         } = req;
+        if !head.method.is_safe() {
+            self.invalidate_after(&key, &head.method, &response);
+            return ConstLruStoreFuture {
+                state: StoreState::Ready(Some(
+                    response.map(|b| BufferedBody::streaming(Box::pin(b))),
+                )),
+            };
+        }
         let (parts, body) = response.into_parts();
         let body = Box::pin(body);
         let ctx = StoreRequestHead {
@@ -592,7 +642,7 @@ impl<const CAP: usize, ResBody: Body> Service<StoreRequest<SimpleEtagCacheKey, R
         if let Some(existing) = parts.headers.get(ETAG) {
             // The inner service tagged the response itself: keep its tag, hash nothing.
             return ready_with(match EntityTag::from_header_value(existing) {
-                Some(etag) => ctx.respond(parts, etag, BufferedBody::streaming(body), None),
+                Some(etag) => ctx.respond(parts, etag, BufferedBody::streaming(body)),
                 None => {
                     tracing::debug!(etag = ?existing, "malformed ETag from the inner service; passing the response through");
                     ctx.pass(parts, BufferedBody::streaming(body))
@@ -602,7 +652,11 @@ impl<const CAP: usize, ResBody: Body> Service<StoreRequest<SimpleEtagCacheKey, R
         let limit = self.shared.config.max_body_size;
         // Read ahead only a body known to be small enough: one without an upper bound (a
         // stream, server-sent events) might never end, and its headers must go out now.
-        if !body.size_hint().upper().is_some_and(|upper| upper <= limit) {
+        // The exception is a compressed body (see `worth_reading_unbounded`); the read-ahead
+        // still stops at the limit.
+        let upper = body.size_hint().upper();
+        let bounded = upper.is_some_and(|upper| upper <= limit);
+        if !bounded && (upper.is_some() || !worth_reading_unbounded(&parts.headers)) {
             return ready_with(ctx.pass(parts, BufferedBody::streaming(body)));
         }
         ConstLruStoreFuture {
@@ -618,6 +672,6 @@ impl<const CAP: usize, ReqBody, ResBody: Body> CacheProvider<ReqBody, ResBody>
     for ConstLruProvider<CAP>
 {
     type Key = SimpleEtagCacheKey;
-    type HitBody = Empty<Bytes>;
+    type HitBody = NoBody;
     type Body = BufferedBody<Pin<Box<ResBody>>>;
 }

@@ -1,7 +1,7 @@
 //! [`CacheBody`]: the body of responses from the response cache's store service.
 
 use super::tee::TeeBody;
-use crate::store::StoreWriter;
+use crate::{body::NoBody, store::StoreWriter};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
@@ -11,6 +11,51 @@ use std::{
     pin::Pin,
     task::{Context, Poll},
 };
+
+/// The body of an answer made from a stored entry: its bytes, or none (HEAD, 304) with the
+/// size the client is told about.
+#[derive(Debug)]
+pub enum HitBody {
+    /// The stored bytes.
+    Full(Full<Bytes>),
+    /// No bytes.
+    None(NoBody),
+}
+
+impl HitBody {
+    pub(crate) fn bytes(bytes: Bytes) -> Self {
+        Self::Full(Full::new(bytes))
+    }
+}
+
+impl Body for HitBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Self::Full(b) => Pin::new(b).poll_frame(cx),
+            Self::None(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Full(b) => b.is_end_stream(),
+            Self::None(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Full(b) => b.size_hint(),
+            Self::None(b) => b.size_hint(),
+        }
+    }
+}
 
 pin_project! {
     /// A body from the response cache: the inner service's body as it is, the same body
@@ -26,7 +71,7 @@ pin_project! {
     enum Kind<B, W> {
         Inner { #[pin] body: B },
         Tee { #[pin] body: TeeBody<B, W> },
-        Stored { #[pin] body: Full<Bytes> },
+        Stored { #[pin] body: HitBody },
     }
 }
 
@@ -59,11 +104,9 @@ impl<B, W> CacheBody<B, W> {
         matches!(self.kind, Kind::Tee { .. })
     }
 
-    pub(crate) fn stored(bytes: Bytes) -> Self {
+    pub(crate) fn stored(body: HitBody) -> Self {
         Self {
-            kind: Kind::Stored {
-                body: Full::new(bytes),
-            },
+            kind: Kind::Stored { body },
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The response cache's lookup service: fresh hit, stale (revalidate / serve stale), miss.
 
 use super::{
+    body::HitBody,
     coalesce::{self, FillGuard, Join},
     copy_head,
     entry::{self, Index},
@@ -8,10 +9,11 @@ use super::{
     CacheBypass, ResponseCache,
 };
 use crate::{
+    body::NoBody,
     cache_control::CacheControl,
-    conditional::{Outcome, Preconditions, Validators},
-    etag::EntityTag,
-    headers::{into_bodiless, seconds_value, single_date},
+    conditional::Preconditions,
+    headers::seconds_value,
+    headers::{answer_preconditions, Answer},
     policy::{BeforeRequest, CachePolicy},
     provider::Lookup,
     store::{Store, StoredBody},
@@ -19,12 +21,11 @@ use crate::{
 use bytes::Bytes;
 use http::{
     header::{
-        AGE, ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE,
-        LAST_MODIFIED, RANGE,
+        AGE, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
     },
     request, HeaderName, HeaderValue, Method, Request, Response, StatusCode,
 };
-use http_body_util::Full;
+use http_body::SizeHint;
 use std::{
     convert::Infallible,
     future::Future,
@@ -46,7 +47,7 @@ pub(crate) enum KeyKind {
     /// Not cached: only `Cache-Status` is added.
     Bypass { fwd: Fwd, detail: &'static str },
     /// An unsafe method: invalidate after a non-error response (RFC 9111 §4.4).
-    Invalidate { request: request::Parts },
+    Invalidate { request: Box<request::Parts> },
     /// A miss or a revalidation: store what comes back.
     Fill(Box<Fill>),
 }
@@ -80,7 +81,7 @@ const CONDITIONAL_FIELDS: [HeaderName; 5] = [
     IF_RANGE,
 ];
 
-type LookupResult<ReqBody> = Lookup<ReqBody, ResponseCacheKey, Full<Bytes>>;
+type LookupResult<ReqBody> = Lookup<ReqBody, ResponseCacheKey, HitBody>;
 
 impl<St: Store, ReqBody: Send + 'static> Service<Request<ReqBody>> for ResponseCache<St> {
     type Response = LookupResult<ReqBody>;
@@ -149,7 +150,9 @@ impl<St: Store> ResponseCache<St> {
                 let request = Request::from_parts(parts, body);
                 return Lookup::Miss {
                     request,
-                    key: ResponseCacheKey(KeyKind::Invalidate { request: copy }),
+                    key: ResponseCacheKey(KeyKind::Invalidate {
+                        request: Box::new(copy),
+                    }),
                 };
             }
         }
@@ -204,16 +207,14 @@ impl<St: Store> ResponseCache<St> {
                             ttl: Some(ttl.as_secs() as i64),
                             ..CacheStatus::hit()
                         };
-                        let response = self
-                            .respond(
-                                &entry.policy,
-                                entry.body.clone(),
-                                is_head,
-                                &client,
-                                status,
-                                now,
-                            )
-                            .map(Full::new);
+                        let response = self.respond(
+                            &entry.policy,
+                            entry.body.clone(),
+                            is_head,
+                            &client,
+                            status,
+                            now,
+                        );
                         let refresh_due = self.shared.config.refresh_ahead.is_some_and(|w| ttl < w);
                         if refresh_due {
                             if let Join::Leader(guard) =
@@ -253,16 +254,14 @@ impl<St: Store> ResponseCache<St> {
                                 detail: Some("stale-while-revalidate"),
                                 ..CacheStatus::hit()
                             };
-                            let response = self
-                                .respond(
-                                    &entry.policy,
-                                    entry.body.clone(),
-                                    is_head,
-                                    &client,
-                                    status,
-                                    now,
-                                )
-                                .map(Full::new);
+                            let response = self.respond(
+                                &entry.policy,
+                                entry.body.clone(),
+                                is_head,
+                                &client,
+                                status,
+                                now,
+                            );
                             return match self.shared.coalescer.join(&entry.variant_key) {
                                 Join::Leader(guard) => {
                                     let key = self.fill_key(
@@ -300,7 +299,6 @@ impl<St: Store> ResponseCache<St> {
                                     status,
                                     now,
                                 )
-                                .map(Full::new)
                             });
                         let key = self.fill_key(primary, index, &parts, fwd, None, Some(entry));
                         let request = forwarded(parts, body, Some(&revalidation_headers));
@@ -394,9 +392,7 @@ impl<St: Store> ResponseCache<St> {
         match self.shared.store.get(variant_key).await {
             Ok(Some(stored)) => {
                 let policy = entry::decode(&stored.meta)?;
-                let body = match stored.body {
-                    StoredBody::Bytes(b) => b,
-                };
+                let StoredBody::Bytes(body) = stored.body;
                 Some(StoredEntry {
                     variant_key: variant_key.to_owned(),
                     policy,
@@ -421,7 +417,7 @@ impl<St: Store> ResponseCache<St> {
         client: &Preconditions,
         status: CacheStatus,
         now: SystemTime,
-    ) -> Response<Bytes> {
+    ) -> Response<HitBody> {
         let mut response = Response::new(());
         *response.status_mut() = policy.status();
         *response.headers_mut() = policy.response_headers().clone();
@@ -429,27 +425,14 @@ impl<St: Store> ResponseCache<St> {
         parts
             .headers
             .insert(AGE, seconds_value(policy.age(now).as_secs()));
-        let mut body = if is_head { Bytes::new() } else { body };
-        if parts.status.is_success() {
-            let etag = parts
-                .headers
-                .get(ETAG)
-                .and_then(EntityTag::from_header_value);
-            let last_modified = single_date(&parts.headers, LAST_MODIFIED);
-            let outcome = client.evaluate(Validators {
-                etag: etag.as_ref(),
-                last_modified,
-            });
-            let bodiless = match outcome {
-                Outcome::Proceed => None,
-                Outcome::NotModified => Some(StatusCode::NOT_MODIFIED),
-                Outcome::PreconditionFailed => Some(StatusCode::PRECONDITION_FAILED),
-            };
-            if let Some(s) = bodiless {
-                into_bodiless(&mut parts, s);
-                body = Bytes::new();
+        let body = match answer_preconditions(&mut parts, client, is_head) {
+            Answer::Full => HitBody::bytes(body),
+            Answer::Head => {
+                HitBody::None(NoBody::with_hint(SizeHint::with_exact(body.len() as u64)))
             }
-        }
+            Answer::NotModified => HitBody::None(NoBody::unknown()),
+            Answer::PreconditionFailed => HitBody::bytes(Bytes::new()),
+        };
         parts.headers.insert(
             CACHE_STATUS,
             status.to_header_value(&self.shared.config.name),
@@ -458,8 +441,8 @@ impl<St: Store> ResponseCache<St> {
     }
 
     /// RFC 9111 §5.2.1.7: `only-if-cached` and nothing suitable is stored.
-    fn gateway_timeout(&self) -> Response<Full<Bytes>> {
-        let mut res = Response::new(Full::new(Bytes::new()));
+    fn gateway_timeout(&self) -> Response<HitBody> {
+        let mut res = Response::new(HitBody::bytes(Bytes::new()));
         *res.status_mut() = StatusCode::GATEWAY_TIMEOUT;
         let status = CacheStatus {
             detail: Some("only-if-cached"),

@@ -28,7 +28,7 @@ mod status;
 mod store_service;
 mod tee;
 
-pub use body::CacheBody;
+pub use body::{CacheBody, HitBody};
 pub use tee::TeeBody;
 
 use self::{coalesce::Coalescer, status::cache_name};

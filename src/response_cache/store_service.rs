@@ -3,6 +3,7 @@
 
 use super::{
     body::CacheBody,
+    body::HitBody,
     entry::{self, Index},
     lookup::{Fill, KeyKind, ResponseCacheKey, StoredEntry, CACHE_STATUS},
     status::{CacheStatus, Fwd},
@@ -10,20 +11,16 @@ use super::{
     ResponseCache,
 };
 use crate::{
-    conditional::{Outcome, Validators},
-    etag::EntityTag,
-    headers::{into_bodiless, single_date},
+    body::NoBody,
+    headers::{answer_preconditions, Answer},
     policy::{invalidated_uris, AfterResponse, CachePolicy},
     provider::{CacheProvider, RequestHead, StoreRequest},
     store::{Store, StoreWriter},
 };
 use bytes::Bytes;
-use http::{
-    header::{ETAG, LAST_MODIFIED},
-    request, Method, Request, Response, StatusCode,
-};
-use http_body::Body;
-use http_body_util::{BodyExt, Full};
+use http::{request, Method, Request, Response, StatusCode};
+use http_body::{Body, SizeHint};
+use http_body_util::BodyExt;
 use std::{
     convert::Infallible,
     future::Future,
@@ -64,7 +61,7 @@ where
     ResBody::Error: Send,
 {
     type Key = ResponseCacheKey;
-    type HitBody = Full<Bytes>;
+    type HitBody = HitBody;
     type Body = CacheBody<ResBody, St::Writer>;
 }
 
@@ -240,7 +237,7 @@ impl<St: Store> ResponseCache<St> {
         head: &RequestHead,
         res_parts: &http::response::Parts,
         response_time: SystemTime,
-    ) -> Response<Bytes> {
+    ) -> Response<HitBody> {
         let is_head = head.method == Method::HEAD;
         let outcome = stale.policy.after_revalidation(
             &fill.request,
@@ -331,29 +328,16 @@ where
     B::Error: Send,
     W: StoreWriter,
 {
-    let mut bodiless = None;
-    if parts.status.is_success() {
-        let etag = parts
-            .headers
-            .get(ETAG)
-            .and_then(EntityTag::from_header_value);
-        let last_modified = single_date(&parts.headers, LAST_MODIFIED);
-        bodiless = match head.preconditions.evaluate(Validators {
-            etag: etag.as_ref(),
-            last_modified,
-        }) {
-            Outcome::Proceed => None,
-            Outcome::NotModified => Some(StatusCode::NOT_MODIFIED),
-            Outcome::PreconditionFailed => Some(StatusCode::PRECONDITION_FAILED),
-        };
-    }
-    if let Some(status) = bodiless {
-        into_bodiless(&mut parts, status);
-    } else if head.method != Method::HEAD {
-        return Response::from_parts(parts, body);
-    }
+    let is_head = head.method == Method::HEAD;
+    let hint = body.size_hint();
+    let no_body = match answer_preconditions(&mut parts, &head.preconditions, is_head) {
+        Answer::Full => return Response::from_parts(parts, body),
+        Answer::Head => NoBody::with_hint(hint),
+        Answer::NotModified => NoBody::unknown(),
+        Answer::PreconditionFailed => NoBody::with_hint(SizeHint::with_exact(0)),
+    };
     if body.is_storing() {
         drain_in_background(body);
     }
-    Response::from_parts(parts, CacheBody::stored(Bytes::new()))
+    Response::from_parts(parts, CacheBody::stored(HitBody::None(no_body)))
 }
