@@ -1,0 +1,361 @@
+//! The response cache driven in process (tower `ServiceExt`) where the inner service must do
+//! what a real origin cannot be made to do on cue: fail with an error, break a body
+//! mid-stream, or sit behind a store that fails. Loopback tests of the same cache are in
+//! `proxy_e2e.rs`.
+
+mod common;
+
+use bytes::Bytes;
+use common::Counter;
+use futures_util::stream;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use std::{convert::Infallible, future::ready, time::Duration};
+use tower::{service_fn, Layer, Service, ServiceExt};
+use tower_etag::{
+    response_cache::{CacheBody, CacheBypass, HitBody, ResponseCache},
+    store::{MemoryStore, MemoryWriter, Store, StoreError, StoreWriter, Stored},
+};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn get(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path)
+        .header("host", "example.test")
+        .body(Full::default())
+        .unwrap()
+}
+
+/// Sends `req` and reads the whole body.
+async fn send<S>(svc: &S, req: Request<Full<Bytes>>) -> (Response<()>, Bytes)
+where
+    S: Service<
+            Request<Full<Bytes>>,
+            Response = Response<
+                tower_etag::ResponseBody<
+                    Full<Bytes>,
+                    HitBody,
+                    CacheBody<Full<Bytes>, MemoryWriter>,
+                >,
+            >,
+        > + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let res = svc.clone().oneshot(req).await.unwrap();
+    let (parts, body) = res.into_parts();
+    (
+        Response::from_parts(parts, ()),
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+fn cache_status<B>(res: &Response<B>) -> String {
+    res.headers()
+        .get("cache-status")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// An inner service that answers `cache-control` and counts calls; the `n`th call (1-based)
+/// in `fail_on` returns an error instead.
+fn origin(
+    calls: &Counter,
+    cache_control: &'static str,
+    fail_from: usize,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = BoxError,
+    Future = impl Send,
+> + Clone
+       + Send
+       + 'static {
+    let calls = calls.clone();
+    service_fn(move |_req: Request<Full<Bytes>>| {
+        let n = calls.inc();
+        ready(if n >= fail_from {
+            Err::<Response<Full<Bytes>>, BoxError>("origin unreachable".into())
+        } else {
+            Ok(Response::builder()
+                .header("cache-control", cache_control)
+                .body(Full::new(Bytes::from(format!("v{n}"))))
+                .unwrap())
+        })
+    })
+}
+
+#[tokio::test]
+async fn stale_if_error_answers_when_the_inner_service_errors() {
+    let calls = Counter::new();
+    let cache = ResponseCache::new(MemoryStore::new());
+    let svc = cache
+        .layer()
+        .layer(origin(&calls, "max-age=1, stale-if-error=60", 2));
+    let (_, body) = send(&svc, get("/a")).await;
+    assert_eq!(body, "v1");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (res, body) = send(&svc, get("/a")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body, "v1", "the stale entry instead of the error");
+    assert!(
+        cache_status(&res).contains("stale-if-error"),
+        "{}",
+        cache_status(&res)
+    );
+    assert_eq!(calls.get(), 2);
+}
+
+#[tokio::test]
+async fn without_stale_if_error_the_inner_error_is_returned() {
+    let calls = Counter::new();
+    let cache = ResponseCache::new(MemoryStore::new());
+    let svc = cache.layer().layer(origin(&calls, "max-age=1", 2));
+    send(&svc, get("/a")).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let err = svc.clone().oneshot(get("/a")).await;
+    assert!(err.is_err(), "the middleware adds no error and hides none");
+}
+
+#[tokio::test]
+async fn a_body_that_fails_mid_stream_is_never_stored() {
+    let calls = Counter::new();
+    let inner = {
+        let calls = calls.clone();
+        service_fn(move |_req: Request<Full<Bytes>>| {
+            let n = calls.inc();
+            let frames: Vec<Result<Frame<Bytes>, BoxError>> = if n == 1 {
+                vec![
+                    Ok(Frame::data(Bytes::from_static(b"partial "))),
+                    Err("connection reset".into()),
+                ]
+            } else {
+                vec![Ok(Frame::data(Bytes::from_static(b"whole")))]
+            };
+            let body = StreamBody::new(stream::iter(frames));
+            ready(Ok::<_, Infallible>(
+                Response::builder()
+                    .header("cache-control", "max-age=60")
+                    .body(body)
+                    .unwrap(),
+            ))
+        })
+    };
+    let cache = ResponseCache::new(MemoryStore::new());
+    let svc = cache.layer().layer(inner);
+    let res = svc.clone().oneshot(get("/a")).await.unwrap();
+    assert!(
+        res.into_body().collect().await.is_err(),
+        "the client sees the body error"
+    );
+    let res = svc.clone().oneshot(get("/a")).await.unwrap();
+    assert!(
+        !cache_status(&res).contains("hit"),
+        "{}",
+        cache_status(&res)
+    );
+    assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "whole");
+    assert_eq!(
+        calls.get(),
+        2,
+        "nothing truncated was served from the cache"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_mid_body_leaves_nothing_stored() {
+    let calls = Counter::new();
+    let inner = {
+        let calls = calls.clone();
+        service_fn(move |_req: Request<Full<Bytes>>| {
+            calls.inc();
+            let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
+                Ok(Frame::data(Bytes::from_static(b"one "))),
+                Ok(Frame::data(Bytes::from_static(b"two"))),
+            ];
+            let body = StreamBody::new(stream::iter(frames));
+            ready(Ok::<_, Infallible>(
+                Response::builder()
+                    .header("cache-control", "max-age=60")
+                    .body(body)
+                    .unwrap(),
+            ))
+        })
+    };
+    let cache = ResponseCache::new(MemoryStore::new());
+    let svc = cache.layer().layer(inner);
+    let res = svc.clone().oneshot(get("/a")).await.unwrap();
+    let mut body = res.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "one ");
+    drop(body); // the client disconnects
+    let res = svc.clone().oneshot(get("/a")).await.unwrap();
+    assert!(
+        !cache_status(&res).contains("hit"),
+        "{}",
+        cache_status(&res)
+    );
+    assert_eq!(
+        res.into_body().collect().await.unwrap().to_bytes(),
+        "one two"
+    );
+    assert_eq!(calls.get(), 2);
+    // The complete body of the second request was stored.
+    let res = svc.clone().oneshot(get("/a")).await.unwrap();
+    assert!(cache_status(&res).contains("hit"), "{}", cache_status(&res));
+}
+
+/// A store whose every operation fails, as an unreachable backend would.
+#[derive(Clone, Debug)]
+struct BrokenStore;
+
+#[derive(Debug)]
+struct BrokenWriter;
+
+fn broken() -> StoreError {
+    StoreError::Backend("backend unreachable".into())
+}
+
+impl StoreWriter for BrokenWriter {
+    fn write(&mut self, _: &Bytes) -> Result<(), StoreError> {
+        Err(broken())
+    }
+    fn commit(self) -> Result<(), StoreError> {
+        Err(broken())
+    }
+}
+
+impl Store for BrokenStore {
+    type Writer = BrokenWriter;
+    async fn get(&self, _: &str) -> Result<Option<Stored>, StoreError> {
+        Err(broken())
+    }
+    fn writer(&self, _: &str, _: Bytes, _: Duration) -> Result<BrokenWriter, StoreError> {
+        Err(broken())
+    }
+    async fn update_meta(&self, _: &str, _: Bytes, _: Duration) -> Result<bool, StoreError> {
+        Err(broken())
+    }
+    async fn remove(&self, _: &str) -> Result<bool, StoreError> {
+        Err(broken())
+    }
+    async fn clear(&self) -> Result<(), StoreError> {
+        Err(broken())
+    }
+}
+
+#[tokio::test]
+async fn a_failing_store_never_fails_a_request() {
+    let calls = Counter::new();
+    let cache = ResponseCache::new(BrokenStore);
+    let svc = cache
+        .layer()
+        .layer(origin(&calls, "max-age=60", usize::MAX));
+    for i in 1..=3 {
+        let res = svc.clone().oneshot(get("/a")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(
+            cache_status(&res).contains("store-error"),
+            "{}",
+            cache_status(&res)
+        );
+        assert_eq!(
+            res.into_body().collect().await.unwrap().to_bytes(),
+            format!("v{i}")
+        );
+    }
+    assert_eq!(calls.get(), 3);
+    let post = Request::post("/a")
+        .header("host", "example.test")
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(
+        svc.clone().oneshot(post).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert!(
+        cache.purge().await.is_err(),
+        "the API reports store errors to its caller"
+    );
+}
+
+#[tokio::test]
+async fn bypass_extension_skips_the_cache() {
+    let calls = Counter::new();
+    let cache = ResponseCache::new(MemoryStore::new());
+    let svc = cache
+        .layer()
+        .layer(origin(&calls, "max-age=60", usize::MAX));
+    svc.clone().oneshot(get("/a")).await.unwrap();
+    let mut req = get("/a");
+    req.extensions_mut().insert(CacheBypass);
+    let res = svc.clone().oneshot(req).await.unwrap();
+    assert!(
+        cache_status(&res).contains("fwd=bypass"),
+        "{}",
+        cache_status(&res)
+    );
+    assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "v2");
+    assert_eq!(calls.get(), 2);
+}
+
+#[tokio::test]
+async fn refresh_ahead_renews_an_entry_before_it_expires() {
+    let calls = Counter::new();
+    let cache = ResponseCache::builder(MemoryStore::new())
+        .refresh_ahead(Duration::from_secs(2))
+        .build();
+    let svc = cache.layer().layer(origin(&calls, "max-age=3", usize::MAX));
+    send(&svc, get("/a")).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Less than 2 s left: a hit now, and a refresh in the background.
+    let res = svc.clone().oneshot(get("/a")).await.unwrap();
+    assert!(cache_status(&res).contains("hit"), "{}", cache_status(&res));
+    assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "v1");
+    let mut refreshed = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        if calls.get() == 2 {
+            refreshed = true;
+            break;
+        }
+    }
+    assert!(refreshed, "one background refresh");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let res = svc.clone().oneshot(get("/a")).await.unwrap();
+    assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "v2");
+    assert_eq!(calls.get(), 2);
+}
+
+#[tokio::test]
+async fn no_refresh_ahead_without_the_setting() {
+    let calls = Counter::new();
+    let cache = ResponseCache::new(MemoryStore::new());
+    let svc = cache.layer().layer(origin(&calls, "max-age=3", usize::MAX));
+    send(&svc, get("/a")).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (res, _) = send(&svc, get("/a")).await;
+    assert!(cache_status(&res).contains("hit"), "{}", cache_status(&res));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(calls.get(), 1);
+}
+
+#[tokio::test]
+async fn the_memory_store_stays_within_its_byte_bound() {
+    let calls = Counter::new();
+    let store = MemoryStore::builder().max_bytes(256 * 1024).build();
+    let cache = ResponseCache::new(store.clone());
+    let svc = cache
+        .layer()
+        .layer(origin(&calls, "max-age=60", usize::MAX));
+    for i in 0..2_000 {
+        let res = svc.clone().oneshot(get(&format!("/k{i}"))).await.unwrap();
+        res.into_body().collect().await.unwrap();
+        assert!(
+            store.bytes() <= 256 * 1024,
+            "{} bytes after {i} keys",
+            store.bytes()
+        );
+    }
+    assert!(store.len() < 2_000 * 2, "old entries were evicted");
+}
