@@ -217,25 +217,8 @@ impl<St: Store> ResponseCache<St> {
                         );
                         let refresh_due = self.shared.config.refresh_ahead.is_some_and(|w| ttl < w);
                         if refresh_due {
-                            if let Join::Leader(guard) =
-                                self.shared.coalescer.join(&entry.variant_key)
-                            {
-                                let headers = entry.policy.revalidation_headers(&parts);
-                                let key = self.fill_key(
-                                    primary,
-                                    index,
-                                    &parts,
-                                    Fwd::Stale,
-                                    Some(guard),
-                                    Some(entry),
-                                );
-                                let request = forwarded(parts, body, Some(&headers));
-                                return Lookup::Refresh {
-                                    response,
-                                    request,
-                                    key,
-                                };
-                            }
+                            let fill = (primary, index, parts, body);
+                            return self.answer_and_refresh(response, entry, fill, Fwd::Stale);
                         }
                         return Lookup::Hit(response);
                     }
@@ -262,27 +245,8 @@ impl<St: Store> ResponseCache<St> {
                                 status,
                                 now,
                             );
-                            return match self.shared.coalescer.join(&entry.variant_key) {
-                                Join::Leader(guard) => {
-                                    let key = self.fill_key(
-                                        primary,
-                                        index,
-                                        &parts,
-                                        fwd,
-                                        Some(guard),
-                                        Some(entry),
-                                    );
-                                    let request =
-                                        forwarded(parts, body, Some(&revalidation_headers));
-                                    Lookup::Refresh {
-                                        response,
-                                        request,
-                                        key,
-                                    }
-                                }
-                                // A revalidation is already running.
-                                Join::Follower(_) => Lookup::Hit(response),
-                            };
+                            let fill = (primary, index, parts, body);
+                            return self.answer_and_refresh(response, entry, fill, fwd);
                         }
                         let on_error =
                             entry.policy.stale_if_error_allowed(&parts, now).then(|| {
@@ -347,6 +311,30 @@ impl<St: Store> ResponseCache<St> {
                     };
                 }
             }
+        }
+    }
+
+    /// Answers with `response` now and revalidates `entry` in the background
+    /// (stale-while-revalidate, refresh-ahead), unless a revalidation of it is running.
+    fn answer_and_refresh<ReqBody>(
+        &self,
+        response: Response<HitBody>,
+        entry: StoredEntry,
+        (primary, index, parts, body): (String, Option<Index>, request::Parts, ReqBody),
+        fwd: Fwd,
+    ) -> LookupResult<ReqBody> {
+        match self.shared.coalescer.join(&entry.variant_key) {
+            Join::Leader(guard) => {
+                let validators = entry.policy.revalidation_headers(&parts);
+                let key = self.fill_key(primary, index, &parts, fwd, Some(guard), Some(entry));
+                let request = forwarded(parts, body, Some(&validators));
+                Lookup::Refresh {
+                    response,
+                    request,
+                    key,
+                }
+            }
+            Join::Follower(_) => Lookup::Hit(response),
         }
     }
 
