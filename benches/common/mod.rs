@@ -1,0 +1,252 @@
+//! Shared pieces of the in-process benchmarks: request and response builders, a chunked
+//! body with an exact length, and a driver that reads each response body to its end.
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use criterion::{black_box, measurement::WallTime, BenchmarkGroup, BenchmarkId, Criterion};
+use http::{
+    header::{CACHE_CONTROL, CONTENT_TYPE, HOST},
+    HeaderValue, Request, Response,
+};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use http_body_util::Full;
+use std::{
+    convert::Infallible,
+    future::{ready, Ready},
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+use tokio::runtime::Runtime;
+use tower::{service_fn, Service, ServiceExt};
+
+pub const HOST_NAME: &str = "bench.example";
+pub const CHUNK: usize = 64 * 1024;
+
+/// Modest settings: the whole run must fit in a few minutes on two shared cores.
+pub fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .noise_threshold(0.05)
+}
+
+pub fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+pub fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Deterministic, incompressible-looking bytes.
+pub fn payload(len: usize) -> Bytes {
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    Bytes::from(out)
+}
+
+/// `payload` cut into `CHUNK`-sized frames (slices of one buffer: no copies).
+pub fn chunks(body: &Bytes) -> Arc<[Bytes]> {
+    (0..body.len())
+        .step_by(CHUNK)
+        .map(|start| body.slice(start..(start + CHUNK).min(body.len())))
+        .collect()
+}
+
+/// A GET for `path` as a server sees it (origin-form target plus `Host`).
+pub fn get(path: &str) -> http::request::Builder {
+    Request::builder()
+        .uri(path)
+        .header(HOST, HeaderValue::from_static(HOST_NAME))
+}
+
+/// A body that yields pre-cut frames and knows its exact length, as a file or a
+/// `Content-Length` upstream body does.
+pub struct ChunkedBody {
+    chunks: Arc<[Bytes]>,
+    next: usize,
+    remaining: u64,
+}
+
+impl ChunkedBody {
+    pub fn new(chunks: Arc<[Bytes]>) -> Self {
+        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+        Self {
+            chunks,
+            next: 0,
+            remaining,
+        }
+    }
+}
+
+impl Body for ChunkedBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        match this.chunks.get(this.next) {
+            Some(chunk) => {
+                this.next += 1;
+                this.remaining -= chunk.len() as u64;
+                Poll::Ready(Some(Ok(Frame::data(chunk.clone()))))
+            }
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// One request through `svc`, body read to its end; returns the status and the body length.
+pub async fn drive<S, ReqB, ResB>(svc: &mut S, req: Request<ReqB>) -> (u16, usize)
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S::Error: std::fmt::Debug,
+    ResB: Body,
+    ResB::Error: std::fmt::Debug,
+{
+    let res = svc
+        .ready()
+        .await
+        .expect("ready")
+        .call(req)
+        .await
+        .expect("call");
+    let status = res.status().as_u16();
+    let collected = res.into_body().collect().await.expect("body");
+    let len = bytes::Buf::remaining(&collected.aggregate());
+    (status, len)
+}
+
+pub const TASKS: u64 = 4;
+pub const PER_TASK: u64 = 64;
+
+pub type Handler<B> = fn(&Bytes) -> Response<B>;
+
+/// The inner service: answers every request with the same representation (`text/plain`:
+/// tower-http-cache will not store `application/octet-stream` by default).
+pub fn origin<B, F>(
+    body: Bytes,
+    make: F,
+) -> impl Service<
+    Request<()>,
+    Response = Response<B>,
+    Error = Infallible,
+    Future = Ready<Result<Response<B>, Infallible>>,
+> + Clone
+       + Send
+       + 'static
+where
+    F: Fn(&Bytes) -> Response<B> + Clone + Send + 'static,
+{
+    service_fn(move |_req: Request<()>| ready(Ok(make(&body))))
+}
+
+pub fn full(body: &Bytes) -> Response<Full<Bytes>> {
+    Response::builder()
+        .header(CONTENT_TYPE, "text/plain")
+        .header(CACHE_CONTROL, "max-age=3600")
+        .body(Full::new(body.clone()))
+        .expect("response")
+}
+
+/// Runs one service in a group: `req(n)` builds the n-th request (a sequence shared by
+/// warm-up and samples, so rotating keys keep rotating).
+pub fn run<S, B>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    id: BenchmarkId,
+    svc: &S,
+    req: impl Fn(u64) -> Request<()> + Clone + 'static,
+) where
+    S: Service<Request<()>, Response = Response<B>> + Clone + 'static,
+    S::Error: std::fmt::Debug,
+    B: Body,
+    B::Error: std::fmt::Debug,
+{
+    let seq = Arc::new(AtomicU64::new(0));
+    g.bench_function(id, |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            let (mut svc, req, seq) = (svc.clone(), req.clone(), Arc::clone(&seq));
+            async move {
+                let first = seq.fetch_add(iters, Ordering::Relaxed);
+                let start = Instant::now();
+                for n in first..first + iters {
+                    black_box(drive(&mut svc, req(n)).await);
+                }
+                start.elapsed()
+            }
+        });
+    });
+}
+
+/// `TASKS` tasks on a two-worker runtime each send `PER_TASK` requests per iteration.
+pub fn run_concurrent<S, B>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    id: BenchmarkId,
+    svc: &S,
+    req: impl Fn(u64) -> Request<()> + Clone + Send + 'static,
+) where
+    S: Service<Request<()>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug,
+    B: Body + Send,
+    B::Data: Send,
+    B::Error: std::fmt::Debug,
+{
+    g.bench_function(id, |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            let (svc, req) = (svc.clone(), req.clone());
+            async move {
+                let start = Instant::now();
+                let tasks: Vec<_> = (0..TASKS)
+                    .map(|t| {
+                        let (mut svc, req) = (svc.clone(), req.clone());
+                        tokio::spawn(async move {
+                            for n in 0..iters * PER_TASK {
+                                black_box(drive(&mut svc, req(t * 1_000_003 + n)).await);
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.expect("task");
+                }
+                start.elapsed()
+            }
+        });
+    });
+}
