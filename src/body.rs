@@ -326,7 +326,8 @@ pub(crate) struct ReadAheadFuture<B: Body> {
     chunks: VecDeque<Bytes>,
     len: u64,
     limit: u64,
-    hasher: Box<blake3::Hasher>,
+    /// Made at the second chunk: a body of one chunk is hashed in one call.
+    hasher: Option<Box<blake3::Hasher>>,
     trailers: Option<HeaderMap>,
 }
 
@@ -337,7 +338,7 @@ impl<B: Body + Unpin> ReadAheadFuture<B> {
             chunks: VecDeque::new(),
             len: 0,
             limit,
-            hasher: Box::default(),
+            hasher: None,
             trailers: None,
         }
     }
@@ -371,7 +372,12 @@ impl<B: Body + Unpin> Future for ReadAheadFuture<B> {
             match ready!(Pin::new(body).poll_frame(cx)) {
                 None => {
                     this.body = None;
-                    let (hash, len) = (this.hasher.finalize(), this.len);
+                    let hash = match (&this.hasher, this.chunks.front()) {
+                        (Some(hasher), _) => hasher.finalize(),
+                        (None, Some(only)) => blake3::hash(only),
+                        (None, None) => blake3::hash(&[]),
+                    };
+                    let len = this.len;
                     return Poll::Ready(ReadAhead::Complete {
                         body: this.finish(None, None),
                         hash,
@@ -388,7 +394,18 @@ impl<B: Body + Unpin> Future for ReadAheadFuture<B> {
                     Ok(mut data) => {
                         let data = data.copy_to_bytes(data.remaining());
                         this.len += data.len() as u64;
-                        this.hasher.update(&data);
+                        match (&mut this.hasher, this.chunks.front()) {
+                            (Some(hasher), _) => {
+                                hasher.update(&data);
+                            }
+                            (None, None) => {}
+                            (None, Some(first)) => {
+                                let mut hasher = Box::<blake3::Hasher>::default();
+                                hasher.update(first);
+                                hasher.update(&data);
+                                this.hasher = Some(hasher);
+                            }
+                        }
                         this.chunks.push_back(data);
                         if this.len > this.limit {
                             // Over the limit: hand the rest of the stream on untouched.

@@ -35,10 +35,35 @@ use std::time::SystemTime;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Preconditions {
     get_or_head: bool,
-    if_match: Vec<HeaderValue>,
-    if_none_match: Vec<HeaderValue>,
+    if_match: Lines,
+    if_none_match: Lines,
     if_modified_since: Option<SystemTime>,
     if_unmodified_since: Option<SystemTime>,
+}
+
+/// The lines of one field; no allocation for the usual single line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Lines {
+    first: Option<HeaderValue>,
+    rest: Vec<HeaderValue>,
+}
+
+impl Lines {
+    fn of(headers: &HeaderMap, name: http::HeaderName) -> Self {
+        let mut all = headers.get_all(name).iter().cloned();
+        Self {
+            first: all.next(),
+            rest: all.collect(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &HeaderValue> {
+        self.first.iter().chain(&self.rest)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
 }
 
 /// The validators of the selected representation.
@@ -66,7 +91,7 @@ impl Preconditions {
     /// Reads the preconditions of a request with this method and these headers.
     pub fn from_request(method: &Method, headers: &HeaderMap) -> Self {
         let get_or_head = method == Method::GET || method == Method::HEAD;
-        let lines = |name| headers.get_all(name).iter().cloned().collect::<Vec<_>>();
+        let lines = |name| Lines::of(headers, name);
         Self {
             get_or_head,
             if_match: lines(IF_MATCH),
@@ -99,7 +124,7 @@ impl Preconditions {
     /// (§13.2.1): a 404 is never turned into a 304.
     pub fn evaluate(&self, current: Validators<'_>) -> Outcome {
         // Step 1: If-Match (§13.1.1, strong comparison).
-        if let Some(kind) = list_kind(&self.if_match) {
+        if let Some(kind) = list_kind(self.if_match.iter()) {
             if !self.if_match_holds(kind, current) {
                 return Outcome::PreconditionFailed;
             }
@@ -111,13 +136,15 @@ impl Preconditions {
         }
 
         // Step 3: If-None-Match (§13.1.2, weak comparison).
-        if let Some(kind) = list_kind(&self.if_none_match) {
+        if let Some(kind) = list_kind(self.if_none_match.iter()) {
             let none_match = match (kind, current.etag) {
                 // `*` is false when a current representation exists, which is the case
                 // whenever we evaluate (the response would be 2xx).
                 (TagList::Any, _) => false,
                 (TagList::Tags, None) => true,
-                (TagList::Tags, Some(etag)) => !list_matches(&self.if_none_match, etag, false),
+                (TagList::Tags, Some(etag)) => {
+                    !list_matches(self.if_none_match.iter(), etag, false)
+                }
             };
             if !none_match {
                 return if self.get_or_head {
@@ -143,7 +170,7 @@ impl Preconditions {
             // `*`: true when a current representation exists.
             (TagList::Any, _) => true,
             (TagList::Tags, None) => false,
-            (TagList::Tags, Some(etag)) => list_matches(&self.if_match, etag, true),
+            (TagList::Tags, Some(etag)) => list_matches(self.if_match.iter(), etag, true),
         }
     }
 }

@@ -106,7 +106,15 @@ impl EntityTag {
     pub fn to_header_value(&self) -> HeaderValue {
         // Every byte was checked to be `etagc` (or comes from base64), all of which are
         // valid header value bytes, so this cannot fail.
-        HeaderValue::from_str(&self.to_string()).expect("entity tags are valid header values")
+        let mut v = String::with_capacity(self.tag.len() + 4);
+        if self.weak {
+            v.push_str("W/");
+        }
+        v.push('"');
+        v.push_str(&self.tag);
+        v.push('"');
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
+            .expect("entity tags are valid header values")
     }
 
     /// Parses an `ETag` header value. `None` if it is missing, not one valid entity tag.

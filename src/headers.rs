@@ -59,7 +59,7 @@ pub(crate) fn answer_preconditions(
     preconditions: &Preconditions,
     is_head: bool,
 ) -> Answer {
-    if parts.status.is_success() {
+    if !preconditions.is_empty() && parts.status.is_success() {
         let etag = parts
             .headers
             .get(ETAG)

@@ -1,10 +1,15 @@
 //! [`ConstLruProvider`]: ETags in a fixed-capacity LRU shared by every clone.
 
+mod key;
+
+pub use key::SimpleEtagCacheKey;
+
+use self::key::{Digester, KeyView, KEY_FIELDS};
 use super::{CacheProvider, Lookup, RequestHead, StoreRequest};
 use crate::{
     body::{BufferedBody, NoBody, ReadAhead, ReadAheadFuture},
     cache_control::CacheControl,
-    conditional::{Outcome, Validators},
+    conditional::{Outcome, Preconditions, Validators},
     etag::EntityTag,
     freshness::{age_header, explicit_lifetime},
     headers::{answer_preconditions, seconds_value, single_date, vary_names, Answer},
@@ -13,8 +18,8 @@ use crate::{
 use const_lru::ConstLru;
 use http::{
     header::{
-        ACCEPT, ACCEPT_ENCODING, ACCEPT_LANGUAGE, AGE, CACHE_CONTROL, CONTENT_ENCODING,
-        CONTENT_LOCATION, CONTENT_TYPE, ETAG, EXPIRES, HOST, LAST_MODIFIED, SET_COOKIE, VARY,
+        AGE, AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LOCATION, CONTENT_TYPE, ETAG,
+        EXPIRES, LAST_MODIFIED, SET_COOKIE, VARY,
     },
     response::Parts,
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode,
@@ -34,64 +39,12 @@ use tower_service::Service;
 /// The default limit on the bytes read ahead to hash a body: 8 MiB.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 8 * 1024 * 1024;
 
-/// The cache key of [`ConstLruProvider`]: the target (Host, path and query) and the sorted
-/// values of the request fields that select a representation (`Accept`, `Accept-Language`,
-/// `Accept-Encoding`). The method is not part of it: HEAD shares GET's entry.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SimpleEtagCacheKey {
-    /// The authority of the URI, or else the `Host` field; empty if neither is present.
-    pub host: String,
-    /// The path and query of the URI.
-    pub path_and_query: String,
-    /// The `Accept` lines, sorted.
-    pub accept: Vec<HeaderValue>,
-    /// The `Accept-Language` lines, sorted.
-    pub accept_language: Vec<HeaderValue>,
-    /// The `Accept-Encoding` lines, sorted.
-    pub accept_encoding: Vec<HeaderValue>,
-}
-
-/// The request fields that [`SimpleEtagCacheKey`] includes.
-const KEY_FIELDS: [HeaderName; 3] = [ACCEPT, ACCEPT_LANGUAGE, ACCEPT_ENCODING];
-
-impl SimpleEtagCacheKey {
-    /// The key of a request.
-    pub fn from_request<B>(request: &Request<B>) -> Self {
-        let headers = request.headers();
-        let sorted = |name| {
-            let mut v: Vec<HeaderValue> = headers.get_all(name).iter().cloned().collect();
-            v.sort_unstable();
-            v
-        };
-        let [accept, accept_language, accept_encoding] = KEY_FIELDS.map(sorted);
-        Self {
-            host: target_host(request),
-            path_and_query: request
-                .uri()
-                .path_and_query()
-                .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned()),
-            accept,
-            accept_language,
-            accept_encoding,
-        }
-    }
-}
-
-fn target_host<B>(request: &Request<B>) -> String {
-    match request.uri().authority() {
-        Some(a) => a.as_str().to_ascii_lowercase(),
-        None => request
-            .headers()
-            .get(HOST)
-            .map(|h| String::from_utf8_lossy(h.as_bytes()).to_ascii_lowercase())
-            .unwrap_or_default(),
-    }
-}
-
 /// What the provider keeps of a response: its validators, the fields a 304 repeats, and when
 /// (if ever) it may answer a 304 without asking the inner service.
 #[derive(Debug)]
 struct Entry {
+    /// The full key, checked against the request on every hit (the map is keyed by digest).
+    key: SimpleEtagCacheKey,
     etag: EntityTag,
     last_modified: Option<SystemTime>,
     /// ETag, Cache-Control, Expires, Content-Location, Vary and Last-Modified as sent.
@@ -121,6 +74,7 @@ impl Entry {
     fn new(
         headers: &HeaderMap,
         etag: EntityTag,
+        etag_value: HeaderValue,
         head: &RequestHead,
         ttl: Option<Duration>,
     ) -> Option<Self> {
@@ -136,14 +90,15 @@ impl Entry {
             .flatten()
             .and_then(|lifetime| lifetime.checked_sub(initial_age))
             .and_then(|remaining| now.checked_add(remaining));
-        let mut not_modified_headers = HeaderMap::new();
-        for name in NOT_MODIFIED_FIELDS {
-            for v in headers.get_all(&name) {
-                not_modified_headers.append(name.clone(), v.clone());
+        let mut not_modified_headers = HeaderMap::with_capacity(NOT_MODIFIED_FIELDS.len());
+        for (name, value) in headers {
+            if NOT_MODIFIED_FIELDS.contains(name) && name != ETAG {
+                not_modified_headers.append(name.clone(), value.clone());
             }
         }
-        not_modified_headers.insert(ETAG, etag.to_header_value());
+        not_modified_headers.insert(ETAG, etag_value);
         Some(Self {
+            key: SimpleEtagCacheKey::default(),
             etag,
             last_modified: single_date(headers, LAST_MODIFIED),
             not_modified_headers,
@@ -188,13 +143,17 @@ struct Config {
     ttl: Option<Duration>,
 }
 
+/// Entries by the digest of their key.
+type Lru<const CAP: usize> = ConstLru<u128, Entry, CAP, u32>;
+
 struct Shared<const CAP: usize> {
-    lru: Mutex<Box<ConstLru<SimpleEtagCacheKey, Entry, CAP, u32>>>,
+    lru: Mutex<Box<Lru<CAP>>>,
+    digester: Digester,
     config: Config,
 }
 
 impl<const CAP: usize> Shared<CAP> {
-    fn lru(&self) -> MutexGuard<'_, Box<ConstLru<SimpleEtagCacheKey, Entry, CAP, u32>>> {
+    fn lru(&self) -> MutexGuard<'_, Box<Lru<CAP>>> {
         // The map is left consistent by every operation, so a panic elsewhere while the lock
         // was held does not make it unusable.
         self.lru.lock().unwrap_or_else(PoisonError::into_inner)
@@ -283,6 +242,7 @@ impl<const CAP: usize> ConstLruProviderBuilder<CAP> {
         ConstLruProvider {
             shared: Arc::new(Shared {
                 lru: Mutex::new(new_boxed_lru()),
+                digester: Digester::default(),
                 config: Config {
                     max_body_size: self.max_body_size,
                     ttl: self.ttl,
@@ -333,20 +293,22 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
 
     /// Forgets the entry of `key`; returns whether there was one.
     pub fn invalidate(&self, key: &SimpleEtagCacheKey) -> bool {
-        self.shared.lru().remove(key).is_some()
+        let digest = self.shared.digester.digest(&key.view());
+        self.shared.lru().remove(&digest).is_some()
     }
 
     /// Forgets every entry (all variants) of a target. `host` as in
     /// [`SimpleEtagCacheKey::host`]; returns how many entries went.
     pub fn invalidate_target(&self, host: &str, path_and_query: &str) -> usize {
         let mut lru = self.shared.lru();
-        let keys: Vec<SimpleEtagCacheKey> = lru
+        let digests: Vec<u128> = lru
             .iter()
-            .map(|(k, _)| k)
-            .filter(|k| k.host.eq_ignore_ascii_case(host) && k.path_and_query == path_and_query)
-            .cloned()
+            .filter(|(_, e)| {
+                e.key.host.eq_ignore_ascii_case(host) && e.key.path_and_query == path_and_query
+            })
+            .map(|(d, _)| *d)
             .collect();
-        keys.iter().filter(|k| lru.remove(*k).is_some()).count()
+        digests.iter().filter(|d| lru.remove(*d).is_some()).count()
     }
 
     /// Forgets every entry.
@@ -366,7 +328,10 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
 
     /// The entity tag stored for `key`, if any.
     pub fn etag(&self, key: &SimpleEtagCacheKey) -> Option<EntityTag> {
-        self.shared.lru().get_untouched(key).map(|e| e.etag.clone())
+        let digest = self.shared.digester.digest(&key.view());
+        let lru = self.shared.lru();
+        let entry = lru.get_untouched(&digest)?;
+        (entry.key == *key).then(|| entry.etag.clone())
     }
 }
 
@@ -410,10 +375,10 @@ impl<const CAP: usize, ReqBody> Service<Request<ReqBody>> for ConstLruProvider<C
             // RFC 9111 §5.2.1.5: nothing of this exchange may be stored.
             return ready(Ok(Lookup::Pass(request)));
         }
-        let key = SimpleEtagCacheKey::from_request(&request);
-        if let Some(hit) = self.answer_from_entry(&key, &request, &cc) {
+        if let Some(hit) = self.answer_from_entry(&request, &cc) {
             return ready(Ok(Lookup::Hit(hit)));
         }
+        let key = SimpleEtagCacheKey::from_request(&request);
         if request.method() == Method::HEAD {
             // Fetch the GET representation so the HEAD answer carries its tag.
             *request.method_mut() = Method::GET;
@@ -426,25 +391,30 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
     /// A 304 or 412 from a fresh entry, where one may be sent without the inner service.
     fn answer_from_entry<ReqBody>(
         &self,
-        key: &SimpleEtagCacheKey,
         request: &Request<ReqBody>,
         cc: &CacheControl,
     ) -> Option<Response<NoBody>> {
-        let preconditions = RequestHead::from_request(request);
-        if preconditions.preconditions.is_empty() {
+        let headers = request.headers();
+        let preconditions = Preconditions::from_request(request.method(), headers);
+        if preconditions.is_empty() {
             return None;
         }
+        // No allocation up to here: the key is a view of the request, the map's key a
+        // digest of it, and the entry's own full key is compared before it is used.
+        let view = KeyView::of_request(request);
+        let digest = self.shared.digester.digest(&view);
         let now = Instant::now();
         let mut lru = self.shared.lru();
-        let entry = lru.get(key)?;
+        let entry = lru.get(&digest)?;
         let fresh = entry.fresh_until.is_some_and(|until| now < until);
         if !fresh
-            || (preconditions.authorization && !entry.shareable_with_authorization)
+            || !entry.key.view().same_as(&view)
+            || (headers.contains_key(AUTHORIZATION) && !entry.shareable_with_authorization)
             || request_wants_revalidation(cc, entry.age(now))
         {
             return None;
         }
-        let status = match preconditions.preconditions.evaluate(entry.validators()) {
+        let status = match preconditions.evaluate(entry.validators()) {
             Outcome::Proceed => return None,
             Outcome::NotModified => StatusCode::NOT_MODIFIED,
             Outcome::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
@@ -478,13 +448,15 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
     }
 
     fn store(&self, key: SimpleEtagCacheKey, entry: Option<Entry>) {
+        let digest = self.shared.digester.digest(&key.view());
         let mut lru = self.shared.lru();
         match entry {
-            Some(e) => {
-                lru.insert(key, e);
+            Some(mut e) => {
+                e.key = key;
+                lru.insert(digest, e);
             }
             None => {
-                lru.remove(&key);
+                lru.remove(&digest);
             }
         }
     }
@@ -534,14 +506,16 @@ impl<const CAP: usize> StoreRequestHead<CAP> {
         etag: EntityTag,
         body: BufferedBody<B>,
     ) -> Response<BufferedBody<B>> {
+        let etag_value = etag.to_header_value();
         let entry = Entry::new(
             &parts.headers,
-            etag.clone(),
+            etag,
+            etag_value.clone(),
             &self.head,
             self.provider.shared.config.ttl,
         );
         self.provider.store(self.key, entry);
-        parts.headers.insert(ETAG, etag.to_header_value());
+        parts.headers.insert(ETAG, etag_value);
         let is_head = self.head.method == Method::HEAD;
         let body = match answer_preconditions(&mut parts, &self.head.preconditions, is_head) {
             Answer::Full => body,
