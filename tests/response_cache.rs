@@ -15,7 +15,7 @@ use std::{convert::Infallible, future::ready, time::Duration};
 use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_etag::{
     response_cache::{CacheBody, CacheBypass, HitBody, ResponseCache},
-    store::{MemoryStore, MemoryWriter, Store, StoreError, StoreWriter, Stored},
+    store::{MemoryStore, MemoryWriter, Meta, Store, StoreError, StoreWriter, Stored},
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -230,10 +230,10 @@ impl Store for BrokenStore {
     async fn get(&self, _: &str) -> Result<Option<Stored>, StoreError> {
         Err(broken())
     }
-    fn writer(&self, _: &str, _: Bytes, _: Duration) -> Result<BrokenWriter, StoreError> {
+    fn writer(&self, _: &str, _: Meta, _: Duration) -> Result<BrokenWriter, StoreError> {
         Err(broken())
     }
-    async fn update_meta(&self, _: &str, _: Bytes, _: Duration) -> Result<bool, StoreError> {
+    async fn update_meta(&self, _: &str, _: Meta, _: Duration) -> Result<bool, StoreError> {
         Err(broken())
     }
     async fn remove(&self, _: &str) -> Result<bool, StoreError> {

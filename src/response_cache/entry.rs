@@ -15,12 +15,16 @@
 use crate::{
     headers::vary_names,
     policy::{CacheMode, CachePolicy, PolicyOptions, PolicyParts},
+    store::Meta,
 };
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use std::{
     hash::{BuildHasher, RandomState},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -83,6 +87,17 @@ impl Index {
         key
     }
 
+    /// The head of the index entry.
+    pub(crate) fn meta(self: &Arc<Self>) -> Meta {
+        Meta::with_decoded(self.encode(), Arc::clone(self) as _)
+    }
+
+    /// The index of an entry head: the decoded one the store kept, or else decoded now.
+    pub(crate) fn of(meta: &Meta) -> Option<Arc<Self>> {
+        meta.decoded::<Self>()
+            .or_else(|| Self::decode(&meta.bytes).map(Arc::new))
+    }
+
     pub(crate) fn encode(&self) -> Bytes {
         let mut out = INDEX_MAGIC.to_vec();
         out.extend_from_slice(
@@ -119,6 +134,18 @@ pub(crate) fn storage_ttl(policy: &CachePolicy, now: SystemTime) -> Duration {
 }
 
 const ENTRY_MAGIC: &[u8] = b"tower-etag entry v1\n";
+
+/// The head of an entry for `policy`: its encoding, and the policy itself for stores that
+/// keep it (a hit then skips decoding).
+pub(crate) fn meta(policy: &Arc<CachePolicy>) -> Meta {
+    Meta::with_decoded(encode(policy), Arc::clone(policy) as _)
+}
+
+/// The policy of an entry head: the decoded one the store kept, or else decoded now.
+pub(crate) fn policy_of(meta: &Meta) -> Option<Arc<CachePolicy>> {
+    meta.decoded::<CachePolicy>()
+        .or_else(|| decode(&meta.bytes).map(Arc::new))
+}
 
 /// Encodes a policy as an entry head: magic, version, then length-prefixed fields.
 pub(crate) fn encode(policy: &CachePolicy) -> Bytes {

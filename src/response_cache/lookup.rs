@@ -30,6 +30,7 @@ use std::{
     convert::Infallible,
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::SystemTime,
 };
@@ -55,7 +56,7 @@ pub(crate) enum KeyKind {
 #[derive(Debug)]
 pub(crate) struct Fill {
     pub(crate) primary: String,
-    pub(crate) index: Option<Index>,
+    pub(crate) index: Option<Arc<Index>>,
     pub(crate) request: request::Parts,
     pub(crate) request_time: SystemTime,
     pub(crate) fwd: Fwd,
@@ -67,7 +68,7 @@ pub(crate) struct Fill {
 #[derive(Debug)]
 pub(crate) struct StoredEntry {
     pub(crate) variant_key: String,
-    pub(crate) policy: CachePolicy,
+    pub(crate) policy: Arc<CachePolicy>,
     pub(crate) body: Bytes,
 }
 
@@ -320,7 +321,7 @@ impl<St: Store> ResponseCache<St> {
         &self,
         response: Response<HitBody>,
         entry: StoredEntry,
-        (primary, index, parts, body): (String, Option<Index>, request::Parts, ReqBody),
+        (primary, index, parts, body): (String, Option<Arc<Index>>, request::Parts, ReqBody),
         fwd: Fwd,
     ) -> LookupResult<ReqBody> {
         match self.shared.coalescer.join(&entry.variant_key) {
@@ -341,7 +342,7 @@ impl<St: Store> ResponseCache<St> {
     fn fill_key(
         &self,
         primary: String,
-        index: Option<Index>,
+        index: Option<Arc<Index>>,
         parts: &request::Parts,
         fwd: Fwd,
         guard: Option<FillGuard>,
@@ -365,9 +366,9 @@ impl<St: Store> ResponseCache<St> {
     }
 
     /// The index of a primary key; `Err` when the store failed (the cache steps aside).
-    pub(crate) async fn read_index(&self, primary: &str) -> Result<Option<Index>, ()> {
+    pub(crate) async fn read_index(&self, primary: &str) -> Result<Option<Arc<Index>>, ()> {
         match self.shared.store.get(&entry::index_key(primary)).await {
-            Ok(Some(stored)) => Ok(Index::decode(&stored.meta)),
+            Ok(Some(stored)) => Ok(Index::of(&stored.meta)),
             Ok(None) => Ok(None),
             Err(e) => {
                 tracing::warn!(error = %e, "cache store failed; serving without it");
@@ -379,7 +380,7 @@ impl<St: Store> ResponseCache<St> {
     pub(crate) async fn read_entry(&self, variant_key: &str) -> Option<StoredEntry> {
         match self.shared.store.get(variant_key).await {
             Ok(Some(stored)) => {
-                let policy = entry::decode(&stored.meta)?;
+                let policy = entry::policy_of(&stored.meta)?;
                 let StoredBody::Bytes(body) = stored.body;
                 Some(StoredEntry {
                     variant_key: variant_key.to_owned(),

@@ -224,14 +224,11 @@ impl<St: Store> ResponseCache<St> {
         let Some(primary) = self.primary_key(&req_parts) else {
             return Ok(false);
         };
-        let index = entry::Index::new(&policy);
-        let variant = index.variant_key(&primary, &req_parts.headers);
-        self.write_index(&primary, &index, &policy, now).await?;
-        let mut writer = self.shared.store.writer(
-            &variant,
-            entry::encode(&policy),
-            entry::storage_ttl(&policy, now),
-        )?;
+        let index = self.read_index(&primary).await.ok().flatten();
+        let policy = Arc::new(policy);
+        let mut writer = self
+            .variant_writer(&primary, index.as_ref(), &req_parts.headers, &policy, now)
+            .await?;
         writer.write(&body)?;
         writer.commit()?;
         Ok(true)
@@ -285,19 +282,33 @@ impl<St: Store> ResponseCache<St> {
         Some(key)
     }
 
-    pub(crate) async fn write_index(
+    /// A writer for the variant of `policy` under `primary`, selected by `request_headers`:
+    /// under the existing index when the response varies on the same fields, else under a
+    /// new index (whose generation makes the old variants unreachable).
+    pub(crate) async fn variant_writer(
         &self,
         primary: &str,
-        index: &entry::Index,
-        policy: &CachePolicy,
+        existing: Option<&Arc<entry::Index>>,
+        request_headers: &http::HeaderMap,
+        policy: &Arc<CachePolicy>,
         now: SystemTime,
-    ) -> Result<(), StoreError> {
-        let ttl = entry::storage_ttl(policy, now).max(Duration::from_secs(3600));
-        let w = self
-            .shared
-            .store
-            .writer(&entry::index_key(primary), index.encode(), ttl)?;
-        w.commit()
+    ) -> Result<St::Writer, StoreError> {
+        let ttl = entry::storage_ttl(policy, now);
+        let index = match existing {
+            Some(i) if i.matches(policy) => Arc::clone(i),
+            _ => {
+                let i = Arc::new(entry::Index::new(policy));
+                let index_ttl = ttl.max(Duration::from_secs(3600));
+                let w =
+                    self.shared
+                        .store
+                        .writer(&entry::index_key(primary), i.meta(), index_ttl)?;
+                w.commit()?;
+                i
+            }
+        };
+        let variant = index.variant_key(primary, request_headers);
+        self.shared.store.writer(&variant, entry::meta(policy), ttl)
     }
 }
 

@@ -4,7 +4,7 @@
 use super::{
     body::CacheBody,
     body::HitBody,
-    entry::{self, Index},
+    entry::{self},
     lookup::{Fill, KeyKind, ResponseCacheKey, StoredEntry, CACHE_STATUS},
     status::{CacheStatus, Fwd},
     tee::TeeBody,
@@ -25,6 +25,7 @@ use std::{
     convert::Infallible,
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::SystemTime,
 };
@@ -192,20 +193,23 @@ impl<St: Store> ResponseCache<St> {
             }
         }
 
-        let policy = CachePolicy::new(
+        let policy = Arc::new(CachePolicy::new(
             &fill.request,
             &res_parts,
             fill.request_time,
             response_time,
             self.shared.config.mode,
-        );
+        ));
         let mut status = CacheStatus {
             fwd_status: Some(fwd_status),
             ..CacheStatus::fwd(fill.fwd)
         };
         let mut parts = res_parts;
         let body = match policy.storable() {
-            Ok(()) => match self.writer_for(&fill, &policy, response_time).await {
+            Ok(()) => match self
+                .writer_for(&fill, &policy, body.size_hint(), response_time)
+                .await
+            {
                 Some(writer) => {
                     status.stored = true;
                     status.ttl = Some(policy.time_to_live(response_time).as_secs() as i64);
@@ -247,11 +251,12 @@ impl<St: Store> ResponseCache<St> {
         );
         let (policy, detail) = match outcome {
             AfterResponse::NotModified(policy) => {
+                let policy = Arc::new(policy);
                 let ttl = entry::storage_ttl(&policy, response_time);
                 if let Err(e) = self
                     .shared
                     .store
-                    .update_meta(&stale.variant_key, entry::encode(&policy), ttl)
+                    .update_meta(&stale.variant_key, entry::meta(&policy), ttl)
                     .await
                 {
                     tracing::warn!(error = %e, "cache store failed to freshen an entry");
@@ -286,26 +291,30 @@ impl<St: Store> ResponseCache<St> {
     async fn writer_for(
         &self,
         fill: &Fill,
-        policy: &CachePolicy,
+        policy: &Arc<CachePolicy>,
+        body_hint: SizeHint,
         now: SystemTime,
     ) -> Option<St::Writer> {
-        let index = match &fill.index {
-            Some(i) if i.matches(policy) => i.clone(),
-            _ => {
-                let i = Index::new(policy);
-                if let Err(e) = self.write_index(&fill.primary, &i, policy, now).await {
-                    tracing::warn!(error = %e, "cache store failed to write an index");
-                    return None;
-                }
-                i
-            }
-        };
-        let variant = index.variant_key(&fill.primary, &fill.request.headers);
-        match self.shared.store.writer(
-            &variant,
-            entry::encode(policy),
-            entry::storage_ttl(policy, now),
-        ) {
+        let announced = body_hint.lower();
+        if self
+            .shared
+            .store
+            .max_entry_bytes()
+            .is_some_and(|max| announced > max)
+        {
+            // Known to be too large: do not buffer any of it for the store.
+            return None;
+        }
+        let writer = self
+            .variant_writer(
+                &fill.primary,
+                fill.index.as_ref(),
+                &fill.request.headers,
+                policy,
+                now,
+            )
+            .await;
+        match writer {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::debug!(error = %e, "not storing a response");

@@ -15,13 +15,56 @@ pub use memory::{
 };
 
 use bytes::Bytes;
-use std::{fmt, future::Future, time::Duration};
+use std::{any::Any, fmt, future::Future, sync::Arc, time::Duration};
 
-/// A stored entry: the cache's encoded head and the body.
+/// An entry's head as the cache hands it to a store: the encoded bytes (what a store that
+/// serializes keeps) and, for stores that keep objects in memory, the decoded value, so a
+/// hit need not decode it again.
+#[derive(Clone)]
+pub struct Meta {
+    /// The encoded head (versioned by the cache).
+    pub bytes: Bytes,
+    /// The decoded head, if the store kept it. Stores that serialize return `None`.
+    pub decoded: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl Meta {
+    /// A head of encoded bytes only.
+    pub fn encoded(bytes: Bytes) -> Self {
+        Self {
+            bytes,
+            decoded: None,
+        }
+    }
+
+    /// A head with its decoded form.
+    pub fn with_decoded(bytes: Bytes, decoded: Arc<dyn Any + Send + Sync>) -> Self {
+        Self {
+            bytes,
+            decoded: Some(decoded),
+        }
+    }
+
+    /// The decoded head, if there is one of type `T`.
+    pub fn decoded<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.decoded.clone()?.downcast().ok()
+    }
+}
+
+impl fmt::Debug for Meta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Meta")
+            .field("bytes", &self.bytes.len())
+            .field("decoded", &self.decoded.is_some())
+            .finish()
+    }
+}
+
+/// A stored entry: the cache's head and the body.
 #[derive(Debug, Clone)]
 pub struct Stored {
-    /// The encoded head, as given to [`Store::writer`] or [`Store::update_meta`].
-    pub meta: Bytes,
+    /// The head, as given to [`Store::writer`] or [`Store::update_meta`].
+    pub meta: Meta,
     /// The body.
     pub body: StoredBody,
 }
@@ -103,14 +146,20 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Stored>, StoreError>> + Send;
 
     /// Starts writing an entry that will live for `ttl` once committed.
-    fn writer(&self, key: &str, meta: Bytes, ttl: Duration) -> Result<Self::Writer, StoreError>;
+    fn writer(&self, key: &str, meta: Meta, ttl: Duration) -> Result<Self::Writer, StoreError>;
+
+    /// The largest body this store accepts, if it has a limit: the cache does not start
+    /// writing a body announced to be larger.
+    fn max_entry_bytes(&self) -> Option<u64> {
+        None
+    }
 
     /// Replaces the head of an existing entry and its time to live, keeping its body.
     /// Returns whether the entry existed.
     fn update_meta(
         &self,
         key: &str,
-        meta: Bytes,
+        meta: Meta,
         ttl: Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 

@@ -143,8 +143,16 @@ impl<'a> KeyView<'a> {
 
 impl Hash for KeyView<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        for b in self.host {
-            state.write_u8(b.to_ascii_lowercase());
+        if self.host.iter().any(u8::is_ascii_uppercase) {
+            let mut buf = [0u8; 64];
+            for chunk in self.host.chunks(buf.len()) {
+                let lower = &mut buf[..chunk.len()];
+                lower.copy_from_slice(chunk);
+                lower.make_ascii_lowercase();
+                state.write(lower);
+            }
+        } else {
+            state.write(self.host);
         }
         state.write_u8(0xff);
         state.write(self.path_and_query.as_bytes());
@@ -158,14 +166,15 @@ impl Hash for KeyView<'_> {
     }
 }
 
-/// Maps keys to 128-bit digests (two independently seeded SipHash-1-3 values), so the LRU
-/// compares integers; an entry also keeps its full key, checked on every hit.
+/// Maps keys to 64-bit digests (SipHash-1-3 with a random per-process seed), so the LRU
+/// compares integers. An entry also keeps its full key, checked on every hit: two keys with
+/// one digest can only evict each other, never answer for each other.
 #[derive(Debug, Default)]
-pub(super) struct Digester(RandomState, RandomState);
+pub(super) struct Digester(RandomState);
 
 impl Digester {
-    pub(super) fn digest(&self, view: &KeyView<'_>) -> u128 {
-        (u128::from(self.0.hash_one(view)) << 64) | u128::from(self.1.hash_one(view))
+    pub(super) fn digest(&self, view: &KeyView<'_>) -> u64 {
+        self.0.hash_one(view)
     }
 }
 

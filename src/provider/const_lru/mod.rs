@@ -144,7 +144,7 @@ struct Config {
 }
 
 /// Entries by the digest of their key.
-type Lru<const CAP: usize> = ConstLru<u128, Entry, CAP, u32>;
+type Lru<const CAP: usize> = ConstLru<u64, Entry, CAP, u32>;
 
 struct Shared<const CAP: usize> {
     lru: Mutex<Box<Lru<CAP>>>,
@@ -301,7 +301,7 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
     /// [`SimpleEtagCacheKey::host`]; returns how many entries went.
     pub fn invalidate_target(&self, host: &str, path_and_query: &str) -> usize {
         let mut lru = self.shared.lru();
-        let digests: Vec<u128> = lru
+        let digests: Vec<u64> = lru
             .iter()
             .filter(|(_, e)| {
                 e.key.host.eq_ignore_ascii_case(host) && e.key.path_and_query == path_and_query
