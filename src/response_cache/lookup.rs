@@ -12,7 +12,6 @@ use crate::{
     body::NoBody,
     cache_control::CacheControl,
     conditional::Preconditions,
-    headers::seconds_value,
     headers::{answer_preconditions, Answer},
     policy::{BeforeRequest, CachePolicy},
     provider::Lookup,
@@ -20,9 +19,7 @@ use crate::{
 };
 use bytes::Bytes;
 use http::{
-    header::{
-        AGE, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
-    },
+    header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE},
     request, HeaderName, HeaderValue, Method, Request, Response, StatusCode,
 };
 use http_body::SizeHint;
@@ -201,7 +198,7 @@ impl<St: Store> ResponseCache<St> {
             };
             if let Some(entry) = stored {
                 match entry.policy.before_request(&parts, now) {
-                    BeforeRequest::Fresh { .. } => {
+                    BeforeRequest::Fresh { headers, .. } => {
                         let ttl = entry.policy.time_to_live(now);
                         let status = CacheStatus {
                             collapsed,
@@ -210,6 +207,7 @@ impl<St: Store> ResponseCache<St> {
                         };
                         let response = self.respond(
                             &entry.policy,
+                            Some(headers),
                             entry.body.clone(),
                             is_head,
                             &client,
@@ -240,6 +238,7 @@ impl<St: Store> ResponseCache<St> {
                             };
                             let response = self.respond(
                                 &entry.policy,
+                                None,
                                 entry.body.clone(),
                                 is_head,
                                 &client,
@@ -258,6 +257,7 @@ impl<St: Store> ResponseCache<St> {
                                 };
                                 self.respond(
                                     &entry.policy,
+                                    None,
                                     entry.body.clone(),
                                     is_head,
                                     &client,
@@ -401,6 +401,7 @@ impl<St: Store> ResponseCache<St> {
     pub(crate) fn respond(
         &self,
         policy: &CachePolicy,
+        headers_with_age: Option<http::HeaderMap>,
         body: Bytes,
         is_head: bool,
         client: &Preconditions,
@@ -409,11 +410,10 @@ impl<St: Store> ResponseCache<St> {
     ) -> Response<HitBody> {
         let mut response = Response::new(());
         *response.status_mut() = policy.status();
-        *response.headers_mut() = policy.response_headers().clone();
+        // The stored fields and `Age` (RFC 9111 §5.1), made once: `before_request` already
+        // made them for a fresh hit.
+        *response.headers_mut() = headers_with_age.unwrap_or_else(|| policy.headers_with_age(now));
         let (mut parts, ()) = response.into_parts();
-        parts
-            .headers
-            .insert(AGE, seconds_value(policy.age(now).as_secs()));
         let body = match answer_preconditions(&mut parts, client, is_head) {
             Answer::Full => HitBody::bytes(body),
             Answer::Head => {

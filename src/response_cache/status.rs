@@ -82,7 +82,8 @@ impl CacheStatus {
         if let Some(d) = self.detail {
             let _ = write!(v, "; detail={d}");
         }
-        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("tower-etag"))
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
+            .unwrap_or_else(|_| HeaderValue::from_static("tower-etag"))
     }
 }
 

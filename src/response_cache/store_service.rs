@@ -183,6 +183,7 @@ impl<St: Store> ResponseCache<St> {
                 };
                 let res = self.respond(
                     &stale.policy,
+                    None,
                     stale.body.clone(),
                     is_head,
                     &head.preconditions,
@@ -279,6 +280,7 @@ impl<St: Store> ResponseCache<St> {
         };
         self.respond(
             &policy,
+            None,
             stale.body.clone(),
             is_head,
             &head.preconditions,
