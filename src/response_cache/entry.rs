@@ -138,7 +138,14 @@ const ENTRY_MAGIC: &[u8] = b"tower-etag entry v1\n";
 /// The head of an entry for `policy`: its encoding, and the policy itself for stores that
 /// keep it (a hit then skips decoding).
 pub(crate) fn meta(policy: &Arc<CachePolicy>) -> Meta {
-    Meta::with_decoded(encode(policy), Arc::clone(policy) as _)
+    let bytes = encode(policy);
+    // The decoded form kept is decoded from the encoding, not `policy` itself: the header
+    // values of a response just received are slices of the connection's read buffer, and
+    // holding them would keep whole buffers (8 KiB and more) alive per entry.
+    match decode(&bytes) {
+        Some(own) => Meta::with_decoded(bytes, Arc::new(own)),
+        None => Meta::encoded(bytes),
+    }
 }
 
 /// The policy of an entry head: the decoded one the store kept, or else decoded now.

@@ -18,6 +18,9 @@ const ENTRY_OVERHEAD: u64 = 1024;
 /// The default bound on the bytes held: 128 MiB.
 pub const DEFAULT_MAX_BYTES: u64 = 128 * 1024 * 1024;
 
+/// The default bound on one entry's size: 16 MiB.
+pub const DEFAULT_MAX_ENTRY_BYTES: u64 = 16 * 1024 * 1024;
+
 /// The default bound on the number of entries.
 pub const DEFAULT_MAX_ENTRIES: usize = 1 << 20;
 
@@ -40,6 +43,9 @@ struct Inner {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
     shard_max_bytes: u64,
+    /// The largest entry: at most a shard's share. A body is buffered up to this much before
+    /// it is known to fit, so it also bounds the memory one streaming response can take.
+    max_entry_bytes: u64,
     shard_max_entries: usize,
 }
 
@@ -65,6 +71,7 @@ pub struct MemoryStore {
 #[must_use]
 pub struct MemoryStoreBuilder {
     max_bytes: u64,
+    max_entry_bytes: u64,
     max_entries: usize,
     shards: usize,
 }
@@ -79,6 +86,14 @@ impl MemoryStoreBuilder {
     /// The most entries held. Default 2^20.
     pub fn max_entries(mut self, entries: usize) -> Self {
         self.max_entries = entries;
+        self
+    }
+
+    /// The largest entry, in bytes (default 16 MiB, and never more than one shard's share of
+    /// `max_bytes`). A response body is held in memory up to this size while it streams, so
+    /// this bounds the memory one large response can take before it is known not to fit.
+    pub fn max_entry_bytes(mut self, bytes: u64) -> Self {
+        self.max_entry_bytes = bytes;
         self
     }
 
@@ -103,6 +118,7 @@ impl MemoryStoreBuilder {
                     .collect(),
                 hasher: RandomState::new(),
                 shard_max_bytes: self.max_bytes / shards as u64,
+                max_entry_bytes: self.max_entry_bytes.min(self.max_bytes / shards as u64),
                 shard_max_entries: (self.max_entries / shards).max(1),
             }),
         }
@@ -125,6 +141,7 @@ impl MemoryStore {
     pub fn builder() -> MemoryStoreBuilder {
         MemoryStoreBuilder {
             max_bytes: DEFAULT_MAX_BYTES,
+            max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
             max_entries: DEFAULT_MAX_ENTRIES,
             shards: 8,
         }
@@ -151,9 +168,9 @@ impl MemoryStore {
     }
 
     fn insert(&self, key: &str, entry: Entry) -> Result<(), StoreError> {
-        if entry.size > self.inner.shard_max_bytes {
+        if entry.size > self.inner.max_entry_bytes {
             return Err(StoreError::TooLarge {
-                limit: self.inner.shard_max_bytes,
+                limit: self.inner.max_entry_bytes,
             });
         }
         let mut shard = self.shard(key);
@@ -212,7 +229,7 @@ pub struct MemoryWriter {
 impl StoreWriter for MemoryWriter {
     fn write(&mut self, chunk: &Bytes) -> Result<(), StoreError> {
         let len = self.body.len() as u64 + chunk.len() as u64;
-        let limit = self.store.inner.shard_max_bytes;
+        let limit = self.store.inner.max_entry_bytes;
         if entry_size(&self.key, &self.meta, len) > limit {
             // Stop holding memory for an entry that cannot be stored.
             self.body = BytesMut::new();
@@ -253,11 +270,11 @@ impl Store for MemoryStore {
     }
 
     fn max_entry_bytes(&self) -> Option<u64> {
-        Some(self.inner.shard_max_bytes)
+        Some(self.inner.max_entry_bytes)
     }
 
     fn writer(&self, key: &str, meta: Meta, ttl: Duration) -> Result<MemoryWriter, StoreError> {
-        let limit = self.inner.shard_max_bytes;
+        let limit = self.inner.max_entry_bytes;
         if entry_size(key, &meta, 0) > limit {
             return Err(StoreError::TooLarge { limit });
         }
@@ -444,6 +461,18 @@ mod tests {
         // Only our handle is left on the 8 KiB buffer: the store copied its 1 KiB.
         assert!(big.is_unique());
         assert_eq!(body(&store, "k").unwrap().len(), 1024);
+    }
+
+    #[test]
+    fn entries_are_bounded_by_max_entry_bytes_too() {
+        let store = MemoryStore::builder().max_bytes(1 << 30).max_entry_bytes(4096).build();
+        assert_eq!(store.max_entry_bytes(), Some(4096));
+        let mut w = store.writer("k", Meta::encoded(Bytes::new()), HOUR).unwrap();
+        assert!(w.write(&Bytes::from(vec![0u8; 8192])).is_err());
+        assert!(w.body.is_empty(), "nothing held past the limit");
+        // Never more than a shard's share of the total.
+        let small = MemoryStore::builder().max_bytes(8 * 1024).shards(8).build();
+        assert_eq!(small.max_entry_bytes(), Some(1024));
     }
 
     #[test]

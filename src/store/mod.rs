@@ -12,6 +12,7 @@ mod memory;
 
 pub use memory::{
     MemoryStore, MemoryStoreBuilder, MemoryWriter, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES,
+    DEFAULT_MAX_ENTRY_BYTES,
 };
 
 use bytes::Bytes;
