@@ -207,12 +207,11 @@ impl<St: Store> ResponseCache<St> {
                         };
                         let response = self.respond(
                             &entry.policy,
-                            Some(headers),
+                            headers,
                             entry.body.clone(),
                             is_head,
                             &client,
                             status,
-                            now,
                         );
                         let refresh_due = self.shared.config.refresh_ahead.is_some_and(|w| ttl < w);
                         if refresh_due {
@@ -238,12 +237,11 @@ impl<St: Store> ResponseCache<St> {
                             };
                             let response = self.respond(
                                 &entry.policy,
-                                None,
+                                entry.policy.headers_with_age(now),
                                 entry.body.clone(),
                                 is_head,
                                 &client,
                                 status,
-                                now,
                             );
                             let fill = (primary, index, parts, body);
                             return self.answer_and_refresh(response, entry, fill, fwd);
@@ -257,12 +255,11 @@ impl<St: Store> ResponseCache<St> {
                                 };
                                 self.respond(
                                     &entry.policy,
-                                    None,
+                                    entry.policy.headers_with_age(now),
                                     entry.body.clone(),
                                     is_head,
                                     &client,
                                     status,
-                                    now,
                                 )
                             });
                         let key = self.fill_key(primary, index, &parts, fwd, None, Some(entry));
@@ -401,18 +398,17 @@ impl<St: Store> ResponseCache<St> {
     pub(crate) fn respond(
         &self,
         policy: &CachePolicy,
-        headers_with_age: Option<http::HeaderMap>,
+        headers_with_age: http::HeaderMap,
         body: Bytes,
         is_head: bool,
         client: &Preconditions,
         status: CacheStatus,
-        now: SystemTime,
     ) -> Response<HitBody> {
         let mut response = Response::new(());
         *response.status_mut() = policy.status();
-        // The stored fields and `Age` (RFC 9111 §5.1), made once: `before_request` already
-        // made them for a fresh hit.
-        *response.headers_mut() = headers_with_age.unwrap_or_else(|| policy.headers_with_age(now));
+        // The stored fields and `Age` (RFC 9111 §5.1): for a fresh hit, as `before_request`
+        // made them (one copy of the map, not two).
+        *response.headers_mut() = headers_with_age;
         let (mut parts, ()) = response.into_parts();
         let body = match answer_preconditions(&mut parts, client, is_head) {
             Answer::Full => HitBody::bytes(body),

@@ -183,12 +183,11 @@ impl<St: Store> ResponseCache<St> {
                 };
                 let res = self.respond(
                     &stale.policy,
-                    None,
+                    stale.policy.headers_with_age(response_time),
                     stale.body.clone(),
                     is_head,
                     &head.preconditions,
                     status,
-                    response_time,
                 );
                 return res.map(CacheBody::stored);
             }
@@ -280,12 +279,11 @@ impl<St: Store> ResponseCache<St> {
         };
         self.respond(
             &policy,
-            None,
+            policy.headers_with_age(response_time),
             stale.body.clone(),
             is_head,
             &head.preconditions,
             status,
-            response_time,
         )
     }
 

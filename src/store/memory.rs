@@ -465,9 +465,14 @@ mod tests {
 
     #[test]
     fn entries_are_bounded_by_max_entry_bytes_too() {
-        let store = MemoryStore::builder().max_bytes(1 << 30).max_entry_bytes(4096).build();
+        let store = MemoryStore::builder()
+            .max_bytes(1 << 30)
+            .max_entry_bytes(4096)
+            .build();
         assert_eq!(store.max_entry_bytes(), Some(4096));
-        let mut w = store.writer("k", Meta::encoded(Bytes::new()), HOUR).unwrap();
+        let mut w = store
+            .writer("k", Meta::encoded(Bytes::new()), HOUR)
+            .unwrap();
         assert!(w.write(&Bytes::from(vec![0u8; 8192])).is_err());
         assert!(w.body.is_empty(), "nothing held past the limit");
         // Never more than a shard's share of the total.
