@@ -123,19 +123,8 @@ pub(super) fn updated_headers(stored: &HeaderMap, new: &HeaderMap, mode: CacheMo
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_util::h;
     use super::*;
-    use http::HeaderValue;
-
-    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (n, v) in pairs {
-            m.append(
-                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        m
-    }
 
     #[test]
     fn hop_by_hop_and_connection_named_fields_are_dropped() {

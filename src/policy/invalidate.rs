@@ -229,19 +229,8 @@ fn resolve(base: &Uri, reference: &str) -> Option<Uri> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_util::h;
     use super::*;
-    use http::HeaderValue;
-
-    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (n, v) in pairs {
-            m.append(
-                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        m
-    }
 
     fn uris(method: Method, status: u16, uri: &str, headers: &[(&str, &str)]) -> Vec<String> {
         invalidated_uris(

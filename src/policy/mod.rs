@@ -336,7 +336,19 @@ pub(crate) mod test_util {
     //! Builders shared by the tests of the policy modules.
 
     use super::*;
-    use http::{Request, Response};
+    use http::{HeaderValue, Request, Response};
+
+    /// A header map of `pairs` (names may repeat).
+    pub(crate) fn h(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (n, v) in pairs {
+            m.append(
+                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        m
+    }
 
     /// A fixed instant: 2023-11-14T22:13:20Z.
     pub(crate) fn t0() -> SystemTime {

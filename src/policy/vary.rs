@@ -66,21 +66,10 @@ pub(super) fn matches(
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_util::h;
     use super::super::test_util::*;
     use super::super::{BeforeRequest, CacheMode, CachePolicy};
     use super::*;
-    use http::HeaderValue;
-
-    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (n, v) in pairs {
-            m.append(
-                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        m
-    }
 
     fn vary_policy(vary: &[&str], req: &[(&str, &str)]) -> CachePolicy {
         let mut res_h: Vec<(&str, &str)> = vec![("cache-control", "max-age=100")];
