@@ -398,34 +398,37 @@ async fn one_hundred_concurrent_cold_requests_make_one_origin_call() {
         let proxy = s.proxy.clone();
         tasks.push(tokio::spawn(async move { proxy.get("/slow", &[]).await }));
     }
-    let mut collapsed = 0;
+    let (mut collapsed, mut forwarded) = (0, 0);
     for t in tasks {
         let r = t.await.unwrap();
         assert_eq!(r.text(), "slow body");
-        if status_of(&r).contains("collapsed") {
-            collapsed += 1;
-        }
+        let status = status_of(&r);
+        collapsed += usize::from(status.contains("collapsed"));
+        forwarded += usize::from(status.contains("fwd="));
     }
     assert_eq!(calls.get(), 1, "one origin call for 100 concurrent misses");
-    assert!(
-        collapsed >= 90,
-        "most requests waited for the first: {collapsed}"
-    );
+    // Requests that arrived while the first was at the origin waited for it (`collapsed`);
+    // any that arrived after it was stored (a slow machine) are plain hits.
+    assert_eq!(forwarded, 1, "only the first request was forwarded");
+    assert!(collapsed >= 1, "concurrent requests waited for the first");
 }
 
 #[tokio::test]
 async fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
     let calls = Counter::new();
+    // The revalidation is held at the origin until the test has its stale answer: if that
+    // answer waited for the origin, the test would time out instead of passing.
+    let release = Arc::new(tokio::sync::Notify::new());
     let app = {
-        let calls = calls.clone();
+        let (calls, release) = (calls.clone(), release.clone());
         Router::new().route(
             "/a",
             any(move || {
-                let calls = calls.clone();
+                let (calls, release) = (calls.clone(), release.clone());
                 async move {
                     let n = calls.inc();
                     if n > 1 {
-                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        release.notified().await;
                     }
                     response(
                         200,
@@ -439,22 +442,21 @@ async fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background(
     let s = setup(app).await;
     assert_eq!(s.proxy.get("/a", &[]).await.text(), "v1");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let started = std::time::Instant::now();
     let stale = s.proxy.get("/a", &[]).await;
-    assert!(
-        started.elapsed() < Duration::from_millis(250),
-        "not waiting for the slow origin"
-    );
     assert_eq!(stale.text(), "v1");
     assert!(
         status_of(&stale).contains("stale-while-revalidate"),
         "{}",
         status_of(&stale)
     );
+    // While the revalidation is held, more requests get the stale entry, without another
+    // revalidation.
+    assert_eq!(s.proxy.get("/a", &[]).await.text(), "v1");
+    release.notify_one();
     // The background revalidation stores v2.
     let mut refreshed = String::new();
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
         refreshed = s.proxy.get("/a", &[]).await.text().to_owned();
         if refreshed == "v2" {
             break;
