@@ -41,6 +41,10 @@ impl CachePolicy {
     /// [`PolicyOptions::heuristic_max`](super::PolicyOptions::heuristic_max), and only for a
     /// heuristically cacheable status or a `public` response.
     pub fn freshness_lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    pub(super) fn compute_freshness_lifetime(&self) -> Duration {
         if let Some(explicit) = self.explicit_lifetime() {
             return explicit;
         }
@@ -54,7 +58,7 @@ impl CachePolicy {
     }
 
     /// The age the response had when it was received (§4.2.3 `corrected_initial_age`).
-    fn corrected_initial_age(&self) -> Duration {
+    pub(super) fn compute_corrected_initial_age(&self) -> Duration {
         let apparent_age = since(self.response_time, self.date_value());
         let response_delay = since(self.response_time, self.request_time);
         let age_value = age_header(&self.response_headers).unwrap_or(Duration::ZERO);
@@ -66,7 +70,7 @@ impl CachePolicy {
     /// when received plus the time it has been stored. Send it as `Age` (§5.1).
     pub fn age(&self, now: SystemTime) -> Duration {
         let resident_time = since(now, self.response_time);
-        self.corrected_initial_age().saturating_add(resident_time)
+        self.initial_age.saturating_add(resident_time)
     }
 
     /// Whether the response is fresh at `now` by its own freshness lifetime: its lifetime

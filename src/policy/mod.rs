@@ -133,6 +133,10 @@ pub struct CachePolicy {
     options: PolicyOptions,
     /// Derived from `response_headers`; not part of [`PolicyParts`].
     res_cc: CacheControl,
+    /// Derived once: §4.2.3 `corrected_initial_age` (parses `Date` and `Age`).
+    initial_age: Duration,
+    /// Derived once: the freshness lifetime (§4.2.1, §4.2.2).
+    lifetime: Duration,
 }
 
 /// Everything a [`CachePolicy`] holds, as public fields: what a store serializes.
@@ -228,7 +232,7 @@ impl CachePolicy {
     /// Rebuilds a policy from its plain data (as returned by [`CachePolicy::into_parts`]).
     pub fn from_parts(parts: PolicyParts) -> Self {
         let res_cc = CacheControl::from_headers(&parts.response_headers);
-        Self {
+        let mut policy = Self {
             method: parts.method,
             uri: parts.uri,
             vary_request: parts.vary_request,
@@ -241,7 +245,13 @@ impl CachePolicy {
             request_no_store: parts.request_no_store,
             options: parts.options,
             res_cc,
-        }
+            initial_age: Duration::ZERO,
+            lifetime: Duration::ZERO,
+        };
+        // Both depend on the stored response only: parse its dates once, not on every hit.
+        policy.initial_age = policy.compute_corrected_initial_age();
+        policy.lifetime = policy.compute_freshness_lifetime();
+        policy
     }
 
     /// The policy's plain data, for a store to serialize.

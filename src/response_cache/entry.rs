@@ -19,6 +19,7 @@ use crate::{
 };
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use std::fmt::Write as _;
 use std::{
     hash::{BuildHasher, RandomState},
     sync::{
@@ -32,7 +33,10 @@ const INDEX_MAGIC: &[u8] = b"tower-etag index v1\n";
 
 /// The store key of a primary key's index.
 pub(crate) fn index_key(primary: &str) -> String {
-    format!("i\u{0}{primary}")
+    let mut key = String::with_capacity(primary.len() + 2);
+    key.push_str("i\u{0}");
+    key.push_str(primary);
+    key
 }
 
 /// The `Vary` names of a URL's responses and the generation of its variants.
@@ -50,16 +54,19 @@ fn new_generation() -> u64 {
 
 /// The normalised value of a request field for a variant key: lines joined with ", ",
 /// runs of white space folded, ends trimmed (RFC 9111 §4.1 allows such normalisation).
-pub(crate) fn normalized_field(headers: &HeaderMap, name: &str) -> String {
-    let mut out = String::new();
+pub(crate) fn push_normalized_field(out: &mut String, headers: &HeaderMap, name: &str) {
     for (i, line) in headers.get_all(name).iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
         let text = String::from_utf8_lossy(line.as_bytes());
-        out.push_str(&text.split_whitespace().collect::<Vec<_>>().join(" "));
+        for (j, word) in text.split_whitespace().enumerate() {
+            if j > 0 {
+                out.push(' ');
+            }
+            out.push_str(word);
+        }
     }
-    out
 }
 
 impl Index {
@@ -77,12 +84,15 @@ impl Index {
 
     /// The store key of the variant selected by `request_headers`.
     pub(crate) fn variant_key(&self, primary: &str, request_headers: &HeaderMap) -> String {
-        let mut key = format!("v\u{0}{primary}\u{0}{:016x}", self.generation);
+        let mut key = String::with_capacity(primary.len() + 32 + 32 * self.vary.len());
+        key.push_str("v\u{0}");
+        key.push_str(primary);
+        let _ = write!(key, "\u{0}{:016x}", self.generation);
         for name in &self.vary {
             key.push('\u{0}');
             key.push_str(name);
             key.push('=');
-            key.push_str(&normalized_field(request_headers, name));
+            push_normalized_field(&mut key, request_headers, name);
         }
         key
     }

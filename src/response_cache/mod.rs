@@ -265,15 +265,18 @@ impl<St: Store> ResponseCache<St> {
     /// `None` in private mode when the request has no user.
     pub(crate) fn primary_key(&self, parts: &request::Parts) -> Option<String> {
         let host = match parts.uri.authority() {
-            Some(a) => a.as_str().to_ascii_lowercase(),
+            Some(a) => std::borrow::Cow::Borrowed(a.as_str()),
             None => parts
                 .headers
                 .get(http::header::HOST)
-                .map(|h| String::from_utf8_lossy(h.as_bytes()).to_ascii_lowercase())
+                .map(|h| String::from_utf8_lossy(h.as_bytes()))
                 .unwrap_or_default(),
         };
         let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut key = format!("{host}{pq}");
+        let mut key = String::with_capacity(host.len() + pq.len() + 64);
+        key.push_str(&host);
+        key.make_ascii_lowercase();
+        key.push_str(pq);
         if let Some(user_key) = &self.shared.config.user_key {
             let user = user_key(parts)?;
             key.push_str("\u{0}user:");
