@@ -207,7 +207,7 @@ impl<B: Body> BufferedBody<B> {
         Self::from_parts(VecDeque::new(), 0, None, None, None)
     }
 
-    /// No bytes, reporting `hint`: see [`NoBody`].
+    /// No bytes, reporting `hint`: see [`NoBody`](crate::NoBody).
     pub fn no_body(hint: SizeHint) -> Self {
         let mut body = Self::empty();
         body.declared = Some(hint);

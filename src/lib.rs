@@ -44,6 +44,13 @@
 //! response allowed sharing. Otherwise the inner service always runs, and a matching
 //! `If-None-Match` still saves the client the download.
 //!
+//! # A full HTTP cache
+//!
+//! [`response_cache::ResponseCache`] is a provider that stores whole responses in a
+//! [`store::Store`] and serves them without the inner service while they are fresh (RFC
+//! 9111): revalidation, `stale-while-revalidate`, `stale-if-error`, `Vary`, request
+//! coalescing, invalidation and `Cache-Status`. Its rules are the pure [`policy`] module.
+//!
 //! # Where to place it
 //!
 //! Put compression **inside** the cache layer (closer to the handler), so each encoding is
@@ -80,7 +87,7 @@ pub mod response_cache;
 mod service;
 pub mod store;
 
-pub use body::{BoxError, BufferedBody, ResponseBody};
+pub use body::{BoxError, BufferedBody, NoBody, ResponseBody};
 pub use future::ResponseFuture;
 pub use layer::EtagCacheLayer;
 pub use predicate::{DefaultPredicate, PassthroughPredicate};

@@ -29,6 +29,7 @@ mod store_service;
 mod tee;
 
 pub use body::{CacheBody, HitBody};
+pub use lookup::ResponseCacheKey;
 pub use tee::TeeBody;
 
 use self::{coalesce::Coalescer, status::cache_name};

@@ -1,4 +1,4 @@
-//! Where a [`ResponseCache`](crate::ResponseCache) keeps its entries.
+//! Where a [`ResponseCache`](crate::response_cache::ResponseCache) keeps its entries.
 //!
 //! A [`Store`] maps string keys to entries: an opaque, versioned head (`meta`, encoded by the
 //! cache) and a body. Bodies are written through a [`StoreWriter`] chunk by chunk while they
