@@ -14,7 +14,7 @@ use axum::{
     routing::any,
     Router,
 };
-use common::{response, Counter, Resp, TestServer};
+use common::{counted, response, Counter, Resp, TestServer};
 use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -59,14 +59,7 @@ fn route(
     headers: &'static [(&'static str, &'static str)],
     body: &'static str,
 ) -> axum::routing::MethodRouter {
-    let counter = counter.clone();
-    any(move || {
-        let counter = counter.clone();
-        async move {
-            counter.inc();
-            response(200, headers, body)
-        }
-    })
+    counted(counter, move |_, _| response(200, headers, body))
 }
 
 #[tokio::test]
@@ -229,27 +222,16 @@ async fn changed_resource_replaces_the_stale_entry() {
 #[tokio::test]
 async fn vary_variants_are_stored_side_by_side() {
     let calls = Counter::new();
-    let app = {
-        let calls = calls.clone();
-        Router::new().route(
-            "/a",
-            any(move |headers: HeaderMap| {
-                let calls = calls.clone();
-                async move {
-                    calls.inc();
-                    let lang = headers
-                        .get("accept-language")
-                        .map_or("none", |v| v.to_str().unwrap())
-                        .to_owned();
-                    response(
-                        200,
-                        &[("cache-control", "max-age=60"), ("vary", "Accept-Language")],
-                        lang,
-                    )
-                }
-            }),
-        )
-    };
+    let app = Router::new().route(
+        "/a",
+        counted(&calls, |_, headers| {
+            let lang = headers
+                .get("accept-language")
+                .map_or("none", |v| v.to_str().unwrap());
+            let h = [("cache-control", "max-age=60"), ("vary", "Accept-Language")];
+            response(200, &h, lang.to_owned())
+        }),
+    );
     let s = setup(app).await;
     assert_eq!(
         s.proxy.get("/a", &[("accept-language", "en")]).await.text(),
@@ -539,23 +521,17 @@ async fn without_stale_if_error_the_5xx_goes_through() {
 
 /// An origin that answers with the `x-user` of the request.
 fn per_user(calls: &Counter, cache_control: &'static str) -> Router {
-    let calls = calls.clone();
     Router::new().route(
         "/me",
-        any(move |headers: HeaderMap| {
-            let calls = calls.clone();
-            async move {
-                calls.inc();
-                let user = headers
-                    .get("x-user")
-                    .map_or("anon", |v| v.to_str().unwrap())
-                    .to_owned();
-                response(
-                    200,
-                    &[("cache-control", cache_control)],
-                    format!("hello {user}"),
-                )
-            }
+        counted(calls, move |_, headers| {
+            let user = headers
+                .get("x-user")
+                .map_or("anon", |v| v.to_str().unwrap());
+            response(
+                200,
+                &[("cache-control", cache_control)],
+                format!("hello {user}"),
+            )
         }),
     )
 }
@@ -608,21 +584,16 @@ async fn private_mode_caches_per_user_and_never_across_users() {
 
 /// An origin whose `/secret` needs `Authorization: Bearer good`.
 fn protected(calls: &Counter, cache_control: &'static str) -> Router {
-    let calls = calls.clone();
     Router::new().route(
         "/secret",
-        any(move |headers: HeaderMap| {
-            let calls = calls.clone();
-            async move {
-                calls.inc();
-                if headers
-                    .get("authorization")
-                    .is_some_and(|v| v == "Bearer good")
-                {
-                    response(200, &[("cache-control", cache_control)], "secret")
-                } else {
-                    response(401, &[], "who are you")
-                }
+        counted(calls, move |_, headers| {
+            if headers
+                .get("authorization")
+                .is_some_and(|v| v == "Bearer good")
+            {
+                response(200, &[("cache-control", cache_control)], "secret")
+            } else {
+                response(401, &[], "who are you")
             }
         }),
     )
