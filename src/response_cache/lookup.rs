@@ -109,8 +109,9 @@ fn bypass<ReqBody>(
 }
 
 /// The request sent to the inner service on a miss or revalidation: a GET (a HEAD fetches
-/// the GET representation so it can be stored), without the client's conditionals (the
-/// cache answers them from what it stores), with the cache's own validators if any.
+/// the GET representation so it can be stored), with the cache's own validators if any.
+/// `parts` no longer has the client's conditionals (`lookup` removed them: the cache answers
+/// them from what it stores).
 fn forwarded<ReqBody>(
     parts: request::Parts,
     body: ReqBody,
@@ -121,9 +122,6 @@ fn forwarded<ReqBody>(
         *request.method_mut() = Method::GET;
     }
     let headers = request.headers_mut();
-    for name in CONDITIONAL_FIELDS {
-        headers.remove(name);
-    }
     if let Some(v) = validators {
         for (name, value) in v {
             headers.insert(name, value.clone());
@@ -162,7 +160,7 @@ impl<St: Store> ResponseCache<St> {
         if request_cc.no_store {
             return bypass(request, Fwd::Request, "request-no-store");
         }
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let Some(primary) = self.primary_key(&parts) else {
             return bypass(Request::from_parts(parts, body), Fwd::Bypass, "no-user");
         };
@@ -170,7 +168,6 @@ impl<St: Store> ResponseCache<St> {
         let is_head = parts.method == Method::HEAD;
         // The cache answers the client's preconditions itself, from what it stores; the
         // inner service only ever sees the cache's own validators.
-        let (mut parts, body) = (parts, body);
         for name in CONDITIONAL_FIELDS {
             parts.headers.remove(name);
         }
