@@ -133,11 +133,6 @@ pub(crate) fn single_date(headers: &HeaderMap, name: HeaderName) -> Option<Syste
     httpdate::parse_http_date(first.to_str().ok()?.trim()).ok()
 }
 
-/// A header value for a whole number of seconds (`Age`).
-pub(crate) fn seconds_value(secs: u64) -> HeaderValue {
-    HeaderValue::from(secs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

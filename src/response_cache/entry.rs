@@ -137,12 +137,6 @@ fn sorted_vary(headers: &HeaderMap) -> Vec<String> {
     names
 }
 
-/// How long the store keeps an entry: while it is fresh or may be served stale, plus time
-/// to revalidate it when it has validators.
-pub(crate) fn storage_ttl(policy: &CachePolicy, now: SystemTime) -> Duration {
-    policy.storage_ttl(now)
-}
-
 const ENTRY_MAGIC: &[u8] = b"tower-etag entry v1\n";
 
 /// The head of an entry for `policy`: its encoding, and the policy itself for stores that

@@ -297,7 +297,7 @@ impl<St: Store> ResponseCache<St> {
         policy: &Arc<CachePolicy>,
         now: SystemTime,
     ) -> Result<St::Writer, StoreError> {
-        let ttl = entry::storage_ttl(policy, now);
+        let ttl = policy.storage_ttl(now);
         let index = match existing {
             Some(i) if i.matches(policy) => Arc::clone(i),
             _ => {

@@ -252,7 +252,7 @@ impl<St: Store> ResponseCache<St> {
         let (policy, detail) = match outcome {
             AfterResponse::NotModified(policy) => {
                 let policy = Arc::new(policy);
-                let ttl = entry::storage_ttl(&policy, response_time);
+                let ttl = policy.storage_ttl(response_time);
                 if let Err(e) = self
                     .shared
                     .store

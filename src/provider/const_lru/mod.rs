@@ -12,7 +12,7 @@ use crate::{
     conditional::{Outcome, Preconditions, Validators},
     etag::EntityTag,
     freshness::{age_header, explicit_lifetime},
-    headers::{answer_preconditions, seconds_value, single_date, vary_names, Answer},
+    headers::{answer_preconditions, single_date, vary_names, Answer},
     policy::invalidated_uris,
 };
 use const_lru::ConstLru;
@@ -43,8 +43,6 @@ pub const DEFAULT_MAX_BODY_SIZE: u64 = 8 * 1024 * 1024;
 /// (if ever) it may answer a 304 without asking the inner service.
 #[derive(Debug)]
 struct Entry {
-    /// The full key, checked against the request on every hit (the map is keyed by digest).
-    key: SimpleEtagCacheKey,
     etag: EntityTag,
     last_modified: Option<SystemTime>,
     /// ETag, Cache-Control, Expires, Content-Location, Vary and Last-Modified as sent.
@@ -98,7 +96,6 @@ impl Entry {
         }
         not_modified_headers.insert(ETAG, etag_value);
         Some(Self {
-            key: SimpleEtagCacheKey::default(),
             etag,
             last_modified: single_date(headers, LAST_MODIFIED),
             not_modified_headers,
@@ -144,7 +141,8 @@ struct Config {
 }
 
 /// Entries by the digest of their key.
-type Lru<const CAP: usize> = ConstLru<u64, Entry, CAP, u32>;
+/// Entries by the digest of their key; each keeps its full key, checked on every hit.
+type Lru<const CAP: usize> = ConstLru<u64, (SimpleEtagCacheKey, Entry), CAP, u32>;
 
 struct Shared<const CAP: usize> {
     lru: Mutex<Box<Lru<CAP>>>,
@@ -303,8 +301,8 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
         let mut lru = self.shared.lru();
         let digests: Vec<u64> = lru
             .iter()
-            .filter(|(_, e)| {
-                e.key.host.eq_ignore_ascii_case(host) && e.key.path_and_query == path_and_query
+            .filter(|(_, (key, _))| {
+                key.host.eq_ignore_ascii_case(host) && key.path_and_query == path_and_query
             })
             .map(|(d, _)| *d)
             .collect();
@@ -330,8 +328,8 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
     pub fn etag(&self, key: &SimpleEtagCacheKey) -> Option<EntityTag> {
         let digest = self.shared.digester.digest(&key.view());
         let lru = self.shared.lru();
-        let entry = lru.get_untouched(&digest)?;
-        (entry.key == *key).then(|| entry.etag.clone())
+        let (stored_key, entry) = lru.get_untouched(&digest)?;
+        (stored_key == key).then(|| entry.etag.clone())
     }
 }
 
@@ -405,10 +403,10 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
         let digest = self.shared.digester.digest(&view);
         let now = Instant::now();
         let mut lru = self.shared.lru();
-        let entry = lru.get(&digest)?;
+        let (key, entry) = lru.get(&digest)?;
         let fresh = entry.fresh_until.is_some_and(|until| now < until);
         if !fresh
-            || !entry.key.view().same_as(&view)
+            || !key.view().same_as(&view)
             || (headers.contains_key(AUTHORIZATION) && !entry.shareable_with_authorization)
             || request_wants_revalidation(cc, entry.age(now))
         {
@@ -421,7 +419,7 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
         };
         let mut headers = entry.not_modified_headers.clone();
         // RFC 9111 §5.1: a response served from a cache carries its Age.
-        headers.insert(AGE, seconds_value(entry.age(now).as_secs()));
+        headers.insert(AGE, HeaderValue::from(entry.age(now).as_secs()));
         Some(bodiless(headers, status))
     }
 
@@ -451,9 +449,8 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
         let digest = self.shared.digester.digest(&key.view());
         let mut lru = self.shared.lru();
         match entry {
-            Some(mut e) => {
-                e.key = key;
-                lru.insert(digest, e);
+            Some(e) => {
+                lru.insert(digest, (key, e));
             }
             None => {
                 lru.remove(&digest);
