@@ -49,6 +49,20 @@ async fn setup(origin_app: Router) -> Setup {
     setup_with(origin_app, ResponseCache::new(MemoryStore::new())).await
 }
 
+/// Waits until the proxy has `path` stored, probing with `only-if-cached` (which never
+/// reaches the origin): stores commit in the background after the response was sent.
+async fn wait_until_stored(s: &Setup, path: &str) {
+    let stored = common::eventually(|| async {
+        let probe = s
+            .proxy
+            .get(path, &[("cache-control", "only-if-cached")])
+            .await;
+        probe.status != StatusCode::GATEWAY_TIMEOUT
+    })
+    .await;
+    assert!(stored, "{path} was never stored");
+}
+
 fn status_of(r: &Resp) -> String {
     r.header("cache-status").unwrap_or_default()
 }
@@ -135,7 +149,7 @@ async fn a_conditional_miss_is_stored_and_answered_304() {
     let cond = s.proxy.get("/a", &[("if-none-match", "\"v1\"")]).await;
     assert_eq!(cond.status, StatusCode::NOT_MODIFIED);
     // The body the client did not need was stored in the background.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until_stored(&s, "/a").await;
     let full = s.proxy.get("/a", &[]).await;
     assert_eq!(full.text(), "hello");
     assert!(status_of(&full).contains("hit"), "{}", status_of(&full));
@@ -153,12 +167,16 @@ async fn stale_entry_is_revalidated_and_a_304_freshens_it() {
             any(move |headers: HeaderMap| {
                 let (full, revalidated) = (full.clone(), revalidated.clone());
                 async move {
-                    let h = [("cache-control", "max-age=1"), ("etag", "\"v1\"")];
                     if headers.get("if-none-match").is_some_and(|v| v == "\"v1\"") {
                         revalidated.inc();
+                        // The 304's own freshness replaces the stored one (RFC 9111 §4.3.4).
+                        // A long max-age: with `max-age=1` the entry could go stale again
+                        // before the next request, `Date` being rounded down to the second.
+                        let h = [("cache-control", "max-age=60"), ("etag", "\"v1\"")];
                         response(304, &h, Body::empty())
                     } else {
                         full.inc();
+                        let h = [("cache-control", "max-age=1"), ("etag", "\"v1\"")];
                         response(200, &h, "body-v1")
                     }
                 }
@@ -412,11 +430,15 @@ async fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background(
                     if n > 1 {
                         release.notified().await;
                     }
-                    response(
-                        200,
-                        &[("cache-control", "max-age=1, stale-while-revalidate=30")],
-                        format!("v{n}"),
-                    )
+                    // v1 goes stale after a second; the refreshed v2 stays fresh for the rest
+                    // of the test (with `max-age=1` it could go stale, and be revalidated
+                    // again, while the test polls for it).
+                    let cache_control = if n == 1 {
+                        "max-age=1, stale-while-revalidate=30"
+                    } else {
+                        "max-age=60"
+                    };
+                    response(200, &[("cache-control", cache_control)], format!("v{n}"))
                 }
             }),
         )
@@ -436,15 +458,9 @@ async fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background(
     assert_eq!(s.proxy.get("/a", &[]).await.text(), "v1");
     release.notify_one();
     // The background revalidation stores v2.
-    let mut refreshed = String::new();
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        refreshed = s.proxy.get("/a", &[]).await.text().to_owned();
-        if refreshed == "v2" {
-            break;
-        }
-    }
-    assert_eq!(refreshed, "v2");
+    let refreshed =
+        common::eventually(|| async { s.proxy.get("/a", &[]).await.text() == "v2" }).await;
+    assert!(refreshed, "the background revalidation stored v2");
     assert_eq!(calls.get(), 2, "one background revalidation");
 }
 
@@ -724,7 +740,7 @@ async fn head_is_answered_from_the_get_entry() {
     assert!(head.body.is_empty());
     let get = s.proxy.get("/a", &[]).await;
     assert_eq!(get.text(), "hello");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    wait_until_stored(&s, "/a").await;
     let head2 = s.proxy.head("/a", &[]).await;
     assert_eq!(head2.header("content-length").as_deref(), Some("5"));
     assert!(head2.body.is_empty());

@@ -46,6 +46,26 @@ pub type Provider = ConstLruProvider<64>;
 /// Upper bound for any single network operation in a test.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Polls `check` every 10 ms until it holds or [`IO_TIMEOUT`] has passed; returns whether it
+/// held. For effects that happen in the background (a store committed after the response was
+/// sent, a refresh): waiting a fixed time instead would make the test flaky on a busy machine.
+pub async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The strong ETag the crate must compute for `body`: the quoted, unpadded URL-safe base64
 /// of its blake3 hash. Computed independently of the crate.
 pub fn expected_etag(body: &[u8]) -> String {
