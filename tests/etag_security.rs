@@ -40,7 +40,7 @@ async fn mutable_server(
 async fn changed_resource_is_never_304_for_the_old_etag_once_stale() {
     let provider = Provider::init();
     let (server, counter, body) =
-        mutable_server(&[("cache-control", "max-age=1")], &provider).await;
+        mutable_server(&[("cache-control", "max-age=2")], &provider).await;
 
     let first = server.get("/r", &[]).await;
     assert_eq!(first.text(), "v1");
@@ -55,9 +55,10 @@ async fn changed_resource_is_never_304_for_the_old_etag_once_stale() {
     assert!(res.header("age").is_some(), "served from the cache: Age");
     assert_eq!(counter.get(), 1, "fresh hit must not reach the handler");
 
-    // The resource changes; wait until the entry is stale.
+    // The resource changes; wait until the entry is stale. (Two seconds of freshness
+    // leave a slow machine room for the fresh part above.)
     *body.lock().unwrap() = "v2";
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
 
     let res = server.get("/r", &[("if-none-match", &etag1)]).await;
     assert_eq!(res.status, 200, "stale entry must not answer 304");
@@ -211,7 +212,7 @@ async fn max_age_gives_handler_free_304_for_the_duration_only() {
 
 #[tokio::test]
 async fn configured_ttl_gives_handler_free_304_without_cache_control() {
-    let provider = Provider::builder().ttl(Duration::from_secs(1)).build();
+    let provider = Provider::builder().ttl(Duration::from_secs(2)).build();
     let (server, counter, body) = mutable_server(&[], &provider).await;
     let etag1 = server.get("/r", &[]).await.etag();
     assert_eq!(counter.get(), 1);
@@ -223,7 +224,7 @@ async fn configured_ttl_gives_handler_free_304_without_cache_control() {
 
     // After the TTL the handler is asked again, and a change is seen.
     *body.lock().unwrap() = "v2";
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
     let res = server.get("/r", &[("if-none-match", &etag1)]).await;
     assert_eq!(res.status, 200);
     assert_eq!(res.text(), "v2");
