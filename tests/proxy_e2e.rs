@@ -49,6 +49,15 @@ async fn setup(origin_app: Router) -> Setup {
     setup_with(origin_app, ResponseCache::new(MemoryStore::new())).await
 }
 
+/// The proxy in front of an origin whose `/a` answers `headers` and `body`, counting calls.
+async fn setup_a(
+    counter: &Counter,
+    headers: &'static [(&'static str, &'static str)],
+    body: &'static str,
+) -> Setup {
+    setup(Router::new().route("/a", route(counter, headers, body))).await
+}
+
 /// Waits until the proxy has `path` stored, probing with `only-if-cached` (which never
 /// reaches the origin): stores commit in the background after the response was sent.
 async fn wait_until_stored(s: &Setup, path: &str) {
@@ -79,11 +88,7 @@ fn route(
 #[tokio::test]
 async fn fresh_hit_never_reaches_the_origin() {
     let calls = Counter::new();
-    let s = setup(Router::new().route(
-        "/a",
-        route(&calls, &[("cache-control", "max-age=60")], "hello"),
-    ))
-    .await;
+    let s = setup_a(&calls, &[("cache-control", "max-age=60")], "hello").await;
     let first = s.proxy.get("/a", &[]).await;
     assert_eq!(first.text(), "hello");
     assert!(
@@ -114,14 +119,11 @@ async fn fresh_hit_never_reaches_the_origin() {
 #[tokio::test]
 async fn client_preconditions_are_answered_from_the_stored_entry() {
     let calls = Counter::new();
-    let s = setup(Router::new().route(
-        "/a",
-        route(
-            &calls,
-            &[("cache-control", "max-age=60"), ("etag", "\"v1\"")],
-            "hello",
-        ),
-    ))
+    let s = setup_a(
+        &calls,
+        &[("cache-control", "max-age=60"), ("etag", "\"v1\"")],
+        "hello",
+    )
     .await;
     s.proxy.get("/a", &[]).await;
     let cond = s.proxy.get("/a", &[("if-none-match", "\"v1\"")]).await;
@@ -137,14 +139,11 @@ async fn client_preconditions_are_answered_from_the_stored_entry() {
 #[tokio::test]
 async fn a_conditional_miss_is_stored_and_answered_304() {
     let calls = Counter::new();
-    let s = setup(Router::new().route(
-        "/a",
-        route(
-            &calls,
-            &[("cache-control", "max-age=60"), ("etag", "\"v1\"")],
-            "hello",
-        ),
-    ))
+    let s = setup_a(
+        &calls,
+        &[("cache-control", "max-age=60"), ("etag", "\"v1\"")],
+        "hello",
+    )
     .await;
     let cond = s.proxy.get("/a", &[("if-none-match", "\"v1\"")]).await;
     assert_eq!(cond.status, StatusCode::NOT_MODIFIED);
@@ -287,14 +286,11 @@ async fn vary_variants_are_stored_side_by_side() {
 #[tokio::test]
 async fn vary_star_is_never_served_from_the_cache() {
     let calls = Counter::new();
-    let s = setup(Router::new().route(
-        "/a",
-        route(
-            &calls,
-            &[("cache-control", "max-age=60"), ("vary", "*")],
-            "x",
-        ),
-    ))
+    let s = setup_a(
+        &calls,
+        &[("cache-control", "max-age=60"), ("vary", "*")],
+        "x",
+    )
     .await;
     s.proxy.get("/a", &[]).await;
     s.proxy.get("/a", &[]).await;
@@ -656,17 +652,14 @@ async fn authorized_responses_marked_public_are_shared() {
 #[tokio::test]
 async fn set_cookie_responses_are_not_stored() {
     let calls = Counter::new();
-    let s = setup(Router::new().route(
-        "/a",
-        route(
-            &calls,
-            &[
-                ("cache-control", "max-age=60"),
-                ("set-cookie", "session=abc"),
-            ],
-            "x",
-        ),
-    ))
+    let s = setup_a(
+        &calls,
+        &[
+            ("cache-control", "max-age=60"),
+            ("set-cookie", "session=abc"),
+        ],
+        "x",
+    )
     .await;
     s.proxy.get("/a", &[]).await;
     let second = s.proxy.get("/a", &[]).await;
@@ -709,9 +702,7 @@ async fn no_store_and_request_no_cache() {
 #[tokio::test]
 async fn only_if_cached_gives_504_when_nothing_is_stored() {
     let calls = Counter::new();
-    let s =
-        setup(Router::new().route("/a", route(&calls, &[("cache-control", "max-age=60")], "x")))
-            .await;
+    let s = setup_a(&calls, &[("cache-control", "max-age=60")], "x").await;
     let cold = s
         .proxy
         .get("/a", &[("cache-control", "only-if-cached")])
@@ -730,11 +721,7 @@ async fn only_if_cached_gives_504_when_nothing_is_stored() {
 #[tokio::test]
 async fn head_is_answered_from_the_get_entry() {
     let calls = Counter::new();
-    let s = setup(Router::new().route(
-        "/a",
-        route(&calls, &[("cache-control", "max-age=60")], "hello"),
-    ))
-    .await;
+    let s = setup_a(&calls, &[("cache-control", "max-age=60")], "hello").await;
     let head = s.proxy.head("/a", &[]).await;
     assert_eq!(head.status, StatusCode::OK);
     assert!(head.body.is_empty());
@@ -750,9 +737,7 @@ async fn head_is_answered_from_the_get_entry() {
 #[tokio::test]
 async fn bypass_extension_and_invalidation_api() {
     let calls = Counter::new();
-    let s =
-        setup(Router::new().route("/a", route(&calls, &[("cache-control", "max-age=60")], "x")))
-            .await;
+    let s = setup_a(&calls, &[("cache-control", "max-age=60")], "x").await;
     s.proxy.get("/a", &[]).await;
     let host = s.proxy.host(); // the cache keys by the Host the proxy was asked for;
     assert!(s
@@ -770,11 +755,7 @@ async fn bypass_extension_and_invalidation_api() {
 #[tokio::test]
 async fn insert_stores_a_response_without_the_origin() {
     let calls = Counter::new();
-    let s = setup(Router::new().route(
-        "/a",
-        route(&calls, &[("cache-control", "max-age=60")], "origin"),
-    ))
-    .await;
+    let s = setup_a(&calls, &[("cache-control", "max-age=60")], "origin").await;
     let host = s.proxy.host();
     let request = axum::http::Request::get(format!("http://{host}/a"))
         .body(())

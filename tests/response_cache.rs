@@ -117,6 +117,16 @@ async fn without_stale_if_error_the_inner_error_is_returned() {
     assert!(err.is_err(), "the middleware adds no error and hides none");
 }
 
+type Frames<E> = stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, E>>>;
+
+/// A cacheable (`max-age=60`) response whose body streams `frames`, errors included.
+fn cacheable_stream<E>(frames: Vec<Result<Frame<Bytes>, E>>) -> Response<StreamBody<Frames<E>>> {
+    Response::builder()
+        .header("cache-control", "max-age=60")
+        .body(StreamBody::new(stream::iter(frames)))
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_body_that_fails_mid_stream_is_never_stored() {
     let calls = Counter::new();
@@ -132,13 +142,7 @@ async fn a_body_that_fails_mid_stream_is_never_stored() {
             } else {
                 vec![Ok(Frame::data(Bytes::from_static(b"whole")))]
             };
-            let body = StreamBody::new(stream::iter(frames));
-            ready(Ok::<_, Infallible>(
-                Response::builder()
-                    .header("cache-control", "max-age=60")
-                    .body(body)
-                    .unwrap(),
-            ))
+            ready(Ok::<_, Infallible>(cacheable_stream(frames)))
         })
     };
     let cache = ResponseCache::new(MemoryStore::new());
@@ -173,13 +177,7 @@ async fn a_client_that_goes_away_mid_body_leaves_nothing_stored() {
                 Ok(Frame::data(Bytes::from_static(b"one "))),
                 Ok(Frame::data(Bytes::from_static(b"two"))),
             ];
-            let body = StreamBody::new(stream::iter(frames));
-            ready(Ok::<_, Infallible>(
-                Response::builder()
-                    .header("cache-control", "max-age=60")
-                    .body(body)
-                    .unwrap(),
-            ))
+            ready(Ok::<_, Infallible>(cacheable_stream(frames)))
         })
     };
     let cache = ResponseCache::new(MemoryStore::new());
