@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Instructions per request (callgrind), repeatable on a noisy machine: each scenario of
+# benches/ir.rs runs under valgrind with N and 5N requests; the difference in instructions
+# divided by 4N is the cost of one request, without set-up.
+#
+#   benches/ir.sh                    # every scenario, N=2000
+#   N=1000 benches/ir.sh rc_hit_1k   # some scenarios
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+N="${N:-2000}"
+scenarios=("$@")
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(bare etag_304 etag_miss_1k rc_hit_1k rc_304 rc_miss_1k)
+
+bin=$(cargo bench --bench ir --no-run --message-format=json 2>/dev/null \
+    | python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "ir" and m.get("executable"):
+        print(m["executable"])')
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+ir() { # scenario requests -> total Ir
+    valgrind --tool=callgrind --callgrind-out-file="$out/cg" "$bin" "$1" "$2" >/dev/null 2>"$out/log"
+    grep -m1 -E '^summary:' "$out/cg" | awk '{print $2}'
+}
+printf '| scenario | Ir per request |\n|---|---:|\n'
+for s in "${scenarios[@]}"; do
+    a=$(ir "$s" "$N")
+    b=$(ir "$s" $((5 * N)))
+    printf '| %s | %d |\n' "$s" $(( (b - a) / (4 * N) ))
+done
