@@ -18,7 +18,7 @@ use hyper_util::{
 use tower_etag::{response_cache::ResponseCache, store::MemoryStore};
 
 /// Where and how to forward.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ProxyConfig {
     /// The origin: `http://host:port`.
     pub upstream: Uri,

@@ -282,6 +282,22 @@ impl TestServer {
     }
 }
 
+/// Sends `bytes` as they are on a fresh TCP connection to `addr` and reads until the server
+/// closes it (send `Connection: close`): for requests a client library would not send
+/// (absolute-form targets, a `Host` that differs, bodies on GET).
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> RawResp {
+    let out = tokio::time::timeout(IO_TIMEOUT, async {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out).await.unwrap();
+        out
+    })
+    .await
+    .expect("timed out reading the raw response");
+    RawResp::parse(&out)
+}
+
 /// A response as raw bytes off the wire.
 #[derive(Debug)]
 pub struct RawResp {

@@ -1,0 +1,719 @@
+//! End-to-end tests of the defects a hostile client or a multi-user origin could exploit in
+//! the response cache and the caching proxy (issue "Hardening"): the proxy example's own
+//! code in front of a real origin, both on 127.0.0.1. Each test names the defect it proves
+//! fixed and asserts what must NOT be served.
+
+#[path = "../examples/proxy/app.rs"]
+#[allow(dead_code)]
+mod app;
+mod common;
+
+use app::{caching_proxy, ProxyConfig};
+use axum::{
+    body::Body,
+    http::{HeaderMap, Method, StatusCode},
+    routing::any,
+    Router,
+};
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use common::{counted, raw_exchange, response, Counter, Resp, TestServer};
+use std::{
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+use tokio::sync::Notify;
+use tower_etag::{response_cache::ResponseCache, store::MemoryStore};
+
+struct Setup {
+    origin: TestServer,
+    proxy: TestServer,
+    cache: ResponseCache<MemoryStore>,
+}
+
+async fn setup_with(app: Router, cache: ResponseCache<MemoryStore>, preserve_host: bool) -> Setup {
+    let origin = TestServer::start(app).await;
+    let config = ProxyConfig {
+        upstream: format!("http://{}", origin.addr).parse().unwrap(),
+        preserve_host,
+        ..ProxyConfig::default()
+    };
+    let proxy = TestServer::start(caching_proxy(&config, &cache).unwrap()).await;
+    Setup {
+        origin,
+        proxy,
+        cache,
+    }
+}
+
+async fn setup(app: Router) -> Setup {
+    setup_with(app, ResponseCache::new(MemoryStore::new()), false).await
+}
+
+fn status_of(r: &Resp) -> String {
+    r.header("cache-status").unwrap_or_default()
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
+    h.get(name).map_or("", |v| v.to_str().unwrap())
+}
+
+/// An origin for `/a` whose first answer is a stale-at-once `200` with `ETag: "v1"` and whose
+/// revalidations (`If-None-Match: "v1"`) get a `304` with `revalidation` headers.
+fn revalidating_origin(full: &Counter, revalidation: &'static [(&'static str, &'static str)]) -> Router {
+    Router::new().route(
+        "/a",
+        counted(full, move |_, headers| {
+            if header(headers, "if-none-match") == "\"v1\"" {
+                let mut h = vec![("etag", "\"v1\"")];
+                h.extend_from_slice(revalidation);
+                response(304, &h, Body::empty())
+            } else {
+                let h = [("cache-control", "max-age=0"), ("etag", "\"v1\"")];
+                response(200, &h, "page")
+            }
+        }),
+    )
+}
+
+// 1. Session replay through revalidation ------------------------------------------------
+
+#[tokio::test]
+async fn set_cookie_on_a_304_goes_to_that_client_only() {
+    let calls = Counter::new();
+    let s = setup(revalidating_origin(
+        &calls,
+        &[("cache-control", "max-age=60"), ("set-cookie", "session=alice")],
+    ))
+    .await;
+    s.proxy.get("/a", &[]).await;
+    // Alice's request revalidates; the origin's 304 rolls her session.
+    let alice = s.proxy.get("/a", &[("cookie", "session=alice-old")]).await;
+    assert_eq!(alice.text(), "page");
+    assert_eq!(alice.header("set-cookie").as_deref(), Some("session=alice"));
+    // Bob is served the freshened entry: never Alice's cookie.
+    let bob = s.proxy.get("/a", &[]).await;
+    assert_eq!(bob.text(), "page");
+    assert!(status_of(&bob).contains("hit"), "{}", status_of(&bob));
+    assert_eq!(bob.header("set-cookie"), None, "{:?}", bob.headers);
+    assert_eq!(calls.get(), 2);
+}
+
+#[tokio::test]
+async fn a_304_that_says_private_removes_the_shared_entry() {
+    const PRIVATE: &[(&str, &str)] = &[("cache-control", "private, max-age=60")];
+    const NO_STORE: &[(&str, &str)] = &[("cache-control", "no-store")];
+    for revalidation in [PRIVATE, NO_STORE] {
+        let cache_control = revalidation[0].1;
+        let calls = Counter::new();
+        let s = setup(revalidating_origin(&calls, revalidation)).await;
+        s.proxy.get("/a", &[]).await;
+        let first = s.proxy.get("/a", &[("cookie", "u=alice")]).await;
+        assert_eq!(first.text(), "page", "{cache_control}");
+        assert_eq!(calls.get(), 2);
+        // The next client is not served what the origin now calls private or unstorable.
+        let next = s.proxy.get("/a", &[]).await;
+        assert!(!status_of(&next).contains("hit"), "{cache_control}: {}", status_of(&next));
+        assert_eq!(calls.get(), 3, "{cache_control}: the entry was removed");
+    }
+}
+
+// 2. Unbounded background drains ---------------------------------------------------------
+
+/// A chunked body of up to `limit` bytes in 64 KiB chunks that counts what it produced and
+/// says when it was dropped (the connection to the origin closed).
+fn counted_stream(produced: Arc<AtomicU64>, dropped: Arc<Notify>, limit: u64) -> Body {
+    struct OnDrop(Arc<Notify>);
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            self.0.notify_one();
+        }
+    }
+    let guard = OnDrop(dropped);
+    let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+    let stream = futures_util::stream::unfold(0u64, move |sent| {
+        let (chunk, produced) = (chunk.clone(), produced.clone());
+        let _keep = &guard;
+        async move {
+            if sent >= limit {
+                return None;
+            }
+            produced.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            Some((Ok::<_, std::io::Error>(chunk.clone()), sent + chunk.len() as u64))
+        }
+    });
+    Body::from_stream(stream)
+}
+
+#[tokio::test]
+async fn a_head_of_a_large_chunked_response_stops_reading_once_the_store_gives_up() {
+    let produced = Arc::new(AtomicU64::new(0));
+    let dropped = Arc::new(Notify::new());
+    let app = {
+        let (produced, dropped) = (produced.clone(), dropped.clone());
+        Router::new().route(
+            "/big",
+            any(move || {
+                let (produced, dropped) = (produced.clone(), dropped.clone());
+                async move {
+                    let mut res = axum::response::Response::new(counted_stream(
+                        produced,
+                        dropped,
+                        256 << 20,
+                    ));
+                    res.headers_mut()
+                        .insert("cache-control", "max-age=60".parse().unwrap());
+                    res
+                }
+            }),
+        )
+    };
+    let store = MemoryStore::builder().max_entry_bytes(1 << 20).build();
+    let s = setup_with(app, ResponseCache::new(store), false).await;
+    let head = s.proxy.head("/big", &[]).await;
+    assert_eq!(head.status, StatusCode::OK);
+    // The drain stops once the store refuses the entry (1 MiB), and the upstream body is
+    // closed: the origin's stream is dropped long before its 256 MiB.
+    tokio::time::timeout(Duration::from_secs(10), dropped.notified())
+        .await
+        .expect("the upstream body was never closed");
+    let read = produced.load(Ordering::SeqCst);
+    assert!(read < 32 << 20, "read {read} bytes for a HEAD");
+}
+
+#[tokio::test]
+async fn background_fills_are_bounded() {
+    // Every HEAD miss becomes a background GET fill; their bodies stall at the origin.
+    let active = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(Notify::new());
+    let app = {
+        let (active, peak, release) = (active.clone(), peak.clone(), release.clone());
+        Router::new().route(
+            "/s/{n}",
+            any(move || {
+                let (active, peak, release) = (active.clone(), peak.clone(), release.clone());
+                async move {
+                    let body = futures_util::stream::once(async move {
+                        let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        release.notified().await;
+                        active.fetch_sub(1, Ordering::SeqCst);
+                        Ok::<_, std::io::Error>(Bytes::from_static(b"done"))
+                    });
+                    let mut res = axum::response::Response::new(Body::from_stream(body));
+                    res.headers_mut()
+                        .insert("cache-control", "max-age=60".parse().unwrap());
+                    res
+                }
+            }),
+        )
+    };
+    let s = setup(app).await;
+    let mut heads = Vec::new();
+    for n in 0..200 {
+        let proxy = s.proxy.clone();
+        heads.push(tokio::spawn(async move { proxy.head(&format!("/s/{n}"), &[]).await }));
+    }
+    for h in heads {
+        assert_eq!(h.await.unwrap().status, StatusCode::OK);
+    }
+    // Give the fills that were started a chance to reach the origin's body.
+    let settled = common::eventually(|| async { active.load(Ordering::SeqCst) > 0 }).await;
+    assert!(settled);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let peak = peak.load(Ordering::SeqCst);
+    release.notify_waiters();
+    assert!(peak <= 64, "{peak} background fills at once");
+}
+
+// 3. Host / authority confusion ----------------------------------------------------------
+
+fn echo_host() -> Router {
+    Router::new().route(
+        "/x",
+        any(|headers: HeaderMap| async move {
+            let text = format!(
+                "host={} xfh={} fwd={} xff={} xfp={} override={}",
+                header(&headers, "host"),
+                header(&headers, "x-forwarded-host"),
+                header(&headers, "forwarded"),
+                header(&headers, "x-forwarded-for"),
+                header(&headers, "x-forwarded-proto"),
+                header(&headers, "x-http-method-override"),
+            );
+            response(200, &[("cache-control", "max-age=60")], text)
+        }),
+    )
+}
+
+#[tokio::test]
+async fn an_absolute_form_target_and_the_host_field_never_name_two_hosts() {
+    let s = setup_with(echo_host(), ResponseCache::new(MemoryStore::new()), true).await;
+    // Keyed under a.test, while the origin would see b.test.
+    let poison = raw_exchange(
+        s.proxy.addr,
+        b"GET http://a.test/x HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&poison.after_head).into_owned();
+    assert!(
+        poison.status() == 400 || text.starts_with("host=a.test "),
+        "the origin was asked for another host than the key: {} {text}",
+        poison.status()
+    );
+    let victim = raw_exchange(
+        s.proxy.addr,
+        b"GET /x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&victim.after_head).into_owned();
+    assert!(text.starts_with("host=a.test "), "a.test was served: {text}");
+}
+
+#[tokio::test]
+async fn default_ports_and_case_share_one_key() {
+    let calls = Counter::new();
+    let app = Router::new().route(
+        "/p",
+        counted(&calls, |_, _| response(200, &[("cache-control", "max-age=60")], "p")),
+    );
+    let s = setup_with(app, ResponseCache::new(MemoryStore::new()), true).await;
+    for host in ["Example.TEST", "example.test:80", "example.test"] {
+        let req = format!("GET /p HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        assert_eq!(raw_exchange(s.proxy.addr, req.as_bytes()).await.status(), 200);
+    }
+    assert_eq!(calls.get(), 1, "one entry for one origin");
+}
+
+#[tokio::test]
+async fn two_host_fields_are_rejected() {
+    let s = setup_with(echo_host(), ResponseCache::new(MemoryStore::new()), true).await;
+    let r = raw_exchange(
+        s.proxy.addr,
+        b"GET /x HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.status(), 400, "{:?}", String::from_utf8_lossy(&r.after_head));
+}
+
+#[tokio::test]
+async fn the_proxy_does_not_forward_client_forwarding_headers() {
+    let s = setup(echo_host()).await;
+    let r = s
+        .proxy
+        .get(
+            "/x",
+            &[
+                ("x-forwarded-host", "evil.test"),
+                ("forwarded", "host=evil.test"),
+                ("x-http-method-override", "DELETE"),
+                ("x-forwarded-for", "6.6.6.6"),
+                ("x-forwarded-proto", "https"),
+            ],
+        )
+        .await;
+    let text = r.text();
+    assert!(!text.contains("evil.test"), "{text}");
+    assert!(!text.contains("DELETE"), "{text}");
+    assert!(!text.contains("6.6.6.6"), "{text}");
+    // The proxy says who the client is and how it came.
+    assert!(text.contains("xff=127.0.0.1 "), "{text}");
+    assert!(text.contains("xfp=http "), "{text}");
+}
+
+// 4. Fat GET poisoning -------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_get_with_a_body_bypasses_the_cache() {
+    let app = Router::new().route(
+        "/f",
+        any(|body: Bytes| async move {
+            let text = format!("body={}", String::from_utf8_lossy(&body));
+            response(200, &[("cache-control", "max-age=60")], text)
+        }),
+    );
+    let s = setup(app).await;
+    let fat = raw_exchange(
+        s.proxy.addr,
+        b"GET /f HTTP/1.1\r\nHost: h.test\r\nContent-Length: 6\r\nConnection: close\r\n\r\npoison",
+    )
+    .await;
+    let status = fat.header("cache-status").unwrap_or_default().to_owned();
+    assert!(status.contains("fwd=bypass"), "{status}");
+    assert!(status.contains("detail=request-body"), "{status}");
+    let clean = raw_exchange(
+        s.proxy.addr,
+        b"GET /f HTTP/1.1\r\nHost: h.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(String::from_utf8_lossy(&clean.after_head), "body=");
+}
+
+// 5. Invalidation racing a fill -----------------------------------------------------------
+
+#[tokio::test]
+async fn an_invalidation_wins_over_a_fill_that_started_before_it() {
+    let version = Arc::new(AtomicUsize::new(1));
+    let gate = Arc::new(Notify::new());
+    let at_origin = Arc::new(Notify::new());
+    let app = {
+        let (version, gate, at_origin) = (version.clone(), gate.clone(), at_origin.clone());
+        Router::new().route(
+            "/r",
+            any(move |method: Method| {
+                let (version, gate, at_origin) = (version.clone(), gate.clone(), at_origin.clone());
+                async move {
+                    if method == Method::POST {
+                        version.fetch_add(1, Ordering::SeqCst);
+                        return response(204, &[], Body::empty());
+                    }
+                    let v = version.load(Ordering::SeqCst);
+                    if v == 1 {
+                        // The pre-POST fill is held at the origin until the POST is done.
+                        at_origin.notify_one();
+                        gate.notified().await;
+                    }
+                    response(200, &[("cache-control", "max-age=60")], format!("v{v}"))
+                }
+            }),
+        )
+    };
+    let s = setup(app).await;
+    let proxy = s.proxy.clone();
+    let slow = tokio::spawn(async move { proxy.get("/r", &[]).await });
+    at_origin.notified().await;
+    let post = s.proxy.request(Method::POST, "/r", &[]).await;
+    assert_eq!(post.status, StatusCode::NO_CONTENT);
+    gate.notify_one();
+    assert_eq!(slow.await.unwrap().text(), "v1");
+    let after = s.proxy.get("/r", &[]).await;
+    assert_eq!(after.text(), "v2", "the pre-POST response outlived the invalidation");
+}
+
+// 6. Freshening the wrong body -------------------------------------------------------------
+
+#[tokio::test]
+async fn concurrent_revalidations_of_one_entry_make_one_origin_call() {
+    let revalidations = Counter::new();
+    let gate = Arc::new(Notify::new());
+    let app = {
+        let (revalidations, gate) = (revalidations.clone(), gate.clone());
+        Router::new().route(
+            "/a",
+            any(move |headers: HeaderMap| {
+                let (revalidations, gate) = (revalidations.clone(), gate.clone());
+                async move {
+                    if header(&headers, "if-none-match") == "\"v1\"" {
+                        revalidations.inc();
+                        gate.notified().await;
+                        let h = [("cache-control", "max-age=60"), ("etag", "\"v1\"")];
+                        return response(304, &h, Body::empty());
+                    }
+                    let h = [("cache-control", "max-age=0"), ("etag", "\"v1\"")];
+                    response(200, &h, "page")
+                }
+            }),
+        )
+    };
+    let s = setup(app).await;
+    s.proxy.get("/a", &[]).await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let proxy = s.proxy.clone();
+        tasks.push(tokio::spawn(async move { proxy.get("/a", &[]).await }));
+    }
+    assert!(common::eventually(|| async { revalidations.get() >= 1 }).await);
+    // Let the other requests reach the cache while the first revalidation is held.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gate.notify_waiters();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().text(), "page");
+    }
+    assert_eq!(revalidations.get(), 1, "revalidations are coalesced");
+}
+
+#[tokio::test]
+async fn a_late_304_never_relabels_a_newer_body() {
+    let gate = Arc::new(Notify::new());
+    let at_origin = Arc::new(Notify::new());
+    let app = {
+        let (gate, at_origin) = (gate.clone(), at_origin.clone());
+        Router::new().route(
+            "/a",
+            any(move |headers: HeaderMap| {
+                let (gate, at_origin) = (gate.clone(), at_origin.clone());
+                async move {
+                    if header(&headers, "if-none-match") == "\"v1\"" {
+                        at_origin.notify_one();
+                        gate.notified().await;
+                        let h = [("cache-control", "max-age=60"), ("etag", "\"v1\"")];
+                        return response(304, &h, Body::empty());
+                    }
+                    let h = [("cache-control", "max-age=0"), ("etag", "\"v1\"")];
+                    response(200, &h, "body-v1")
+                }
+            }),
+        )
+    };
+    let s = setup(app).await;
+    s.proxy.get("/a", &[]).await;
+    let proxy = s.proxy.clone();
+    let revalidation = tokio::spawn(async move { proxy.get("/a", &[]).await });
+    at_origin.notified().await;
+    // While the revalidation of v1 is at the origin, a newer body is stored.
+    let host = s.proxy.host();
+    let request = axum::http::Request::get(format!("http://{host}/a"))
+        .body(())
+        .unwrap();
+    let newer = axum::http::Response::builder()
+        .header("cache-control", "max-age=60")
+        .header("etag", "\"v2\"")
+        .body(Bytes::from_static(b"body-v2"))
+        .unwrap();
+    assert!(s.cache.insert(request, newer).await.unwrap());
+    gate.notify_one();
+    assert_eq!(revalidation.await.unwrap().text(), "body-v1");
+    let now = s.proxy.get("/a", &[]).await;
+    assert_eq!(now.text(), "body-v2");
+    assert_eq!(now.etag(), "\"v2\"", "the 304 for v1 relabelled v2");
+}
+
+// 7. Streams behind coalescing ----------------------------------------------------------
+
+/// An origin for `/live` whose answer is a never-ending stream with `headers`, sent after a
+/// short delay (so that a second request arrives while the first is at the origin).
+fn live_stream(calls: &Counter, headers: &'static [(&'static str, &'static str)]) -> Router {
+    let calls = calls.clone();
+    Router::new().route(
+        "/live",
+        any(move || {
+            let calls = calls.clone();
+            async move {
+                calls.inc();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let stream = futures_util::stream::unfold((), |()| async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Some((Ok::<_, std::io::Error>(Bytes::from_static(b"data: x\n\n")), ()))
+                });
+                let mut res = axum::response::Response::new(Body::from_stream(stream));
+                for (name, value) in headers {
+                    res.headers_mut().insert(*name, value.parse().unwrap());
+                }
+                res
+            }
+        }),
+    )
+}
+
+/// Sends a GET for `/live` and returns how long its head took, with the response (whose body
+/// is still streaming).
+async fn head_time(s: &Setup) -> (Duration, axum::http::Response<hyper::body::Incoming>) {
+    let start = Instant::now();
+    let res = s.proxy.send_streaming(Method::GET, "/live", &[]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    (start.elapsed(), res)
+}
+
+#[tokio::test]
+async fn followers_are_released_when_the_head_says_the_stream_is_not_stored() {
+    for headers in [
+        &[("content-type", "text/event-stream"), ("cache-control", "max-age=60")][..],
+        &[("cache-control", "max-age=0")][..],
+    ] {
+        let calls = Counter::new();
+        let cache = ResponseCache::builder(MemoryStore::new())
+            .coalesce_timeout(Duration::from_secs(8))
+            .build();
+        let s = Arc::new(setup_with(live_stream(&calls, headers), cache, false).await);
+        // The first request reads its live stream for as long as the test runs.
+        let leader = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let (_, res) = head_time(&s).await;
+                let _ = http_body_util::BodyExt::collect(res.into_body()).await;
+            })
+        };
+        assert!(common::eventually(|| async { calls.get() == 1 }).await);
+        let (follower, _res) = head_time(&s).await;
+        leader.abort();
+        assert!(
+            follower < Duration::from_secs(4),
+            "{headers:?}: a follower waited {follower:?} behind a live stream"
+        );
+    }
+}
+
+// 8. Variant and index growth ------------------------------------------------------------
+
+#[tokio::test]
+async fn variants_per_url_are_capped() {
+    let calls = Counter::new();
+    let app = Router::new().route(
+        "/v",
+        counted(&calls, |_, headers| {
+            let h = [("cache-control", "max-age=60"), ("vary", "accept-language")];
+            response(200, &h, header(headers, "accept-language").to_owned())
+        }),
+    );
+    let s = setup(app).await;
+    for i in 0..300 {
+        let lang = format!("x-{i}");
+        assert_eq!(s.proxy.get("/v", &[("accept-language", &lang)]).await.text(), lang);
+    }
+    // A bounded number of variants, however many values clients send.
+    let held = s.cache.store().len();
+    assert!(held <= 40, "{held} entries for one URL");
+}
+
+#[tokio::test]
+async fn a_flipping_vary_keeps_both_variant_sets_reachable() {
+    let calls = Counter::new();
+    let app = Router::new().route(
+        "/f",
+        counted(&calls, |_, headers| {
+            let lang = header(headers, "accept-language");
+            let vary = if lang == "de" {
+                "accept-language, accept-encoding"
+            } else {
+                "accept-language"
+            };
+            response(200, &[("cache-control", "max-age=60"), ("vary", vary)], lang.to_owned())
+        }),
+    );
+    let s = setup(app).await;
+    assert_eq!(s.proxy.get("/f", &[("accept-language", "en")]).await.text(), "en");
+    assert_eq!(s.proxy.get("/f", &[("accept-language", "de")]).await.text(), "de");
+    assert_eq!(calls.get(), 2);
+    let en = s.proxy.get("/f", &[("accept-language", "en")]).await;
+    assert_eq!(en.text(), "en");
+    assert!(status_of(&en).contains("hit"), "{}", status_of(&en));
+    let de = s.proxy.get("/f", &[("accept-language", "de")]).await;
+    assert_eq!(de.text(), "de");
+    assert!(status_of(&de).contains("hit"), "{}", status_of(&de));
+    assert_eq!(calls.get(), 2);
+}
+
+#[tokio::test]
+async fn responses_with_a_storage_ttl_of_zero_are_not_written() {
+    let calls = Counter::new();
+    let app = Router::new().route(
+        "/z",
+        counted(&calls, |_, _| response(200, &[("cache-control", "max-age=0")], "z")),
+    );
+    let s = setup(app).await;
+    s.proxy.get("/z", &[]).await;
+    s.proxy.get("/z", &[]).await;
+    assert_eq!(calls.get(), 2);
+    assert_eq!(s.cache.store().len(), 0, "nothing written for a TTL of 0");
+}
+
+// 10. must-revalidate and invalidation by URL --------------------------------------------
+
+#[tokio::test]
+async fn must_revalidate_is_never_served_stale_after_a_mismatched_304() {
+    let calls = Counter::new();
+    let app = Router::new().route(
+        "/m",
+        counted(&calls, |_, headers| {
+            if headers.contains_key("if-none-match") {
+                // A 304 for another representation than the stored one.
+                return response(304, &[("etag", "\"other\"")], Body::empty());
+            }
+            let h = [("cache-control", "max-age=0, must-revalidate"), ("etag", "\"v1\"")];
+            response(200, &h, "old")
+        }),
+    );
+    let s = setup(app).await;
+    assert_eq!(s.proxy.get("/m", &[]).await.text(), "old");
+    let r = s.proxy.get("/m", &[]).await;
+    assert!(
+        r.status == StatusCode::GATEWAY_TIMEOUT || (r.status == StatusCode::OK && calls.get() == 3),
+        "stale must-revalidate content served: {} {}",
+        r.status,
+        r.text()
+    );
+}
+
+#[tokio::test]
+async fn invalidate_url_reaches_every_user_in_private_mode() {
+    let calls = Counter::new();
+    let app = Router::new().route(
+        "/me",
+        counted(&calls, |_, headers| {
+            let user = header(headers, "x-user").to_owned();
+            response(200, &[("cache-control", "private, max-age=60")], user)
+        }),
+    );
+    let cache = ResponseCache::builder(MemoryStore::new())
+        .private(|parts| {
+            parts
+                .headers
+                .get("x-user")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+        .build();
+    let s = setup_with(app, cache, false).await;
+    for user in ["alice", "bob", "alice", "bob"] {
+        assert_eq!(s.proxy.get("/me", &[("x-user", user)]).await.text(), user);
+    }
+    assert_eq!(calls.get(), 2);
+    let url = format!("http://{}/me", s.proxy.host()).parse().unwrap();
+    assert!(s.cache.invalidate_url(&url).await.unwrap());
+    for user in ["alice", "bob"] {
+        assert_eq!(s.proxy.get("/me", &[("x-user", user)]).await.text(), user);
+    }
+    assert_eq!(calls.get(), 4, "every user's entry was invalidated");
+}
+
+#[tokio::test]
+async fn invalidate_url_matches_default_ports() {
+    let calls = Counter::new();
+    let app = Router::new().route(
+        "/p",
+        counted(&calls, |_, _| response(200, &[("cache-control", "max-age=60")], "p")),
+    );
+    let s = setup_with(app, ResponseCache::new(MemoryStore::new()), true).await;
+    let get = b"GET /p HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n";
+    raw_exchange(s.proxy.addr, get).await;
+    let url = "http://EXAMPLE.test:80/p".parse().unwrap();
+    assert!(s.cache.invalidate_url(&url).await.unwrap(), "nothing found");
+    raw_exchange(s.proxy.addr, get).await;
+    assert_eq!(calls.get(), 2);
+    let _ = &s.origin;
+}
+
+// 9. The ETag layer -----------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_compressed_stream_of_unknown_length_is_not_held_back() {
+    // A compressed body (as CompressionLayer makes it) that sends one chunk and then stalls.
+    let app = Router::new().route(
+        "/gz",
+        any(|| async {
+            let stalled = futures_util::stream::once(async {
+                Ok::<_, std::io::Error>(Bytes::from_static(b"\x1f\x8b first chunk"))
+            })
+            .chain(futures_util::stream::pending());
+            let mut res = axum::response::Response::new(Body::from_stream(stalled));
+            res.headers_mut()
+                .insert("content-encoding", "gzip".parse().unwrap());
+            res
+        }),
+    );
+    let server = TestServer::start(common::with_etag(app, &common::Provider::init())).await;
+    let start = Instant::now();
+    let res = server.send_streaming(Method::GET, "/gz", &[]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "the head waited {:?} for a body that never ends",
+        start.elapsed()
+    );
+    assert!(res.headers().get("etag").is_none(), "an unfinished body was tagged");
+}
