@@ -72,26 +72,21 @@
     rust_2018_idioms
 )]
 
-mod body;
-pub mod cache_control;
-pub mod conditional;
-pub mod etag;
-pub mod freshness;
-mod future;
-mod headers;
-mod layer;
+pub mod middleware;
 pub mod policy;
-pub mod predicate;
 pub mod provider;
-pub mod response_cache;
-mod service;
+pub mod semantics;
 pub mod store;
 
-pub use body::{BoxError, BufferedBody, NoBody, ResponseBody};
-pub use future::ResponseFuture;
-pub use layer::EtagCacheLayer;
-pub use predicate::{DefaultPredicate, PassthroughPredicate};
-pub use provider::{
-    CacheProvider, ConstLruProvider, Lookup, RequestHead, SimpleEtagCacheKey, StoreRequest,
+pub use middleware::{
+    body::{BoxError, BufferedBody, NoBody, ResponseBody},
+    future::ResponseFuture,
+    layer::EtagCacheLayer,
+    predicate::{self, DefaultPredicate, PassthroughPredicate},
+    service::EtagCache,
 };
-pub use service::EtagCache;
+pub use provider::{
+    response_cache, CacheProvider, ConstLruProvider, Lookup, RequestHead, SimpleEtagCacheKey,
+    StoreRequest,
+};
+pub use semantics::{cache_control, conditional, etag};

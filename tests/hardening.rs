@@ -16,8 +16,8 @@ use axum::{
     Router,
 };
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 use common::{counted, raw_exchange, response, Counter, Resp, TestServer};
+use futures_util::StreamExt as _;
 use std::{
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -63,7 +63,10 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
 
 /// An origin for `/a` whose first answer is a stale-at-once `200` with `ETag: "v1"` and whose
 /// revalidations (`If-None-Match: "v1"`) get a `304` with `revalidation` headers.
-fn revalidating_origin(full: &Counter, revalidation: &'static [(&'static str, &'static str)]) -> Router {
+fn revalidating_origin(
+    full: &Counter,
+    revalidation: &'static [(&'static str, &'static str)],
+) -> Router {
     Router::new().route(
         "/a",
         counted(full, move |_, headers| {
@@ -86,7 +89,10 @@ async fn set_cookie_on_a_304_goes_to_that_client_only() {
     let calls = Counter::new();
     let s = setup(revalidating_origin(
         &calls,
-        &[("cache-control", "max-age=60"), ("set-cookie", "session=alice")],
+        &[
+            ("cache-control", "max-age=60"),
+            ("set-cookie", "session=alice"),
+        ],
     ))
     .await;
     s.proxy.get("/a", &[]).await;
@@ -116,7 +122,11 @@ async fn a_304_that_says_private_removes_the_shared_entry() {
         assert_eq!(calls.get(), 2);
         // The next client is not served what the origin now calls private or unstorable.
         let next = s.proxy.get("/a", &[]).await;
-        assert!(!status_of(&next).contains("hit"), "{cache_control}: {}", status_of(&next));
+        assert!(
+            !status_of(&next).contains("hit"),
+            "{cache_control}: {}",
+            status_of(&next)
+        );
         assert_eq!(calls.get(), 3, "{cache_control}: the entry was removed");
     }
 }
@@ -143,7 +153,10 @@ fn counted_stream(produced: Arc<AtomicU64>, dropped: Arc<Notify>, limit: u64) ->
             }
             produced.fetch_add(chunk.len() as u64, Ordering::SeqCst);
             tokio::task::yield_now().await;
-            Some((Ok::<_, std::io::Error>(chunk.clone()), sent + chunk.len() as u64))
+            Some((
+                Ok::<_, std::io::Error>(chunk.clone()),
+                sent + chunk.len() as u64,
+            ))
         }
     });
     Body::from_stream(stream)
@@ -160,11 +173,8 @@ async fn a_head_of_a_large_chunked_response_stops_reading_once_the_store_gives_u
             any(move || {
                 let (produced, dropped) = (produced.clone(), dropped.clone());
                 async move {
-                    let mut res = axum::response::Response::new(counted_stream(
-                        produced,
-                        dropped,
-                        256 << 20,
-                    ));
+                    let mut res =
+                        axum::response::Response::new(counted_stream(produced, dropped, 256 << 20));
                     res.headers_mut()
                         .insert("cache-control", "max-age=60".parse().unwrap());
                     res
@@ -217,7 +227,9 @@ async fn background_fills_are_bounded() {
     let mut heads = Vec::new();
     for n in 0..200 {
         let proxy = s.proxy.clone();
-        heads.push(tokio::spawn(async move { proxy.head(&format!("/s/{n}"), &[]).await }));
+        heads.push(tokio::spawn(async move {
+            proxy.head(&format!("/s/{n}"), &[]).await
+        }));
     }
     for h in heads {
         assert_eq!(h.await.unwrap().status, StatusCode::OK);
@@ -272,7 +284,10 @@ async fn an_absolute_form_target_and_the_host_field_never_name_two_hosts() {
     )
     .await;
     let text = String::from_utf8_lossy(&victim.after_head).into_owned();
-    assert!(text.starts_with("host=a.test "), "a.test was served: {text}");
+    assert!(
+        text.starts_with("host=a.test "),
+        "a.test was served: {text}"
+    );
 }
 
 #[tokio::test]
@@ -280,12 +295,17 @@ async fn default_ports_and_case_share_one_key() {
     let calls = Counter::new();
     let app = Router::new().route(
         "/p",
-        counted(&calls, |_, _| response(200, &[("cache-control", "max-age=60")], "p")),
+        counted(&calls, |_, _| {
+            response(200, &[("cache-control", "max-age=60")], "p")
+        }),
     );
     let s = setup_with(app, ResponseCache::new(MemoryStore::new()), true).await;
     for host in ["Example.TEST", "example.test:80", "example.test"] {
         let req = format!("GET /p HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-        assert_eq!(raw_exchange(s.proxy.addr, req.as_bytes()).await.status(), 200);
+        assert_eq!(
+            raw_exchange(s.proxy.addr, req.as_bytes()).await.status(),
+            200
+        );
     }
     assert_eq!(calls.get(), 1, "one entry for one origin");
 }
@@ -298,7 +318,12 @@ async fn two_host_fields_are_rejected() {
         b"GET /x HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\nConnection: close\r\n\r\n",
     )
     .await;
-    assert_eq!(r.status(), 400, "{:?}", String::from_utf8_lossy(&r.after_head));
+    assert_eq!(
+        r.status(),
+        400,
+        "{:?}",
+        String::from_utf8_lossy(&r.after_head)
+    );
 }
 
 #[tokio::test]
@@ -392,7 +417,11 @@ async fn an_invalidation_wins_over_a_fill_that_started_before_it() {
     gate.notify_one();
     assert_eq!(slow.await.unwrap().text(), "v1");
     let after = s.proxy.get("/r", &[]).await;
-    assert_eq!(after.text(), "v2", "the pre-POST response outlived the invalidation");
+    assert_eq!(
+        after.text(),
+        "v2",
+        "the pre-POST response outlived the invalidation"
+    );
 }
 
 // 6. Freshening the wrong body -------------------------------------------------------------
@@ -498,7 +527,10 @@ fn live_stream(calls: &Counter, headers: &'static [(&'static str, &'static str)]
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 let stream = futures_util::stream::unfold((), |()| async {
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    Some((Ok::<_, std::io::Error>(Bytes::from_static(b"data: x\n\n")), ()))
+                    Some((
+                        Ok::<_, std::io::Error>(Bytes::from_static(b"data: x\n\n")),
+                        (),
+                    ))
                 });
                 let mut res = axum::response::Response::new(Body::from_stream(stream));
                 for (name, value) in headers {
@@ -522,7 +554,10 @@ async fn head_time(s: &Setup) -> (Duration, axum::http::Response<hyper::body::In
 #[tokio::test]
 async fn followers_are_released_when_the_head_says_the_stream_is_not_stored() {
     for headers in [
-        &[("content-type", "text/event-stream"), ("cache-control", "max-age=60")][..],
+        &[
+            ("content-type", "text/event-stream"),
+            ("cache-control", "max-age=60"),
+        ][..],
         &[("cache-control", "max-age=0")][..],
     ] {
         let calls = Counter::new();
@@ -563,7 +598,13 @@ async fn variants_per_url_are_capped() {
     let s = setup(app).await;
     for i in 0..300 {
         let lang = format!("x-{i}");
-        assert_eq!(s.proxy.get("/v", &[("accept-language", &lang)]).await.text(), lang);
+        assert_eq!(
+            s.proxy
+                .get("/v", &[("accept-language", &lang)])
+                .await
+                .text(),
+            lang
+        );
     }
     // A bounded number of variants, however many values clients send.
     let held = s.cache.store().len();
@@ -582,12 +623,22 @@ async fn a_flipping_vary_keeps_both_variant_sets_reachable() {
             } else {
                 "accept-language"
             };
-            response(200, &[("cache-control", "max-age=60"), ("vary", vary)], lang.to_owned())
+            response(
+                200,
+                &[("cache-control", "max-age=60"), ("vary", vary)],
+                lang.to_owned(),
+            )
         }),
     );
     let s = setup(app).await;
-    assert_eq!(s.proxy.get("/f", &[("accept-language", "en")]).await.text(), "en");
-    assert_eq!(s.proxy.get("/f", &[("accept-language", "de")]).await.text(), "de");
+    assert_eq!(
+        s.proxy.get("/f", &[("accept-language", "en")]).await.text(),
+        "en"
+    );
+    assert_eq!(
+        s.proxy.get("/f", &[("accept-language", "de")]).await.text(),
+        "de"
+    );
     assert_eq!(calls.get(), 2);
     let en = s.proxy.get("/f", &[("accept-language", "en")]).await;
     assert_eq!(en.text(), "en");
@@ -603,7 +654,9 @@ async fn responses_with_a_storage_ttl_of_zero_are_not_written() {
     let calls = Counter::new();
     let app = Router::new().route(
         "/z",
-        counted(&calls, |_, _| response(200, &[("cache-control", "max-age=0")], "z")),
+        counted(&calls, |_, _| {
+            response(200, &[("cache-control", "max-age=0")], "z")
+        }),
     );
     let s = setup(app).await;
     s.proxy.get("/z", &[]).await;
@@ -624,7 +677,10 @@ async fn must_revalidate_is_never_served_stale_after_a_mismatched_304() {
                 // A 304 for another representation than the stored one.
                 return response(304, &[("etag", "\"other\"")], Body::empty());
             }
-            let h = [("cache-control", "max-age=0, must-revalidate"), ("etag", "\"v1\"")];
+            let h = [
+                ("cache-control", "max-age=0, must-revalidate"),
+                ("etag", "\"v1\""),
+            ];
             response(200, &h, "old")
         }),
     );
@@ -676,7 +732,9 @@ async fn invalidate_url_matches_default_ports() {
     let calls = Counter::new();
     let app = Router::new().route(
         "/p",
-        counted(&calls, |_, _| response(200, &[("cache-control", "max-age=60")], "p")),
+        counted(&calls, |_, _| {
+            response(200, &[("cache-control", "max-age=60")], "p")
+        }),
     );
     let s = setup_with(app, ResponseCache::new(MemoryStore::new()), true).await;
     let get = b"GET /p HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n";
@@ -715,5 +773,8 @@ async fn a_compressed_stream_of_unknown_length_is_not_held_back() {
         "the head waited {:?} for a body that never ends",
         start.elapsed()
     );
-    assert!(res.headers().get("etag").is_none(), "an unfinished body was tagged");
+    assert!(
+        res.headers().get("etag").is_none(),
+        "an unfinished body was tagged"
+    );
 }

@@ -5,8 +5,8 @@
 
 use super::{storable::heuristically_cacheable, CachePolicy};
 use crate::{
-    freshness::{age_header, explicit_lifetime},
-    headers::single_date,
+    policy::freshness::{age_header, explicit_lifetime},
+    semantics::dates::single_date,
 };
 use http::header::{DATE, ETAG, LAST_MODIFIED};
 use std::time::{Duration, SystemTime};

@@ -2,7 +2,7 @@
 //! from a `304` or a `HEAD` response (§3.2).
 
 use super::CacheMode;
-use crate::cache_control::{CacheControl, FieldDirective};
+use crate::semantics::cache_control::{CacheControl, FieldDirective};
 use http::{
     header::{
         AGE, CACHE_CONTROL, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE,

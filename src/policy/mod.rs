@@ -52,6 +52,7 @@
 //!   stored by RFC 9111, but it could only answer a later GET of its `Content-Location`).
 
 mod age;
+pub mod freshness;
 mod head;
 mod invalidate;
 mod revalidate;
@@ -64,7 +65,7 @@ pub use revalidate::{
 };
 pub use storable::NotStorable;
 
-use crate::cache_control::CacheControl;
+use crate::semantics::cache_control::CacheControl;
 use http::{header::AUTHORIZATION, request, response, HeaderMap, Method, StatusCode, Uri};
 use std::time::{Duration, SystemTime};
 

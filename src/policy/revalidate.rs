@@ -2,7 +2,7 @@
 //! from a `304` or `HEAD` response (§4.3.3 – §4.3.5) and serving it on errors (RFC 5861).
 
 use super::{head, vary, CachePolicy, PolicyParts};
-use crate::{cache_control::CacheControl, etag::EntityTag, headers::single_date};
+use crate::semantics::{cache_control::CacheControl, dates::single_date, etag::EntityTag};
 use http::{
     header::{
         AGE, AUTHORIZATION, CONTENT_LENGTH, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
@@ -265,7 +265,7 @@ impl CachePolicy {
                 let tag = etag(&self.response_headers);
                 let star = client_inm.iter().any(|v| v.as_bytes().trim_ascii() == b"*");
                 let listed = tag.as_ref().is_some_and(|t| {
-                    crate::etag::list_matches(client_inm.iter().copied(), t, false)
+                    crate::semantics::etag::list_matches(client_inm.iter().copied(), t, false)
                 });
                 let mut joined: Vec<u8> = Vec::new();
                 for (i, v) in client_inm.iter().enumerate() {

@@ -1,7 +1,7 @@
 //! Whether a response may be stored (RFC 9111 §3, §3.5).
 
 use super::{head::covers_all, CachePolicy};
-use crate::freshness::explicit_lifetime;
+use crate::policy::freshness::explicit_lifetime;
 use http::{
     header::{CONTENT_RANGE, EXPIRES, SET_COOKIE},
     Method, StatusCode,

@@ -1,7 +1,7 @@
 //! Matching a new request against the selecting header fields of a stored response
 //! (RFC 9111 §4.1).
 
-use crate::headers::vary_names;
+use crate::semantics::headers::vary_names;
 use http::HeaderMap;
 
 /// Whether the response's `Vary` holds `*`: it then never matches a new request (§4.1).

@@ -14,13 +14,14 @@
 //! aside and lets the response through, so the middleware never adds an error of its own.
 
 mod const_lru;
+pub mod response_cache;
 
 pub use const_lru::{
     ConstLruProvider, ConstLruProviderBuilder, ConstLruStoreFuture, SimpleEtagCacheKey,
     DEFAULT_MAX_BODY_SIZE,
 };
 
-use crate::conditional::Preconditions;
+use crate::semantics::conditional::Preconditions;
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body::Body;
@@ -98,6 +99,10 @@ pub struct StoreRequest<K, B> {
     /// The inner service's response.
     pub response: Response<B>,
 }
+
+/// The store request of provider `P` for a response with body `ResBody`.
+pub(crate) type StoreOf<P, ReqBody, ResBody> =
+    StoreRequest<<P as CacheProvider<ReqBody, ResBody>>::Key, ResBody>;
 
 /// A cache behind [`EtagCacheLayer`](crate::EtagCacheLayer): a lookup service and a store
 /// service in one cloneable type (clones share one cache).

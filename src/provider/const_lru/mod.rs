@@ -7,13 +7,14 @@ pub use key::SimpleEtagCacheKey;
 use self::key::{Digester, KeyView, KEY_FIELDS};
 use super::{CacheProvider, Lookup, RequestHead, StoreRequest};
 use crate::{
-    body::{BufferedBody, NoBody, ReadAhead, ReadAheadFuture},
-    cache_control::CacheControl,
-    conditional::{Outcome, Preconditions, Validators},
-    etag::EntityTag,
-    freshness::{age_header, explicit_lifetime},
-    headers::{answer_preconditions, single_date, vary_names, Answer},
+    middleware::body::{BufferedBody, NoBody, ReadAhead, ReadAheadFuture},
+    policy::freshness::{age_header, explicit_lifetime},
     policy::invalidated_uris,
+    semantics::cache_control::CacheControl,
+    semantics::conditional::{Outcome, Preconditions, Validators},
+    semantics::dates::single_date,
+    semantics::etag::EntityTag,
+    semantics::headers::{answer_preconditions, vary_names, Answer},
 };
 use const_lru::ConstLru;
 use http::{

@@ -1,7 +1,8 @@
-//! Header plumbing shared by the providers: 304/412 heads, `Vary`, dates.
+//! Header plumbing shared by the providers: 304/412 heads, `Vary`.
 
-use crate::{
+use super::{
     conditional::{Outcome, Preconditions, Validators},
+    dates::single_date,
     etag::EntityTag,
 };
 use http::header::{ETAG, LAST_MODIFIED};
@@ -13,7 +14,6 @@ use http::{
     response::Parts,
     HeaderMap, HeaderName, HeaderValue, StatusCode,
 };
-use std::time::SystemTime;
 
 /// Fields that describe the body a 304 or 412 does not carry (RFC 9110 §15.4.5: a 304 has no
 /// content and no Content-Length of the representation it stands for).
@@ -121,16 +121,6 @@ pub(crate) fn merge_vary(headers: &mut HeaderMap) {
             headers.insert(VARY, HeaderValue::from_static("*"));
         }
     }
-}
-
-/// One HTTP-date field: `None` when absent, repeated or invalid.
-pub(crate) fn single_date(headers: &HeaderMap, name: HeaderName) -> Option<SystemTime> {
-    let mut lines = headers.get_all(name).iter();
-    let first = lines.next()?;
-    if lines.next().is_some() {
-        return None;
-    }
-    httpdate::parse_http_date(first.to_str().ok()?.trim()).ok()
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
-use crate::{
+use super::{
     body::{BoxError, ResponseBody},
     future::ResponseFuture,
     layer::EtagCacheLayer,
     predicate::{DefaultPredicate, PassthroughPredicate},
-    provider::{CacheProvider, RequestHead, StoreRequest},
 };
+use crate::provider::{CacheProvider, RequestHead, StoreOf};
 use http::{Request, Response};
 use http_body::Body;
 use std::{
@@ -114,7 +114,3 @@ where
         )
     }
 }
-
-// Keeps the bound used by the future in one place.
-pub(crate) type StoreOf<P, ReqBody, ResBody> =
-    StoreRequest<<P as CacheProvider<ReqBody, ResBody>>::Key, ResBody>;

@@ -9,12 +9,12 @@ use super::{
     CacheBypass, ResponseCache,
 };
 use crate::{
-    body::NoBody,
-    cache_control::CacheControl,
-    conditional::Preconditions,
-    headers::{answer_preconditions, Answer},
+    middleware::body::NoBody,
     policy::{BeforeRequest, CachePolicy},
     provider::Lookup,
+    semantics::cache_control::CacheControl,
+    semantics::conditional::Preconditions,
+    semantics::headers::{answer_preconditions, Answer},
     store::{Store, StoredBody},
 };
 use bytes::Bytes;

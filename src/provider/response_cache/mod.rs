@@ -34,9 +34,9 @@ pub use tee::TeeBody;
 
 use self::{coalesce::Coalescer, status::cache_name};
 use crate::{
-    layer::EtagCacheLayer,
+    middleware::layer::EtagCacheLayer,
+    middleware::predicate::PassthroughPredicate,
     policy::{CacheMode, CachePolicy},
-    predicate::PassthroughPredicate,
     store::{Store, StoreError, StoreWriter},
 };
 use bytes::Bytes;

@@ -11,10 +11,10 @@ use super::{
     ResponseCache,
 };
 use crate::{
-    body::NoBody,
-    headers::{answer_preconditions, Answer},
+    middleware::body::NoBody,
     policy::{invalidated_uris, AfterResponse, CachePolicy},
     provider::{CacheProvider, RequestHead, StoreRequest},
+    semantics::headers::{answer_preconditions, Answer},
     store::{Store, StoreWriter},
 };
 use bytes::Bytes;

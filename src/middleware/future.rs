@@ -1,9 +1,5 @@
-use crate::{
-    body::ResponseBody,
-    predicate::PassthroughPredicate,
-    provider::{CacheProvider, Lookup, RequestHead, StoreRequest},
-    service::StoreOf,
-};
+use super::{body::ResponseBody, predicate::PassthroughPredicate};
+use crate::provider::{CacheProvider, Lookup, RequestHead, StoreOf, StoreRequest};
 use http::{Method, Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;

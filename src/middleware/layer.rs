@@ -1,4 +1,4 @@
-use crate::{predicate::DefaultPredicate, service::EtagCache};
+use super::{predicate::DefaultPredicate, service::EtagCache};
 use tower_layer::Layer;
 
 /// Applies [`EtagCache`] to a service: ETags, conditional requests and (with a caching

@@ -17,9 +17,9 @@
 //! assert_eq!(outcome, Outcome::NotModified);
 //! ```
 
-use crate::{
+use super::{
+    dates::single_date,
     etag::{list_kind, list_matches, EntityTag, TagList},
-    headers::single_date,
 };
 use http::{
     header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE},

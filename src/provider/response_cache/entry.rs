@@ -13,8 +13,8 @@
 //! and replaced.
 
 use crate::{
-    headers::vary_names,
     policy::{CacheMode, CachePolicy, PolicyOptions, PolicyParts},
+    semantics::headers::vary_names,
     store::Meta,
 };
 use bytes::Bytes;

@@ -2,7 +2,7 @@
 //!
 //! Pure code: the clock is passed in.
 
-use crate::{cache_control::CacheControl, headers::single_date};
+use crate::semantics::{cache_control::CacheControl, dates::single_date};
 use http::{
     header::{AGE, DATE, EXPIRES},
     HeaderMap,

@@ -1,7 +1,7 @@
 //! [`CacheBody`]: the body of responses from the response cache's store service.
 
 use super::tee::TeeBody;
-use crate::{body::NoBody, store::StoreWriter};
+use crate::{middleware::body::NoBody, store::StoreWriter};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
