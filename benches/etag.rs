@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    chunks, config, current_thread, drive, full, get, multi_thread, origin, payload, run,
-    run_concurrent, ChunkedBody, Handler, PER_TASK, TASKS,
+    chunks, config, current_thread, drive, full, get, multi_thread, no_body, origin, payload, run,
+    run_concurrent, ChunkedBody, Handler, NoReqBody, PER_TASK, TASKS,
 };
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use http::{
@@ -21,7 +21,7 @@ use tower_etag::{ConstLruProvider, EtagCacheLayer};
 
 fn etag_of<S, B>(rt: &Runtime, svc: &S, path: &str) -> HeaderValue
 where
-    S: Service<Request<()>, Response = Response<B>, Error = Infallible> + Clone,
+    S: Service<Request<NoReqBody>, Response = Response<B>, Error = Infallible> + Clone,
     B: Body,
 {
     let mut svc = svc.clone();
@@ -31,24 +31,27 @@ where
             .ready()
             .await
             .unwrap()
-            .call(get(path).body(()).unwrap())
+            .call(get(path).body(no_body()).unwrap())
             .await
             .unwrap();
         res.headers().get(ETAG).expect("an ETag").clone()
     })
 }
 
-fn conditional(path: &'static str, etag: HeaderValue) -> impl Fn(u64) -> Request<()> + Clone {
+fn conditional(
+    path: &'static str,
+    etag: HeaderValue,
+) -> impl Fn(u64) -> Request<NoReqBody> + Clone {
     move |_| {
         get(path)
             .header(IF_NONE_MATCH, etag.clone())
-            .body(())
+            .body(no_body())
             .unwrap()
     }
 }
 
-fn plain(path: &'static str) -> impl Fn(u64) -> Request<()> + Clone {
-    move |_| get(path).body(()).unwrap()
+fn plain(path: &'static str) -> impl Fn(u64) -> Request<NoReqBody> + Clone {
+    move |_| get(path).body(no_body()).unwrap()
 }
 
 /// 304 on a matching `If-None-Match`, answered from a fresh entry.
@@ -113,7 +116,7 @@ fn hash_large(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("blake3", label), &body, |b, body| {
             b.iter(|| blake3::hash(black_box(body)));
         });
-        let bare = service_fn(move |_req: Request<()>| {
+        let bare = service_fn(move |_req: Request<NoReqBody>| {
             ready(Ok::<_, Infallible>(
                 Response::builder()
                     .header(CONTENT_TYPE, "application/octet-stream")
@@ -150,7 +153,7 @@ fn eviction_churn(c: &mut Criterion) {
     let paths: Arc<[String]> = (0..10_000).map(|i| format!("/item/{i}")).collect();
     let req = move |n: u64| {
         get(&paths[(n % paths.len() as u64) as usize])
-            .body(())
+            .body(no_body())
             .unwrap()
     };
     let mut g = c.benchmark_group("etag_keys_10k");

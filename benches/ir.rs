@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{current_thread, drive, full, get, origin, payload, Handler};
+use common::{current_thread, drive, full, get, no_body, origin, payload, Handler, NoReqBody};
 use http::{header::IF_NONE_MATCH, Request};
 use std::hint::black_box;
 use tower::{Layer, Service};
@@ -32,7 +32,7 @@ fn main() {
     };
     let rt = current_thread();
     let bare = origin(payload(1024), full as Handler<_>);
-    let plain = |_: u64| get("/resource").body(()).unwrap();
+    let plain = |_: u64| get("/resource").body(no_body()).unwrap();
     match scenario.as_str() {
         "bare" => rt.block_on(run(bare, n, plain, 200)),
         "etag_304" => {
@@ -42,7 +42,7 @@ fn main() {
             let req = move |_| {
                 get("/resource")
                     .header(IF_NONE_MATCH, etag.clone())
-                    .body(())
+                    .body(no_body())
                     .unwrap()
             };
             rt.block_on(run(svc, n, req, 304));
@@ -66,7 +66,7 @@ fn main() {
             let req = move |_| {
                 get("/resource")
                     .header(IF_NONE_MATCH, etag.clone())
-                    .body(())
+                    .body(no_body())
                     .unwrap()
             };
             rt.block_on(run(svc, n, req, 304));
@@ -77,7 +77,7 @@ fn main() {
             let svc = ResponseCache::new(MemoryStore::builder().max_entries(1024).build())
                 .layer()
                 .layer(bare);
-            let req = |i: u64| get(&format!("/r/{i}")).body(()).unwrap();
+            let req = |i: u64| get(&format!("/r/{i}")).body(no_body()).unwrap();
             rt.block_on(run(svc, n, req, 200));
         }
         other => {
@@ -89,7 +89,7 @@ fn main() {
 
 async fn first_etag<S, B>(mut svc: S) -> http::HeaderValue
 where
-    S: Service<Request<()>, Response = http::Response<B>>,
+    S: Service<Request<NoReqBody>, Response = http::Response<B>>,
     S::Error: std::fmt::Debug,
     B: http_body::Body,
     B::Error: std::fmt::Debug,
@@ -99,7 +99,7 @@ where
         .ready()
         .await
         .unwrap()
-        .call(get("/resource").body(()).unwrap())
+        .call(get("/resource").body(no_body()).unwrap())
         .await
         .unwrap();
     let etag = res.headers().get("etag").expect("an ETag").clone();
@@ -109,9 +109,9 @@ where
     etag
 }
 
-async fn run<S, B>(mut svc: S, n: u64, req: impl Fn(u64) -> Request<()>, status: u16)
+async fn run<S, B>(mut svc: S, n: u64, req: impl Fn(u64) -> Request<NoReqBody>, status: u16)
 where
-    S: Service<Request<()>, Response = http::Response<B>>,
+    S: Service<Request<NoReqBody>, Response = http::Response<B>>,
     S::Error: std::fmt::Debug,
     B: http_body::Body,
     B::Error: std::fmt::Debug,

@@ -6,8 +6,8 @@ mod common;
 
 use bytes::Bytes;
 use common::{
-    config, current_thread, full, get, multi_thread, origin, payload, run, run_concurrent, Handler,
-    PER_TASK, TASKS,
+    config, current_thread, full, get, multi_thread, no_body, origin, payload, run, run_concurrent,
+    Handler, NoReqBody, PER_TASK, TASKS,
 };
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use http::{
@@ -32,9 +32,9 @@ fn full_vary(body: &Bytes) -> Response<Full<Bytes>> {
 }
 
 /// Sends `req` once and returns the status and `Cache-Status` of the answer.
-fn probe<S, B>(rt: &Runtime, svc: &S, req: Request<()>) -> (u16, String)
+fn probe<S, B>(rt: &Runtime, svc: &S, req: Request<NoReqBody>) -> (u16, String)
 where
-    S: Service<Request<()>, Response = Response<B>, Error = Infallible> + Clone,
+    S: Service<Request<NoReqBody>, Response = Response<B>, Error = Infallible> + Clone,
     B: http_body::Body,
     B::Error: std::fmt::Debug,
 {
@@ -61,7 +61,7 @@ fn hit(c: &mut Criterion) {
         let ours = ResponseCache::new(MemoryStore::new())
             .layer()
             .layer(bare.clone());
-        let req = |_| get("/resource").body(()).unwrap();
+        let req = |_| get("/resource").body(no_body()).unwrap();
         probe(&rt, &ours, req(0));
         let (status, cache_status) = probe(&rt, &ours, req(0));
         assert!(
@@ -87,7 +87,7 @@ fn vary(c: &mut Criterion) {
     let req = |n: u64| {
         get("/negotiated")
             .header(ACCEPT_LANGUAGE, LANGUAGES[(n % 8) as usize])
-            .body(())
+            .body(no_body())
             .unwrap()
     };
     for n in 0..8 {
@@ -114,7 +114,7 @@ fn eviction_churn(c: &mut Criterion) {
     let paths: Arc<[String]> = (0..10_000).map(|i| format!("/item/{i}")).collect();
     let req = move |n: u64| {
         get(&paths[(n % paths.len() as u64) as usize])
-            .body(())
+            .body(no_body())
             .unwrap()
     };
     let (_, cache_status) = probe(&rt, &ours, req(0));
@@ -139,7 +139,7 @@ fn contention(c: &mut Criterion) {
     let ours = ResponseCache::new(MemoryStore::new())
         .layer()
         .layer(bare.clone());
-    let req = |_| get("/hot").body(()).unwrap();
+    let req = |_| get("/hot").body(no_body()).unwrap();
     probe(&rt, &ours, req(0));
     let mut g = c.benchmark_group("rc_contention");
     g.throughput(Throughput::Elements(TASKS * PER_TASK));

@@ -348,11 +348,9 @@ async fn slow_handler_does_not_delay_a_concurrent_fast_request() {
     assert_fast_path_not_delayed(app, &provider).await;
 }
 
-#[tokio::test]
-async fn slow_sized_body_being_hashed_does_not_delay_a_concurrent_fast_request() {
-    // The provider reads this body ahead to hash it; the read takes 2 s.
-    let provider = Provider::init();
-    let app = Router::new()
+/// A body of a known size (9 bytes) whose second chunk comes after [`SLOW`].
+fn slow_sized_body() -> Router {
+    Router::new()
         .route(
             "/slow",
             get(|| async {
@@ -366,6 +364,41 @@ async fn slow_sized_body_being_hashed_does_not_delay_a_concurrent_fast_request()
                 HintedBody::exact(chunks, 9)
             }),
         )
-        .route("/fast", get(|| async { "fast" }));
-    assert_fast_path_not_delayed(app, &provider).await;
+        .route("/fast", get(|| async { "fast" }))
+}
+
+#[tokio::test]
+async fn slow_sized_body_being_hashed_does_not_delay_a_concurrent_fast_request() {
+    // The provider reads this body ahead to hash it (it may take up to 5 s); the read takes
+    // 2 s.
+    let provider = Provider::builder()
+        .read_ahead_timeout(Duration::from_secs(5))
+        .build();
+    assert_fast_path_not_delayed(slow_sized_body(), &provider).await;
+}
+
+#[tokio::test]
+async fn a_slow_body_does_not_hold_its_head_back_past_the_read_ahead_timeout() {
+    // By default a body is read ahead for at most 500 ms: then its head goes out, untagged,
+    // and the body streams as it comes.
+    let provider = Provider::init();
+    let server = TestServer::start(with_etag(slow_sized_body(), &provider)).await;
+    let started = Instant::now();
+    let res = server.send_streaming(Method::GET, "/slow", &[]).await;
+    let head_after = started.elapsed();
+    assert!(
+        head_after < SLOW,
+        "the head waited {head_after:?} for the body"
+    );
+    assert!(
+        res.headers().get("etag").is_none(),
+        "a body not read whole was tagged"
+    );
+    let body = tokio::time::timeout(IO_TIMEOUT, res.into_body().collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body, "slow body");
+    assert!(provider.is_empty(), "nothing stored for an untagged body");
 }

@@ -36,6 +36,7 @@ async fn setup_with(origin_app: Router, cache: ResponseCache<MemoryStore>) -> Se
     let config = ProxyConfig {
         upstream: format!("http://{}", origin.addr).parse().unwrap(),
         preserve_host: false,
+        trust_forwarded: false,
     };
     let proxy = TestServer::start(caching_proxy(&config, &cache).unwrap()).await;
     Setup {
@@ -794,6 +795,7 @@ async fn proxy_forwards_method_path_query_headers_and_body() {
     let config = ProxyConfig {
         upstream: format!("http://{}", s.origin.addr).parse().unwrap(),
         preserve_host: true,
+        trust_forwarded: false,
     };
     let preserving = TestServer::start(forwarder(&config).unwrap()).await;
     let r = preserving.get("/echo", &[]).await;

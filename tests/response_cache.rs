@@ -15,7 +15,7 @@ use std::{convert::Infallible, future::ready, time::Duration};
 use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_etag::{
     response_cache::{CacheBody, CacheBypass, HitBody, ResponseCache},
-    store::{MemoryStore, MemoryWriter, Meta, Store, StoreError, StoreWriter, Stored},
+    store::{Expect, MemoryStore, MemoryWriter, Meta, Store, StoreError, StoreWriter, Stored},
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -228,10 +228,16 @@ impl Store for BrokenStore {
     async fn get(&self, _: &str) -> Result<Option<Stored>, StoreError> {
         Err(broken())
     }
-    fn writer(&self, _: &str, _: Meta, _: Duration) -> Result<BrokenWriter, StoreError> {
+    fn writer(&self, _: &str, _: Meta, _: Duration, _: Expect) -> Result<BrokenWriter, StoreError> {
         Err(broken())
     }
-    async fn update_meta(&self, _: &str, _: Meta, _: Duration) -> Result<bool, StoreError> {
+    async fn update_meta(
+        &self,
+        _: &str,
+        _: Expect,
+        _: Meta,
+        _: Duration,
+    ) -> Result<bool, StoreError> {
         Err(broken())
     }
     async fn remove(&self, _: &str) -> Result<bool, StoreError> {

@@ -75,6 +75,15 @@ pub fn chunks(body: &Bytes) -> Arc<[Bytes]> {
         .collect()
 }
 
+/// The body of the requests the benchmarks send through our middleware (which needs a
+/// `Body`): none.
+pub type NoReqBody = http_body_util::Empty<Bytes>;
+
+/// A request without a body.
+pub fn no_body() -> NoReqBody {
+    NoReqBody::new()
+}
+
 /// A GET for `path` as a server sees it (origin-form target plus `Host`).
 pub fn get(path: &str) -> http::request::Builder {
     Request::builder()
@@ -157,11 +166,11 @@ pub type Handler<B> = fn(&Bytes) -> Response<B>;
 
 /// The inner service: answers every request with the same representation (`text/plain`:
 /// tower-http-cache will not store `application/octet-stream` by default).
-pub fn origin<B, F>(
+pub fn origin<R, B, F>(
     body: Bytes,
     make: F,
 ) -> impl Service<
-    Request<()>,
+    Request<R>,
     Response = Response<B>,
     Error = Infallible,
     Future = Ready<Result<Response<B>, Infallible>>,
@@ -171,7 +180,7 @@ pub fn origin<B, F>(
 where
     F: Fn(&Bytes) -> Response<B> + Clone + Send + 'static,
 {
-    service_fn(move |_req: Request<()>| ready(Ok(make(&body))))
+    service_fn(move |_req: Request<R>| ready(Ok(make(&body))))
 }
 
 pub fn full(body: &Bytes) -> Response<Full<Bytes>> {
@@ -184,14 +193,14 @@ pub fn full(body: &Bytes) -> Response<Full<Bytes>> {
 
 /// Runs one service in a group: `req(n)` builds the n-th request (a sequence shared by
 /// warm-up and samples, so rotating keys keep rotating).
-pub fn run<S, B>(
+pub fn run<S, R, B>(
     g: &mut BenchmarkGroup<'_, WallTime>,
     rt: &Runtime,
     id: BenchmarkId,
     svc: &S,
-    req: impl Fn(u64) -> Request<()> + Clone + 'static,
+    req: impl Fn(u64) -> Request<R> + Clone + 'static,
 ) where
-    S: Service<Request<()>, Response = Response<B>> + Clone + 'static,
+    S: Service<Request<R>, Response = Response<B>> + Clone + 'static,
     S::Error: std::fmt::Debug,
     B: Body,
     B::Error: std::fmt::Debug,
@@ -213,14 +222,15 @@ pub fn run<S, B>(
 }
 
 /// `TASKS` tasks on a two-worker runtime each send `PER_TASK` requests per iteration.
-pub fn run_concurrent<S, B>(
+pub fn run_concurrent<S, R, B>(
     g: &mut BenchmarkGroup<'_, WallTime>,
     rt: &Runtime,
     id: BenchmarkId,
     svc: &S,
-    req: impl Fn(u64) -> Request<()> + Clone + Send + 'static,
+    req: impl Fn(u64) -> Request<R> + Clone + Send + 'static,
 ) where
-    S: Service<Request<()>, Response = Response<B>> + Clone + Send + 'static,
+    R: Send + 'static,
+    S: Service<Request<R>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: std::fmt::Debug,
     B: Body + Send,

@@ -2,11 +2,11 @@
 
 use axum::{
     body::Body,
-    extract::{Request, State},
+    extract::{ConnectInfo, Request, State},
     http::{
         header::{CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE},
         uri::{Authority, Scheme},
-        HeaderName, StatusCode, Uri,
+        HeaderMap, HeaderName, HeaderValue, StatusCode, Uri,
     },
     response::{IntoResponse, Response},
     Router,
@@ -15,6 +15,7 @@ use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::TokioExecutor,
 };
+use std::net::SocketAddr;
 use tower_etag::{response_cache::ResponseCache, store::MemoryStore};
 
 /// Where and how to forward.
@@ -24,6 +25,11 @@ pub struct ProxyConfig {
     pub upstream: Uri,
     /// Keep the client's `Host` instead of the upstream's.
     pub preserve_host: bool,
+    /// Forward the client's `Forwarded`, `X-Forwarded-*` and method-override fields: only
+    /// behind another proxy that sets them itself. Otherwise a client could make the origin
+    /// build a page for another host or method, which the cache would then serve to
+    /// everyone (unkeyed-header cache poisoning).
+    pub trust_forwarded: bool,
 }
 
 #[derive(Clone)]
@@ -32,6 +38,7 @@ struct Proxy {
     scheme: Scheme,
     authority: Authority,
     preserve_host: bool,
+    trust_forwarded: bool,
 }
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1) are for one connection only and are not forwarded.
@@ -58,7 +65,53 @@ fn strip_hop_by_hop(headers: &mut axum::http::HeaderMap) {
     headers.remove("proxy-connection");
 }
 
+/// Fields with which a client can tell an origin which host, scheme, address or method it
+/// is "really" asking for. Only a trusted proxy in front may set them.
+const CLIENT_ROUTING: [&str; 12] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
+/// Says who the client is and how it came (`X-Forwarded-For`, `X-Forwarded-Proto`), after
+/// the client's own routing fields are dropped, unless they are trusted.
+fn set_forwarding(headers: &mut HeaderMap, peer: Option<SocketAddr>, trusted: bool) {
+    if !trusted {
+        for name in CLIENT_ROUTING {
+            headers.remove(name);
+        }
+    }
+    if let Some(peer) = peer {
+        let xff = HeaderName::from_static("x-forwarded-for");
+        let chain = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
+            Some(earlier) => format!("{earlier}, {}", peer.ip()),
+            None => peer.ip().to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&chain) {
+            headers.insert(xff, v);
+        }
+    }
+    let xfp = HeaderName::from_static("x-forwarded-proto");
+    if !headers.contains_key(&xfp) {
+        headers.insert(xfp, HeaderValue::from_static("http"));
+    }
+}
+
 async fn forward(State(proxy): State<Proxy>, mut request: Request) -> Response {
+    // The client's address, when the server was started with connect info.
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr);
     let path_and_query = request
         .uri()
         .path_and_query()
@@ -72,12 +125,24 @@ async fn forward(State(proxy): State<Proxy>, mut request: Request) -> Response {
     let Ok(uri) = uri else {
         return StatusCode::BAD_REQUEST.into_response();
     };
+    // The authority the client asked for (and the cache keys by): its `Host` or, from an
+    // HTTP/2 client, its `:authority`.
+    let client_authority = request.headers().get(HOST).cloned().or_else(|| {
+        request
+            .uri()
+            .authority()
+            .and_then(|a| a.as_str().parse().ok())
+    });
     *request.uri_mut() = uri;
     strip_hop_by_hop(request.headers_mut());
-    if !proxy.preserve_host {
-        if let Ok(host) = proxy.authority.as_str().parse() {
-            request.headers_mut().insert(HOST, host);
-        }
+    set_forwarding(request.headers_mut(), peer, proxy.trust_forwarded);
+    let host = if proxy.preserve_host {
+        client_authority
+    } else {
+        proxy.authority.as_str().parse().ok()
+    };
+    if let Some(host) = host {
+        request.headers_mut().insert(HOST, host);
     }
     match proxy.client.request(request).await {
         Ok(response) => {
@@ -113,6 +178,7 @@ pub fn forwarder(config: &ProxyConfig) -> Result<Router, String> {
         scheme,
         authority,
         preserve_host: config.preserve_host,
+        trust_forwarded: config.trust_forwarded,
     }))
 }
 

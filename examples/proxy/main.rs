@@ -1,5 +1,7 @@
 //! A caching reverse proxy built from the crate: every method, path, query and header is
-//! forwarded to the upstream (Host rewritten unless `--preserve-host`), bodies stream both
+//! forwarded to the upstream (Host rewritten unless `--preserve-host`; the client's
+//! `Forwarded`, `X-Forwarded-*` and method-override fields dropped unless
+//! `--trust-forwarded`, and `X-Forwarded-For` / `X-Forwarded-Proto` set), bodies stream both
 //! ways, and responses are cached as a shared cache (RFC 9111) in memory.
 //!
 //! ```sh
@@ -23,11 +25,13 @@ fn parse_args() -> Result<Args, String> {
     let mut listen: SocketAddr = "127.0.0.1:8080".parse().expect("valid default");
     let mut upstream = None;
     let mut preserve_host = false;
+    let mut trust_forwarded = false;
     let mut max_bytes = 128 * 1024 * 1024;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--preserve-host" => preserve_host = true,
+            "--trust-forwarded" => trust_forwarded = true,
             "--listen" | "--upstream" | "--max-bytes" => {
                 let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
                 match flag.as_str() {
@@ -59,6 +63,7 @@ fn parse_args() -> Result<Args, String> {
         config: ProxyConfig {
             upstream,
             preserve_host,
+            trust_forwarded,
         },
         max_bytes,
     })
@@ -67,7 +72,7 @@ fn parse_args() -> Result<Args, String> {
 #[tokio::main]
 async fn main() {
     let args = parse_args().unwrap_or_else(|e| {
-        eprintln!("error: {e}\nusage: proxy --upstream http://127.0.0.1:8000 [--listen 127.0.0.1:8080] [--preserve-host] [--max-bytes N]");
+        eprintln!("error: {e}\nusage: proxy --upstream http://127.0.0.1:8000 [--listen 127.0.0.1:8080] [--preserve-host] [--trust-forwarded] [--max-bytes N]");
         std::process::exit(2);
     });
     let store = MemoryStore::builder().max_bytes(args.max_bytes).build();
@@ -83,6 +88,7 @@ async fn main() {
             std::process::exit(1);
         });
     println!("caching {} on http://{}", args.config.upstream, args.listen);
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app).await {
         eprintln!("error: {e}");
         std::process::exit(1);

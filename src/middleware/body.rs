@@ -317,7 +317,7 @@ pub(crate) enum ReadAhead<B: Body> {
 }
 
 /// Reads a body frame by frame, hashing data as it arrives (no copy, no concatenation),
-/// until it ends, errs, or passes `limit` bytes.
+/// until it ends, errs, passes `limit` bytes, or has taken longer than its time limit.
 ///
 /// The body must be `Unpin` because it is handed on after being polled; providers box
 /// bodies that are not (`Pin<Box<B>>` is a `Body` and `Unpin`).
@@ -329,10 +329,17 @@ pub(crate) struct ReadAheadFuture<B: Body> {
     /// Made at the second chunk: a body of one chunk is hashed in one call.
     hasher: Option<Box<blake3::Hasher>>,
     trailers: Option<HeaderMap>,
+    /// When to stop waiting and let the head go out (needs a tokio timer).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<B: Body + Unpin> ReadAheadFuture<B> {
-    pub(crate) fn new(body: B, limit: u64) -> Self {
+    /// Reads `body` ahead up to `limit` bytes, for at most `timeout` when a tokio runtime
+    /// is there to time it.
+    pub(crate) fn new(body: B, limit: u64, timeout: std::time::Duration) -> Self {
+        let deadline = tokio::runtime::Handle::try_current()
+            .is_ok()
+            .then(|| Box::pin(tokio::time::sleep(timeout)));
         Self {
             body: Some(body),
             chunks: VecDeque::new(),
@@ -340,7 +347,19 @@ impl<B: Body + Unpin> ReadAheadFuture<B> {
             limit,
             hasher: None,
             trailers: None,
+            deadline,
         }
+    }
+
+    /// Whether the read-ahead is bounded in time.
+    pub(crate) fn is_timed(&self) -> bool {
+        self.deadline.is_some()
+    }
+
+    /// The body, unread.
+    pub(crate) fn into_streaming(mut self) -> BufferedBody<B> {
+        let rest = self.body.take();
+        self.finish(None, rest)
     }
 
     fn finish(&mut self, error: Option<B::Error>, rest: Option<B>) -> BufferedBody<B> {
@@ -369,7 +388,23 @@ impl<B: Body + Unpin> Future for ReadAheadFuture<B> {
                 .body
                 .as_mut()
                 .expect("ReadAheadFuture polled after completion");
-            match ready!(Pin::new(body).poll_frame(cx)) {
+            let polled = match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(polled) => polled,
+                Poll::Pending => {
+                    if let Some(deadline) = this.deadline.as_mut() {
+                        if deadline.as_mut().poll(cx).is_ready() {
+                            // Too slow: the head goes out now, with what was read and the
+                            // rest of the stream, untagged.
+                            let rest = this.body.take();
+                            return Poll::Ready(ReadAhead::Incomplete {
+                                body: this.finish(None, rest),
+                            });
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            };
+            match polled {
                 None => {
                     this.body = None;
                     let hash = match (&this.hasher, this.chunks.front()) {

@@ -1,17 +1,21 @@
 use super::{body::ResponseBody, predicate::PassthroughPredicate};
-use crate::provider::{CacheProvider, Lookup, RequestHead, StoreOf, StoreRequest};
-use http::{Method, Request, Response};
-use http_body::Body;
+use crate::provider::{CacheProvider, Lookup, LookupRequest, RequestHead, StoreOf, StoreRequest};
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Body, SizeHint};
 use pin_project_lite::pin_project;
 use std::{
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{ready, Context, Poll},
+    time::Duration,
 };
 use tower_service::Service;
 
-type LookupFuture<P, ReqBody> = <P as Service<Request<ReqBody>>>::Future;
+type LookupFuture<P, ReqBody> = <P as Service<LookupRequest<ReqBody>>>::Future;
 type StoreFuture<P, ReqBody, ResBody> = <P as Service<StoreOf<P, ReqBody, ResBody>>>::Future;
+type Key<P, ReqBody, ResBody> = <P as CacheProvider<ReqBody, ResBody>>::Key;
+type Hit<P, ReqBody, ResBody> = <P as CacheProvider<ReqBody, ResBody>>::HitBody;
 type Output<P, ReqBody, ResBody> = Response<
     ResponseBody<
         ResBody,
@@ -28,31 +32,59 @@ pin_project! {
         P: CacheProvider<ReqBody, ResBody>,
     {
         #[pin]
-        state: State<S::Future, LookupFuture<P, ReqBody>, StoreFuture<P, ReqBody, ResBody>>,
-        // Everything below is used once, in the order the states run.
-        inner: Option<S>,
-        provider: Option<P>,
-        predicate: Option<Pred>,
-        head: Option<RequestHead>,
-        key: Option<P::Key>,
-        store: Option<StoreRequest<P::Key, ResBody>>,
-        on_error: Option<Response<P::HitBody>>,
+        state: State<
+            S,
+            S::Future,
+            P,
+            LookupFuture<P, ReqBody>,
+            StoreFuture<P, ReqBody, ResBody>,
+            Pred,
+            Key<P, ReqBody, ResBody>,
+            Response<Hit<P, ReqBody, ResBody>>,
+            ResBody,
+        >,
     }
 }
 
 pin_project! {
+    /// Each state holds what the states after it need, and hands it on: nothing is looked up
+    /// in an `Option` that "must" be set.
     #[project = StateProj]
-    enum State<F, L, T> {
+    #[project_replace = StateOwned]
+    enum State<S, F, P, L, T, Pred, K, OnError, ResBody> {
         /// The cache is not involved: the inner service's response goes out as it is.
         Passthrough { #[pin] fut: F },
+        /// The request was refused before anything else ran.
+        BadRequest,
         /// Waiting for the provider's lookup.
-        Lookup { #[pin] fut: L },
-        /// A miss: waiting for the inner service.
-        Inner { #[pin] fut: F },
+        Lookup {
+            #[pin]
+            fut: L,
+            inner: S,
+            provider: P,
+            predicate: Pred,
+            head: Arc<RequestHead>,
+        },
+        /// A miss or a revalidation: waiting for the inner service.
+        Inner {
+            #[pin]
+            fut: F,
+            provider: P,
+            predicate: Pred,
+            head: Arc<RequestHead>,
+            key: K,
+            // The answer if the inner service fails (stale-if-error).
+            on_error: Option<OnError>,
+        },
         /// Waiting for the provider's store service to be ready.
-        StoreReady,
+        StoreReady {
+            provider: P,
+            request: StoreRequest<K, ResBody>,
+        },
         /// Waiting for the provider to hash and store.
         Store { #[pin] fut: T },
+        /// The response went out.
+        Done,
     }
 }
 
@@ -64,10 +96,12 @@ where
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match self.state {
             State::Passthrough { .. } => "Passthrough",
+            State::BadRequest => "BadRequest",
             State::Lookup { .. } => "Lookup",
             State::Inner { .. } => "Inner",
-            State::StoreReady => "StoreReady",
+            State::StoreReady { .. } => "StoreReady",
             State::Store { .. } => "Store",
+            State::Done => "Done",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
@@ -83,13 +117,12 @@ where
     pub(crate) fn passthrough(fut: S::Future) -> Self {
         Self {
             state: State::Passthrough { fut },
-            inner: None,
-            provider: None,
-            predicate: None,
-            head: None,
-            key: None,
-            store: None,
-            on_error: None,
+        }
+    }
+
+    pub(crate) fn bad_request() -> Self {
+        Self {
+            state: State::BadRequest,
         }
     }
 
@@ -98,22 +131,21 @@ where
         inner: S,
         provider: P,
         predicate: Pred,
-        head: RequestHead,
+        head: Arc<RequestHead>,
     ) -> Self {
         Self {
-            state: State::Lookup { fut },
-            inner: Some(inner),
-            provider: Some(provider),
-            predicate: Some(predicate),
-            head: Some(head),
-            key: None,
-            store: None,
-            on_error: None,
+            state: State::Lookup {
+                fut,
+                inner,
+                provider,
+                predicate,
+                head,
+            },
         }
     }
 }
 
-const USED: &str = "ResponseFuture polled after completion";
+const POLLED_AFTER_DONE: &str = "ResponseFuture polled after it completed";
 
 impl<S, P, Pred, ReqBody, ResBody> Future for ResponseFuture<S, P, Pred, ReqBody, ResBody>
 where
@@ -131,113 +163,173 @@ where
     type Output = Result<Output<P, ReqBody, ResBody>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let mut state = self.project().state;
         loop {
-            match this.state.as_mut().project() {
+            // Poll the current state's future; on completion, take the state's data (the
+            // future is done with) and move to the next state.
+            let next = match state.as_mut().project() {
                 StateProj::Passthrough { fut } => {
-                    let res = ready!(fut.poll(cx))?;
-                    return Poll::Ready(Ok(res.map(ResponseBody::inner)));
+                    let res = ready!(fut.poll(cx));
+                    state.set(State::Done);
+                    return Poll::Ready(res.map(|res| res.map(ResponseBody::inner)));
                 }
-                StateProj::Lookup { fut } => {
+                StateProj::BadRequest => {
+                    state.set(State::Done);
+                    let mut res = Response::new(ResponseBody::empty(SizeHint::with_exact(0)));
+                    *res.status_mut() = StatusCode::BAD_REQUEST;
+                    return Poll::Ready(Ok(res));
+                }
+                StateProj::Lookup { fut, .. } => {
                     let Ok(lookup) = ready!(fut.poll(cx));
-                    let mut inner = this.inner.take().expect(USED);
+                    let StateOwned::Lookup {
+                        mut inner,
+                        provider,
+                        predicate,
+                        head,
+                        ..
+                    } = state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("in the Lookup state")
+                    };
                     match lookup {
                         Lookup::Hit(res) => return Poll::Ready(Ok(res.map(ResponseBody::hit))),
-                        Lookup::Miss { request, key } => {
-                            *this.key = Some(key);
-                            this.state.set(State::Inner {
-                                fut: inner.call(request),
-                            });
-                        }
-                        Lookup::Pass(request) => {
-                            this.state.set(State::Passthrough {
-                                fut: inner.call(request),
-                            });
-                        }
+                        Lookup::Pass(request) => State::Passthrough {
+                            fut: inner.call(request),
+                        },
+                        Lookup::Miss { request, key } => State::Inner {
+                            fut: inner.call(request),
+                            provider,
+                            predicate,
+                            head,
+                            key,
+                            on_error: None,
+                        },
                         Lookup::Revalidate {
                             request,
                             key,
                             on_error,
-                        } => {
-                            *this.key = Some(key);
-                            *this.on_error = Some(on_error);
-                            this.state.set(State::Inner {
-                                fut: inner.call(request),
-                            });
-                        }
+                        } => State::Inner {
+                            fut: inner.call(request),
+                            provider,
+                            predicate,
+                            head,
+                            key,
+                            on_error: Some(on_error),
+                        },
                         Lookup::Refresh {
                             response,
                             request,
                             key,
+                            timeout,
                         } => {
-                            let head = this.head.take().expect(USED);
-                            let provider = this.provider.take().expect(USED);
-                            let predicate = this.predicate.take().expect(USED);
-                            spawn_refresh(inner, provider, predicate, key, head, request);
+                            let work = Refresh {
+                                inner,
+                                provider,
+                                predicate,
+                                key,
+                                head,
+                                request,
+                            };
+                            spawn_refresh(work, timeout);
                             return Poll::Ready(Ok(response.map(ResponseBody::hit)));
                         }
                     }
                 }
-                StateProj::Inner { fut } => {
-                    let res = match ready!(fut.poll(cx)) {
-                        Ok(res) => res,
-                        Err(e) => {
-                            return Poll::Ready(match this.on_error.take() {
-                                Some(stale) => Ok(stale.map(ResponseBody::hit)),
-                                None => Err(e),
-                            })
-                        }
+                StateProj::Inner { fut, .. } => {
+                    let result = ready!(fut.poll(cx));
+                    let StateOwned::Inner {
+                        provider,
+                        predicate,
+                        head,
+                        key,
+                        on_error,
+                        ..
+                    } = state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("in the Inner state")
                     };
-                    let head = this.head.take().expect(USED);
-                    let key = this.key.take().expect(USED);
+                    let res = match (result, on_error) {
+                        (Ok(res), _) => res,
+                        (Err(_), Some(stale)) => {
+                            return Poll::Ready(Ok(stale.map(ResponseBody::hit)))
+                        }
+                        (Err(e), None) => return Poll::Ready(Err(e)),
+                    };
                     // Responses to unsafe methods always reach the provider, which invalidates
                     // (RFC 9111 §4.4); the predicate only chooses among safe ones.
-                    let predicate = this.predicate.as_ref().expect(USED);
                     if head.method.is_safe() && !predicate.cache_response(&res) {
-                        // A provider may have fetched a HEAD as a GET: the client gets no
-                        // body, but the size of the one it stands for.
-                        let res = if head.method == Method::HEAD {
-                            res.map(|b| ResponseBody::empty(b.size_hint()))
-                        } else {
-                            res.map(ResponseBody::inner)
-                        };
-                        return Poll::Ready(Ok(res));
+                        return Poll::Ready(Ok(uncached(&head, res)));
                     }
-                    *this.store = Some(StoreRequest {
-                        key,
-                        head,
-                        response: res,
-                    });
-                    this.state.set(State::StoreReady);
+                    State::StoreReady {
+                        provider,
+                        request: StoreRequest {
+                            key,
+                            head,
+                            response: res,
+                        },
+                    }
                 }
-                StateProj::StoreReady => {
-                    let provider = this.provider.as_mut().expect(USED);
+                StateProj::StoreReady { provider, .. } => {
                     let Ok(()) = ready!(<P as Service<StoreOf<P, ReqBody, ResBody>>>::poll_ready(
                         provider, cx
                     ));
-                    let store = this.store.take().expect(USED);
-                    let fut = <P as Service<StoreOf<P, ReqBody, ResBody>>>::call(provider, store);
-                    this.state.set(State::Store { fut });
+                    let StateOwned::StoreReady {
+                        mut provider,
+                        request,
+                    } = state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("in the StoreReady state")
+                    };
+                    State::Store {
+                        fut: <P as Service<StoreOf<P, ReqBody, ResBody>>>::call(
+                            &mut provider,
+                            request,
+                        ),
+                    }
                 }
                 StateProj::Store { fut } => {
                     let Ok(res) = ready!(fut.poll(cx));
+                    state.set(State::Done);
                     return Poll::Ready(Ok(res.map(ResponseBody::stored)));
                 }
-            }
+                StateProj::Done => panic!("{POLLED_AFTER_DONE}"),
+            };
+            state.set(next);
         }
     }
 }
 
-/// Runs a background refresh: the inner service, then the provider's store service, whose
-/// response body is read to its end (that is what commits a streamed entry) and dropped.
-/// Without a tokio runtime nothing runs; the stale answer was sent anyway.
-fn spawn_refresh<S, P, Pred, ReqBody, ResBody>(
-    mut inner: S,
-    mut provider: P,
+/// The inner service's response, untouched by the cache; for a HEAD (which a provider may
+/// have fetched as a GET) without the body, but with its size.
+fn uncached<B: Body, H, T>(
+    head: &RequestHead,
+    res: Response<B>,
+) -> Response<ResponseBody<B, H, T>> {
+    if head.method == Method::HEAD {
+        res.map(|b| ResponseBody::empty(b.size_hint()))
+    } else {
+        res.map(ResponseBody::inner)
+    }
+}
+
+/// What a background refresh needs: the inner service (made ready by `EtagCache::poll_ready`
+/// before it was handed over), the provider, and what it stores under.
+struct Refresh<S, P, Pred, K, ReqBody> {
+    inner: S,
+    provider: P,
     predicate: Pred,
-    key: P::Key,
-    head: RequestHead,
+    key: K,
+    head: Arc<RequestHead>,
     request: Request<ReqBody>,
+}
+
+/// Runs a background refresh on the current tokio runtime for at most `timeout`: the inner
+/// service, then the provider's store service, whose response body is read to its end (that
+/// is what commits a streamed entry) and dropped. Without a runtime nothing runs; the stale
+/// answer was sent anyway.
+fn spawn_refresh<S, P, Pred, ReqBody, ResBody>(
+    work: Refresh<S, P, Pred, P::Key, ReqBody>,
+    timeout: Duration,
 ) where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
     S::Future: Send,
@@ -255,26 +347,42 @@ fn spawn_refresh<S, P, Pred, ReqBody, ResBody>(
         return;
     };
     runtime.spawn(async move {
-        // `inner` was made ready by `EtagCache::poll_ready` before it was handed over.
-        let Ok(response) = inner.call(request).await else {
-            tracing::debug!("background refresh: the inner service failed");
-            return;
-        };
-        if !predicate.cache_response(&response) {
-            return;
+        if tokio::time::timeout(timeout, refresh(work)).await.is_err() {
+            tracing::debug!(?timeout, "background refresh abandoned");
         }
-        let store = StoreRequest {
-            key,
-            head,
-            response,
-        };
-        let Ok(()) = std::future::poll_fn(|cx| {
-            <P as Service<StoreOf<P, ReqBody, ResBody>>>::poll_ready(&mut provider, cx)
-        })
-        .await;
-        let Ok(stored) =
-            <P as Service<StoreOf<P, ReqBody, ResBody>>>::call(&mut provider, store).await;
-        let mut body = std::pin::pin!(stored.into_body());
-        while let Some(Ok(_)) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {}
     });
+}
+
+async fn refresh<S, P, Pred, ReqBody, ResBody>(work: Refresh<S, P, Pred, P::Key, ReqBody>)
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    P: CacheProvider<ReqBody, ResBody>,
+    Pred: PassthroughPredicate,
+{
+    let Refresh {
+        mut inner,
+        mut provider,
+        predicate,
+        key,
+        head,
+        request,
+    } = work;
+    let Ok(response) = inner.call(request).await else {
+        tracing::debug!("background refresh: the inner service failed");
+        return;
+    };
+    if !predicate.cache_response(&response) {
+        return;
+    }
+    let store = StoreRequest {
+        key,
+        head,
+        response,
+    };
+    let Ok(()) = std::future::poll_fn(|cx| {
+        <P as Service<StoreOf<P, ReqBody, ResBody>>>::poll_ready(&mut provider, cx)
+    })
+    .await;
+    let Ok(stored) = <P as Service<StoreOf<P, ReqBody, ResBody>>>::call(&mut provider, store).await;
+    crate::provider::drain(stored.into_body()).await;
 }

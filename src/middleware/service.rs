@@ -4,11 +4,15 @@ use super::{
     layer::EtagCacheLayer,
     predicate::{DefaultPredicate, PassthroughPredicate},
 };
-use crate::provider::{CacheProvider, RequestHead, StoreOf};
-use http::{Request, Response};
+use crate::{
+    provider::{CacheProvider, LookupRequest, StoreOf},
+    semantics::request::{host_to_forward, RequestHead},
+};
+use http::{header::HOST, Request, Response};
 use http_body::Body;
 use std::{
     mem,
+    sync::Arc,
     task::{Context, Poll},
 };
 use tower_service::Service;
@@ -19,6 +23,13 @@ use tower_service::Service;
 /// Its error is the inner service's: the cache adds none of its own (a provider that fails
 /// steps aside), so an infallible inner service stays infallible (axum needs no
 /// `HandleErrorLayer`).
+///
+/// Each request the cache looks at is parsed once ([`RequestHead`]) and handed to the
+/// provider with it. A request that names its target ambiguously (two `Host` lines, an
+/// HTTP/2 `Host` that contradicts `:authority`) is answered `400 Bad Request` without
+/// calling the inner service; an HTTP/1.1 request in absolute form has its `Host` replaced
+/// by the target's authority (RFC 9112 §3.2.2), so the inner service serves the host the
+/// cache keys the response under.
 #[derive(Clone, Debug)]
 pub struct EtagCache<S, P, Pred = DefaultPredicate> {
     inner: S,
@@ -72,7 +83,7 @@ where
     <P::Body as Body>::Data: Send,
     <P as Service<StoreOf<P, ReqBody, ResBody>>>::Future: Send,
     Pred: PassthroughPredicate + Send + 'static,
-    ReqBody: Send + 'static,
+    ReqBody: Body + Send + 'static,
     ResBody: Body + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
@@ -85,26 +96,41 @@ where
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         std::task::ready!(self.inner.poll_ready(cx))?;
-        let Ok(()) = std::task::ready!(<P as Service<Request<ReqBody>>>::poll_ready(
+        let Ok(()) = std::task::ready!(<P as Service<LookupRequest<ReqBody>>>::poll_ready(
             &mut self.provider,
             cx
         ));
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         // RFC 9111 §4.4: a response to an unsafe method invalidates what the cache holds for
         // its target. That is not the predicate's to switch off, so such requests always go
         // to the provider (which passes them through).
         if request.method().is_safe() && !self.predicate.cache_request(&request) {
             return ResponseFuture::passthrough(self.inner.call(request));
         }
+        let head = match RequestHead::from_request(&request) {
+            Ok(head) => Arc::new(head),
+            Err(bad) => {
+                tracing::debug!(reason = %bad, "refusing an ambiguous request");
+                return ResponseFuture::bad_request();
+            }
+        };
+        if let Some(host) = host_to_forward(request.version(), request.uri(), request.headers()) {
+            request.headers_mut().insert(HOST, host);
+        }
         // The inner service is called later, from the future: take the one that was made
         // ready and leave a clone in its place.
         let clone = self.inner.clone();
         let inner = mem::replace(&mut self.inner, clone);
-        let head = RequestHead::from_request(&request);
-        let lookup = <P as Service<Request<ReqBody>>>::call(&mut self.provider, request);
+        let lookup = <P as Service<LookupRequest<ReqBody>>>::call(
+            &mut self.provider,
+            LookupRequest {
+                head: Arc::clone(&head),
+                request,
+            },
+        );
         ResponseFuture::lookup(
             lookup,
             inner,

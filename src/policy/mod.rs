@@ -14,8 +14,10 @@
 //! use http::{Request, Response};
 //! use std::time::{Duration, SystemTime};
 //! use tower_etag::policy::{BeforeRequest, CacheMode, CachePolicy};
+//! use tower_etag::semantics::request::RequestHead;
 //!
 //! let (req, ()) = Request::get("/a").body(()).unwrap().into_parts();
+//! let head = RequestHead::from_parts(&req).unwrap(); // the request, parsed once
 //! let (res, ()) = Response::builder()
 //!     .header("cache-control", "max-age=60")
 //!     .header("etag", "\"v1\"")
@@ -28,11 +30,11 @@
 //!
 //! // Ten seconds later the stored response answers a new request by itself.
 //! let later = t0 + Duration::from_secs(10);
-//! assert!(matches!(policy.before_request(&req, later), BeforeRequest::Fresh { .. }));
+//! assert!(matches!(policy.before_request(&req, &head, later), BeforeRequest::Fresh { .. }));
 //! assert_eq!(policy.time_to_live(later), Duration::from_secs(50));
 //!
 //! // After a minute it must be revalidated, with its ETag in If-None-Match.
-//! match policy.before_request(&req, t0 + Duration::from_secs(61)) {
+//! match policy.before_request(&req, &head, t0 + Duration::from_secs(61)) {
 //!     BeforeRequest::Stale { revalidation_headers, .. } => {
 //!         assert_eq!(revalidation_headers["if-none-match"], "\"v1\"");
 //!     }
@@ -57,7 +59,7 @@ mod head;
 mod invalidate;
 mod revalidate;
 mod storable;
-mod vary;
+pub(crate) mod vary;
 
 pub use invalidate::invalidated_uris;
 pub use revalidate::{
@@ -347,6 +349,7 @@ pub(crate) mod test_util {
     //! Builders shared by the tests of the policy modules.
 
     use super::*;
+    use crate::semantics::request::RequestHead;
     use http::{HeaderValue, Request, Response};
 
     /// A header map of `pairs` (names may repeat).
@@ -414,12 +417,31 @@ pub(crate) mod test_util {
     pub(crate) fn shared(res_headers: &[(&str, &str)]) -> CachePolicy {
         policy(&[], res_headers, CacheMode::Shared)
     }
+
+    /// `req` read as the middleware reads it.
+    pub(crate) fn head_of(req: &request::Parts) -> RequestHead {
+        RequestHead::from_parts(req).unwrap()
+    }
+
+    impl CachePolicy {
+        /// [`CachePolicy::before_request`] with the head read from `req`.
+        pub(crate) fn before(&self, req: &request::Parts, now: SystemTime) -> BeforeRequest {
+            self.before_request(req, &head_of(req), now)
+        }
+
+        /// Whether stale-if-error lets this response answer `req` at `now`.
+        pub(crate) fn sie_allowed(&self, req: &request::Parts, now: SystemTime) -> bool {
+            self.stale_if_error_until(req, &head_of(req))
+                .is_some_and(|until| now <= until)
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::test_util::*;
     use super::*;
+    use crate::semantics::request::RequestHead;
     use proptest::prelude::*;
 
     #[test]
@@ -533,11 +555,15 @@ mod tests {
             let _ = p.storable();
             let mut new_req = get(&[]);
             new_req.headers = to_map(&new_h);
-            let _ = p.before_request(&new_req, t(2));
-            let _ = p.before_request(&req, t(3));
+            if let Ok(new_head) = RequestHead::from_parts(&new_req) {
+                let _ = p.before_request(&new_req, &new_head, t(2));
+                let _ = p.stale_if_error_until(&new_req, &new_head);
+            }
+            if let Ok(head) = RequestHead::from_parts(&req) {
+                let _ = p.before_request(&req, &head, t(3));
+            }
             let _ = p.time_to_live(t(2));
             let _ = p.storage_ttl(t(2));
-            let _ = p.stale_if_error_allowed(&new_req, t(3));
             let _ = p.revalidation_headers(&new_req);
             let _ = p.after_revalidation(&new_req, &res, t(2), t(3));
             let _ = p.freshen_with_head(&new_req, &res, t(2), t(3));

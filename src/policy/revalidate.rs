@@ -1,8 +1,11 @@
 //! Using a stored response (RFC 9111 §4, §4.2.4), revalidating it (§4.3.1), freshening it
 //! from a `304` or `HEAD` response (§4.3.3 – §4.3.5) and serving it on errors (RFC 5861).
 
-use super::{head, vary, CachePolicy, PolicyParts};
-use crate::semantics::{cache_control::CacheControl, dates::single_date, etag::EntityTag};
+use super::{head, storable::NotStorable, vary, CacheMode, CachePolicy, PolicyParts};
+use crate::semantics::{
+    cache_control::CacheControl, dates::single_date, etag::EntityTag, request::RequestHead,
+};
+use http::header::SET_COOKIE;
 use http::{
     header::{
         AGE, AUTHORIZATION, CONTENT_LENGTH, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
@@ -19,6 +22,8 @@ pub enum BeforeRequest {
     Fresh {
         /// The stored header fields with `Age` set to the current age (RFC 9111 §5.1).
         headers: HeaderMap,
+        /// How much longer it stays fresh ([`CachePolicy::time_to_live`]).
+        ttl: Duration,
         /// The response is stale but the request's `max-stale` allows it (§4.2.4); a
         /// `Cache-Status` can say so.
         permitted_stale: bool,
@@ -33,6 +38,10 @@ pub enum BeforeRequest {
         /// The conditional fields to send to revalidate it
         /// ([`CachePolicy::revalidation_headers`]).
         revalidation_headers: HeaderMap,
+        /// Until when the stored response may answer in place of an error (a `5xx`, or no
+        /// answer at all), by `stale-if-error` (RFC 5861 §4); `None`: never
+        /// ([`CachePolicy::stale_if_error_until`]).
+        stale_if_error_until: Option<SystemTime>,
     },
     /// The stored response was not selected for this request (RFC 9111 §4.1): the request's
     /// values of the `Vary` fields differ, the response has `Vary: *`, or (defensively, when
@@ -65,6 +74,16 @@ pub enum StaleReason {
 }
 
 impl StaleReason {
+    /// Whether the request asked for the origin (its `no-cache`, `max-age` or `min-fresh`),
+    /// rather than the stored response being stale or `no-cache` itself: RFC 9211's
+    /// `fwd=request` rather than `fwd=stale`.
+    pub const fn requested_by_client(self) -> bool {
+        matches!(
+            self,
+            Self::RequestNoCache | Self::RequestMaxAge | Self::RequestMinFresh
+        )
+    }
+
     /// A short token for a `Cache-Status` `detail` parameter.
     pub const fn detail(self) -> &'static str {
         match self {
@@ -80,14 +99,35 @@ impl StaleReason {
 /// The stored entry after a revalidation exchange ([`CachePolicy::after_revalidation`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
+// A short-lived return value: boxing the policies would only add allocations.
+#[allow(clippy::large_enum_variant)]
 pub enum AfterResponse {
-    /// A `304` whose validator matches the stored response: this is the stored policy
-    /// freshened (RFC 9111 §4.3.4). Keep the stored body and store this policy; serve it.
-    NotModified(CachePolicy),
-    /// The stored response is not what the origin has now. For a full response this is the
-    /// new response's policy: replace the stored entry with it (and the new body) if
-    /// [`CachePolicy::storable`]. For a `304` whose validators do not match the stored ones,
-    /// it is the `304`'s own policy, never storable: drop the stored entry.
+    /// A `304` whose validator matches the stored response (RFC 9111 §4.3.4): keep the
+    /// stored body, answer with `served`, and store `stored`.
+    NotModified {
+        /// The stored response with every field of the `304` (RFC 9111 §3.2): the answer
+        /// for the client that asked (its `Set-Cookie` included).
+        served: CachePolicy,
+        /// What the cache may keep: `served` checked again by [`CachePolicy::storable`]
+        /// (RFC 9111 §3, §3.5) and, in a shared cache, without the `304`'s `Set-Cookie`,
+        /// which belongs to one client. `Err`: the `304` made the response unstorable
+        /// (`private`, `no-store`, `Authorization` without permission): remove the entry.
+        stored: Result<CachePolicy, NotStorable>,
+    },
+    /// A `304` that matches none of the stored validators (RFC 9111 §4.3.4: it "MUST NOT
+    /// [be used] to update any stored responses"). The stored response is not what the
+    /// origin has: drop it. It may still answer this request only where it could be served
+    /// stale (`may_serve_stale`); otherwise answer `504`, as a cache that cannot validate
+    /// must (RFC 9111 §5.2.2.2).
+    Mismatch {
+        /// Whether no directive forbids serving the stored response stale
+        /// (`must-revalidate`, `no-cache`; in a shared cache `proxy-revalidate`,
+        /// `s-maxage`).
+        may_serve_stale: bool,
+    },
+    /// A full response: the new response's policy. Replace the stored entry with it (and the
+    /// new body) if [`CachePolicy::storable`]. A `5xx` is also `Modified`: check
+    /// [`BeforeRequest::Stale::stale_if_error_until`] first to serve the stored response.
     Modified(CachePolicy),
 }
 
@@ -113,9 +153,8 @@ pub enum HeadUpdate {
 /// the stored response cannot be sent without contacting the origin.
 ///
 /// Returns `false` for requests without `only-if-cached`.
-pub fn only_if_cached_unsatisfied(req: &request::Parts, outcome: Option<&BeforeRequest>) -> bool {
-    CacheControl::from_headers(&req.headers).only_if_cached
-        && !outcome.is_some_and(BeforeRequest::is_fresh)
+pub fn only_if_cached_unsatisfied(head: &RequestHead, outcome: Option<&BeforeRequest>) -> bool {
+    head.cache_control.only_if_cached && !outcome.is_some_and(BeforeRequest::is_fresh)
 }
 
 /// The one `ETag` of a head, if it is valid.
@@ -174,11 +213,18 @@ impl CachePolicy {
     ///   `Pragma: no-cache` and response `no-cache`. `immutable` changes nothing here.
     ///
     /// `only-if-cached` is left to the caller: see [`only_if_cached_unsatisfied`].
-    pub fn before_request(&self, req: &request::Parts, now: SystemTime) -> BeforeRequest {
+    ///
+    /// `head` is `req` as [`RequestHead`] read it (the request is parsed once).
+    pub fn before_request(
+        &self,
+        req: &request::Parts,
+        head: &RequestHead,
+        now: SystemTime,
+    ) -> BeforeRequest {
         if !self.selected_for(req) {
             return BeforeRequest::VaryMismatch;
         }
-        let req_cc = CacheControl::from_headers(&req.headers);
+        let req_cc = &head.cache_control;
         let age = self.age(now);
         let lifetime = self.freshness_lifetime();
         let staleness = age.saturating_sub(lifetime);
@@ -211,6 +257,7 @@ impl CachePolicy {
         match reason {
             None => BeforeRequest::Fresh {
                 headers: self.headers_with_age(now),
+                ttl: lifetime.saturating_sub(age),
                 permitted_stale: !fresh,
             },
             Some(reason) => BeforeRequest::Stale {
@@ -223,6 +270,9 @@ impl CachePolicy {
                         .stale_while_revalidate
                         .is_some_and(|window| staleness < window),
                 revalidation_headers: self.revalidation_headers(req),
+                stale_if_error_until: self
+                    .stale_if_error_window(req_cc)
+                    .map(|w| self.stale_until(w)),
             },
         }
     }
@@ -297,26 +347,53 @@ impl CachePolicy {
         out
     }
 
-    /// Whether this stored response may answer `req` at `now` in place of an error (a `5xx`
-    /// or no answer at all), by `stale-if-error` (RFC 5861 §4) in the request or the
-    /// response, within the longer of the two windows.
+    /// Until when this stored response may answer `req` in place of an error (a `5xx` or no
+    /// answer at all), by `stale-if-error` (RFC 5861 §4) in the request or the response,
+    /// within the longer of the two windows; `None` when it may not at all.
     ///
     /// Never when a directive forbids serving stale: `must-revalidate`, response `no-cache`,
     /// and in a shared cache `proxy-revalidate` or `s-maxage` (RFC 9111 §4.2.4); never for a
-    /// request with `no-cache` unless that request itself carries `stale-if-error`.
-    pub fn stale_if_error_allowed(&self, req: &request::Parts, now: SystemTime) -> bool {
-        if !self.selected_for(req) || self.stale_forbidden() {
-            return false;
+    /// request with `no-cache` unless that request itself carries `stale-if-error`; never
+    /// when the response was not selected for `req` (§4.1).
+    pub fn stale_if_error_until(
+        &self,
+        req: &request::Parts,
+        head: &RequestHead,
+    ) -> Option<SystemTime> {
+        if !self.selected_for(req) {
+            return None;
         }
-        let req_cc = CacheControl::from_headers(&req.headers);
-        if req_cc.no_cache.is_present() && req_cc.stale_if_error.is_none() {
-            return false;
+        self.stale_if_error_window(&head.cache_control)
+            .map(|window| self.stale_until(window))
+    }
+
+    /// The `stale-if-error` window that applies to a request with these directives.
+    fn stale_if_error_window(&self, req_cc: &CacheControl) -> Option<Duration> {
+        if self.stale_forbidden()
+            || (req_cc.no_cache.is_present() && req_cc.stale_if_error.is_none())
+        {
+            return None;
         }
-        let window = match (req_cc.stale_if_error, self.res_cc.stale_if_error) {
-            (None, None) => return false,
-            (a, b) => a.unwrap_or(Duration::ZERO).max(b.unwrap_or(Duration::ZERO)),
-        };
-        self.staleness(now) <= window
+        match (req_cc.stale_if_error, self.res_cc.stale_if_error) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(Duration::ZERO).max(b.unwrap_or(Duration::ZERO))),
+        }
+    }
+
+    /// The time at which this response has been stale for `window`.
+    fn stale_until(&self, window: Duration) -> SystemTime {
+        // Stale once its age reaches the lifetime: `initial_age` had passed on arrival.
+        let fresh_for = self.freshness_lifetime().saturating_add(window);
+        match fresh_for.checked_sub(self.initial_age) {
+            Some(left) => self
+                .response_time
+                .checked_add(left)
+                .unwrap_or(self.response_time),
+            None => self
+                .response_time
+                .checked_sub(self.initial_age - fresh_for)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+        }
     }
 
     /// Whether the validators of `new` (a `304`) identify this stored response for update
@@ -355,6 +432,16 @@ impl CachePolicy {
     ) -> CachePolicy {
         let response_headers =
             head::updated_headers(&self.response_headers, &new.headers, self.mode);
+        self.with_headers(req, response_headers, request_time, response_time)
+    }
+
+    fn with_headers(
+        &self,
+        req: &request::Parts,
+        response_headers: HeaderMap,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> CachePolicy {
         let vary_request = vary::selecting_values(&response_headers, &req.headers);
         CachePolicy::from_parts(PolicyParts {
             method: self.method.clone(),
@@ -367,7 +454,8 @@ impl CachePolicy {
             mode: self.mode,
             request_authorization: self.request_authorization
                 || req.headers.contains_key(AUTHORIZATION),
-            request_no_store: CacheControl::from_headers(&req.headers).no_store,
+            request_no_store: self.request_no_store
+                || CacheControl::from_headers(&req.headers).no_store,
             options: self.options,
         })
     }
@@ -378,14 +466,15 @@ impl CachePolicy {
     ///
     /// A `304` whose validator matches the stored one (strong `ETag` by strong comparison,
     /// weak `ETag` by weak comparison, else `Last-Modified`, else both without validators)
-    /// gives [`AfterResponse::NotModified`] with the stored policy freshened: the stored
-    /// header fields updated with the `304`'s (§3.2; `Content-Length`, `Content-Type`,
-    /// `Content-Encoding` and `Content-Range` are kept from the stored response, since they
-    /// describe the stored content) and the new times. The freshened policy is re-checked by
-    /// [`CachePolicy::storable`] (the `304` may say `no-store`).
+    /// gives [`AfterResponse::NotModified`]: the stored header fields updated with the
+    /// `304`'s (§3.2; `Content-Length`, `Content-Type`, `Content-Encoding` and
+    /// `Content-Range` are kept from the stored response, since they describe the stored
+    /// content) and the new times, for the client; and what may be stored of it, checked
+    /// again by [`CachePolicy::storable`] (the `304` may say `private` or `no-store`), never
+    /// with the `304`'s `Set-Cookie` in a shared cache.
     ///
-    /// Anything else gives [`AfterResponse::Modified`]. A `5xx` is also `Modified`: check
-    /// [`CachePolicy::stale_if_error_allowed`] first to serve the stored response instead.
+    /// A `304` that matches nothing gives [`AfterResponse::Mismatch`]; anything else
+    /// [`AfterResponse::Modified`].
     pub fn after_revalidation(
         &self,
         req: &request::Parts,
@@ -393,22 +482,34 @@ impl CachePolicy {
         request_time: SystemTime,
         response_time: SystemTime,
     ) -> AfterResponse {
-        if res.status == StatusCode::NOT_MODIFIED && self.validators_match(&res.headers) {
-            return AfterResponse::NotModified(self.freshened(
+        if res.status != StatusCode::NOT_MODIFIED {
+            return AfterResponse::Modified(CachePolicy::with_options(
                 req,
                 res,
                 request_time,
                 response_time,
+                self.mode,
+                self.options,
             ));
         }
-        AfterResponse::Modified(CachePolicy::with_options(
-            req,
-            res,
-            request_time,
-            response_time,
-            self.mode,
-            self.options,
-        ))
+        if !self.validators_match(&res.headers) {
+            return AfterResponse::Mismatch {
+                may_serve_stale: !self.stale_forbidden(),
+            };
+        }
+        let served = self.freshened(req, res, request_time, response_time);
+        let stored = if self.mode == CacheMode::Shared && res.headers.contains_key(SET_COOKIE) {
+            // The 304 updates what is stored (§3.2), but a cookie is one client's: what a
+            // shared cache keeps never carries it. The stored response had none (it would
+            // not have been stored).
+            let mut headers = served.response_headers.clone();
+            headers.remove(SET_COOKIE);
+            self.with_headers(req, headers, request_time, response_time)
+        } else {
+            served.clone()
+        };
+        let stored = stored.storable().map(|()| stored);
+        AfterResponse::NotModified { served, stored }
     }
 
     /// What the response `res` to a `HEAD` request `req` does to this stored response
@@ -462,8 +563,8 @@ impl CachePolicy {
 mod tests {
     use super::super::test_util::*;
     use super::super::CacheMode::{Private, Shared};
-    use super::super::NotStorable;
     use super::*;
+    use http::header::CACHE_CONTROL;
 
     fn fresh(o: &BeforeRequest) -> bool {
         o.is_fresh()
@@ -479,11 +580,13 @@ mod tests {
     #[test]
     fn fresh_hit_carries_age() {
         let p = shared(&[("cache-control", "max-age=100"), ("x-a", "1")]);
-        match p.before_request(&get(&[]), at(42)) {
+        match p.before(&get(&[]), at(42)) {
             BeforeRequest::Fresh {
                 headers,
+                ttl,
                 permitted_stale,
             } => {
+                assert_eq!(ttl, secs(58));
                 assert_eq!(headers[AGE], "42");
                 assert_eq!(headers["x-a"], "1");
                 assert!(!permitted_stale);
@@ -495,9 +598,9 @@ mod tests {
     #[test]
     fn expired_is_stale() {
         let p = shared(&[("cache-control", "max-age=10")]);
-        assert!(fresh(&p.before_request(&get(&[]), at(9))));
+        assert!(fresh(&p.before(&get(&[]), at(9))));
         assert_eq!(
-            stale_reason(&p.before_request(&get(&[]), at(10))),
+            stale_reason(&p.before(&get(&[]), at(10))),
             Some(StaleReason::Expired)
         );
     }
@@ -505,10 +608,10 @@ mod tests {
     #[test]
     fn request_no_cache_and_pragma_force_revalidation() {
         let p = shared(&[("cache-control", "max-age=100")]);
-        assert!(fresh(&p.before_request(&get(&[]), at(1))));
+        assert!(fresh(&p.before(&get(&[]), at(1))));
         for h in [("cache-control", "no-cache"), ("pragma", "no-cache")] {
             assert_eq!(
-                stale_reason(&p.before_request(&get(&[h]), at(1))),
+                stale_reason(&p.before(&get(&[h]), at(1))),
                 Some(StaleReason::RequestNoCache)
             );
         }
@@ -518,14 +621,14 @@ mod tests {
     fn response_no_cache_always_revalidates() {
         let p = shared(&[("cache-control", "max-age=100, no-cache")]);
         assert_eq!(p.storable(), Ok(()));
-        let o = p.before_request(&get(&[("cache-control", "max-stale")]), at(1));
+        let o = p.before(&get(&[("cache-control", "max-stale")]), at(1));
         assert_eq!(stale_reason(&o), Some(StaleReason::ResponseNoCache));
         // Qualified no-cache only concerns the named fields.
         let p = shared(&[
             ("cache-control", "max-age=100, no-cache=\"x-a\""),
             ("x-a", "1"),
         ]);
-        assert!(fresh(&p.before_request(&get(&[]), at(1))));
+        assert!(fresh(&p.before(&get(&[]), at(1))));
         assert!(!p.response_headers().contains_key("x-a"));
     }
 
@@ -533,9 +636,9 @@ mod tests {
     fn request_max_age() {
         let p = shared(&[("cache-control", "max-age=100")]);
         let r = get(&[("cache-control", "max-age=10")]);
-        assert!(fresh(&p.before_request(&r, at(10))));
+        assert!(fresh(&p.before(&r, at(10))));
         assert_eq!(
-            stale_reason(&p.before_request(&r, at(11))),
+            stale_reason(&p.before(&r, at(11))),
             Some(StaleReason::RequestMaxAge)
         );
     }
@@ -544,9 +647,9 @@ mod tests {
     fn min_fresh() {
         let p = shared(&[("cache-control", "max-age=100")]);
         let r = get(&[("cache-control", "min-fresh=30")]);
-        assert!(fresh(&p.before_request(&r, at(70))));
+        assert!(fresh(&p.before(&r, at(70))));
         assert_eq!(
-            stale_reason(&p.before_request(&r, at(71))),
+            stale_reason(&p.before(&r, at(71))),
             Some(StaleReason::RequestMinFresh)
         );
     }
@@ -555,32 +658,32 @@ mod tests {
     fn max_stale_allows_stale_within_bound() {
         let p = shared(&[("cache-control", "max-age=10")]);
         let r = get(&[("cache-control", "max-stale=5")]);
-        match p.before_request(&r, at(15)) {
+        match p.before(&r, at(15)) {
             BeforeRequest::Fresh {
                 permitted_stale, ..
             } => assert!(permitted_stale),
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            stale_reason(&p.before_request(&r, at(16))),
+            stale_reason(&p.before(&r, at(16))),
             Some(StaleReason::Expired)
         );
         let any = get(&[("cache-control", "max-stale")]);
-        assert!(fresh(&p.before_request(&any, at(100_000))));
+        assert!(fresh(&p.before(&any, at(100_000))));
     }
 
     #[test]
     fn max_stale_yields_to_must_revalidate_proxy_revalidate_and_s_maxage() {
         let r = get(&[("cache-control", "max-stale")]);
         let p = shared(&[("cache-control", "max-age=10, must-revalidate")]);
-        assert!(!fresh(&p.before_request(&r, at(20))));
+        assert!(!fresh(&p.before(&r, at(20))));
         for cc in ["max-age=10, proxy-revalidate", "s-maxage=10"] {
             let p = shared(&[("cache-control", cc)]);
-            assert!(!fresh(&p.before_request(&r, at(20))), "{cc}");
+            assert!(!fresh(&p.before(&r, at(20))), "{cc}");
             // In a private cache these directives do not apply.
             let p = policy(&[], &[("cache-control", cc)], Private);
             if p.freshness_lifetime() > Duration::ZERO {
-                assert!(fresh(&p.before_request(&r, at(20))), "{cc}");
+                assert!(fresh(&p.before(&r, at(20))), "{cc}");
             }
         }
     }
@@ -588,9 +691,9 @@ mod tests {
     #[test]
     fn immutable_changes_nothing() {
         let p = shared(&[("cache-control", "max-age=10, immutable")]);
-        assert!(!fresh(&p.before_request(&get(&[]), at(10))));
+        assert!(!fresh(&p.before(&get(&[]), at(10))));
         assert_eq!(
-            stale_reason(&p.before_request(&get(&[("cache-control", "no-cache")]), at(1))),
+            stale_reason(&p.before(&get(&[("cache-control", "no-cache")]), at(1))),
             Some(StaleReason::RequestNoCache)
         );
     }
@@ -598,14 +701,14 @@ mod tests {
     #[test]
     fn stale_while_revalidate_window() {
         let p = shared(&[("cache-control", "max-age=10, stale-while-revalidate=20")]);
-        let swr = |t| match p.before_request(&get(&[]), at(t)) {
+        let swr = |t| match p.before(&get(&[]), at(t)) {
             BeforeRequest::Stale { swr_allowed, .. } => swr_allowed,
             other => panic!("{other:?}"),
         };
         assert!(swr(15));
         assert!(!swr(30));
         // Not when the request forces revalidation.
-        match p.before_request(&get(&[("cache-control", "no-cache")]), at(15)) {
+        match p.before(&get(&[("cache-control", "no-cache")]), at(15)) {
             BeforeRequest::Stale { swr_allowed, .. } => assert!(!swr_allowed),
             other => panic!("{other:?}"),
         }
@@ -615,7 +718,7 @@ mod tests {
             "max-age=10, stale-while-revalidate=20, must-revalidate",
         )]);
         assert!(matches!(
-            p.before_request(&get(&[]), at(15)),
+            p.before(&get(&[]), at(15)),
             BeforeRequest::Stale {
                 swr_allowed: false,
                 ..
@@ -627,7 +730,7 @@ mod tests {
     fn head_uses_stored_get_but_get_not_stored_head() {
         let p = shared(&[("cache-control", "max-age=100")]);
         let head = req_with(Method::HEAD, "/r", &[]);
-        assert!(fresh(&p.before_request(&head, at(1))));
+        assert!(fresh(&p.before(&head, at(1))));
         let p = CachePolicy::new(
             &head,
             &res(&[("cache-control", "max-age=100")]),
@@ -635,43 +738,40 @@ mod tests {
             t0(),
             Shared,
         );
-        assert!(fresh(&p.before_request(&head, at(1))));
-        assert_eq!(
-            p.before_request(&get(&[]), at(1)),
-            BeforeRequest::VaryMismatch
-        );
+        assert!(fresh(&p.before(&head, at(1))));
+        assert_eq!(p.before(&get(&[]), at(1)), BeforeRequest::VaryMismatch);
     }
 
     #[test]
     fn other_target_does_not_match() {
         let p = shared(&[("cache-control", "max-age=100")]);
         let other = req_with(Method::GET, "/r?x", &[]);
-        assert_eq!(p.before_request(&other, at(1)), BeforeRequest::VaryMismatch);
+        assert_eq!(p.before(&other, at(1)), BeforeRequest::VaryMismatch);
         let abs = req_with(Method::GET, "http://a.example/r", &[]);
-        assert!(fresh(&p.before_request(&abs, at(1))));
+        assert!(fresh(&p.before(&abs, at(1))));
     }
 
     #[test]
     fn only_if_cached_helper() {
         let oic = get(&[("cache-control", "only-if-cached")]);
-        assert!(only_if_cached_unsatisfied(&oic, None));
+        assert!(only_if_cached_unsatisfied(&head_of(&oic), None));
         let p = shared(&[("cache-control", "max-age=10")]);
         assert!(!only_if_cached_unsatisfied(
-            &oic,
-            Some(&p.before_request(&oic, at(1)))
+            &head_of(&oic),
+            Some(&p.before(&oic, at(1)))
         ));
         assert!(only_if_cached_unsatisfied(
-            &oic,
-            Some(&p.before_request(&oic, at(11)))
+            &head_of(&oic),
+            Some(&p.before(&oic, at(11)))
         ));
         // Stale but allowed by max-stale: served.
         let oic_stale = get(&[("cache-control", "only-if-cached, max-stale")]);
         assert!(!only_if_cached_unsatisfied(
-            &oic_stale,
-            Some(&p.before_request(&oic_stale, at(11)))
+            &head_of(&oic_stale),
+            Some(&p.before(&oic_stale, at(11)))
         ));
         // Without the directive, never.
-        assert!(!only_if_cached_unsatisfied(&get(&[]), None));
+        assert!(!only_if_cached_unsatisfied(&head_of(&get(&[])), None));
     }
 
     #[test]
@@ -685,7 +785,7 @@ mod tests {
         let h = p.revalidation_headers(&get(&[]));
         assert_eq!(h[IF_NONE_MATCH], "W/\"v1\"");
         assert_eq!(h[IF_MODIFIED_SINCE], lm.as_str());
-        match p.before_request(&get(&[]), at(1)) {
+        match p.before(&get(&[]), at(1)) {
             BeforeRequest::Stale {
                 revalidation_headers,
                 reason,
@@ -726,14 +826,14 @@ mod tests {
     #[test]
     fn stale_if_error_windows_and_prohibitions() {
         let p = shared(&[("cache-control", "max-age=10, stale-if-error=60")]);
-        assert!(p.stale_if_error_allowed(&get(&[]), at(70)));
-        assert!(!p.stale_if_error_allowed(&get(&[]), at(71)));
+        assert!(p.sie_allowed(&get(&[]), at(70)));
+        assert!(!p.sie_allowed(&get(&[]), at(71)));
         // From the request alone.
         let p = shared(&[("cache-control", "max-age=10")]);
-        assert!(!p.stale_if_error_allowed(&get(&[]), at(20)));
+        assert!(!p.sie_allowed(&get(&[]), at(20)));
         let r = get(&[("cache-control", "stale-if-error=30")]);
-        assert!(p.stale_if_error_allowed(&r, at(20)));
-        assert!(!p.stale_if_error_allowed(&r, at(41)));
+        assert!(p.sie_allowed(&r, at(20)));
+        assert!(!p.sie_allowed(&r, at(41)));
         for cc in [
             "max-age=10, stale-if-error=60, must-revalidate",
             "max-age=10, stale-if-error=60, proxy-revalidate",
@@ -741,7 +841,7 @@ mod tests {
             "max-age=10, stale-if-error=60, no-cache",
         ] {
             assert!(
-                !shared(&[("cache-control", cc)]).stale_if_error_allowed(&get(&[]), at(20)),
+                !shared(&[("cache-control", cc)]).sie_allowed(&get(&[]), at(20)),
                 "{cc}"
             );
         }
@@ -753,10 +853,10 @@ mod tests {
             )],
             Private,
         );
-        assert!(private.stale_if_error_allowed(&get(&[]), at(20)));
+        assert!(private.sie_allowed(&get(&[]), at(20)));
         // A request with no-cache did not ask for stale content.
         let p = shared(&[("cache-control", "max-age=10, stale-if-error=60")]);
-        assert!(!p.stale_if_error_allowed(&get(&[("cache-control", "no-cache")]), at(20)));
+        assert!(!p.sie_allowed(&get(&[("cache-control", "no-cache")]), at(20)));
     }
 
     fn not_modified(headers: &[(&str, &str)]) -> response::Parts {
@@ -780,7 +880,8 @@ mod tests {
             ("connection", "close"),
         ]);
         match p.after_revalidation(&get(&[]), &res304, at(50), at(51)) {
-            AfterResponse::NotModified(f) => {
+            AfterResponse::NotModified { served: f, stored } => {
+                assert_eq!(stored.as_ref(), Ok(&f));
                 assert_eq!(f.status(), StatusCode::OK);
                 assert_eq!(f.response_time(), at(51));
                 assert_eq!(f.response_headers()["content-length"], "5");
@@ -802,10 +903,13 @@ mod tests {
         for etag in ["\"v2\"", "W/\"v2\"", "garbage"] {
             let o =
                 p.after_revalidation(&get(&[]), &not_modified(&[("etag", etag)]), at(50), at(51));
-            match o {
-                AfterResponse::Modified(m) => assert_eq!(m.storable(), Err(NotStorable::Status)),
-                other => panic!("{etag}: {other:?}"),
-            }
+            assert_eq!(
+                o,
+                AfterResponse::Mismatch {
+                    may_serve_stale: true
+                },
+                "{etag}"
+            );
         }
         // A strong tag needs a strong stored tag.
         let weak = shared(&[("etag", "W/\"v1\"")]);
@@ -815,7 +919,7 @@ mod tests {
             at(1),
             at(1),
         );
-        assert!(matches!(o, AfterResponse::Modified(_)));
+        assert!(matches!(o, AfterResponse::Mismatch { .. }));
         // A weak tag matches by weak comparison.
         let o = p.after_revalidation(
             &get(&[]),
@@ -823,7 +927,7 @@ mod tests {
             at(1),
             at(1),
         );
-        assert!(matches!(o, AfterResponse::NotModified(_)));
+        assert!(matches!(o, AfterResponse::NotModified { .. }));
     }
 
     #[test]
@@ -833,24 +937,24 @@ mod tests {
         let same = not_modified(&[("last-modified", &lm)]);
         assert!(matches!(
             p.after_revalidation(&get(&[]), &same, at(1), at(1)),
-            AfterResponse::NotModified(_)
+            AfterResponse::NotModified { .. }
         ));
         let other = not_modified(&[("last-modified", &*date(t0()))]);
         assert!(matches!(
             p.after_revalidation(&get(&[]), &other, at(1), at(1)),
-            AfterResponse::Modified(_)
+            AfterResponse::Mismatch { .. }
         ));
         // A 304 without validators does not update a stored response that has them ...
         let none = not_modified(&[]);
         assert!(matches!(
             p.after_revalidation(&get(&[]), &none, at(1), at(1)),
-            AfterResponse::Modified(_)
+            AfterResponse::Mismatch { .. }
         ));
         // ... but does update one without.
         let bare = shared(&[]);
         assert!(matches!(
             bare.after_revalidation(&get(&[]), &none, at(1), at(1)),
-            AfterResponse::NotModified(_)
+            AfterResponse::NotModified { .. }
         ));
     }
 
@@ -878,9 +982,133 @@ mod tests {
             at(1),
         );
         match o {
-            AfterResponse::NotModified(f) => assert_eq!(f.storable(), Err(NotStorable::NoStore)),
+            AfterResponse::NotModified { stored, .. } => {
+                assert_eq!(stored, Err(NotStorable::NoStore))
+            }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_304_set_cookie_is_served_but_never_stored_by_a_shared_cache() {
+        // RFC 9111 §3.2 updates the stored fields; §3 still decides what a shared cache keeps.
+        let p = shared(&[("cache-control", "max-age=0"), ("etag", "\"v1\"")]);
+        let res304 = not_modified(&[
+            ("etag", "\"v1\""),
+            ("cache-control", "max-age=60"),
+            ("set-cookie", "session=alice"),
+        ]);
+        match p.after_revalidation(&get(&[]), &res304, at(1), at(1)) {
+            AfterResponse::NotModified { served, stored } => {
+                assert_eq!(served.response_headers()[SET_COOKIE], "session=alice");
+                let stored = stored.expect("still storable without the cookie");
+                assert!(!stored.response_headers().contains_key(SET_COOKIE));
+                assert_eq!(stored.freshness_lifetime(), secs(60));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A private cache is one user's: it keeps the cookie.
+        let p = policy(
+            &[],
+            &[("cache-control", "max-age=0"), ("etag", "\"v1\"")],
+            Private,
+        );
+        match p.after_revalidation(&get(&[]), &res304, at(1), at(1)) {
+            AfterResponse::NotModified { stored, .. } => {
+                assert_eq!(
+                    stored.unwrap().response_headers()[SET_COOKIE],
+                    "session=alice"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_304_that_makes_the_response_unstorable_removes_it() {
+        let p = shared(&[("cache-control", "public, max-age=0"), ("etag", "\"v1\"")]);
+        for (cc, reason) in [
+            ("private, max-age=60", NotStorable::Private),
+            ("no-store", NotStorable::NoStore),
+        ] {
+            let res304 = not_modified(&[("etag", "\"v1\""), ("cache-control", cc)]);
+            match p.after_revalidation(&get(&[]), &res304, at(1), at(1)) {
+                AfterResponse::NotModified { served, stored } => {
+                    assert_eq!(stored, Err(reason), "{cc}");
+                    // The client that asked still gets the stored body with the 304's fields.
+                    assert_eq!(served.response_headers()[CACHE_CONTROL], cc);
+                }
+                other => panic!("{cc}: {other:?}"),
+            }
+        }
+        // Revalidated for a request with credentials, without `public` any more (§3.5).
+        let res304 = not_modified(&[("etag", "\"v1\""), ("cache-control", "max-age=60")]);
+        let authed = get(&[("authorization", "Bearer x")]);
+        match p.after_revalidation(&authed, &res304, at(1), at(1)) {
+            AfterResponse::NotModified { stored, .. } => {
+                assert_eq!(stored, Err(NotStorable::Authorization))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_mismatched_304_never_lets_must_revalidate_go_stale() {
+        for cc in ["max-age=0, must-revalidate", "no-cache", "s-maxage=0"] {
+            let p = shared(&[("cache-control", cc), ("etag", "\"v1\"")]);
+            let o = p.after_revalidation(
+                &get(&[]),
+                &not_modified(&[("etag", "\"v2\"")]),
+                at(1),
+                at(1),
+            );
+            assert_eq!(
+                o,
+                AfterResponse::Mismatch {
+                    may_serve_stale: false
+                },
+                "{cc}"
+            );
+        }
+    }
+
+    #[test]
+    fn stale_if_error_deadline_is_computed_once() {
+        let p = shared(&[("cache-control", "max-age=10, stale-if-error=60")]);
+        assert_eq!(
+            p.stale_if_error_until(&get(&[]), &head_of(&get(&[]))),
+            Some(at(70))
+        );
+        match p.before(&get(&[]), at(20)) {
+            BeforeRequest::Stale {
+                stale_if_error_until,
+                ..
+            } => assert_eq!(stale_if_error_until, Some(at(70))),
+            other => panic!("{other:?}"),
+        }
+        // An `Age` on arrival shortens it.
+        let aged = shared(&[
+            ("cache-control", "max-age=10, stale-if-error=60"),
+            ("age", "30"),
+        ]);
+        assert_eq!(
+            aged.stale_if_error_until(&get(&[]), &head_of(&get(&[]))),
+            Some(at(40))
+        );
+        let too_old = shared(&[
+            ("cache-control", "max-age=10, stale-if-error=5"),
+            ("age", "30"),
+        ]);
+        assert!(!too_old.sie_allowed(&get(&[]), at(0)));
+    }
+
+    #[test]
+    fn stale_reasons_say_who_asked_for_the_origin() {
+        assert!(StaleReason::RequestNoCache.requested_by_client());
+        assert!(StaleReason::RequestMaxAge.requested_by_client());
+        assert!(StaleReason::RequestMinFresh.requested_by_client());
+        assert!(!StaleReason::Expired.requested_by_client());
+        assert!(!StaleReason::ResponseNoCache.requested_by_client());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use crate::semantics::headers::vary_names;
 use http::HeaderMap;
 
 /// Whether the response's `Vary` holds `*`: it then never matches a new request (§4.1).
-pub(super) fn varies_on_everything(response_headers: &HeaderMap) -> bool {
+pub(crate) fn varies_on_everything(response_headers: &HeaderMap) -> bool {
     vary_names(response_headers).any(|n| n == "*")
 }
 
@@ -14,9 +14,18 @@ pub(super) fn varies_on_everything(response_headers: &HeaderMap) -> bool {
 /// multiple header field lines ... or normalizing both header field values"). `None` when the
 /// field is absent, which only matches absence.
 pub(super) fn normalized(headers: &HeaderMap, name: &str) -> Option<String> {
-    let mut lines = headers.get_all(name).iter().peekable();
-    lines.peek()?;
     let mut out = String::new();
+    normalized_into(headers, name, &mut out).then_some(out)
+}
+
+/// Appends the normalised value of a request field (see [`normalized`]) to `out`; returns
+/// whether the field was present. The one definition of this normalisation: the response
+/// cache keys variants with it too.
+pub(crate) fn normalized_into(headers: &HeaderMap, name: &str, out: &mut String) -> bool {
+    let mut lines = headers.get_all(name).iter().peekable();
+    if lines.peek().is_none() {
+        return false;
+    }
     for (i, line) in lines.enumerate() {
         if i > 0 {
             out.push_str(", ");
@@ -31,7 +40,7 @@ pub(super) fn normalized(headers: &HeaderMap, name: &str) -> Option<String> {
             }
         }
     }
-    Some(out)
+    true
 }
 
 /// The request's values of the fields named by the response's `Vary`, sorted by name,
@@ -40,16 +49,22 @@ pub(super) fn selecting_values(
     response_headers: &HeaderMap,
     request_headers: &HeaderMap,
 ) -> Vec<(String, Option<String>)> {
-    let mut names: Vec<String> = vary_names(response_headers).filter(|n| n != "*").collect();
-    names.sort();
-    names.dedup();
-    names
+    selecting_names(response_headers)
         .into_iter()
         .map(|n| {
             let v = normalized(request_headers, &n);
             (n, v)
         })
         .collect()
+}
+
+/// The field names of a response's `Vary`, lower-cased, sorted, without duplicates and
+/// without `*`.
+pub(crate) fn selecting_names(response_headers: &HeaderMap) -> Vec<String> {
+    let mut names: Vec<String> = vary_names(response_headers).filter(|n| n != "*").collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Whether `request_headers` select the same response as the stored `values` did.
@@ -78,10 +93,7 @@ mod tests {
     }
 
     fn is_mismatch(p: &CachePolicy, req: &[(&str, &str)]) -> bool {
-        matches!(
-            p.before_request(&get(req), at(1)),
-            BeforeRequest::VaryMismatch
-        )
+        matches!(p.before(&get(req), at(1)), BeforeRequest::VaryMismatch)
     }
 
     #[test]
@@ -102,7 +114,7 @@ mod tests {
     fn same_values_match_and_different_values_do_not() {
         let p = vary_policy(&["Accept-Encoding"], &[("accept-encoding", "gzip")]);
         assert!(matches!(
-            p.before_request(&get(&[("accept-encoding", " gzip ")]), at(1)),
+            p.before(&get(&[("accept-encoding", " gzip ")]), at(1)),
             BeforeRequest::Fresh { .. }
         ));
         assert!(is_mismatch(&p, &[("accept-encoding", "br")]));

@@ -2,10 +2,11 @@
 //!
 //! The middleware calls a provider twice per cacheable request:
 //!
-//! 1. **lookup**, a `Service<Request<ReqBody>>` answering a [`Lookup`]: a response to send
-//!    without calling the inner service ([`Lookup::Hit`]), or the request back with a key
-//!    ([`Lookup::Miss`]) for step 2. A provider may change the request it hands back (turn a
-//!    HEAD into a GET so the body can be hashed, add validators to revalidate).
+//! 1. **lookup**, a `Service<LookupRequest<ReqBody>>` answering a [`Lookup`]: a response to
+//!    send without calling the inner service ([`Lookup::Hit`]), or the request back with a key
+//!    ([`Lookup::Miss`]) for step 2. The request comes with its [`RequestHead`], which the
+//!    middleware parsed once. A provider may change the request it hands back (turn a HEAD
+//!    into a GET so the body can be hashed, add validators to revalidate).
 //! 2. **store**, a `Service<StoreRequest<Key, ResBody>>` that receives the inner service's
 //!    response (when the predicate lets it through): it hashes, stores, and answers the
 //!    client's preconditions.
@@ -18,15 +19,26 @@ pub mod response_cache;
 
 pub use const_lru::{
     ConstLruProvider, ConstLruProviderBuilder, ConstLruStoreFuture, SimpleEtagCacheKey,
-    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_BODY_SIZE, DEFAULT_READ_AHEAD_TIMEOUT,
 };
 
-use crate::semantics::conditional::Preconditions;
+pub use crate::semantics::request::RequestHead;
+
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body::Body;
-use std::convert::Infallible;
+use std::{convert::Infallible, sync::Arc, time::Duration};
 use tower_service::Service;
+
+/// The input of a provider's lookup: the request, and its head as the middleware read it
+/// (once: providers read `head` instead of parsing the request's fields again).
+#[derive(Debug)]
+pub struct LookupRequest<B> {
+    /// The request's head: method, authority, directives, preconditions.
+    pub head: Arc<RequestHead>,
+    /// The request itself.
+    pub request: Request<B>,
+}
 
 /// What a provider's lookup found.
 #[derive(Debug)]
@@ -56,7 +68,8 @@ pub enum Lookup<ReqBody, K, B> {
     },
     /// Answer with `response` now, and in the background call the inner service with
     /// `request` and hand its response to the store service (stale-while-revalidate,
-    /// refresh-ahead). Needs a tokio runtime; without one, only `response` is sent.
+    /// refresh-ahead), giving up after `timeout`. Needs a tokio runtime; without one, only
+    /// `response` is sent.
     Refresh {
         /// The answer for the client.
         response: Response<B>,
@@ -64,29 +77,9 @@ pub enum Lookup<ReqBody, K, B> {
         request: Request<ReqBody>,
         /// What the store service needs to file the response.
         key: K,
+        /// How long the background work may take, origin and store together.
+        timeout: Duration,
     },
-}
-
-/// What the client asked, as it was before the provider changed the request.
-#[derive(Clone, Debug)]
-pub struct RequestHead {
-    /// The client's method (HEAD stays HEAD even when the provider fetched a GET).
-    pub method: Method,
-    /// The client's preconditions.
-    pub preconditions: Preconditions,
-    /// Whether the request carried `Authorization` (RFC 9111 §3.5).
-    pub authorization: bool,
-}
-
-impl RequestHead {
-    /// Reads the head of `request`.
-    pub fn from_request<B>(request: &Request<B>) -> Self {
-        Self {
-            method: request.method().clone(),
-            preconditions: Preconditions::from_request(request.method(), request.headers()),
-            authorization: request.headers().contains_key(http::header::AUTHORIZATION),
-        }
-    }
 }
 
 /// The input of a provider's store service.
@@ -94,8 +87,8 @@ impl RequestHead {
 pub struct StoreRequest<K, B> {
     /// The key the lookup returned.
     pub key: K,
-    /// The client's request, as it was before the lookup.
-    pub head: RequestHead,
+    /// The client's request head, as it was before the lookup (a HEAD stays a HEAD).
+    pub head: Arc<RequestHead>,
     /// The inner service's response.
     pub response: Response<B>,
 }
@@ -104,13 +97,35 @@ pub struct StoreRequest<K, B> {
 pub(crate) type StoreOf<P, ReqBody, ResBody> =
     StoreRequest<<P as CacheProvider<ReqBody, ResBody>>::Key, ResBody>;
 
+/// Turns a request into the one a cache sends to fill an entry: a HEAD becomes a GET, so the
+/// response carries the GET representation's validators and body (Varnish does the same).
+/// The client still gets a bodiless answer, reporting the size of the GET body.
+pub(crate) fn fill_request<B>(request: &mut Request<B>) {
+    if request.method() == Method::HEAD {
+        *request.method_mut() = Method::GET;
+    }
+}
+
+/// Reads `body` to its end, dropping its bytes, and stops at the first error: what commits an
+/// entry that is written while its body streams, when no client reads that body (a HEAD, a
+/// 304 to a conditional miss, a background refresh). The body bounds itself (a store writer
+/// that gives up ends it); callers bound the time.
+pub(crate) async fn drain<B: Body>(body: B) {
+    let mut body = std::pin::pin!(body);
+    while let Some(Ok(_)) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {}
+}
+
 /// A cache behind [`EtagCacheLayer`](crate::EtagCacheLayer): a lookup service and a store
 /// service in one cloneable type (clones share one cache).
 ///
 /// Implement the two `Service`s, then this trait to name the key and body types. See
 /// [`ConstLruProvider`] for a complete provider.
+///
+/// Requests with unsafe methods (POST, PUT, DELETE, ...) always reach the lookup, whatever
+/// the middleware's predicate says, so that their responses can invalidate what the cache
+/// holds for their target (RFC 9111 §4.4).
 pub trait CacheProvider<ReqBody, ResBody>: Service<
-        Request<ReqBody>,
+        LookupRequest<ReqBody>,
         Response = Lookup<ReqBody, Self::Key, Self::HitBody>,
         Error = Infallible,
     > + Service<StoreRequest<Self::Key, ResBody>, Response = Response<Self::Body>, Error = Infallible>

@@ -7,3 +7,4 @@ pub mod conditional;
 pub(crate) mod dates;
 pub mod etag;
 pub(crate) mod headers;
+pub mod request;

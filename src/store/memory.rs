@@ -1,12 +1,15 @@
 //! [`MemoryStore`]: a bounded, sharded in-memory LRU.
 
-use super::{Meta, Store, StoreError, StoreWriter, Stored, StoredBody};
+use super::{Expect, Meta, Store, StoreError, StoreWriter, Stored, StoredBody};
 use bytes::{Bytes, BytesMut};
 use lru::LruCache;
 use std::{
     future::{ready, Future},
     hash::{BuildHasher, RandomState},
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError,
+    },
     time::{Duration, Instant},
 };
 
@@ -30,6 +33,7 @@ struct Entry {
     body: Bytes,
     expires: Instant,
     size: u64,
+    version: u64,
 }
 
 #[derive(Debug)]
@@ -47,6 +51,8 @@ struct Inner {
     /// it is known to fit, so it also bounds the memory one streaming response can take.
     max_entry_bytes: u64,
     shard_max_entries: usize,
+    /// The last version given out ([`Stored::version`]).
+    versions: AtomicU64,
 }
 
 /// Entries in memory, bounded by total bytes and by entry count, evicted least recently used
@@ -120,6 +126,7 @@ impl MemoryStoreBuilder {
                 shard_max_bytes: self.max_bytes / shards as u64,
                 max_entry_bytes: self.max_entry_bytes.min(self.max_bytes / shards as u64),
                 shard_max_entries: (self.max_entries / shards).max(1),
+                versions: AtomicU64::new(0),
             }),
         }
     }
@@ -167,13 +174,24 @@ impl MemoryStore {
         lock(&self.inner.shards[i])
     }
 
-    fn insert(&self, key: &str, entry: Entry) -> Result<(), StoreError> {
+    /// Puts `entry` under `key` if `expect` holds for what is there now.
+    fn insert(&self, key: &str, entry: Entry, expect: Expect) -> Result<(), StoreError> {
         if entry.size > self.inner.max_entry_bytes {
             return Err(StoreError::TooLarge {
                 limit: self.inner.max_entry_bytes,
             });
         }
         let mut shard = self.shard(key);
+        if !holds(current(&shard, key, Instant::now()), expect) {
+            return Err(StoreError::Conflict);
+        }
+        self.put_locked(&mut shard, key, entry);
+        Ok(())
+    }
+
+    /// Puts `entry` under `key` in a locked shard, evicting least recently used entries to
+    /// make room, with the next version number.
+    fn put_locked(&self, shard: &mut Shard, key: &str, mut entry: Entry) {
         if let Some(old) = shard.map.pop(key) {
             shard.bytes -= old.size;
         }
@@ -185,9 +203,9 @@ impl MemoryStore {
                 None => break,
             }
         }
+        entry.version = self.inner.versions.fetch_add(1, Ordering::Relaxed) + 1;
         shard.bytes += entry.size;
         shard.map.put(key.into(), Arc::new(entry));
-        Ok(())
     }
 
     fn get_now(&self, key: &str) -> Option<Stored> {
@@ -201,7 +219,58 @@ impl MemoryStore {
         Some(Stored {
             meta: entry.meta.clone(),
             body: StoredBody::Bytes(entry.body.clone()),
+            version: entry.version,
         })
+    }
+
+    /// [`Store::update_meta`]: check and write under one lock.
+    fn update_meta_now(
+        &self,
+        key: &str,
+        expect: Expect,
+        meta: Meta,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut shard = self.shard(key);
+        let existing = current(&shard, key, now);
+        if !holds(existing, expect) {
+            return Ok(false);
+        }
+        let body = existing.map_or_else(Bytes::new, |e| e.body.clone());
+        let size = entry_size(key, &meta, body.len() as u64);
+        if size > self.inner.max_entry_bytes {
+            return Err(StoreError::TooLarge {
+                limit: self.inner.max_entry_bytes,
+            });
+        }
+        let entry = Entry {
+            meta,
+            body,
+            expires: now.checked_add(ttl).unwrap_or_else(far_future),
+            size,
+            version: 0,
+        };
+        self.put_locked(&mut shard, key, entry);
+        Ok(true)
+    }
+}
+
+/// The live entry under `key` (an expired one counts as absent).
+fn current<'a>(shard: &'a Shard, key: &str, now: Instant) -> Option<&'a Entry> {
+    shard
+        .map
+        .peek(key)
+        .map(|e| &**e)
+        .filter(|e| e.expires > now)
+}
+
+/// Whether `expect` holds for `current`.
+fn holds(current: Option<&Entry>, expect: Expect) -> bool {
+    match (expect, current) {
+        (Expect::Any, _) | (Expect::Absent, None) => true,
+        (Expect::Version(v), Some(e)) => e.version == v,
+        _ => false,
     }
 }
 
@@ -221,6 +290,7 @@ pub struct MemoryWriter {
     key: Box<str>,
     meta: Meta,
     ttl: Duration,
+    expect: Expect,
     /// The body so far, copied: holding the caller's `Bytes` would keep whole network read
     /// buffers (often 8 KiB or more for a 1 KiB body) alive for as long as the entry lives.
     body: BytesMut,
@@ -253,7 +323,9 @@ impl StoreWriter for MemoryWriter {
                 body,
                 expires,
                 size,
+                version: 0,
             },
+            self.expect,
         )
     }
 }
@@ -273,7 +345,13 @@ impl Store for MemoryStore {
         Some(self.inner.max_entry_bytes)
     }
 
-    fn writer(&self, key: &str, meta: Meta, ttl: Duration) -> Result<MemoryWriter, StoreError> {
+    fn writer(
+        &self,
+        key: &str,
+        meta: Meta,
+        ttl: Duration,
+        expect: Expect,
+    ) -> Result<MemoryWriter, StoreError> {
         let limit = self.inner.max_entry_bytes;
         if entry_size(key, &meta, 0) > limit {
             return Err(StoreError::TooLarge { limit });
@@ -283,6 +361,7 @@ impl Store for MemoryStore {
             key: key.into(),
             meta,
             ttl,
+            expect,
             body: BytesMut::new(),
         })
     }
@@ -290,30 +369,11 @@ impl Store for MemoryStore {
     fn update_meta(
         &self,
         key: &str,
+        expect: Expect,
         meta: Meta,
         ttl: Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        let updated = match self.get_now(key) {
-            Some(Stored {
-                body: StoredBody::Bytes(body),
-                ..
-            }) => {
-                let size = entry_size(key, &meta, body.len() as u64);
-                let expires = Instant::now().checked_add(ttl).unwrap_or_else(far_future);
-                self.insert(
-                    key,
-                    Entry {
-                        meta,
-                        body,
-                        expires,
-                        size,
-                    },
-                )
-                .map(|()| true)
-            }
-            None => Ok(false),
-        };
-        ready(updated)
+        ready(self.update_meta_now(key, expect, meta, ttl))
     }
 
     fn remove(&self, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send {
@@ -337,7 +397,12 @@ mod tests {
     use super::*;
 
     fn put(store: &MemoryStore, key: &str, body: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        let mut w = store.writer(key, Meta::encoded(Bytes::from_static(b"meta")), ttl)?;
+        let mut w = store.writer(
+            key,
+            Meta::encoded(Bytes::from_static(b"meta")),
+            ttl,
+            Expect::Any,
+        )?;
         for chunk in body.chunks(7) {
             w.write(&Bytes::copy_from_slice(chunk))?;
         }
@@ -356,7 +421,12 @@ mod tests {
     fn written_entry_is_visible_only_after_commit() {
         let store = MemoryStore::new();
         let mut w = store
-            .writer("k", Meta::encoded(Bytes::from_static(b"m")), HOUR)
+            .writer(
+                "k",
+                Meta::encoded(Bytes::from_static(b"m")),
+                HOUR,
+                Expect::Any,
+            )
             .unwrap();
         w.write(&Bytes::from_static(b"hello ")).unwrap();
         w.write(&Bytes::from_static(b"world")).unwrap();
@@ -369,7 +439,7 @@ mod tests {
     fn dropped_writer_aborts() {
         let store = MemoryStore::new();
         let mut w = store
-            .writer("k", Meta::encoded(Bytes::new()), HOUR)
+            .writer("k", Meta::encoded(Bytes::new()), HOUR, Expect::Any)
             .unwrap();
         w.write(&Bytes::from_static(b"partial")).unwrap();
         drop(w);
@@ -405,7 +475,7 @@ mod tests {
     fn too_large_entries_are_refused_without_holding_them() {
         let store = MemoryStore::builder().max_bytes(4096).shards(1).build();
         let mut w = store
-            .writer("big", Meta::encoded(Bytes::new()), HOUR)
+            .writer("big", Meta::encoded(Bytes::new()), HOUR, Expect::Any)
             .unwrap();
         assert!(w.write(&Bytes::from(vec![0u8; 2000])).is_ok());
         assert!(matches!(
@@ -430,14 +500,32 @@ mod tests {
     async fn update_meta_remove_and_clear() {
         let store = MemoryStore::new();
         put(&store, "k", b"body", HOUR).unwrap();
+        let v = store.get_now("k").unwrap().version;
         assert!(store
-            .update_meta("k", Meta::encoded(Bytes::from_static(b"new")), HOUR)
+            .update_meta(
+                "k",
+                Expect::Version(v),
+                Meta::encoded(Bytes::from_static(b"new")),
+                HOUR
+            )
             .await
             .unwrap());
         let s = store.get("k").await.unwrap().unwrap();
         assert_eq!(s.meta.bytes, "new");
+        assert_eq!(body(&store, "k").unwrap(), "body", "the body is kept");
+        assert_ne!(s.version, v, "an update is a new version");
+        // The version read before the update no longer matches.
         assert!(!store
-            .update_meta("missing", Meta::encoded(Bytes::new()), HOUR)
+            .update_meta("k", Expect::Version(v), Meta::encoded(Bytes::new()), HOUR)
+            .await
+            .unwrap());
+        assert!(!store
+            .update_meta(
+                "missing",
+                Expect::Version(v),
+                Meta::encoded(Bytes::new()),
+                HOUR
+            )
             .await
             .unwrap());
         assert!(store.remove("k").await.unwrap());
@@ -448,12 +536,55 @@ mod tests {
         assert_eq!(store.bytes(), 0);
     }
 
+    #[tokio::test]
+    async fn update_meta_creates_only_where_absence_is_expected_or_allowed() {
+        let store = MemoryStore::new();
+        let meta = || Meta::encoded(Bytes::from_static(b"i"));
+        assert!(store
+            .update_meta("i", Expect::Absent, meta(), HOUR)
+            .await
+            .unwrap());
+        assert!(!store
+            .update_meta("i", Expect::Absent, meta(), HOUR)
+            .await
+            .unwrap());
+        assert!(store
+            .update_meta("j", Expect::Any, meta(), HOUR)
+            .await
+            .unwrap());
+        assert!(body(&store, "j").unwrap().is_empty());
+    }
+
+    #[test]
+    fn commits_are_compare_and_swap() {
+        let store = MemoryStore::new();
+        let meta = || Meta::encoded(Bytes::new());
+        // Two writers that both saw the key absent: the first commit wins.
+        let first = store.writer("k", meta(), HOUR, Expect::Absent).unwrap();
+        let second = store.writer("k", meta(), HOUR, Expect::Absent).unwrap();
+        first.commit().unwrap();
+        assert!(matches!(second.commit(), Err(StoreError::Conflict)));
+        let v = store.get_now("k").unwrap().version;
+        let mut stale = store.writer("k", meta(), HOUR, Expect::Version(v)).unwrap();
+        stale.write(&Bytes::from_static(b"older")).unwrap();
+        put(&store, "k", b"newer", HOUR).unwrap();
+        assert!(matches!(stale.commit(), Err(StoreError::Conflict)));
+        assert_eq!(body(&store, "k").unwrap(), "newer");
+        // An expired entry counts as absent.
+        put(&store, "e", b"x", Duration::ZERO).unwrap();
+        store
+            .writer("e", meta(), HOUR, Expect::Absent)
+            .unwrap()
+            .commit()
+            .unwrap();
+    }
+
     #[test]
     fn stored_bodies_do_not_keep_the_writers_buffers_alive() {
         let store = MemoryStore::new();
         let big = Bytes::from(vec![7u8; 8192]);
         let mut w = store
-            .writer("k", Meta::encoded(Bytes::new()), HOUR)
+            .writer("k", Meta::encoded(Bytes::new()), HOUR, Expect::Any)
             .unwrap();
         w.write(&big.slice(0..1024)).unwrap();
         w.commit().unwrap();
@@ -471,7 +602,7 @@ mod tests {
             .build();
         assert_eq!(store.max_entry_bytes(), Some(4096));
         let mut w = store
-            .writer("k", Meta::encoded(Bytes::new()), HOUR)
+            .writer("k", Meta::encoded(Bytes::new()), HOUR, Expect::Any)
             .unwrap();
         assert!(w.write(&Bytes::from(vec![0u8; 8192])).is_err());
         assert!(w.body.is_empty(), "nothing held past the limit");

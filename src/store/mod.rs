@@ -68,6 +68,24 @@ pub struct Stored {
     pub meta: Meta,
     /// The body.
     pub body: StoredBody,
+    /// Which write of the key this is: a number the store gives every commit and every
+    /// [`Store::update_meta`], never twice for one key (nor `0`). Compare-and-swap writes
+    /// ([`Expect::Version`]) name it, so that a write based on what was read never replaces
+    /// something newer.
+    pub version: u64,
+}
+
+/// What a conditional write expects to find under its key (compare-and-swap). A write whose
+/// expectation fails changes nothing and reports it ([`StoreError::Conflict`] on commit,
+/// `Ok(false)` from [`Store::update_meta`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Expect {
+    /// Whatever is there (an unconditional write).
+    Any,
+    /// No entry.
+    Absent,
+    /// The entry of this [`Stored::version`].
+    Version(u64),
 }
 
 /// The body of a stored entry.
@@ -100,6 +118,9 @@ pub enum StoreError {
         /// The store's limit in bytes.
         limit: u64,
     },
+    /// A conditional write found something else under its key than it expected
+    /// ([`Expect`]): nothing was written. Not a failure of the store.
+    Conflict,
     /// The store could not be reached or failed.
     Backend(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -110,6 +131,7 @@ impl fmt::Display for StoreError {
             Self::TooLarge { limit } => {
                 write!(f, "entry larger than the store's limit of {limit} bytes")
             }
+            Self::Conflict => f.write_str("the entry changed since it was read"),
             Self::Backend(e) => write!(f, "store backend error: {e}"),
         }
     }
@@ -119,7 +141,7 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Backend(e) => Some(&**e),
-            Self::TooLarge { .. } => None,
+            Self::TooLarge { .. } | Self::Conflict => None,
         }
     }
 }
@@ -131,8 +153,9 @@ pub trait StoreWriter: Send + 'static {
     /// the chunk to a task. After an error the writer is abandoned.
     fn write(&mut self, chunk: &Bytes) -> Result<(), StoreError>;
 
-    /// Makes the entry visible, replacing any entry under the same key. Called only when the
-    /// body ended cleanly.
+    /// Makes the entry visible, replacing the entry under the same key if the writer's
+    /// [`Expect`] still holds (else [`StoreError::Conflict`], and nothing changes). Called
+    /// only when the body ended cleanly.
     fn commit(self) -> Result<(), StoreError>;
 }
 
@@ -146,8 +169,15 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// The entry under `key`, if any (and not expired).
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Stored>, StoreError>> + Send;
 
-    /// Starts writing an entry that will live for `ttl` once committed.
-    fn writer(&self, key: &str, meta: Meta, ttl: Duration) -> Result<Self::Writer, StoreError>;
+    /// Starts writing an entry that will live for `ttl` once committed, if what is under
+    /// `key` at commit time is what `expect` says.
+    fn writer(
+        &self,
+        key: &str,
+        meta: Meta,
+        ttl: Duration,
+        expect: Expect,
+    ) -> Result<Self::Writer, StoreError>;
 
     /// The largest body this store accepts, if it has a limit: the cache does not start
     /// writing a body announced to be larger.
@@ -155,11 +185,15 @@ pub trait Store: Clone + Send + Sync + 'static {
         None
     }
 
-    /// Replaces the head of an existing entry and its time to live, keeping its body.
-    /// Returns whether the entry existed.
+    /// Replaces the head of the entry under `key` and its time to live, keeping its body, if
+    /// `expect` holds; where there is no entry (and `expect` allows that), creates one with
+    /// an empty body. The entry gets a new [`Stored::version`]. Returns whether it wrote.
+    ///
+    /// Atomic: between checking `expect` and writing, no other write of `key` happens.
     fn update_meta(
         &self,
         key: &str,
+        expect: Expect,
         meta: Meta,
         ttl: Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;

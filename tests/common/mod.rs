@@ -182,6 +182,7 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         assert!(addr.ip().is_loopback());
         tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             axum::serve(listener, app).await.unwrap();
         });
         let client = Client::builder(TokioExecutor::new()).build_http();
@@ -382,10 +383,13 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.stream
-            .as_mut()
-            .poll_next(cx)
-            .map(|item| item.map(|r| r.map(Frame::data)))
+        let polled = self.stream.as_mut().poll_next(cx);
+        if let Poll::Ready(Some(Ok(data))) = &polled {
+            // What is left shrinks as data flows, as with a real body.
+            let left = self.hint.lower().saturating_sub(data.len() as u64);
+            self.hint = SizeHint::with_exact(left);
+        }
+        polled.map(|item| item.map(|r| r.map(Frame::data)))
     }
 
     fn size_hint(&self) -> SizeHint {

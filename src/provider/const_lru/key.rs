@@ -1,7 +1,8 @@
 //! [`SimpleEtagCacheKey`] and the allocation-free view of it that lookups use.
 
+use crate::semantics::request::{target_authority, RequestHead};
 use http::{
-    header::{ACCEPT, ACCEPT_ENCODING, ACCEPT_LANGUAGE, HOST},
+    header::{ACCEPT, ACCEPT_ENCODING, ACCEPT_LANGUAGE},
     HeaderMap, HeaderName, HeaderValue, Request,
 };
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
@@ -12,8 +13,8 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 /// shares GET's entry.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SimpleEtagCacheKey {
-    /// The authority of the URI, or else the `Host` field, lower-cased; empty if neither is
-    /// present.
+    /// The authority of the URI, or else the `Host` field, lower-cased and without the
+    /// default port (see [`RequestHead::authority`]); empty if neither is present.
     pub host: String,
     /// The path and query of the URI.
     pub path_and_query: String,
@@ -29,11 +30,19 @@ pub struct SimpleEtagCacheKey {
 pub(super) const KEY_FIELDS: [HeaderName; 3] = [ACCEPT, ACCEPT_LANGUAGE, ACCEPT_ENCODING];
 
 impl SimpleEtagCacheKey {
-    /// The key of a request.
+    /// The key of a request. A request whose authority is ambiguous (see
+    /// [`target_authority`]) gets an empty host; the middleware refuses such requests.
     pub fn from_request<B>(request: &Request<B>) -> Self {
-        let view = KeyView::of_request(request);
+        let authority = target_authority(request.version(), request.uri(), request.headers())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        Self::of(&KeyView::of(authority.as_bytes(), request))
+    }
+
+    pub(super) fn of(view: &KeyView<'_>) -> Self {
         let [accept, accept_language, accept_encoding] =
-            view.fields.map(|f| f.iter().cloned().collect());
+            view.fields.each_ref().map(|f| f.iter().cloned().collect());
         Self {
             host: String::from_utf8_lossy(view.host).to_ascii_lowercase(),
             path_and_query: view.path_and_query.to_owned(),
@@ -109,14 +118,12 @@ pub(super) struct KeyView<'a> {
 }
 
 impl<'a> KeyView<'a> {
-    pub(super) fn of_request<B>(request: &'a Request<B>) -> Self {
-        let host = match request.uri().authority() {
-            Some(a) => a.as_str().as_bytes(),
-            None => request
-                .headers()
-                .get(HOST)
-                .map_or(&[][..], HeaderValue::as_bytes),
-        };
+    /// The key of `request`, whose head the middleware read as `head`.
+    pub(super) fn of_request<B>(head: &'a RequestHead, request: &'a Request<B>) -> Self {
+        Self::of(head.authority.as_deref().unwrap_or("").as_bytes(), request)
+    }
+
+    fn of<B>(host: &'a [u8], request: &'a Request<B>) -> Self {
         let headers = request.headers();
         Self {
             host,
@@ -143,6 +150,21 @@ impl<'a> KeyView<'a> {
 
 impl Hash for KeyView<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
+        self.hash_target(state);
+        state.write_u8(0xff);
+        for field in &self.fields {
+            state.write_u8(0xff);
+            for v in field.iter() {
+                state.write(v.as_bytes());
+                state.write_u8(0xfe);
+            }
+        }
+    }
+}
+
+impl KeyView<'_> {
+    /// Hashes the host (case-insensitively) and the path and query.
+    fn hash_target<H: Hasher>(&self, state: &mut H) {
         if self.host.iter().any(u8::is_ascii_uppercase) {
             let mut buf = [0u8; 64];
             for chunk in self.host.chunks(buf.len()) {
@@ -156,13 +178,6 @@ impl Hash for KeyView<'_> {
         }
         state.write_u8(0xff);
         state.write(self.path_and_query.as_bytes());
-        for field in &self.fields {
-            state.write_u8(0xff);
-            for v in field.iter() {
-                state.write(v.as_bytes());
-                state.write_u8(0xfe);
-            }
-        }
     }
 }
 
@@ -176,11 +191,46 @@ impl Digester {
     pub(super) fn digest(&self, view: &KeyView<'_>) -> u64 {
         self.0.hash_one(view)
     }
+
+    /// The digest of a key's target (host, path and query), under which the entries of every
+    /// representation of it are indexed for invalidation.
+    pub(super) fn target(&self, key: &SimpleEtagCacheKey) -> u64 {
+        self.target_of(key.host.as_bytes(), &key.path_and_query)
+    }
+
+    pub(super) fn target_of(&self, host: &[u8], path_and_query: &str) -> u64 {
+        let target = KeyView {
+            host,
+            path_and_query,
+            fields: [Values::None, Values::None, Values::None],
+        };
+        let mut hasher = self.0.build_hasher();
+        hasher.write_u8(0x01); // apart from whole keys
+        target.hash_target(&mut hasher);
+        hasher.finish()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::HOST;
+
+    fn view<'a>(head: &'a RequestHead, r: &'a Request<()>) -> KeyView<'a> {
+        KeyView::of_request(head, r)
+    }
+
+    fn head(r: &Request<()>) -> RequestHead {
+        RequestHead::from_parts(
+            &Request::get(r.uri().clone())
+                .header(HOST, r.headers()[HOST].clone())
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0,
+        )
+        .unwrap()
+    }
 
     fn req(host: &str, path: &str, accept: &[&str]) -> Request<()> {
         let mut b = Request::get(path).header(HOST, host);
@@ -197,7 +247,8 @@ mod tests {
         let key = SimpleEtagCacheKey::from_request(&r);
         assert_eq!(key.host, "example.com");
         assert_eq!(key.accept.len(), 2);
-        let (rv, kv) = (KeyView::of_request(&r), key.view());
+        let h = head(&r);
+        let (rv, kv) = (view(&h, &r), key.view());
         assert!(rv.same_as(&kv));
         assert_eq!(d.digest(&rv), d.digest(&kv));
     }
@@ -208,16 +259,12 @@ mod tests {
         let a = req("h", "/", &["x", "y"]);
         let b = req("h", "/", &["y", "x"]);
         let c = req("h", "/", &["x"]);
-        assert!(KeyView::of_request(&a).same_as(&KeyView::of_request(&b)));
-        assert_eq!(
-            d.digest(&KeyView::of_request(&a)),
-            d.digest(&KeyView::of_request(&b))
-        );
-        assert!(!KeyView::of_request(&a).same_as(&KeyView::of_request(&c)));
-        assert_ne!(
-            d.digest(&KeyView::of_request(&a)),
-            d.digest(&KeyView::of_request(&c))
-        );
+        let (ha, hb, hc) = (head(&a), head(&b), head(&c));
+        let (va, vb, vc) = (view(&ha, &a), view(&hb, &b), view(&hc, &c));
+        assert!(va.same_as(&vb));
+        assert_eq!(d.digest(&va), d.digest(&vb));
+        assert!(!va.same_as(&vc));
+        assert_ne!(d.digest(&va), d.digest(&vc));
     }
 
     #[test]
@@ -230,7 +277,8 @@ mod tests {
         ];
         for (i, a) in views.iter().enumerate() {
             for (j, b) in views.iter().enumerate() {
-                let (va, vb) = (KeyView::of_request(a), KeyView::of_request(b));
+                let (ha, hb) = (head(a), head(b));
+                let (va, vb) = (view(&ha, a), view(&hb, b));
                 assert_eq!(va.same_as(&vb), i == j);
                 assert_eq!(d.digest(&va) == d.digest(&vb), i == j);
             }

@@ -5,28 +5,29 @@ mod key;
 pub use key::SimpleEtagCacheKey;
 
 use self::key::{Digester, KeyView, KEY_FIELDS};
-use super::{CacheProvider, Lookup, RequestHead, StoreRequest};
+use super::{fill_request, CacheProvider, Lookup, LookupRequest, RequestHead, StoreRequest};
 use crate::{
     middleware::body::{BufferedBody, NoBody, ReadAhead, ReadAheadFuture},
     policy::freshness::{age_header, explicit_lifetime},
     policy::invalidated_uris,
     semantics::cache_control::CacheControl,
-    semantics::conditional::{Outcome, Preconditions, Validators},
+    semantics::conditional::{Outcome, Validators},
     semantics::dates::single_date,
     semantics::etag::EntityTag,
     semantics::headers::{answer_preconditions, vary_names, Answer},
 };
-use const_lru::ConstLru;
+use const_lru::{ConstLru, InsertReplaced};
 use http::{
     header::{
-        AGE, AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LOCATION, CONTENT_TYPE, ETAG,
-        EXPIRES, LAST_MODIFIED, SET_COOKIE, VARY,
+        AGE, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LOCATION, CONTENT_TYPE, ETAG, EXPIRES,
+        LAST_MODIFIED, SET_COOKIE, VARY,
     },
     response::Parts,
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode,
 };
 use http_body::{Body, SizeHint};
 use std::{
+    collections::HashMap,
     convert::Infallible,
     fmt,
     future::{ready, Future, Ready},
@@ -39,6 +40,10 @@ use tower_service::Service;
 
 /// The default limit on the bytes read ahead to hash a body: 8 MiB.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 8 * 1024 * 1024;
+
+/// The default limit on the time a body is read ahead before the response head goes out:
+/// 500 ms.
+pub const DEFAULT_READ_AHEAD_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// What the provider keeps of a response: its validators, the fields a 304 repeats, and when
 /// (if ever) it may answer a 304 without asking the inner service.
@@ -138,24 +143,91 @@ fn may_answer_alone(
 
 struct Config {
     max_body_size: u64,
+    read_ahead_timeout: Duration,
     ttl: Option<Duration>,
 }
 
-/// Entries by the digest of their key.
 /// Entries by the digest of their key; each keeps its full key, checked on every hit.
 type Lru<const CAP: usize> = ConstLru<u64, (SimpleEtagCacheKey, Entry), CAP, u32>;
 
+/// The LRU and, beside it, which entries stand for which target (host, path and query), so
+/// that invalidating a target touches its own entries only (never a scan of `CAP`).
+struct Table<const CAP: usize> {
+    lru: Box<Lru<CAP>>,
+    /// Target digest → the key digests of its entries. Holds exactly the entries in `lru`.
+    targets: HashMap<u64, Vec<u64>>,
+}
+
+impl<const CAP: usize> Table<CAP> {
+    fn insert(&mut self, digester: &Digester, digest: u64, key: SimpleEtagCacheKey, entry: Entry) {
+        let target = digester.target(&key);
+        match self.lru.insert(digest, (key, entry)) {
+            Some(InsertReplaced::OldValue(_)) => return, // same key, same target
+            Some(InsertReplaced::LruEvicted(evicted, (evicted_key, _))) => {
+                self.unindex(digester.target(&evicted_key), evicted);
+            }
+            None => {}
+        }
+        self.targets.entry(target).or_default().push(digest);
+    }
+
+    fn remove(&mut self, digester: &Digester, digest: u64) -> bool {
+        match self.lru.remove(&digest) {
+            Some((key, _)) => {
+                self.unindex(digester.target(&key), digest);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn unindex(&mut self, target: u64, digest: u64) {
+        if let Some(keys) = self.targets.get_mut(&target) {
+            keys.retain(|d| *d != digest);
+            if keys.is_empty() {
+                self.targets.remove(&target);
+            }
+        }
+    }
+
+    /// Removes every entry of a target; returns how many there were.
+    fn remove_target(&mut self, target: u64, host: &str, path_and_query: &str) -> usize {
+        let Some(digests) = self.targets.remove(&target) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for digest in digests {
+            // A digest collision of two targets must not remove the other's entries.
+            let belongs = self.lru.get_untouched(&digest).is_some_and(|(key, _)| {
+                key.host.eq_ignore_ascii_case(host) && key.path_and_query == path_and_query
+            });
+            if belongs {
+                self.lru.remove(&digest);
+                removed += 1;
+            } else if self.lru.get_untouched(&digest).is_some() {
+                self.targets.entry(target).or_default().push(digest);
+            }
+        }
+        removed
+    }
+
+    fn clear(&mut self) {
+        self.lru.clear();
+        self.targets.clear();
+    }
+}
+
 struct Shared<const CAP: usize> {
-    lru: Mutex<Box<Lru<CAP>>>,
+    table: Mutex<Table<CAP>>,
     digester: Digester,
     config: Config,
 }
 
 impl<const CAP: usize> Shared<CAP> {
-    fn lru(&self) -> MutexGuard<'_, Box<Lru<CAP>>> {
-        // The map is left consistent by every operation, so a panic elsewhere while the lock
-        // was held does not make it unusable.
-        self.lru.lock().unwrap_or_else(PoisonError::into_inner)
+    fn table(&self) -> MutexGuard<'_, Table<CAP>> {
+        // The table is left consistent by every operation, so a panic elsewhere while the
+        // lock was held does not make it unusable.
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -217,6 +289,7 @@ impl<const CAP: usize> fmt::Debug for ConstLruProvider<CAP> {
 #[must_use]
 pub struct ConstLruProviderBuilder<const CAP: usize> {
     max_body_size: u64,
+    read_ahead_timeout: Duration,
     ttl: Option<Duration>,
 }
 
@@ -225,6 +298,14 @@ impl<const CAP: usize> ConstLruProviderBuilder<CAP> {
     /// that is, or turns out to be, larger streams through without an ETag.
     pub fn max_body_size(mut self, bytes: u64) -> Self {
         self.max_body_size = bytes;
+        self
+    }
+
+    /// The longest time a body is read ahead to hash it (default
+    /// [`DEFAULT_READ_AHEAD_TIMEOUT`]): a body that has not ended by then goes out as it
+    /// streams, untagged, so a slow or never-ending body never holds its head back.
+    pub fn read_ahead_timeout(mut self, timeout: Duration) -> Self {
+        self.read_ahead_timeout = timeout;
         self
     }
 
@@ -240,10 +321,14 @@ impl<const CAP: usize> ConstLruProviderBuilder<CAP> {
     pub fn build(self) -> ConstLruProvider<CAP> {
         ConstLruProvider {
             shared: Arc::new(Shared {
-                lru: Mutex::new(new_boxed_lru()),
+                table: Mutex::new(Table {
+                    lru: new_boxed_lru(),
+                    targets: HashMap::new(),
+                }),
                 digester: Digester::default(),
                 config: Config {
                     max_body_size: self.max_body_size,
+                    read_ahead_timeout: self.read_ahead_timeout,
                     ttl: self.ttl,
                 },
             }),
@@ -286,6 +371,7 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
     pub fn builder() -> ConstLruProviderBuilder<CAP> {
         ConstLruProviderBuilder {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
+            read_ahead_timeout: DEFAULT_READ_AHEAD_TIMEOUT,
             ttl: None,
         }
     }
@@ -293,31 +379,31 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
     /// Forgets the entry of `key`; returns whether there was one.
     pub fn invalidate(&self, key: &SimpleEtagCacheKey) -> bool {
         let digest = self.shared.digester.digest(&key.view());
-        self.shared.lru().remove(&digest).is_some()
+        self.shared.table().remove(&self.shared.digester, digest)
     }
 
-    /// Forgets every entry (all variants) of a target. `host` as in
-    /// [`SimpleEtagCacheKey::host`]; returns how many entries went.
+    /// Forgets every entry (all representations) of a target. `host` as in
+    /// [`SimpleEtagCacheKey::host`] (lower-cased, without the default port); returns how
+    /// many entries went. Touches that target's entries only.
     pub fn invalidate_target(&self, host: &str, path_and_query: &str) -> usize {
-        let mut lru = self.shared.lru();
-        let digests: Vec<u64> = lru
-            .iter()
-            .filter(|(_, (key, _))| {
-                key.host.eq_ignore_ascii_case(host) && key.path_and_query == path_and_query
-            })
-            .map(|(d, _)| *d)
-            .collect();
-        digests.iter().filter(|d| lru.remove(*d).is_some()).count()
+        let host = host.to_ascii_lowercase();
+        let target = self
+            .shared
+            .digester
+            .target_of(host.as_bytes(), path_and_query);
+        self.shared
+            .table()
+            .remove_target(target, &host, path_and_query)
     }
 
     /// Forgets every entry.
     pub fn clear(&self) {
-        self.shared.lru().clear();
+        self.shared.table().clear();
     }
 
     /// How many entries the cache holds.
     pub fn len(&self) -> usize {
-        self.shared.lru().len() as usize
+        self.shared.table().lru.len() as usize
     }
 
     /// Whether the cache holds no entry.
@@ -328,8 +414,8 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
     /// The entity tag stored for `key`, if any.
     pub fn etag(&self, key: &SimpleEtagCacheKey) -> Option<EntityTag> {
         let digest = self.shared.digester.digest(&key.view());
-        let lru = self.shared.lru();
-        let (stored_key, entry) = lru.get_untouched(&digest)?;
+        let table = self.shared.table();
+        let (stored_key, entry) = table.lru.get_untouched(&digest)?;
         (stored_key == key).then(|| entry.etag.clone())
     }
 }
@@ -353,7 +439,7 @@ fn bodiless(headers: HeaderMap, status: StatusCode) -> Response<NoBody> {
     res
 }
 
-impl<const CAP: usize, ReqBody> Service<Request<ReqBody>> for ConstLruProvider<CAP> {
+impl<const CAP: usize, ReqBody> Service<LookupRequest<ReqBody>> for ConstLruProvider<CAP> {
     type Response = Lookup<ReqBody, SimpleEtagCacheKey, NoBody>;
     type Error = Infallible;
     type Future = Ready<Result<Self::Response, Infallible>>;
@@ -363,25 +449,24 @@ impl<const CAP: usize, ReqBody> Service<Request<ReqBody>> for ConstLruProvider<C
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        if !request.method().is_safe() {
+    fn call(&mut self, lookup: LookupRequest<ReqBody>) -> Self::Future {
+        let LookupRequest { head, mut request } = lookup;
+        if !head.method.is_safe() {
             // Only to invalidate after the response (RFC 9111 §4.4), in the store service.
-            let key = SimpleEtagCacheKey::from_request(&request);
+            let key = SimpleEtagCacheKey::of(&KeyView::of_request(&head, &request));
             return ready(Ok(Lookup::Miss { request, key }));
         }
-        let cc = CacheControl::from_headers(request.headers());
-        if cc.no_store {
-            // RFC 9111 §5.2.1.5: nothing of this exchange may be stored.
+        if head.cache_control.no_store || head.content || head.range {
+            // RFC 9111 §5.2.1.5: nothing of a no-store exchange is stored. A GET with a body
+            // might be answered from that body, and a range is not the representation.
             return ready(Ok(Lookup::Pass(request)));
         }
-        if let Some(hit) = self.answer_from_entry(&request, &cc) {
+        if let Some(hit) = self.answer_from_entry(&head, &request) {
             return ready(Ok(Lookup::Hit(hit)));
         }
-        let key = SimpleEtagCacheKey::from_request(&request);
-        if request.method() == Method::HEAD {
-            // Fetch the GET representation so the HEAD answer carries its tag.
-            *request.method_mut() = Method::GET;
-        }
+        let key = SimpleEtagCacheKey::of(&KeyView::of_request(&head, &request));
+        // Fetch the GET representation so a HEAD answer carries its tag.
+        fill_request(&mut request);
         ready(Ok(Lookup::Miss { request, key }))
     }
 }
@@ -390,30 +475,28 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
     /// A 304 or 412 from a fresh entry, where one may be sent without the inner service.
     fn answer_from_entry<ReqBody>(
         &self,
+        head: &RequestHead,
         request: &Request<ReqBody>,
-        cc: &CacheControl,
     ) -> Option<Response<NoBody>> {
-        let headers = request.headers();
-        let preconditions = Preconditions::from_request(request.method(), headers);
-        if preconditions.is_empty() {
+        if head.preconditions.is_empty() {
             return None;
         }
         // No allocation up to here: the key is a view of the request, the map's key a
         // digest of it, and the entry's own full key is compared before it is used.
-        let view = KeyView::of_request(request);
+        let view = KeyView::of_request(head, request);
         let digest = self.shared.digester.digest(&view);
         let now = Instant::now();
-        let mut lru = self.shared.lru();
-        let (key, entry) = lru.get(&digest)?;
+        let mut table = self.shared.table();
+        let (key, entry) = table.lru.get(&digest)?;
         let fresh = entry.fresh_until.is_some_and(|until| now < until);
         if !fresh
             || !key.view().same_as(&view)
-            || (headers.contains_key(AUTHORIZATION) && !entry.shareable_with_authorization)
-            || request_wants_revalidation(cc, entry.age(now))
+            || (head.authorization && !entry.shareable_with_authorization)
+            || request_wants_revalidation(&head.cache_control, entry.age(now))
         {
             return None;
         }
-        let status = match preconditions.evaluate(entry.validators()) {
+        let status = match head.preconditions.evaluate(entry.validators()) {
             Outcome::Proceed => return None,
             Outcome::NotModified => StatusCode::NOT_MODIFIED,
             Outcome::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
@@ -447,14 +530,13 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
     }
 
     fn store(&self, key: SimpleEtagCacheKey, entry: Option<Entry>) {
-        let digest = self.shared.digester.digest(&key.view());
-        let mut lru = self.shared.lru();
+        let digester = &self.shared.digester;
+        let digest = digester.digest(&key.view());
+        let mut table = self.shared.table();
         match entry {
-            Some(e) => {
-                lru.insert(digest, (key, e));
-            }
+            Some(e) => table.insert(digester, digest, key, e),
             None => {
-                lru.remove(&digest);
+                table.remove(digester, digest);
             }
         }
     }
@@ -492,7 +574,7 @@ enum StoreState<const CAP: usize, B: Body> {
 struct StoreRequestHead<const CAP: usize> {
     provider: ConstLruProvider<CAP>,
     key: SimpleEtagCacheKey,
-    head: RequestHead,
+    head: Arc<RequestHead>,
 }
 
 impl<const CAP: usize> StoreRequestHead<CAP> {
@@ -631,9 +713,15 @@ impl<const CAP: usize, ResBody: Body> Service<StoreRequest<SimpleEtagCacheKey, R
         if !bounded && (upper.is_some() || !worth_reading_unbounded(&parts.headers)) {
             return ready_with(ctx.pass(parts, BufferedBody::streaming(body)));
         }
+        // Every read-ahead is bounded in time too (a slow body of a known size would hold its
+        // head back as well); one of unknown length only where that bound can be kept.
+        let read = ReadAheadFuture::new(body, limit, self.shared.config.read_ahead_timeout);
+        if !bounded && !read.is_timed() {
+            return ready_with(ctx.pass(parts, read.into_streaming()));
+        }
         ConstLruStoreFuture {
             state: StoreState::Reading {
-                read: ReadAheadFuture::new(body, limit),
+                read,
                 pending: Some((parts, ctx)),
             },
         }

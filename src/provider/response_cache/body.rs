@@ -99,11 +99,6 @@ impl<B, W> CacheBody<B, W> {
         }
     }
 
-    /// Whether this body is being written to the store.
-    pub(crate) fn is_storing(&self) -> bool {
-        matches!(self.kind, Kind::Tee { .. })
-    }
-
     pub(crate) fn stored(body: HitBody) -> Self {
         Self {
             kind: Kind::Stored { body },

@@ -1,16 +1,64 @@
-//! Request coalescing: one fill per key at a time; the others wait for it.
+//! Request coalescing: one fill per key at a time; the others wait for it, as long as waiting
+//! is likely to pay off.
+//!
+//! A follower waits until the fill is done (stored, abandoned, or known not to be stored),
+//! at most the coalesce timeout. Once the fill's head shows a body of unknown length still
+//! streaming, followers wait only [`STREAM_PATIENCE`] more: never the whole timeout behind a
+//! live stream. A fill whose response will not be stored marks its key *hit-for-miss* for
+//! [`HIT_FOR_MISS`] (as Varnish does): requests for it then go on at once instead of being
+//! serialised behind each other.
 
+use lru::LruCache;
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
+    num::NonZeroUsize,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
 };
 use tokio::sync::watch;
 
-/// The keys being filled now.
-#[derive(Debug, Default, Clone)]
+/// How long a key stays hit-for-miss (Varnish's default for uncacheable responses).
+pub(crate) const HIT_FOR_MISS: Duration = Duration::from_secs(120);
+
+/// How long followers still wait once the fill's body turned out to be a stream of unknown
+/// length: most such bodies are done within it; a live stream is not waited for.
+pub(crate) const STREAM_PATIENCE: Duration = Duration::from_millis(500);
+
+/// The most keys remembered as hit-for-miss (the least recently marked are forgotten).
+const HIT_FOR_MISS_KEYS: usize = 16 * 1024;
+
+/// Where a fill is: followers watch it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Progress {
+    /// At the origin, or its body is being stored.
+    Filling,
+    /// Its body, of unknown length, is streaming.
+    Streaming,
+}
+
+#[derive(Debug)]
+struct Inner {
+    in_flight: Mutex<HashMap<String, watch::Receiver<Progress>>>,
+    hit_for_miss: Mutex<LruCache<String, Instant>>,
+}
+
+/// The keys being filled now, and the keys not worth coalescing.
+#[derive(Debug, Clone)]
 pub(crate) struct Coalescer {
-    in_flight: Arc<Mutex<HashMap<String, watch::Receiver<()>>>>,
+    inner: Arc<Inner>,
+}
+
+impl Default for Coalescer {
+    fn default() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                in_flight: Mutex::new(HashMap::new()),
+                hit_for_miss: Mutex::new(LruCache::new(
+                    NonZeroUsize::new(HIT_FOR_MISS_KEYS).expect("non-zero"),
+                )),
+            }),
+        }
+    }
 }
 
 /// Held by the one request filling a key. Dropping it (entry committed, abandoned, or not
@@ -19,13 +67,26 @@ pub(crate) struct Coalescer {
 pub(crate) struct FillGuard {
     coalescer: Coalescer,
     key: String,
-    _done: watch::Sender<()>,
+    progress: watch::Sender<Progress>,
+}
+
+impl FillGuard {
+    /// The fill's body is a stream of unknown length: followers stop waiting soon.
+    pub(crate) fn streaming(&self) {
+        self.progress.send_replace(Progress::Streaming);
+    }
+
+    /// The fill's response will not be stored: release the waiters now, and let requests
+    /// for the key go on without waiting for a while.
+    pub(crate) fn not_stored(self) {
+        self.coalescer.mark_hit_for_miss(&self.key);
+    }
 }
 
 impl Drop for FillGuard {
     fn drop(&mut self) {
-        self.coalescer.lock().remove(&self.key);
-        // `_done` drops after this, which wakes the waiters.
+        lock(&self.coalescer.inner.in_flight).remove(&self.key);
+        // The sender drops after this, which wakes the waiters.
     }
 }
 
@@ -35,83 +96,160 @@ pub(crate) enum Join {
     /// Nobody is filling this key: the caller fills it.
     Leader(FillGuard),
     /// Another request is filling it: wait on this.
-    Follower(watch::Receiver<()>),
+    Follower(Waiter),
+    /// The key is hit-for-miss: go on without coalescing.
+    Alone,
+}
+
+/// A follower's handle on a fill.
+#[derive(Debug)]
+pub(crate) struct Waiter(watch::Receiver<Progress>);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every operation leaves the maps consistent: a poisoned lock is still usable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Coalescer {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Receiver<()>>> {
-        self.in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Becomes the filler of `key`, or gets a handle to wait for the current one.
     pub(crate) fn join(&self, key: &str) -> Join {
-        let mut map = self.lock();
-        if let Some(rx) = map.get(key) {
-            return Join::Follower(rx.clone());
+        if self.is_hit_for_miss(key) {
+            return Join::Alone;
         }
-        let (tx, rx) = watch::channel(());
+        let mut map = lock(&self.inner.in_flight);
+        if let Some(rx) = map.get(key) {
+            return Join::Follower(Waiter(rx.clone()));
+        }
+        let (tx, rx) = watch::channel(Progress::Filling);
         map.insert(key.to_owned(), rx);
         Join::Leader(FillGuard {
             coalescer: self.clone(),
             key: key.to_owned(),
-            _done: tx,
+            progress: tx,
         })
     }
 
-    /// Whether a fill of `key` is running.
+    /// Whether a fill of `key` is running in this process.
     #[cfg(test)]
     pub(crate) fn is_filling(&self, key: &str) -> bool {
-        self.lock().contains_key(key)
+        lock(&self.inner.in_flight).contains_key(key)
+    }
+
+    fn mark_hit_for_miss(&self, key: &str) {
+        lock(&self.inner.hit_for_miss).put(key.to_owned(), Instant::now() + HIT_FOR_MISS);
+    }
+
+    fn is_hit_for_miss(&self, key: &str) -> bool {
+        let mut marks = lock(&self.inner.hit_for_miss);
+        match marks.peek(key) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                marks.pop(key);
+                false
+            }
+            None => false,
+        }
     }
 }
 
-/// Waits until the filler is done, or `timeout` passes. Returns whether it finished in time.
-pub(crate) async fn wait(mut rx: watch::Receiver<()>, timeout: Duration) -> bool {
-    // `changed` errs once the sender is dropped: that is the signal.
-    tokio::time::timeout(timeout, async { while rx.changed().await.is_ok() {} })
-        .await
-        .is_ok()
+impl Waiter {
+    /// Waits until the fill is done, at most `timeout`, and at most [`STREAM_PATIENCE`] once
+    /// the fill's body streams without a known length. Returns whether it finished.
+    pub(crate) async fn wait(mut self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut streaming_since: Option<tokio::time::Instant> = None;
+        loop {
+            let until = match streaming_since {
+                Some(t) => (t + STREAM_PATIENCE).min(deadline),
+                None => deadline,
+            };
+            match tokio::time::timeout_at(until, self.0.changed()).await {
+                // The sender is gone: the fill is over.
+                Ok(Err(_)) => return true,
+                Ok(Ok(())) => {
+                    if *self.0.borrow_and_update() == Progress::Streaming
+                        && streaming_since.is_none()
+                    {
+                        streaming_since = Some(tokio::time::Instant::now());
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn leader(c: &Coalescer, key: &str) -> FillGuard {
+        match c.join(key) {
+            Join::Leader(g) => g,
+            other => panic!("expected to lead: {other:?}"),
+        }
+    }
+
+    fn follower(c: &Coalescer, key: &str) -> Waiter {
+        match c.join(key) {
+            Join::Follower(w) => w,
+            other => panic!("expected to follow: {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn one_leader_and_followers_wake_when_it_finishes() {
         let c = Coalescer::default();
-        let Join::Leader(guard) = c.join("k") else {
-            panic!("first must lead")
-        };
-        let Join::Follower(rx) = c.join("k") else {
-            panic!("second must follow")
-        };
+        let guard = leader(&c, "k");
+        let w = follower(&c, "k");
         assert!(c.is_filling("k"));
-        let waiter = tokio::spawn(wait(rx, Duration::from_secs(5)));
+        let waiter = tokio::spawn(w.wait(Duration::from_secs(5)));
         tokio::task::yield_now().await;
         drop(guard);
         assert!(waiter.await.unwrap(), "woken before the timeout");
         assert!(!c.is_filling("k"));
-        assert!(matches!(c.join("k"), Join::Leader(_)));
+        leader(&c, "k");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn followers_time_out() {
         let c = Coalescer::default();
-        let _guard = match c.join("k") {
-            Join::Leader(g) => g,
-            Join::Follower(_) => panic!("first must lead"),
-        };
-        let Join::Follower(rx) = c.join("k") else {
-            panic!()
-        };
-        assert!(!wait(rx, Duration::from_millis(20)).await);
+        let _guard = leader(&c, "k");
+        let w = follower(&c, "k");
+        assert!(!w.wait(Duration::from_millis(20)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn followers_do_not_wait_out_the_timeout_behind_a_stream() {
+        let c = Coalescer::default();
+        let guard = leader(&c, "k");
+        let w = follower(&c, "k");
+        let start = tokio::time::Instant::now();
+        let waiting = tokio::spawn(w.wait(Duration::from_secs(10)));
+        tokio::task::yield_now().await;
+        guard.streaming();
+        assert!(!waiting.await.unwrap(), "the stream never ended");
+        let waited = start.elapsed();
+        assert!(
+            waited >= STREAM_PATIENCE && waited < Duration::from_secs(1),
+            "{waited:?}"
+        );
+        drop(guard);
     }
 
     #[tokio::test]
-    async fn keys_are_independent() {
+    async fn a_fill_not_stored_releases_waiters_and_stops_coalescing() {
+        let c = Coalescer::default();
+        let guard = leader(&c, "k");
+        let w = follower(&c, "k");
+        guard.not_stored();
+        assert!(w.wait(Duration::from_secs(5)).await);
+        assert!(matches!(c.join("k"), Join::Alone));
+        assert!(matches!(c.join("other"), Join::Leader(_)));
+    }
+
+    #[test]
+    fn keys_are_independent() {
         let c = Coalescer::default();
         let _a = c.join("a");
         assert!(matches!(c.join("b"), Join::Leader(_)));

@@ -1,28 +1,28 @@
-//! The response cache's lookup service: fresh hit, stale (revalidate / serve stale), miss.
+//! The response cache's lookup service. A request is **classified** (bypass, invalidate,
+//! cacheable), its entry **found** in the keyspace, the policy **decides** what the entry
+//! can do for it (a fresh hit, stale-while-revalidate, a revalidation, a miss), and misses
+//! and revalidations are **coalesced**, so that one request per key reaches the inner
+//! service at a time.
 
 use super::{
     body::HitBody,
-    coalesce::{self, FillGuard, Join},
-    copy_head,
-    entry::{self, Index},
+    coalesce::{Join, Waiter},
+    copy_head, entry,
+    keyspace::{Place, Seen, Selector},
     status::{CacheStatus, Fwd},
-    CacheBypass, ResponseCache,
+    tee::Held,
+    CacheBypass, FillingUrl, ResponseCache,
 };
 use crate::{
-    middleware::body::NoBody,
     policy::{BeforeRequest, CachePolicy},
-    provider::Lookup,
-    semantics::cache_control::CacheControl,
-    semantics::conditional::Preconditions,
-    semantics::headers::{answer_preconditions, Answer},
+    provider::{fill_request, Lookup, LookupRequest, RequestHead},
     store::{Store, StoredBody},
 };
 use bytes::Bytes;
 use http::{
-    header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE},
-    request, HeaderName, HeaderValue, Method, Request, Response, StatusCode,
+    header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE},
+    request, HeaderMap, HeaderName, Method, Request, Response,
 };
-use http_body::SizeHint;
 use std::{
     convert::Infallible,
     future::Future,
@@ -33,9 +33,6 @@ use std::{
 };
 use tower_service::Service;
 
-/// The name of the `Cache-Status` field (RFC 9211).
-pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
-
 /// What lookup hands to store: opaque to users.
 #[derive(Debug)]
 pub struct ResponseCacheKey(pub(crate) KeyKind);
@@ -45,26 +42,41 @@ pub(crate) enum KeyKind {
     /// Not cached: only `Cache-Status` is added.
     Bypass { fwd: Fwd, detail: &'static str },
     /// An unsafe method: invalidate after a non-error response (RFC 9111 §4.4).
-    Invalidate { request: Box<request::Parts> },
+    Invalidate { uri: http::Uri },
     /// A miss or a revalidation: store what comes back.
     Fill(Box<Fill>),
 }
 
+/// A fill: what the store service needs to file the inner service's response.
 #[derive(Debug)]
 pub(crate) struct Fill {
-    pub(crate) primary: String,
-    pub(crate) index: Option<Arc<Index>>,
+    pub(crate) place: Place,
+    /// The place's records as the lookup saw them: what the fill writes against.
+    pub(crate) seen: Seen,
+    /// The request as sent on (a GET, without the client's conditionals).
     pub(crate) request: request::Parts,
     pub(crate) request_time: SystemTime,
     pub(crate) fwd: Fwd,
-    pub(crate) guard: Option<FillGuard>,
-    pub(crate) stale: Option<StoredEntry>,
+    pub(crate) held: Held,
+    /// A revalidation: the stored entry and until when it may stand in for an error.
+    pub(crate) stale: Option<Stale>,
+    _filling: FillingUrl,
+}
+
+/// The entry a fill revalidates.
+#[derive(Debug)]
+pub(crate) struct Stale {
+    pub(crate) entry: StoredEntry,
+    pub(crate) stale_if_error_until: Option<SystemTime>,
 }
 
 /// An entry read from the store.
 #[derive(Debug)]
 pub(crate) struct StoredEntry {
-    pub(crate) variant_key: String,
+    pub(crate) key: String,
+    /// The store's version of it: a write based on this read names it.
+    pub(crate) version: u64,
+    pub(crate) selector: Selector,
     pub(crate) policy: Arc<CachePolicy>,
     pub(crate) body: Bytes,
 }
@@ -81,7 +93,7 @@ const CONDITIONAL_FIELDS: [HeaderName; 5] = [
 
 type LookupResult<ReqBody> = Lookup<ReqBody, ResponseCacheKey, HitBody>;
 
-impl<St: Store, ReqBody: Send + 'static> Service<Request<ReqBody>> for ResponseCache<St> {
+impl<St: Store, ReqBody: Send + 'static> Service<LookupRequest<ReqBody>> for ResponseCache<St> {
     type Response = LookupResult<ReqBody>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
@@ -91,10 +103,49 @@ impl<St: Store, ReqBody: Send + 'static> Service<Request<ReqBody>> for ResponseC
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, lookup: LookupRequest<ReqBody>) -> Self::Future {
         let cache = self.clone();
-        Box::pin(async move { Ok(cache.lookup(request).await) })
+        Box::pin(async move { Ok(cache.lookup(lookup).await) })
     }
+}
+
+/// What a request is to the cache.
+enum Class {
+    /// Not for the cache: forwarded, nothing stored (a `Cache-Status` says why).
+    Bypass(Fwd, &'static str),
+    /// An unsafe method: forwarded; a non-error response invalidates.
+    Invalidate,
+    /// Looked up at this place.
+    Cacheable(Place),
+}
+
+/// What was found for a request.
+struct Found {
+    /// The entry selected for the request, with the policy's decision for it.
+    entry: Option<(StoredEntry, BeforeRequest)>,
+    /// What a miss is: nothing stored for the URL, or not for this selection.
+    miss: Fwd,
+    /// What coalesced misses wait on.
+    coalesce_key: String,
+}
+
+/// The request sent to the inner service on a miss or revalidation: a GET (a HEAD fetches
+/// the GET representation so it can be stored), with the cache's own validators if any.
+/// `parts` no longer has the client's conditionals: the cache answers them itself.
+fn forwarded<ReqBody>(
+    parts: request::Parts,
+    body: ReqBody,
+    validators: Option<&HeaderMap>,
+) -> Request<ReqBody> {
+    let mut request = Request::from_parts(parts, body);
+    fill_request(&mut request);
+    if let Some(v) = validators {
+        let headers = request.headers_mut();
+        for (name, value) in v {
+            headers.insert(name, value.clone());
+        }
+    }
+    request
 }
 
 fn bypass<ReqBody>(
@@ -108,276 +159,351 @@ fn bypass<ReqBody>(
     }
 }
 
-/// The request sent to the inner service on a miss or revalidation: a GET (a HEAD fetches
-/// the GET representation so it can be stored), with the cache's own validators if any.
-/// `parts` no longer has the client's conditionals (`lookup` removed them: the cache answers
-/// them from what it stores).
-fn forwarded<ReqBody>(
-    parts: request::Parts,
-    body: ReqBody,
-    validators: Option<&http::HeaderMap>,
-) -> Request<ReqBody> {
-    let mut request = Request::from_parts(parts, body);
-    if request.method() == Method::HEAD {
-        *request.method_mut() = Method::GET;
-    }
-    let headers = request.headers_mut();
-    if let Some(v) = validators {
-        for (name, value) in v {
-            headers.insert(name, value.clone());
-        }
-    }
-    request
-}
-
 impl<St: Store> ResponseCache<St> {
-    async fn lookup<ReqBody>(&self, request: Request<ReqBody>) -> LookupResult<ReqBody> {
-        if request.extensions().get::<CacheBypass>().is_some() {
-            return bypass(request, Fwd::Bypass, "bypass-requested");
+    async fn lookup<ReqBody>(&self, lookup: LookupRequest<ReqBody>) -> LookupResult<ReqBody> {
+        let LookupRequest { head, request } = lookup;
+        let (parts, body) = request.into_parts();
+        match self.classify(&head, &parts) {
+            Class::Bypass(fwd, detail) => bypass(Request::from_parts(parts, body), fwd, detail),
+            Class::Invalidate => {
+                let uri = parts.uri.clone();
+                Lookup::Miss {
+                    request: Request::from_parts(parts, body),
+                    key: ResponseCacheKey(KeyKind::Invalidate { uri }),
+                }
+            }
+            Class::Cacheable(place) => self.cacheable(place, head, parts, body).await,
         }
-        match *request.method() {
+    }
+
+    fn classify(&self, head: &RequestHead, parts: &request::Parts) -> Class {
+        if parts.extensions.get::<CacheBypass>().is_some() {
+            return Class::Bypass(Fwd::Bypass, "bypass-requested");
+        }
+        match head.method {
             Method::GET | Method::HEAD => {}
             Method::OPTIONS | Method::TRACE | Method::CONNECT => {
-                return bypass(request, Fwd::Bypass, "method")
+                return Class::Bypass(Fwd::Bypass, "method")
             }
-            _ => {
-                let (parts, body) = request.into_parts();
-                let copy = copy_head(&parts);
-                let request = Request::from_parts(parts, body);
-                return Lookup::Miss {
-                    request,
-                    key: ResponseCacheKey(KeyKind::Invalidate {
-                        request: Box::new(copy),
-                    }),
-                };
-            }
+            _ => return Class::Invalidate,
         }
-        if request.headers().contains_key(RANGE) {
+        if head.content {
+            // What the origin made of the body would be served to requests without it.
+            return Class::Bypass(Fwd::Bypass, "request-body");
+        }
+        if head.range {
             // Partial content is not stored (RFC 9111 §3.4 is not implemented).
-            return bypass(request, Fwd::Bypass, "range");
+            return Class::Bypass(Fwd::Bypass, "range");
         }
-        let request_cc = CacheControl::from_headers(request.headers());
-        if request_cc.no_store {
-            return bypass(request, Fwd::Request, "request-no-store");
+        if head.cache_control.no_store {
+            return Class::Bypass(Fwd::Request, "request-no-store");
         }
-        let (mut parts, body) = request.into_parts();
-        let Some(primary) = self.primary_key(&parts) else {
-            return bypass(Request::from_parts(parts, body), Fwd::Bypass, "no-user");
-        };
-        let client = Preconditions::from_request(&parts.method, &parts.headers);
-        let is_head = parts.method == Method::HEAD;
+        match self.place(head, parts) {
+            Some(place) => Class::Cacheable(place),
+            None => Class::Bypass(Fwd::Bypass, "no-user"),
+        }
+    }
+
+    async fn cacheable<ReqBody>(
+        &self,
+        place: Place,
+        head: Arc<RequestHead>,
+        mut parts: request::Parts,
+        body: ReqBody,
+    ) -> LookupResult<ReqBody> {
         // The cache answers the client's preconditions itself, from what it stores; the
         // inner service only ever sees the cache's own validators.
         for name in CONDITIONAL_FIELDS {
             parts.headers.remove(name);
         }
-
+        let keyspace = self.keyspace();
         let mut collapsed = false;
         loop {
             let now = SystemTime::now();
-            let index = match self.read_index(&primary).await {
-                Ok(i) => i,
-                Err(()) => {
-                    return bypass(Request::from_parts(parts, body), Fwd::Bypass, "store-error")
+            let seen = match keyspace.read(&place).await {
+                Ok(seen) => seen,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cache store failed; serving without it");
+                    return bypass(Request::from_parts(parts, body), Fwd::Bypass, "store-error");
                 }
             };
-            let variant_key = index
-                .as_ref()
-                .map(|i| i.variant_key(&primary, &parts.headers));
-            let stored = match &variant_key {
-                Some(k) => self.read_entry(k).await,
+            let found = self.find(&place, &seen, &parts, &head, now).await;
+            let miss = found.miss;
+            let stale = match found.entry {
                 None => None,
-            };
-            let mut fwd = if index.is_some() {
-                Fwd::VaryMiss
-            } else {
-                Fwd::UriMiss
-            };
-            if let Some(entry) = stored {
-                match entry.policy.before_request(&parts, now) {
-                    BeforeRequest::Fresh { headers, .. } => {
-                        let ttl = entry.policy.time_to_live(now);
+                Some((entry, BeforeRequest::Fresh { headers, ttl, .. })) => {
+                    let status = CacheStatus {
+                        collapsed,
+                        ttl: Some(ttl.as_secs() as i64),
+                        ..CacheStatus::hit()
+                    };
+                    let response =
+                        self.respond(&entry.policy, headers, entry.body.clone(), &head, &status);
+                    if self.shared.config.refresh_ahead.is_some_and(|w| ttl < w) {
+                        let validators = entry.policy.revalidation_headers(&parts);
+                        let job = Job {
+                            place,
+                            seen,
+                            parts,
+                            body,
+                            fwd: Fwd::Stale,
+                        };
+                        return self.serve_and_refresh(response, entry, validators, job);
+                    }
+                    if seen
+                        .index()
+                        .is_some_and(|i| i.worth_touching(entry.selector))
+                    {
+                        keyspace.touch(&place, &seen, entry.selector).await;
+                    }
+                    return Lookup::Hit(response);
+                }
+                Some((
+                    entry,
+                    BeforeRequest::Stale {
+                        reason,
+                        swr_allowed,
+                        revalidation_headers,
+                        stale_if_error_until,
+                    },
+                )) => {
+                    if head.cache_control.only_if_cached {
+                        return Lookup::Hit(self.only_if_cached());
+                    }
+                    let fwd = if reason.requested_by_client() {
+                        Fwd::Request
+                    } else {
+                        Fwd::Stale
+                    };
+                    if swr_allowed {
                         let status = CacheStatus {
-                            collapsed,
-                            ttl: Some(ttl.as_secs() as i64),
+                            detail: Some("stale-while-revalidate"),
                             ..CacheStatus::hit()
                         };
+                        let headers = entry.policy.headers_with_age(now);
                         let response = self.respond(
                             &entry.policy,
                             headers,
                             entry.body.clone(),
-                            is_head,
-                            &client,
-                            status,
+                            &head,
+                            &status,
                         );
-                        let refresh_due = self.shared.config.refresh_ahead.is_some_and(|w| ttl < w);
-                        if refresh_due {
-                            let fill = (primary, index, parts, body);
-                            return self.answer_and_refresh(response, entry, fill, Fwd::Stale);
-                        }
-                        return Lookup::Hit(response);
-                    }
-                    BeforeRequest::Stale {
-                        swr_allowed,
-                        revalidation_headers,
-                        ..
-                    } => {
-                        if request_cc.only_if_cached {
-                            return Lookup::Hit(self.gateway_timeout());
-                        }
-                        let by_time = entry.policy.is_fresh(now);
-                        fwd = if by_time { Fwd::Request } else { Fwd::Stale };
-                        if swr_allowed {
-                            let status = CacheStatus {
-                                detail: Some("stale-while-revalidate"),
-                                ..CacheStatus::hit()
-                            };
-                            let response = self.respond(
-                                &entry.policy,
-                                entry.policy.headers_with_age(now),
-                                entry.body.clone(),
-                                is_head,
-                                &client,
-                                status,
-                            );
-                            let fill = (primary, index, parts, body);
-                            return self.answer_and_refresh(response, entry, fill, fwd);
-                        }
-                        let on_error =
-                            entry.policy.stale_if_error_allowed(&parts, now).then(|| {
-                                let status = CacheStatus {
-                                    fwd: Some(fwd),
-                                    detail: Some("stale-if-error"),
-                                    ..CacheStatus::default()
-                                };
-                                self.respond(
-                                    &entry.policy,
-                                    entry.policy.headers_with_age(now),
-                                    entry.body.clone(),
-                                    is_head,
-                                    &client,
-                                    status,
-                                )
-                            });
-                        let key = self.fill_key(primary, index, &parts, fwd, None, Some(entry));
-                        let request = forwarded(parts, body, Some(&revalidation_headers));
-                        return match on_error {
-                            Some(on_error) => Lookup::Revalidate {
-                                request,
-                                key,
-                                on_error,
-                            },
-                            None => Lookup::Miss { request, key },
+                        let job = Job {
+                            place,
+                            seen,
+                            parts,
+                            body,
+                            fwd,
                         };
+                        return self.serve_and_refresh(response, entry, revalidation_headers, job);
                     }
-                    BeforeRequest::VaryMismatch => fwd = Fwd::VaryMiss,
+                    Some((entry, revalidation_headers, stale_if_error_until, fwd))
                 }
-            }
-            if request_cc.only_if_cached {
+                Some((_, BeforeRequest::VaryMismatch)) => None,
+            };
+            if stale.is_none() && head.cache_control.only_if_cached {
                 // RFC 9111 §5.2.1.7: nothing suitable stored.
-                return Lookup::Hit(self.gateway_timeout());
+                return Lookup::Hit(self.only_if_cached());
             }
-            let coalesce_key = variant_key.unwrap_or_else(|| primary.clone());
-            match self.shared.coalescer.join(&coalesce_key) {
-                Join::Leader(guard) => {
-                    let key = self.fill_key(primary, index, &parts, fwd, Some(guard), None);
-                    return Lookup::Miss {
-                        request: forwarded(parts, body, None),
-                        key,
-                    };
-                }
-                Join::Follower(rx) if !collapsed => {
+            // A revalidation is coalesced on its entry, a miss on what it will fill.
+            let coalesce_key = match &stale {
+                Some((entry, ..)) => entry.key.clone(),
+                None => found.coalesce_key,
+            };
+            let guard = match self.shared.coalescer.join(&coalesce_key) {
+                Join::Leader(guard) => Some(guard),
+                Join::Alone => None,
+                Join::Follower(waiter) if !collapsed => {
                     collapsed = true;
-                    if coalesce::wait(rx, self.shared.config.coalesce_timeout).await {
-                        continue; // Look again: the first request has stored its response.
-                    }
-                    let key = self.fill_key(primary, index, &parts, fwd, None, None);
-                    return Lookup::Miss {
-                        request: forwarded(parts, body, None),
-                        key,
-                    };
+                    self.wait(waiter).await;
+                    continue; // Look again: the first request has (probably) stored its response.
                 }
-                Join::Follower(_) => {
-                    // Still nothing after waiting once: go on alone, without storing twice.
-                    let key = self.fill_key(primary, index, &parts, fwd, None, None);
-                    return Lookup::Miss {
-                        request: forwarded(parts, body, None),
-                        key,
+                // Still nothing after waiting once: go on alone.
+                Join::Follower(_) => None,
+            };
+            let held = Held {
+                guard,
+                permit: None,
+            };
+            let job = Job {
+                place,
+                seen,
+                parts,
+                body,
+                fwd: miss,
+            };
+            return match stale {
+                None => {
+                    let (request, key) = self.fill(job, held, None, None);
+                    Lookup::Miss { request, key }
+                }
+                Some((entry, validators, stale_if_error_until, fwd)) => {
+                    let on_error = stale_if_error_until.map(|_| {
+                        let status = CacheStatus {
+                            fwd: Some(fwd),
+                            detail: Some("stale-if-error"),
+                            ..CacheStatus::default()
+                        };
+                        let headers = entry.policy.headers_with_age(now);
+                        self.respond(&entry.policy, headers, entry.body.clone(), &head, &status)
+                    });
+                    let stale = Stale {
+                        entry,
+                        stale_if_error_until,
+                    };
+                    let job = Job { fwd, ..job };
+                    let (request, key) = self.fill(job, held, Some(stale), Some(&validators));
+                    match on_error {
+                        Some(on_error) => Lookup::Revalidate {
+                            request,
+                            key,
+                            on_error,
+                        },
+                        None => Lookup::Miss { request, key },
+                    }
+                }
+            };
+        }
+    }
+
+    /// Waits for a coalesced fill (bounded by the coalesce timeout).
+    async fn wait(&self, waiter: Waiter) {
+        if !waiter.wait(self.shared.config.coalesce_timeout).await {
+            tracing::debug!("a coalesced fill took too long; going on alone");
+        }
+    }
+
+    /// The entry of `place` selected for the request: under each of the URL's `Vary` sets,
+    /// most recent first, the first listed variant the policy does not reject (RFC 9111
+    /// §4.1).
+    async fn find(
+        &self,
+        place: &Place,
+        seen: &Seen,
+        parts: &request::Parts,
+        head: &RequestHead,
+        now: SystemTime,
+    ) -> Found {
+        let (Some(index), Some(epoch)) = (seen.index(), seen.epoch()) else {
+            return Found {
+                entry: None,
+                miss: Fwd::UriMiss,
+                coalesce_key: place.coalesce_key(),
+            };
+        };
+        let mut first_key = None;
+        for names in index.vary_sets() {
+            let selector = Selector::of(names, &parts.headers);
+            let key = place.variant_key(epoch, selector);
+            if !index.lists(selector) {
+                first_key.get_or_insert(key);
+                continue;
+            }
+            if let Some(entry) = self.read_entry(key.clone(), selector).await {
+                let decision = entry.policy.before_request(parts, head, now);
+                if decision != BeforeRequest::VaryMismatch {
+                    return Found {
+                        entry: Some((entry, decision)),
+                        miss: Fwd::VaryMiss,
+                        coalesce_key: key,
                     };
                 }
             }
+            first_key.get_or_insert(key);
+        }
+        Found {
+            entry: None,
+            miss: if index.vary_sets().is_empty() {
+                Fwd::UriMiss
+            } else {
+                Fwd::VaryMiss
+            },
+            coalesce_key: first_key.unwrap_or_else(|| place.coalesce_key()),
         }
     }
 
     /// Answers with `response` now and revalidates `entry` in the background
-    /// (stale-while-revalidate, refresh-ahead), unless a revalidation of it is running.
-    fn answer_and_refresh<ReqBody>(
+    /// (stale-while-revalidate, refresh-ahead): unless a revalidation of it is running, or
+    /// the background pool is full (then the entry is served as it is; the next request
+    /// tries again).
+    fn serve_and_refresh<ReqBody>(
         &self,
         response: Response<HitBody>,
         entry: StoredEntry,
-        (primary, index, parts, body): (String, Option<Arc<Index>>, request::Parts, ReqBody),
-        fwd: Fwd,
+        validators: HeaderMap,
+        job: Job<ReqBody>,
     ) -> LookupResult<ReqBody> {
-        match self.shared.coalescer.join(&entry.variant_key) {
-            Join::Leader(guard) => {
-                let validators = entry.policy.revalidation_headers(&parts);
-                let key = self.fill_key(primary, index, &parts, fwd, Some(guard), Some(entry));
-                let request = forwarded(parts, body, Some(&validators));
-                Lookup::Refresh {
-                    response,
-                    request,
-                    key,
-                }
-            }
-            Join::Follower(_) => Lookup::Hit(response),
+        let guard = match self.shared.coalescer.join(&entry.key) {
+            Join::Leader(guard) => Some(guard),
+            Join::Alone => None,
+            Join::Follower(_) => return Lookup::Hit(response),
+        };
+        let Ok(permit) = Arc::clone(&self.shared.background).try_acquire_owned() else {
+            tracing::debug!("background pool full: serving stale without a refresh");
+            return Lookup::Hit(response);
+        };
+        let held = Held {
+            guard,
+            permit: Some(permit),
+        };
+        let stale = Stale {
+            entry,
+            stale_if_error_until: None,
+        };
+        let (request, key) = self.fill(job, held, Some(stale), Some(&validators));
+        Lookup::Refresh {
+            response,
+            request,
+            key,
+            timeout: self.shared.config.background_timeout,
         }
     }
 
-    fn fill_key(
+    /// The request for the inner service and the key of the fill that files its response.
+    fn fill<ReqBody>(
         &self,
-        primary: String,
-        index: Option<Arc<Index>>,
-        parts: &request::Parts,
-        fwd: Fwd,
-        guard: Option<FillGuard>,
-        stale: Option<StoredEntry>,
-    ) -> ResponseCacheKey {
-        let mut request = copy_head(parts);
-        if request.method == Method::HEAD {
-            // The inner service is asked for the GET representation (see `forwarded`), and
-            // that is what gets stored.
-            request.method = Method::GET;
-        }
-        ResponseCacheKey(KeyKind::Fill(Box::new(Fill {
-            primary,
-            index,
+        job: Job<ReqBody>,
+        held: Held,
+        stale: Option<Stale>,
+        validators: Option<&HeaderMap>,
+    ) -> (Request<ReqBody>, ResponseCacheKey) {
+        let Job {
+            place,
+            seen,
+            parts,
+            body,
+            fwd,
+        } = job;
+        let mut request = copy_head(&parts);
+        // The inner service is asked for the GET representation (see `forwarded`), and that
+        // is what gets stored.
+        request.method = Method::GET;
+        let filling = FillingUrl::new(&self.shared.filling, place.url.clone());
+        let fill = Fill {
+            place,
+            seen,
             request,
             request_time: SystemTime::now(),
             fwd,
-            guard,
+            held,
             stale,
-        })))
+            _filling: filling,
+        };
+        (
+            forwarded(parts, body, validators),
+            ResponseCacheKey(KeyKind::Fill(Box::new(fill))),
+        )
     }
 
-    /// The index of a primary key; `Err` when the store failed (the cache steps aside).
-    pub(crate) async fn read_index(&self, primary: &str) -> Result<Option<Arc<Index>>, ()> {
-        match self.shared.store.get(&entry::index_key(primary)).await {
-            Ok(Some(stored)) => Ok(Index::of(&stored.meta)),
-            Ok(None) => Ok(None),
-            Err(e) => {
-                tracing::warn!(error = %e, "cache store failed; serving without it");
-                Err(())
-            }
-        }
-    }
-
-    pub(crate) async fn read_entry(&self, variant_key: &str) -> Option<StoredEntry> {
-        match self.shared.store.get(variant_key).await {
+    pub(crate) async fn read_entry(&self, key: String, selector: Selector) -> Option<StoredEntry> {
+        match self.shared.store.get(&key).await {
             Ok(Some(stored)) => {
                 let policy = entry::policy_of(&stored.meta)?;
                 let StoredBody::Bytes(body) = stored.body;
                 Some(StoredEntry {
-                    variant_key: variant_key.to_owned(),
+                    key,
+                    version: stored.version,
+                    selector,
                     policy,
                     body,
                 })
@@ -390,52 +516,20 @@ impl<St: Store> ResponseCache<St> {
         }
     }
 
-    /// A response made from a stored entry: its status and headers, `Age` (RFC 9111 §5.1),
-    /// the client's preconditions answered (RFC 9110 §13.2), no body for HEAD.
-    pub(crate) fn respond(
-        &self,
-        policy: &CachePolicy,
-        headers_with_age: http::HeaderMap,
-        body: Bytes,
-        is_head: bool,
-        client: &Preconditions,
-        status: CacheStatus,
-    ) -> Response<HitBody> {
-        let mut response = Response::new(());
-        *response.status_mut() = policy.status();
-        // The stored fields and `Age` (RFC 9111 §5.1): for a fresh hit, as `before_request`
-        // made them (one copy of the map, not two).
-        *response.headers_mut() = headers_with_age;
-        let (mut parts, ()) = response.into_parts();
-        let body = match answer_preconditions(&mut parts, client, is_head) {
-            Answer::Full => HitBody::bytes(body),
-            Answer::Head => {
-                HitBody::None(NoBody::with_hint(SizeHint::with_exact(body.len() as u64)))
-            }
-            Answer::NotModified => HitBody::None(NoBody::unknown()),
-            Answer::PreconditionFailed => HitBody::bytes(Bytes::new()),
-        };
-        parts.headers.insert(
-            CACHE_STATUS,
-            status.to_header_value(&self.shared.config.name),
-        );
-        Response::from_parts(parts, body)
-    }
-
     /// RFC 9111 §5.2.1.7: `only-if-cached` and nothing suitable is stored.
-    fn gateway_timeout(&self) -> Response<HitBody> {
-        let mut res = Response::new(HitBody::bytes(Bytes::new()));
-        *res.status_mut() = StatusCode::GATEWAY_TIMEOUT;
-        let status = CacheStatus {
+    fn only_if_cached(&self) -> Response<HitBody> {
+        self.gateway_timeout(&CacheStatus {
             detail: Some("only-if-cached"),
             ..CacheStatus::fwd(Fwd::UriMiss)
-        };
-        res.headers_mut().insert(
-            CACHE_STATUS,
-            status.to_header_value(&self.shared.config.name),
-        );
-        res.headers_mut()
-            .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-        res
+        })
     }
+}
+
+/// A request on its way to the inner service, with where its response is filed.
+struct Job<ReqBody> {
+    place: Place,
+    seen: Seen,
+    parts: request::Parts,
+    body: ReqBody,
+    fwd: Fwd,
 }

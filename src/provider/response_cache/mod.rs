@@ -3,8 +3,9 @@
 //! It stores responses (status, headers, body) in a [`Store`] and answers fresh hits without
 //! calling the inner service, revalidates stale entries with a conditional request, serves
 //! stale content where `stale-while-revalidate` / `stale-if-error` allow, keeps one variant
-//! per `Vary` selection side by side, coalesces concurrent misses, invalidates after unsafe
-//! methods, and says what it did in a `Cache-Status` field (RFC 9211).
+//! per `Vary` selection side by side, coalesces concurrent misses and revalidations,
+//! invalidates after unsafe methods, and says what it did in a `Cache-Status` field
+//! (RFC 9211).
 //!
 //! ```
 //! use axum::{routing::get, Router};
@@ -18,34 +19,66 @@
 //! ```
 //!
 //! The policy (what may be stored, for how long, what a request may be answered with) is the
-//! pure [`policy`](crate::policy) module; this module is the plumbing around it.
+//! pure [`policy`](crate::policy) module; this module is the plumbing around it:
+//!
+//! - `lookup`: a request is classified (bypass, invalidate, cacheable), its entry found
+//!   (`keyspace`), the policy decides (hit, stale-while-revalidate, revalidate, miss), and
+//!   misses and revalidations are coalesced (`coalesce`).
+//! - `fill`: the inner service's response is filed: stored while it streams (`tee`), or
+//!   used to freshen the entry it revalidated, or replaced by the stale entry on errors; an
+//!   unsafe method's response invalidates.
+//! - `respond`: the responses made from entries, with their `Cache-Status` (`status`).
+//!
+//! # Safe in front of many users
+//!
+//! - Nothing stored for one user is served to another: in shared mode `private`,
+//!   `Set-Cookie` and (without `public`, `s-maxage`, `must-revalidate`) answers to requests
+//!   with `Authorization` are never stored, also when a `304` brings them: the `304`'s
+//!   `Set-Cookie` goes to the client that asked only, and a `304` that makes the response
+//!   unstorable removes the entry.
+//! - The key and what reaches the inner service name the same authority (see
+//!   [`EtagCache`](crate::EtagCache)); a GET or HEAD with a body bypasses the cache.
+//! - An invalidation wins over every fill that started before it; a late `304` never
+//!   relabels a newer body.
+//! - Bounded: variants per URL ([`ResponseCacheBuilder::max_variants`]), background work
+//!   (HEAD fills, refreshes; [`ResponseCacheBuilder::max_background_fills`] and
+//!   [`ResponseCacheBuilder::background_timeout`]), bytes buffered per entry (the store's
+//!   [`Store::max_entry_bytes`]).
 
 mod body;
 mod coalesce;
+mod codec;
 mod entry;
+mod fill;
+mod keyspace;
 mod lookup;
+mod respond;
 mod status;
-mod store_service;
 mod tee;
 
 pub use body::{CacheBody, HitBody};
 pub use lookup::ResponseCacheKey;
 pub use tee::TeeBody;
 
-use self::{coalesce::Coalescer, status::cache_name};
+use self::{
+    coalesce::Coalescer,
+    keyspace::{Keyspace, Place, Selector, Url},
+    status::cache_name,
+};
 use crate::{
-    middleware::layer::EtagCacheLayer,
-    middleware::predicate::PassthroughPredicate,
-    policy::{CacheMode, CachePolicy},
-    store::{Store, StoreError, StoreWriter},
+    middleware::{layer::EtagCacheLayer, predicate::PassthroughPredicate},
+    policy::{vary, CacheMode, CachePolicy},
+    store::{Expect, Store, StoreError, StoreWriter},
 };
 use bytes::Bytes;
 use http::{request, Request, Response, Uri};
 use std::{
+    collections::HashMap,
     fmt,
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, SystemTime},
 };
+use tokio::sync::Semaphore;
 
 /// Put this in a request's extensions to have the cache step aside for it: the request goes
 /// to the inner service and nothing is stored (`Cache-Status: ...; fwd=bypass`).
@@ -55,25 +88,42 @@ pub struct CacheBypass;
 /// Extracts the user a request is made for, in private mode.
 pub type UserKey = Arc<dyn Fn(&request::Parts) -> Option<String> + Send + Sync>;
 
+/// The default cap on the variants kept per URL (and per user in private mode): 32.
+pub const DEFAULT_MAX_VARIANTS: usize = 32;
+
+/// The default bound on background fills and refreshes running at once: 32.
+pub const DEFAULT_MAX_BACKGROUND_FILLS: usize = 32;
+
+/// The default time a background fill or refresh may take: 30 s.
+pub const DEFAULT_BACKGROUND_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub(crate) struct Config {
     pub(crate) name: String,
     pub(crate) mode: CacheMode,
     pub(crate) user_key: Option<UserKey>,
     pub(crate) coalesce_timeout: Duration,
     pub(crate) refresh_ahead: Option<Duration>,
+    pub(crate) max_variants: usize,
+    pub(crate) background_timeout: Duration,
 }
 
 pub(crate) struct Shared<St> {
     pub(crate) store: St,
     pub(crate) config: Config,
     pub(crate) coalescer: Coalescer,
+    /// Permits for work no client waits for (HEAD and conditional-miss fills, refreshes).
+    pub(crate) background: Arc<Semaphore>,
+    /// The URLs with fills under way in this process, and how many.
+    pub(crate) filling: Arc<Mutex<HashMap<Url, usize>>>,
 }
 
 /// An HTTP cache (RFC 9111) over a [`Store`]. Clones share the store and settings.
 ///
 /// Use it through [`ResponseCache::layer`]. Defaults: shared-cache mode (never stores
 /// `private` responses, honours `s-maxage` and `proxy-revalidate`), `Cache-Status` name
-/// `tower-etag`, coalesced requests wait up to 10 s for the first one, no refresh-ahead.
+/// `tower-etag`, coalesced requests wait up to 10 s for the first one, no refresh-ahead, at
+/// most [`DEFAULT_MAX_VARIANTS`] variants per URL, [`DEFAULT_MAX_BACKGROUND_FILLS`]
+/// background fills at once, each for at most [`DEFAULT_BACKGROUND_TIMEOUT`].
 pub struct ResponseCache<St> {
     shared: Arc<Shared<St>>,
 }
@@ -95,6 +145,8 @@ impl<St: fmt::Debug> fmt::Debug for ResponseCache<St> {
             .field("mode", &c.mode)
             .field("coalesce_timeout", &c.coalesce_timeout)
             .field("refresh_ahead", &c.refresh_ahead)
+            .field("max_variants", &c.max_variants)
+            .field("background_timeout", &c.background_timeout)
             .finish()
     }
 }
@@ -108,6 +160,9 @@ pub struct ResponseCacheBuilder<St> {
     user_key: Option<UserKey>,
     coalesce_timeout: Duration,
     refresh_ahead: Option<Duration>,
+    max_variants: usize,
+    max_background_fills: usize,
+    background_timeout: Duration,
 }
 
 impl<St: fmt::Debug> fmt::Debug for ResponseCacheBuilder<St> {
@@ -130,6 +185,8 @@ impl<St: Store> ResponseCacheBuilder<St> {
     /// Private-cache mode: responses marked `private` are stored, per user. `user_key`
     /// names the user of a request (a session id, an account id); requests for which it
     /// returns `None` bypass the cache. Entries of one user are never served to another.
+    /// Every response is stored per user, `public` ones included; an invalidation (an unsafe
+    /// request, [`ResponseCache::invalidate_url`]) reaches every user's entries of the URL.
     pub fn private<F>(mut self, user_key: F) -> Self
     where
         F: Fn(&request::Parts) -> Option<String> + Send + Sync + 'static,
@@ -140,7 +197,9 @@ impl<St: Store> ResponseCacheBuilder<St> {
     }
 
     /// How long concurrent requests for a key being fetched wait for that fetch before
-    /// going to the inner service on their own (default 10 s).
+    /// going to the inner service on their own (default 10 s). Once the fetch's response
+    /// turns out to be a stream of unknown length they wait half a second more at most, and
+    /// not at all once its head says it will not be stored.
     pub fn coalesce_timeout(mut self, timeout: Duration) -> Self {
         self.coalesce_timeout = timeout;
         self
@@ -151,6 +210,31 @@ impl<St: Store> ResponseCacheBuilder<St> {
     /// stale. Off by default.
     pub fn refresh_ahead(mut self, window: Duration) -> Self {
         self.refresh_ahead = Some(window);
+        self
+    }
+
+    /// The most variants (`Vary` selections) kept per URL, and per user in private mode
+    /// (default [`DEFAULT_MAX_VARIANTS`], at least 1): storing one more removes the least
+    /// recently used.
+    pub fn max_variants(mut self, max: usize) -> Self {
+        self.max_variants = max.max(1);
+        self
+    }
+
+    /// The most background fills and refreshes at once (default
+    /// [`DEFAULT_MAX_BACKGROUND_FILLS`]): a HEAD or a conditional miss whose full body would
+    /// be read for the store only, a stale-while-revalidate or refresh-ahead revalidation.
+    /// Past it the response is not stored (the client is answered all the same) and stale
+    /// entries are served without a refresh.
+    pub fn max_background_fills(mut self, max: usize) -> Self {
+        self.max_background_fills = max;
+        self
+    }
+
+    /// How long one background fill or refresh may take, origin and store together
+    /// (default [`DEFAULT_BACKGROUND_TIMEOUT`]); past it, it is abandoned.
+    pub fn background_timeout(mut self, timeout: Duration) -> Self {
+        self.background_timeout = timeout;
         self
     }
 
@@ -165,8 +249,12 @@ impl<St: Store> ResponseCacheBuilder<St> {
                     user_key: self.user_key,
                     coalesce_timeout: self.coalesce_timeout,
                     refresh_ahead: self.refresh_ahead,
+                    max_variants: self.max_variants,
+                    background_timeout: self.background_timeout,
                 },
                 coalescer: Coalescer::default(),
+                background: Arc::new(Semaphore::new(self.max_background_fills)),
+                filling: Arc::default(),
             }),
         }
     }
@@ -194,6 +282,9 @@ impl<St: Store> ResponseCache<St> {
             user_key: None,
             coalesce_timeout: Duration::from_secs(10),
             refresh_ahead: None,
+            max_variants: DEFAULT_MAX_VARIANTS,
+            max_background_fills: DEFAULT_MAX_BACKGROUND_FILLS,
+            background_timeout: DEFAULT_BACKGROUND_TIMEOUT,
         }
     }
 
@@ -207,9 +298,18 @@ impl<St: Store> ResponseCache<St> {
         &self.shared.store
     }
 
+    pub(crate) fn keyspace(&self) -> Keyspace<'_, St> {
+        Keyspace {
+            store: &self.shared.store,
+            private: self.shared.config.mode == CacheMode::Private,
+            max_variants: self.shared.config.max_variants,
+        }
+    }
+
     /// Stores `response` as the answer to `request` without asking the inner service
     /// ("delayed caching": a response computed elsewhere). The response must be storable
-    /// under RFC 9111 (see [`CachePolicy::storable`]); returns whether it was stored.
+    /// under RFC 9111 (see [`CachePolicy::storable`]) with a storage time above zero;
+    /// returns whether it was stored. In private mode the request must name a user.
     pub async fn insert(
         &self,
         request: Request<()>,
@@ -217,44 +317,53 @@ impl<St: Store> ResponseCache<St> {
     ) -> Result<bool, StoreError> {
         let (req_parts, ()) = request.into_parts();
         let (res_parts, body) = response.into_parts();
-        let now = SystemTime::now();
-        let policy = CachePolicy::new(&req_parts, &res_parts, now, now, self.shared.config.mode);
-        if policy.storable().is_err() {
-            return Ok(false);
-        }
-        let Some(primary) = self.primary_key(&req_parts) else {
+        let Ok(head) = crate::semantics::request::RequestHead::from_parts(&req_parts) else {
             return Ok(false);
         };
-        let index = self.read_index(&primary).await.ok().flatten();
+        let Some(place) = self.place(&head, &req_parts) else {
+            return Ok(false);
+        };
+        let now = SystemTime::now();
+        let policy = CachePolicy::new(&req_parts, &res_parts, now, now, self.shared.config.mode);
+        let ttl = policy.storage_ttl(now);
+        if policy.storable().is_err() || ttl.is_zero() {
+            return Ok(false);
+        }
+        let keyspace = self.keyspace();
+        let seen = keyspace.read(&place).await?;
+        let names = vary::selecting_names(policy.response_headers());
+        let selector = Selector::of(&names, &req_parts.headers);
+        let epoch = match keyspace.admit(&place, &seen, &names, selector, ttl).await {
+            Ok(epoch) => epoch,
+            Err(keyspace::WriteRefused::Invalidated) => return Ok(false),
+            Err(keyspace::WriteRefused::Store(e)) => return Err(e),
+        };
         let policy = Arc::new(policy);
-        let mut writer = self
-            .variant_writer(&primary, index.as_ref(), &req_parts.headers, &policy, now)
-            .await?;
+        let mut writer = self.shared.store.writer(
+            &place.variant_key(epoch, selector),
+            entry::meta(&policy),
+            ttl,
+            Expect::Any,
+        )?;
         writer.write(&body)?;
         writer.commit()?;
         Ok(true)
     }
 
-    /// Forgets every stored variant of a URL (`http://host/path?query`, or a path with the
-    /// host given by the URI's authority). Returns whether anything was stored for it.
+    /// Forgets every stored variant of a URL (`http://host/path?query`; the host compared
+    /// without case and default port), of every user in private mode. Returns whether
+    /// anything was stored for it.
     pub async fn invalidate_url(&self, uri: &Uri) -> Result<bool, StoreError> {
-        let request = Request::builder()
-            .uri(uri.clone())
-            .body(())
-            .map_err(|e| StoreError::Backend(e.into()))?;
-        let (parts, ()) = request.into_parts();
-        match self.primary_key(&parts) {
-            Some(primary) => self.invalidate_key(&primary).await,
-            None => Ok(false),
-        }
+        let Some(url) = Url::of_uri(uri, None) else {
+            return Ok(false);
+        };
+        self.invalidate(url).await
     }
 
-    /// Forgets every stored variant under a primary key as the cache computes it
-    /// (`host` + path and query, plus the user in private mode).
-    pub async fn invalidate_key(&self, primary: &str) -> Result<bool, StoreError> {
-        // Variants hang off the index's generation: without the index they are unreachable
-        // and age out of the store.
-        self.shared.store.remove(&entry::index_key(primary)).await
+    pub(crate) async fn invalidate(&self, url: Url) -> Result<bool, StoreError> {
+        let filling = self.is_filling(&url);
+        let place = Place { url, user: None };
+        self.keyspace().invalidate(&place, filling).await
     }
 
     /// Forgets everything.
@@ -262,58 +371,60 @@ impl<St: Store> ResponseCache<St> {
         self.shared.store.clear().await
     }
 
-    /// The primary key of a request: host, path and query, and the user in private mode.
-    /// `None` in private mode when the request has no user.
-    pub(crate) fn primary_key(&self, parts: &request::Parts) -> Option<String> {
-        let host = match parts.uri.authority() {
-            Some(a) => std::borrow::Cow::Borrowed(a.as_str()),
-            None => parts
-                .headers
-                .get(http::header::HOST)
-                .map(|h| String::from_utf8_lossy(h.as_bytes()))
-                .unwrap_or_default(),
+    /// Where the entries of a request live; `None` in private mode when it has no user.
+    pub(crate) fn place(
+        &self,
+        head: &crate::semantics::request::RequestHead,
+        parts: &request::Parts,
+    ) -> Option<Place> {
+        let user = match &self.shared.config.user_key {
+            Some(user_key) => Some(user_key(parts)?),
+            None => None,
         };
-        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut key = String::with_capacity(host.len() + pq.len() + 64);
-        key.push_str(&host);
-        key.make_ascii_lowercase();
-        key.push_str(pq);
-        if let Some(user_key) = &self.shared.config.user_key {
-            let user = user_key(parts)?;
-            key.push_str("\u{0}user:");
-            key.push_str(&user);
-        }
-        Some(key)
+        Some(Place {
+            url: Url::new(head.authority.as_deref(), &parts.uri),
+            user,
+        })
     }
 
-    /// A writer for the variant of `policy` under `primary`, selected by `request_headers`:
-    /// under the existing index when the response varies on the same fields, else under a
-    /// new index (whose generation makes the old variants unreachable).
-    pub(crate) async fn variant_writer(
-        &self,
-        primary: &str,
-        existing: Option<&Arc<entry::Index>>,
-        request_headers: &http::HeaderMap,
-        policy: &Arc<CachePolicy>,
-        now: SystemTime,
-    ) -> Result<St::Writer, StoreError> {
-        let ttl = policy.storage_ttl(now);
-        let index = match existing {
-            Some(i) if i.matches(policy) => Arc::clone(i),
-            _ => {
-                let i = Arc::new(entry::Index::new(policy));
-                let index_ttl = ttl.max(Duration::from_secs(3600));
-                let w =
-                    self.shared
-                        .store
-                        .writer(&entry::index_key(primary), i.meta(), index_ttl)?;
-                w.commit()?;
-                i
-            }
-        };
-        let variant = index.variant_key(primary, request_headers);
-        self.shared.store.writer(&variant, entry::meta(policy), ttl)
+    fn is_filling(&self, url: &Url) -> bool {
+        lock(&self.shared.filling).contains_key(url)
     }
+}
+
+/// Registers a fill of a URL for as long as it lives, so an invalidation of the URL while
+/// it runs leaves a new epoch behind even when nothing was stored yet.
+#[derive(Debug)]
+pub(crate) struct FillingUrl {
+    filling: Arc<Mutex<HashMap<Url, usize>>>,
+    url: Url,
+}
+
+impl FillingUrl {
+    pub(crate) fn new(filling: &Arc<Mutex<HashMap<Url, usize>>>, url: Url) -> Self {
+        *lock(filling).entry(url.clone()).or_default() += 1;
+        Self {
+            filling: Arc::clone(filling),
+            url,
+        }
+    }
+}
+
+impl Drop for FillingUrl {
+    fn drop(&mut self) {
+        let mut map = lock(&self.filling);
+        if let Some(n) = map.get_mut(&self.url) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.url);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every operation leaves the map consistent: a poisoned lock is still usable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A copy of a request head's method, URI, version and headers (extensions are not

@@ -1,7 +1,10 @@
 //! The `Cache-Status` response field (RFC 9211).
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue, Response};
 use std::fmt::Write as _;
+
+/// The name of the `Cache-Status` field (RFC 9211).
+pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
 /// Why the cache forwarded a request (RFC 9211 §2.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +88,18 @@ impl CacheStatus {
         HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
             .unwrap_or_else(|_| HeaderValue::from_static("tower-etag"))
     }
+}
+
+/// `response` with its `Cache-Status` set to `status` under the cache's `name`.
+pub(crate) fn with_status<B>(
+    mut response: Response<B>,
+    status: &CacheStatus,
+    name: &str,
+) -> Response<B> {
+    response
+        .headers_mut()
+        .insert(CACHE_STATUS, status.to_header_value(name));
+    response
 }
 
 /// Whether `name` may stand as a Structured Fields token (RFC 8941 §3.3.4); otherwise it is

@@ -1,7 +1,7 @@
 //! [`TeeBody`]: streams a body to the client while writing it to the store.
 
 use super::coalesce::FillGuard;
-use crate::store::StoreWriter;
+use crate::store::{StoreError, StoreWriter};
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
@@ -9,21 +9,35 @@ use std::{
     pin::Pin,
     task::{ready, Context, Poll},
 };
+use tokio::sync::OwnedSemaphorePermit;
+
+/// What a fill holds until its body ends: the coalescing guard (waiters wake when it goes)
+/// and, for work nobody waits for, a permit of the bounded background pool.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    pub(crate) guard: Option<FillGuard>,
+    pub(crate) permit: Option<OwnedSemaphorePermit>,
+}
 
 pin_project! {
     /// A body passed to the client chunk by chunk and, as it goes, to a store writer. The
     /// entry is committed only when the body ends cleanly; an error, trailers (not stored),
-    /// a store failure or the client going away (drop) abandon it. Either way the fill guard
-    /// is released at the end, waking coalesced requests.
+    /// a store failure or the client going away (drop) abandon it. Either way what the fill
+    /// held (coalescing, a background permit) is released at the end, waking coalesced
+    /// requests.
+    ///
+    /// A body only a background drain reads ends as soon as the store gives up on it: the
+    /// rest is read by nobody, and dropping it closes the connection to the origin.
     pub struct TeeBody<B, W> {
         #[pin]
         body: B,
         writer: Option<W>,
-        guard: Option<FillGuard>,
+        held: Held,
         written: u64,
         // The exact length the body announced: once that much is written the body is
         // complete, even if nobody polls it again (hyper stops at Content-Length).
         expected: Option<u64>,
+        background: bool,
     }
 }
 
@@ -32,37 +46,75 @@ impl<B: std::fmt::Debug, W> std::fmt::Debug for TeeBody<B, W> {
         f.debug_struct("TeeBody")
             .field("body", &self.body)
             .field("writing", &self.writer.is_some())
+            .field("background", &self.background)
             .finish()
     }
 }
 
 impl<B: Body, W: StoreWriter> TeeBody<B, W> {
-    pub(crate) fn new(body: B, writer: W, guard: Option<FillGuard>) -> Self {
+    pub(crate) fn new(body: B, writer: W, held: Held) -> Self {
         let expected = body.size_hint().exact();
         let mut tee = Self {
             body,
             writer: Some(writer),
-            guard,
+            held,
             written: 0,
             expected,
+            background: false,
         };
         if tee.body.is_end_stream() {
             // Nobody will poll an empty body: commit now.
-            finish(&mut tee.writer, &mut tee.guard, true);
+            finish(&mut tee.writer, &mut tee.held, End::Complete);
         }
         tee
     }
+
+    /// Only a background task reads this body (see the type's docs).
+    pub(crate) fn background(mut self) -> Self {
+        self.background = true;
+        self
+    }
+
+    /// This body for a background drain that holds `permit` until the body ends.
+    pub(crate) fn into_drain(mut self, permit: OwnedSemaphorePermit) -> Self {
+        self.held.permit = Some(permit);
+        self.background()
+    }
 }
 
-fn finish<W: StoreWriter>(writer: &mut Option<W>, guard: &mut Option<FillGuard>, commit: bool) {
-    if let Some(w) = writer.take() {
-        if commit {
-            if let Err(e) = w.commit() {
-                tracing::warn!(error = %e, "cache store failed to commit an entry");
+/// How a write ends.
+enum End {
+    /// The body ended cleanly: commit.
+    Complete,
+    /// The body failed or had trailers: abandon.
+    Abandoned,
+    /// The store refused the entry (too large, or failed): abandon; a response too large
+    /// for the store will not be stored next time either, so its key goes hit-for-miss.
+    Refused(StoreError),
+}
+
+fn finish<W: StoreWriter>(writer: &mut Option<W>, held: &mut Held, end: End) {
+    let Some(w) = writer.take() else {
+        return;
+    };
+    let guard = held.guard.take();
+    held.permit.take();
+    match end {
+        End::Complete => match w.commit() {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => {
+                tracing::debug!("a newer entry was stored meanwhile; this one is dropped")
+            }
+            Err(e) => tracing::warn!(error = %e, "cache store failed to commit an entry"),
+        },
+        End::Refused(StoreError::TooLarge { .. }) => {
+            if let Some(guard) = guard {
+                guard.not_stored();
             }
         }
+        End::Refused(e) => tracing::debug!(error = %e, "not storing a response"),
+        End::Abandoned => {}
     }
-    guard.take();
 }
 
 impl<B, W> Body for TeeBody<B, W>
@@ -78,6 +130,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
+        if *this.background && this.writer.is_none() {
+            return Poll::Ready(None);
+        }
         let polled = if this.body.is_end_stream() {
             None
         } else {
@@ -85,11 +140,11 @@ where
         };
         let frame = match polled {
             None => {
-                finish(this.writer, this.guard, true);
+                finish(this.writer, this.held, End::Complete);
                 return Poll::Ready(None);
             }
             Some(Err(e)) => {
-                finish(this.writer, this.guard, false);
+                finish(this.writer, this.held, End::Abandoned);
                 return Poll::Ready(Some(Err(e)));
             }
             Some(Ok(frame)) => frame,
@@ -100,18 +155,17 @@ where
                 *this.written += data.len() as u64;
                 if let Some(w) = this.writer.as_mut() {
                     if let Err(e) = w.write(&data) {
-                        tracing::debug!(error = %e, "not storing a response");
-                        finish(this.writer, this.guard, false);
+                        finish(this.writer, this.held, End::Refused(e));
                     } else if this.body.is_end_stream() || *this.expected == Some(*this.written) {
                         // The last chunk: commit now, the client may never poll again.
-                        finish(this.writer, this.guard, true);
+                        finish(this.writer, this.held, End::Complete);
                     }
                 }
                 Frame::data(data)
             }
             Err(frame) => {
                 // Trailers are not kept by the stores: do not store a body that has them.
-                finish(this.writer, this.guard, false);
+                finish(this.writer, this.held, End::Abandoned);
                 frame.map_data(|mut d: B::Data| d.copy_to_bytes(d.remaining()))
             }
         };
@@ -120,7 +174,7 @@ where
 
     fn is_end_stream(&self) -> bool {
         // Report the end only once the entry is committed, so the last poll happens.
-        self.writer.is_none() && self.body.is_end_stream()
+        self.writer.is_none() && (self.background || self.body.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -1,0 +1,476 @@
+//! The response cache's store service: file what the inner service answered. A fill's
+//! response is stored while it streams (when the policy and the store allow it), freshens
+//! the entry it revalidated (a `304`), or gives way to the stale entry (a `5xx` within
+//! `stale-if-error`); an unsafe method's response invalidates.
+
+use super::{
+    body::{CacheBody, HitBody},
+    entry,
+    keyspace::{Place, Selector, Url, WriteRefused},
+    lookup::{Fill, KeyKind, ResponseCacheKey, Stale},
+    status::{CacheStatus, Fwd},
+    tee::TeeBody,
+    ResponseCache,
+};
+use crate::{
+    middleware::body::NoBody,
+    policy::{invalidated_uris, vary, AfterResponse, CachePolicy},
+    provider::{drain, CacheProvider, RequestHead, StoreRequest},
+    semantics::headers::{answer_preconditions, Answer},
+    store::{Expect, Store},
+};
+use bytes::Bytes;
+use http::{header::CONTENT_TYPE, response, Response, StatusCode, Uri};
+use http_body::{Body, SizeHint};
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, SystemTime},
+};
+use tower_service::Service;
+
+type Out<B, St> = Response<CacheBody<B, <St as Store>::Writer>>;
+
+impl<St, ResBody> Service<StoreRequest<ResponseCacheKey, ResBody>> for ResponseCache<St>
+where
+    St: Store,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send,
+{
+    type Response = Out<ResBody, St>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    #[inline]
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: StoreRequest<ResponseCacheKey, ResBody>) -> Self::Future {
+        let cache = self.clone();
+        Box::pin(async move { Ok(cache.file(req).await) })
+    }
+}
+
+impl<St, ReqBody, ResBody> CacheProvider<ReqBody, ResBody> for ResponseCache<St>
+where
+    St: Store,
+    ReqBody: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send,
+{
+    type Key = ResponseCacheKey;
+    type HitBody = HitBody;
+    type Body = CacheBody<ResBody, St::Writer>;
+}
+
+/// Content types whose bodies never end: a cache that waited for their end would never
+/// store them, and coalesced requests would wait behind them.
+const STREAMING_TYPES: [&[u8]; 2] = [b"text/event-stream", b"multipart/x-mixed-replace"];
+
+impl<St: Store> ResponseCache<St> {
+    async fn file<B>(&self, req: StoreRequest<ResponseCacheKey, B>) -> Out<B, St>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Send,
+    {
+        let StoreRequest {
+            key,
+            head,
+            response,
+        } = req;
+        match key.0 {
+            KeyKind::Bypass { fwd, detail } => {
+                let status = CacheStatus {
+                    fwd_status: Some(response.status().as_u16()),
+                    detail: Some(detail),
+                    ..CacheStatus::fwd(fwd)
+                };
+                self.with_status(response.map(CacheBody::inner), &status)
+            }
+            KeyKind::Invalidate { uri } => {
+                let targets = invalidation_targets(&head, &uri, &response);
+                self.invalidate_all(&head, targets).await;
+                let status = CacheStatus {
+                    fwd_status: Some(response.status().as_u16()),
+                    detail: Some("method"),
+                    ..CacheStatus::fwd(Fwd::Bypass)
+                };
+                self.with_status(response.map(CacheBody::inner), &status)
+            }
+            KeyKind::Fill(fill) => self.fill_with(*fill, &head, response).await,
+        }
+    }
+
+    /// Invalidates the URLs of `targets`, for every user.
+    async fn invalidate_all(&self, head: &RequestHead, targets: Vec<Uri>) {
+        for target in targets {
+            let Some(url) = Url::of_uri(&target, head.authority.as_deref()) else {
+                continue;
+            };
+            if let Err(e) = self.invalidate(url).await {
+                tracing::warn!(error = %e, "cache store failed to invalidate");
+            }
+        }
+    }
+
+    async fn fill_with<B>(
+        &self,
+        fill: Fill,
+        head: &RequestHead,
+        response: Response<B>,
+    ) -> Out<B, St>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Send,
+    {
+        let response_time = SystemTime::now();
+        let (parts, body) = response.into_parts();
+        if let Some(stale) = &fill.stale {
+            if parts.status == StatusCode::NOT_MODIFIED {
+                return self
+                    .freshen(&fill, stale, head, &parts, response_time)
+                    .await
+                    .map(CacheBody::stored);
+            }
+            if parts.status.is_server_error()
+                && stale
+                    .stale_if_error_until
+                    .is_some_and(|until| response_time <= until)
+            {
+                // RFC 5861 §4: answer with the stale entry instead of the error.
+                let status = CacheStatus {
+                    fwd: Some(fill.fwd),
+                    fwd_status: Some(parts.status.as_u16()),
+                    detail: Some("stale-if-error"),
+                    ..CacheStatus::default()
+                };
+                let entry = &stale.entry;
+                let headers = entry.policy.headers_with_age(response_time);
+                let res = self.respond(&entry.policy, headers, entry.body.clone(), head, &status);
+                return res.map(CacheBody::stored);
+            }
+        }
+        let Fill {
+            place,
+            seen,
+            request,
+            request_time,
+            fwd,
+            mut held,
+            stale,
+            ..
+        } = fill;
+        let policy = Arc::new(CachePolicy::new(
+            &request,
+            &parts,
+            request_time,
+            response_time,
+            self.shared.config.mode,
+        ));
+        let mut status = CacheStatus {
+            fwd_status: Some(parts.status.as_u16()),
+            ..CacheStatus::fwd(fwd)
+        };
+        let stale_key = stale.map(|s| (s.entry.key, s.entry.version));
+        // What the client gets, decided on the head as it came (the policy has read it): a
+        // background refresh has no client; a HEAD or a 304 needs no body, which is then
+        // read for the store only, in the bounded background pool.
+        let mut parts = parts;
+        let hint = body.size_hint();
+        let answer = if held.permit.is_some() {
+            Answer::Full
+        } else {
+            answer_preconditions(&mut parts, &head.preconditions, head.is_head())
+        };
+        let decision = self
+            .worth_storing(&policy, &parts, hint, response_time)
+            .and_then(|ttl| match answer {
+                Answer::Full => Ok((ttl, None)),
+                _ => match Arc::clone(&self.shared.background).try_acquire_owned() {
+                    Ok(permit) => Ok((ttl, Some(permit))),
+                    Err(_) => Err("background-full"),
+                },
+            });
+        let body = match decision {
+            Err(detail) => {
+                status.detail = Some(detail);
+                if detail != "background-full" {
+                    if let Some((key, _)) = &stale_key {
+                        // What was stored no longer stands for the resource.
+                        let _ = self.shared.store.remove(key).await;
+                    }
+                    // Waiters go on at once, and the next requests are not serialised.
+                    if let Some(guard) = held.guard.take() {
+                        guard.not_stored();
+                    }
+                }
+                CacheBody::inner(body)
+            }
+            Ok((ttl, drain_permit)) => {
+                let names = vary::selecting_names(policy.response_headers());
+                let selector = Selector::of(&names, &request.headers);
+                let target = Target {
+                    place: &place,
+                    seen: &seen,
+                    names: &names,
+                    selector,
+                    stale: stale_key.as_ref(),
+                };
+                match self.writer(target, &policy, ttl).await {
+                    Ok(writer) => {
+                        status.stored = true;
+                        status.ttl = Some(policy.time_to_live(response_time).as_secs() as i64);
+                        if hint.upper().is_none() {
+                            if let Some(guard) = &held.guard {
+                                guard.streaming();
+                            }
+                        }
+                        let background = held.permit.is_some();
+                        let mut tee = TeeBody::new(body, writer, held);
+                        if background {
+                            tee = tee.background();
+                        }
+                        if let Some(permit) = drain_permit {
+                            self.drain_in_background(tee.into_drain(permit));
+                        } else {
+                            let body = CacheBody::tee(tee);
+                            parts.headers.insert(
+                                super::status::CACHE_STATUS,
+                                status.to_header_value(&self.shared.config.name),
+                            );
+                            return Response::from_parts(parts, body);
+                        }
+                        CacheBody::stored(HitBody::None(NoBody::unknown()))
+                    }
+                    Err(detail) => {
+                        status.detail = detail;
+                        CacheBody::inner(body)
+                    }
+                }
+            }
+        };
+        parts.headers.insert(
+            super::status::CACHE_STATUS,
+            status.to_header_value(&self.shared.config.name),
+        );
+        let body = match answer {
+            Answer::Full => body,
+            Answer::Head => CacheBody::stored(HitBody::None(NoBody::with_hint(hint))),
+            Answer::NotModified => CacheBody::stored(HitBody::None(NoBody::unknown())),
+            Answer::PreconditionFailed => {
+                CacheBody::stored(HitBody::None(NoBody::with_hint(SizeHint::with_exact(0))))
+            }
+        };
+        Response::from_parts(parts, body)
+    }
+
+    /// Whether a response is to be written, for how long; else why not (a `Cache-Status`
+    /// detail). Everything here is known from the head, so a response that will not be
+    /// stored releases coalesced requests at once.
+    fn worth_storing(
+        &self,
+        policy: &CachePolicy,
+        parts: &response::Parts,
+        body: SizeHint,
+        now: SystemTime,
+    ) -> Result<Duration, &'static str> {
+        policy.storable().map_err(|reason| reason.detail())?;
+        if vary::varies_on_everything(policy.response_headers()) {
+            // RFC 9111 §4.1: it would never be served.
+            return Err("vary-star");
+        }
+        let ttl = policy.storage_ttl(now);
+        if ttl.is_zero() {
+            return Err("zero-ttl");
+        }
+        let streaming = parts.headers.get(CONTENT_TYPE).is_some_and(|ct| {
+            STREAMING_TYPES.iter().any(|t| {
+                ct.as_bytes().len() >= t.len() && ct.as_bytes()[..t.len()].eq_ignore_ascii_case(t)
+            })
+        });
+        if streaming {
+            return Err("event-stream");
+        }
+        if self
+            .shared
+            .store
+            .max_entry_bytes()
+            .is_some_and(|max| body.lower() > max)
+        {
+            // Known to be too large: do not buffer any of it for the store.
+            return Err("too-large");
+        }
+        Ok(ttl)
+    }
+
+    /// A writer for the fill's variant, once its index has room for it.
+    async fn writer(
+        &self,
+        target: Target<'_>,
+        policy: &Arc<CachePolicy>,
+        ttl: Duration,
+    ) -> Result<St::Writer, Option<&'static str>> {
+        let epoch = match self
+            .keyspace()
+            .admit(
+                target.place,
+                target.seen,
+                target.names,
+                target.selector,
+                ttl,
+            )
+            .await
+        {
+            Ok(epoch) => epoch,
+            Err(WriteRefused::Invalidated) => return Err(Some("invalidated")),
+            Err(WriteRefused::Store(e)) => {
+                tracing::warn!(error = %e, "cache store failed; not storing a response");
+                return Err(Some("store-error"));
+            }
+        };
+        let key = target.place.variant_key(epoch, target.selector);
+        // Never over something newer than what the lookup saw: the entry it revalidated, or
+        // nothing at all.
+        let expect = match target.stale {
+            Some((stale_key, version)) if *stale_key == key => Expect::Version(*version),
+            Some((stale_key, _)) => {
+                // Stored under another selection now: the old one no longer stands.
+                let _ = self.shared.store.remove(stale_key).await;
+                Expect::Absent
+            }
+            None => Expect::Absent,
+        };
+        self.shared
+            .store
+            .writer(&key, entry::meta(policy), ttl, expect)
+            .map_err(|e| {
+                tracing::debug!(error = %e, "not storing a response");
+                None
+            })
+    }
+
+    /// A `304` from the inner service to the cache's conditional request: freshen the entry
+    /// that was validated, and no other (RFC 9111 §4.3.4), and answer from it.
+    async fn freshen(
+        &self,
+        fill: &Fill,
+        stale: &Stale,
+        head: &RequestHead,
+        res: &response::Parts,
+        response_time: SystemTime,
+    ) -> Response<HitBody> {
+        let entry = &stale.entry;
+        let outcome =
+            entry
+                .policy
+                .after_revalidation(&fill.request, res, fill.request_time, response_time);
+        let mut status = CacheStatus {
+            fwd: Some(fill.fwd),
+            fwd_status: Some(304),
+            ..CacheStatus::default()
+        };
+        let served = match outcome {
+            AfterResponse::NotModified { served, stored } => {
+                match stored {
+                    Ok(policy) => self.update(entry, policy, response_time).await,
+                    Err(reason) => {
+                        // The 304 made the response unstorable: its answer goes to this client
+                        // only, and the entry goes.
+                        status.detail = Some(reason.detail());
+                        let _ = self.shared.store.remove(&entry.key).await;
+                    }
+                }
+                served
+            }
+            AfterResponse::Mismatch { may_serve_stale } => {
+                // Not the stored response (RFC 9111 §4.3.4): it updates nothing, and the
+                // stored one is outdated.
+                let _ = self.shared.store.remove(&entry.key).await;
+                status.detail = Some("validator-mismatch");
+                if !may_serve_stale {
+                    // must-revalidate and the like: never stale (RFC 9111 §5.2.2.2).
+                    return self.gateway_timeout(&status);
+                }
+                (*entry.policy).clone()
+            }
+            AfterResponse::Modified(_) => unreachable!("a 304 is never a full response"),
+        };
+        status.ttl = Some(served.time_to_live(response_time).as_secs() as i64);
+        let headers = served.headers_with_age(response_time);
+        self.respond(&served, headers, entry.body.clone(), head, &status)
+    }
+
+    /// Stores `policy` as the head of `entry`, if `entry` is still what is stored.
+    async fn update(
+        &self,
+        entry: &super::lookup::StoredEntry,
+        policy: CachePolicy,
+        now: SystemTime,
+    ) {
+        let ttl = policy.storage_ttl(now);
+        if ttl.is_zero() {
+            let _ = self.shared.store.remove(&entry.key).await;
+            return;
+        }
+        let meta = entry::meta(&Arc::new(policy));
+        match self
+            .shared
+            .store
+            .update_meta(&entry.key, Expect::Version(entry.version), meta, ttl)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!("the revalidated entry was replaced meanwhile; left alone")
+            }
+            Err(e) => tracing::warn!(error = %e, "cache store failed to freshen an entry"),
+        }
+    }
+
+    /// Reads a body nobody else reads to its end, so that it is stored: holding a permit of
+    /// the bounded background pool, for at most the background timeout, and only as long as
+    /// the store takes it (then the body ends, which closes the connection to the origin).
+    fn drain_in_background<B>(&self, body: TeeBody<B, St::Writer>)
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Send,
+    {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!("no tokio runtime: a response is not stored");
+            return;
+        };
+        let timeout = self.shared.config.background_timeout;
+        runtime.spawn(async move {
+            if tokio::time::timeout(timeout, drain(body)).await.is_err() {
+                tracing::debug!(?timeout, "background fill abandoned");
+            }
+        });
+    }
+}
+
+/// RFC 9111 §4.4: the URIs a non-error response to an unsafe method invalidates: the target
+/// and same-origin `Location` / `Content-Location`.
+fn invalidation_targets<B>(head: &RequestHead, uri: &Uri, response: &Response<B>) -> Vec<Uri> {
+    // The target as an absolute URI, so that absolute references compare by origin.
+    let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let base = head
+        .authority
+        .as_ref()
+        .and_then(|authority| format!("http://{authority}{pq}").parse().ok())
+        .unwrap_or_else(|| uri.clone());
+    invalidated_uris(&head.method, response.status(), &base, response.headers())
+}
+
+/// Where a fill's response is to be stored.
+struct Target<'a> {
+    place: &'a Place,
+    seen: &'a super::keyspace::Seen,
+    names: &'a [String],
+    selector: Selector,
+    /// The entry the fill revalidated: its key and version.
+    stale: Option<&'a (String, u64)>,
+}

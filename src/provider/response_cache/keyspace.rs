@@ -1,0 +1,725 @@
+//! Where the response cache keeps what, under which keys, and every read and write of the
+//! records that tie a URL's entries together. Nothing outside this module builds a key.
+//!
+//! A request's entries live at a [`Place`]: its URL (normalised authority, path and query)
+//! and, in private mode, its user. Three kinds of record:
+//!
+//! - **index** (`i\0{url}\0{user}`), an [`Index`]: the URL's *epoch*, the `Vary` field sets
+//!   its responses used (most recent first, a few at most, so an origin whose `Vary` flips
+//!   keeps both sets' variants reachable), and its variants (most recently used first,
+//!   capped: the oldest is removed when a new one would pass the cap).
+//! - **variant** (`v\0{url}\0{user}\0{epoch}\0{selector}`): one stored response. The
+//!   selector is a digest of the `Vary` names and of the request's values of them, so a key
+//!   stays short whatever clients send; the stored policy keeps the values themselves and is
+//!   checked on every use (RFC 9111 §4.1), so even a digest collision never serves the wrong
+//!   variant.
+//! - **epoch** (`e\0{url}`, private mode only): the URL's epoch, shared by every user's
+//!   index.
+//!
+//! Invalidation gives the URL a new epoch. Variants are keyed under the epoch they were
+//! stored in, so every variant of every user becomes unreachable at once, and a fill that
+//! read the old epoch (a response requested before the invalidation) can only store under it:
+//! an invalidation wins over every fill that started before it. Index writes are
+//! compare-and-swap ([`Expect`]), so no two writers lose each other's variants and no fill
+//! brings an old epoch back.
+
+use super::codec::{Reader, Writer};
+use crate::{
+    policy::vary::normalized_into,
+    store::{Expect, Meta, Store, StoreError},
+};
+use bytes::Bytes;
+use http::{HeaderMap, Uri};
+use std::{
+    fmt::Write as _,
+    hash::{BuildHasher, RandomState},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, SystemTime},
+};
+
+/// The most `Vary` field sets an index remembers.
+const MAX_VARY_SETS: usize = 4;
+
+/// How long an index written by an invalidation (a new epoch, no variants) lives: longer
+/// than any fill that read the old epoch takes to get its response head.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(3600);
+
+/// The shortest life of an index (it lives as long as the longest-lived variant it lists).
+const MIN_INDEX_TTL: Duration = Duration::from_secs(3600);
+
+/// The shortest life of a private mode epoch record, which every user's entries of the URL
+/// are keyed under.
+const EPOCH_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// How many times a fill retries its index write when another write came in between.
+const INDEX_RETRIES: usize = 3;
+
+/// The URL of a request as the cache keys it: the authority (lower-cased, without the
+/// default port), then the path and query.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Url(String);
+
+impl Url {
+    /// The URL of a request for `uri` whose normalised authority is `authority`.
+    pub(crate) fn new(authority: Option<&str>, uri: &Uri) -> Self {
+        let authority = authority.unwrap_or("");
+        let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let mut url = String::with_capacity(authority.len() + pq.len());
+        url.push_str(authority);
+        url.push_str(pq);
+        Self(url)
+    }
+
+    /// The URL an absolute URI names, or a path with `default_authority`; `None` when the
+    /// authority is not valid.
+    pub(crate) fn of_uri(uri: &Uri, default_authority: Option<&str>) -> Option<Self> {
+        match uri.authority() {
+            Some(_) => {
+                let head = http::Request::get(uri.clone()).body(()).ok()?;
+                let authority = crate::semantics::request::target_authority(
+                    http::Version::HTTP_11,
+                    head.uri(),
+                    head.headers(),
+                )
+                .ok()??;
+                Some(Self::new(Some(&authority), uri))
+            }
+            None => Some(Self::new(default_authority, uri)),
+        }
+    }
+}
+
+/// Where a request's entries live: its URL and, in private mode, its user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Place {
+    pub(crate) url: Url,
+    pub(crate) user: Option<String>,
+}
+
+impl Place {
+    fn index_key(&self) -> String {
+        let user = self.user.as_deref().unwrap_or("");
+        let mut key = String::with_capacity(self.url.0.len() + user.len() + 4);
+        key.push_str("i\0");
+        key.push_str(&self.url.0);
+        key.push('\0');
+        key.push_str(user);
+        key
+    }
+
+    fn epoch_key(&self) -> String {
+        let mut key = String::with_capacity(self.url.0.len() + 2);
+        key.push_str("e\0");
+        key.push_str(&self.url.0);
+        key
+    }
+
+    /// The key of the variant `selector` stored under `epoch`.
+    pub(crate) fn variant_key(&self, epoch: u64, selector: Selector) -> String {
+        let user = self.user.as_deref().unwrap_or("");
+        let mut key = String::with_capacity(self.url.0.len() + user.len() + 56);
+        key.push_str("v\0");
+        key.push_str(&self.url.0);
+        key.push('\0');
+        key.push_str(user);
+        let _ = write!(key, "\0{epoch:016x}\0{:032x}", selector.0);
+        key
+    }
+
+    /// What coalesced requests for this place wait on before a variant is known.
+    pub(crate) fn coalesce_key(&self) -> String {
+        self.index_key()
+    }
+}
+
+/// Which variant a request selects under a set of `Vary` names: a digest of the names and
+/// of the request's normalised values of them (RFC 9111 §4.1). Stable across processes, so
+/// every node of a fleet computes the same key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Selector(u128);
+
+impl Selector {
+    /// The selector of `request_headers` under `names` (sorted, lower-case).
+    pub(crate) fn of(names: &[String], request_headers: &HeaderMap) -> Self {
+        if names.is_empty() {
+            // Most responses do not vary: no hashing on their hits.
+            return Self(0);
+        }
+        let mut hasher = blake3::Hasher::new();
+        let mut value = String::new();
+        for name in names {
+            value.clear();
+            let present = normalized_into(request_headers, name, &mut value);
+            hasher.update(name.as_bytes());
+            // Absent and empty differ: absence only matches absence.
+            hasher.update(if present { b"\x01" } else { b"\x00" });
+            hasher.update(&(value.len() as u64).to_be_bytes());
+            hasher.update(value.as_bytes());
+        }
+        let digest = hasher.finalize();
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest.as_bytes()[..16]);
+        Self(u128::from_be_bytes(first))
+    }
+}
+
+const INDEX_MAGIC: &[u8] = b"tower-etag index v2\n";
+
+/// What the cache knows of a place's entries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Index {
+    /// The generation the variants are stored under; a new one on every invalidation.
+    epoch: u64,
+    /// The `Vary` field sets of its responses (each sorted), most recent first.
+    vary_sets: Vec<Vec<String>>,
+    /// Its variants, most recently used first.
+    variants: Vec<Selector>,
+    /// Until when it must live: as long as the longest-lived of its variants.
+    expires: SystemTime,
+}
+
+fn new_epoch() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    RandomState::new().hash_one((n, SystemTime::now()))
+}
+
+impl Index {
+    fn empty(epoch: u64) -> Self {
+        Self {
+            epoch,
+            vary_sets: Vec::new(),
+            variants: Vec::new(),
+            expires: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    /// This index made to live at least `ttl` from `now`; returns it and its time to live.
+    fn living(mut self, now: SystemTime, ttl: Duration) -> (Self, Duration) {
+        let until = now
+            .checked_add(ttl.max(MIN_INDEX_TTL))
+            .unwrap_or(self.expires);
+        self.expires = self.expires.max(until);
+        let ttl = self.expires.duration_since(now).unwrap_or(MIN_INDEX_TTL);
+        (self, ttl)
+    }
+
+    /// The `Vary` field sets to look variants up under, most recent first.
+    pub(crate) fn vary_sets(&self) -> &[Vec<String>] {
+        &self.vary_sets
+    }
+
+    /// Whether `selector` is one of the listed variants (an evicted one is not served).
+    pub(crate) fn lists(&self, selector: Selector) -> bool {
+        self.variants.contains(&selector)
+    }
+
+    /// Whether a hit on `selector` should move it to the front: it is in the older half of
+    /// the list, so it would be among the next evicted. Variants in use stay in front
+    /// (least recently used order) at the cost of one index write per half a list of new
+    /// variants, never one per hit.
+    pub(crate) fn worth_touching(&self, selector: Selector) -> bool {
+        self.variants
+            .iter()
+            .position(|s| *s == selector)
+            .is_some_and(|i| i >= self.variants.len().div_ceil(2) && i > 0)
+    }
+
+    /// This index with `names` as its most recent `Vary` set and `selector` as its most
+    /// recent variant; returns it and the variants that fell off the end.
+    fn with(
+        &self,
+        names: &[String],
+        selector: Selector,
+        max_variants: usize,
+    ) -> (Self, Vec<Selector>) {
+        let mut next = self.clone();
+        next.vary_sets.retain(|set| set.as_slice() != names);
+        next.vary_sets.insert(0, names.to_vec());
+        next.vary_sets.truncate(MAX_VARY_SETS);
+        next.variants.retain(|s| *s != selector);
+        next.variants.insert(0, selector);
+        let evicted = next
+            .variants
+            .split_off(next.variants.len().min(max_variants.max(1)));
+        (next, evicted)
+    }
+
+    fn meta(self: &Arc<Self>) -> Meta {
+        Meta::with_decoded(self.encode(), Arc::clone(self) as _)
+    }
+
+    fn of(meta: &Meta) -> Option<Arc<Self>> {
+        meta.decoded::<Self>()
+            .or_else(|| Self::decode(&meta.bytes).map(Arc::new))
+    }
+
+    pub(crate) fn encode(&self) -> Bytes {
+        let mut w = Writer(Vec::with_capacity(64 + 16 * self.variants.len()));
+        w.0.extend_from_slice(INDEX_MAGIC);
+        w.u64(self.epoch);
+        w.time(self.expires);
+        w.u8(self.vary_sets.len() as u8);
+        for set in &self.vary_sets {
+            w.u16(set.len() as u16);
+            for name in set {
+                w.bytes(name.as_bytes());
+            }
+        }
+        w.u16(self.variants.len() as u16);
+        for s in &self.variants {
+            w.0.extend_from_slice(&s.0.to_be_bytes());
+        }
+        Bytes::from(w.0)
+    }
+
+    /// `None` for another format version or a damaged record (treated as absent).
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
+        let mut r = Reader(bytes.strip_prefix(INDEX_MAGIC)?);
+        let epoch = r.u64()?;
+        let expires = r.time()?;
+        let mut vary_sets = Vec::new();
+        for _ in 0..r.u8()? {
+            let mut set = Vec::new();
+            for _ in 0..r.u16()? {
+                set.push(String::from_utf8(r.bytes()?.to_vec()).ok()?);
+            }
+            vary_sets.push(set);
+        }
+        let mut variants = Vec::new();
+        for _ in 0..r.u16()? {
+            variants.push(Selector(u128::from_be_bytes(r.take(16)?.try_into().ok()?)));
+        }
+        if !r.is_empty() || vary_sets.len() > MAX_VARY_SETS {
+            return None;
+        }
+        Some(Self {
+            epoch,
+            vary_sets,
+            variants,
+            expires,
+        })
+    }
+}
+
+/// The records of a place as a lookup read them: what a fill writes against.
+#[derive(Clone, Debug)]
+pub(crate) struct Seen {
+    /// The place's index and its version, as read.
+    index: Option<(Arc<Index>, u64)>,
+    /// Private mode: the epoch of the URL's epoch record, when there is one.
+    url_epoch: Option<u64>,
+    private: bool,
+}
+
+impl Seen {
+    /// The epoch the place's entries are stored under now, if it has one.
+    pub(crate) fn epoch(&self) -> Option<u64> {
+        if self.private {
+            self.url_epoch
+        } else {
+            self.index.as_ref().map(|(i, _)| i.epoch)
+        }
+    }
+
+    /// The index to look variants up in: in private mode only one of the URL's current
+    /// epoch (a user's index from before the last invalidation is as good as none).
+    pub(crate) fn index(&self) -> Option<&Arc<Index>> {
+        let (index, _) = self.index.as_ref()?;
+        (self.epoch() == Some(index.epoch)).then_some(index)
+    }
+}
+
+/// Reads and writes a store's records for one cache mode.
+#[derive(Debug)]
+pub(crate) struct Keyspace<'a, St> {
+    pub(crate) store: &'a St,
+    /// Private mode keeps the URL's epoch apart from the per-user indexes.
+    pub(crate) private: bool,
+    pub(crate) max_variants: usize,
+}
+
+/// Why a fill may not write its variant.
+#[derive(Debug)]
+pub(crate) enum WriteRefused {
+    /// The URL was invalidated (or its records written by another fill) after the fill's
+    /// lookup: what it fetched may be older than that.
+    Invalidated,
+    /// The store failed or kept conflicting.
+    Store(StoreError),
+}
+
+impl<St: Store> Keyspace<'_, St> {
+    /// The records of `place`.
+    pub(crate) async fn read(&self, place: &Place) -> Result<Seen, StoreError> {
+        let url_epoch = if self.private {
+            self.read_index(&place.epoch_key())
+                .await?
+                .map(|(i, _)| i.epoch)
+        } else {
+            None
+        };
+        Ok(Seen {
+            index: self.read_index(&place.index_key()).await?,
+            url_epoch,
+            private: self.private,
+        })
+    }
+
+    async fn read_index(&self, key: &str) -> Result<Option<(Arc<Index>, u64)>, StoreError> {
+        Ok(match self.store.get(key).await? {
+            Some(stored) => Index::of(&stored.meta).map(|i| (i, stored.version)),
+            None => None,
+        })
+    }
+
+    /// Makes room for variant `selector` (under `names`) of `place` in its index, as seen by
+    /// a lookup; returns the epoch to store it under. Removes the variants that fall off the
+    /// end of the list.
+    pub(crate) async fn admit(
+        &self,
+        place: &Place,
+        seen: &Seen,
+        names: &[String],
+        selector: Selector,
+        ttl: Duration,
+    ) -> Result<u64, WriteRefused> {
+        let now = SystemTime::now();
+        let epoch = match seen.epoch() {
+            Some(epoch) if self.private => {
+                // Invalidated since the lookup? (Should that happen after this check, the
+                // variant is stored under the old epoch, where nobody looks.)
+                let now_epoch = self.read_index(&place.epoch_key()).await;
+                match now_epoch.map_err(WriteRefused::Store)? {
+                    Some((record, _)) if record.epoch == epoch => epoch,
+                    _ => return Err(WriteRefused::Invalidated),
+                }
+            }
+            Some(epoch) => epoch,
+            None if !self.private => new_epoch(),
+            None => {
+                // The URL's first entry: its epoch record, unless one was written since the
+                // lookup (an invalidation, or another fill: this fill cannot tell which).
+                let epoch = new_epoch();
+                // It outlives the users' entries by far: its expiry would orphan them all.
+                let (record, record_ttl) = Index::empty(epoch).living(now, ttl.max(EPOCH_TTL));
+                let record = Arc::new(record);
+                let key = place.epoch_key();
+                match self
+                    .store
+                    .update_meta(&key, Expect::Absent, record.meta(), record_ttl)
+                    .await
+                {
+                    Ok(true) => epoch,
+                    Ok(false) => return Err(WriteRefused::Invalidated),
+                    Err(e) => return Err(WriteRefused::Store(e)),
+                }
+            }
+        };
+        let key = place.index_key();
+        let mut current = seen.index.clone();
+        for _ in 0..INDEX_RETRIES {
+            let (base, expect) = match &current {
+                Some((index, version)) if index.epoch == epoch => {
+                    (Arc::clone(index), Expect::Version(*version))
+                }
+                // In shared mode the index is the epoch: another one means an invalidation.
+                Some(_) if !self.private => return Err(WriteRefused::Invalidated),
+                // A user's index from before the URL's last invalidation starts afresh.
+                Some((_, version)) => (Arc::new(Index::empty(epoch)), Expect::Version(*version)),
+                None => (Arc::new(Index::empty(epoch)), Expect::Absent),
+            };
+            let (next, evicted) = base.with(names, selector, self.max_variants);
+            let (next, index_ttl) = next.living(now, ttl);
+            let next = Arc::new(next);
+            match self
+                .store
+                .update_meta(&key, expect, next.meta(), index_ttl)
+                .await
+            {
+                Ok(true) => {
+                    for gone in evicted {
+                        let _ = self.store.remove(&place.variant_key(epoch, gone)).await;
+                    }
+                    return Ok(epoch);
+                }
+                Ok(false) => {
+                    // Written by someone else meanwhile: look again. In shared mode an index
+                    // that went, or came, with another epoch is an invalidation.
+                    current = self.read_index(&key).await.map_err(WriteRefused::Store)?;
+                    if !self.private && current.as_ref().is_none_or(|(i, _)| i.epoch != epoch) {
+                        return Err(WriteRefused::Invalidated);
+                    }
+                }
+                Err(e) => return Err(WriteRefused::Store(e)),
+            }
+        }
+        Err(WriteRefused::Store(StoreError::Conflict))
+    }
+
+    /// Moves `selector` to the front of `place`'s variants (a hit on an old one). Best
+    /// effort: a conflicting write means someone else just wrote the list.
+    pub(crate) async fn touch(&self, place: &Place, seen: &Seen, selector: Selector) {
+        let Some((index, version)) = &seen.index else {
+            return;
+        };
+        if seen.epoch() != Some(index.epoch) {
+            return;
+        }
+        let mut next = (**index).clone();
+        next.variants.retain(|s| *s != selector);
+        next.variants.insert(0, selector);
+        let (next, ttl) = next.living(SystemTime::now(), MIN_INDEX_TTL);
+        let next = Arc::new(next);
+        let _ = self
+            .store
+            .update_meta(
+                &place.index_key(),
+                Expect::Version(*version),
+                next.meta(),
+                ttl,
+            )
+            .await;
+    }
+
+    /// Invalidates every variant of `place`'s URL, of every user: a new epoch. Writes only
+    /// where something is stored for the URL, or `filling` says a fill of it is under way
+    /// (a flood of unsafe requests to URLs never stored writes nothing).
+    pub(crate) async fn invalidate(
+        &self,
+        place: &Place,
+        filling: bool,
+    ) -> Result<bool, StoreError> {
+        let key = if self.private {
+            place.epoch_key()
+        } else {
+            place.index_key()
+        };
+        let existed = self.store.get(&key).await?.is_some();
+        if !existed && !filling {
+            return Ok(false);
+        }
+        let ttl = if self.private {
+            EPOCH_TTL
+        } else {
+            TOMBSTONE_TTL
+        };
+        let (tombstone, ttl) = Index::empty(new_epoch()).living(SystemTime::now(), ttl);
+        let tombstone = Arc::new(tombstone);
+        self.store
+            .update_meta(&key, Expect::Any, tombstone.meta(), ttl)
+            .await?;
+        Ok(existed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    fn place(user: Option<&str>) -> Place {
+        Place {
+            url: Url::new(Some("example.com"), &"/a?b=1".parse().unwrap()),
+            user: user.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn selectors_follow_normalised_values() {
+        let names = vec!["accept-encoding".to_owned()];
+        let gzip = Selector::of(&names, &headers(&[("accept-encoding", "gzip")]));
+        let spaced = Selector::of(&names, &headers(&[("accept-encoding", "  gzip ")]));
+        let br = Selector::of(&names, &headers(&[("accept-encoding", "br")]));
+        let absent = Selector::of(&names, &headers(&[]));
+        let empty = Selector::of(&names, &headers(&[("accept-encoding", "")]));
+        assert_eq!(gzip, spaced);
+        assert_ne!(gzip, br);
+        assert_ne!(absent, empty, "absence only matches absence");
+        // Another set of names is another variant, even for the same values.
+        let other = Selector::of(&["accept".to_owned()], &headers(&[("accept", "gzip")]));
+        assert_ne!(gzip, other);
+        assert_eq!(Selector::of(&[], &headers(&[("x", "y")])), Selector(0));
+    }
+
+    #[test]
+    fn keys_of_users_and_epochs_differ() {
+        let (a, b) = (place(Some("alice")), place(Some("bob")));
+        assert_ne!(a.index_key(), b.index_key());
+        assert_ne!(a.variant_key(1, Selector(0)), b.variant_key(1, Selector(0)));
+        assert_ne!(a.variant_key(1, Selector(0)), a.variant_key(2, Selector(0)));
+        // The epoch is the URL's, whoever asks.
+        assert_eq!(a.epoch_key(), b.epoch_key());
+        // A user name cannot pose as a URL: the separator is not in either.
+        assert_ne!(
+            place(None).index_key(),
+            place(Some("")).variant_key(0, Selector(0))
+        );
+    }
+
+    #[test]
+    fn index_round_trips_and_rejects_damage() {
+        let (i, _) = Index::empty(7).with(&["accept".to_owned()], Selector(3), 8);
+        let bytes = i.encode();
+        assert_eq!(Index::decode(&bytes), Some(i));
+        for cut in [0, INDEX_MAGIC.len(), bytes.len() - 1] {
+            assert_eq!(Index::decode(&bytes[..cut]), None);
+        }
+        let mut v1 = bytes.to_vec();
+        v1[INDEX_MAGIC.len() - 2] = b'1';
+        assert_eq!(Index::decode(&v1), None);
+    }
+
+    #[test]
+    fn variants_are_capped_most_recent_first() {
+        let mut index = Index::empty(1);
+        let mut evicted = Vec::new();
+        for n in 0..10 {
+            let (next, gone) = index.with(&[], Selector(n), 4);
+            index = next;
+            evicted.extend(gone);
+        }
+        assert_eq!(index.variants, [9, 8, 7, 6].map(Selector));
+        assert_eq!(evicted, (0..6).map(Selector).collect::<Vec<_>>());
+        // Storing one again moves it to the front.
+        let (index, gone) = index.with(&[], Selector(6), 4);
+        assert!(gone.is_empty());
+        assert_eq!(index.variants, [6, 9, 8, 7].map(Selector));
+        assert!(index.worth_touching(Selector(7)));
+        assert!(!index.worth_touching(Selector(6)));
+        assert!(!index.worth_touching(Selector(42)));
+    }
+
+    #[test]
+    fn vary_sets_are_remembered_most_recent_first() {
+        let mut index = Index::empty(1);
+        for set in [["a"], ["b"], ["a"], ["c"], ["d"], ["e"]] {
+            let names: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+            index = index.with(&names, Selector(1), 8).0;
+        }
+        let sets: Vec<&str> = index.vary_sets.iter().map(|s| s[0].as_str()).collect();
+        assert_eq!(sets, ["e", "d", "c", "a"]);
+    }
+
+    #[tokio::test]
+    async fn an_invalidation_wins_over_a_fill_that_read_before_it() {
+        for private in [false, true] {
+            let store = MemoryStore::new();
+            let keyspace = Keyspace {
+                store: &store,
+                private,
+                max_variants: 8,
+            };
+            let p = place(private.then_some("alice"));
+            let hour = Duration::from_secs(3600);
+            // A first fill creates the records.
+            let seen = keyspace.read(&p).await.unwrap();
+            let epoch = keyspace
+                .admit(&p, &seen, &[], Selector(0), hour)
+                .await
+                .unwrap();
+            // A second lookup reads them, then the URL is invalidated.
+            let seen = keyspace.read(&p).await.unwrap();
+            assert_eq!(seen.epoch(), Some(epoch));
+            assert!(keyspace.invalidate(&p, false).await.unwrap());
+            let refused = keyspace.admit(&p, &seen, &[], Selector(0), hour).await;
+            assert!(
+                matches!(refused, Err(WriteRefused::Invalidated)),
+                "private={private}"
+            );
+            // A lookup after the invalidation stores under the new epoch.
+            let seen = keyspace.read(&p).await.unwrap();
+            let new = keyspace
+                .admit(&p, &seen, &[], Selector(0), hour)
+                .await
+                .unwrap();
+            assert_ne!(new, epoch);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fill_that_saw_nothing_loses_to_an_invalidation_during_its_fetch() {
+        for private in [false, true] {
+            let store = MemoryStore::new();
+            let keyspace = Keyspace {
+                store: &store,
+                private,
+                max_variants: 8,
+            };
+            let p = place(private.then_some("alice"));
+            let seen = keyspace.read(&p).await.unwrap();
+            assert!(seen.epoch().is_none());
+            // The invalidation comes while this fill's request is at the origin.
+            keyspace.invalidate(&p, true).await.unwrap();
+            let refused = keyspace
+                .admit(&p, &seen, &[], Selector(0), Duration::from_secs(60))
+                .await;
+            assert!(
+                matches!(refused, Err(WriteRefused::Invalidated)),
+                "private={private}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn invalidating_a_url_never_stored_writes_nothing() {
+        let store = MemoryStore::new();
+        let keyspace = Keyspace {
+            store: &store,
+            private: false,
+            max_variants: 8,
+        };
+        assert!(!keyspace.invalidate(&place(None), false).await.unwrap());
+        assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn concurrent_fills_of_two_variants_keep_both() {
+        let store = MemoryStore::new();
+        let keyspace = Keyspace {
+            store: &store,
+            private: false,
+            max_variants: 8,
+        };
+        let p = place(None);
+        let first = keyspace.read(&p).await.unwrap();
+        let epoch = keyspace
+            .admit(&p, &first, &[], Selector(1), Duration::from_secs(60))
+            .await
+            .unwrap();
+        // Two lookups read the same index; both admit their variant.
+        let a = keyspace.read(&p).await.unwrap();
+        let b = keyspace.read(&p).await.unwrap();
+        assert_eq!(
+            keyspace
+                .admit(&p, &a, &[], Selector(2), Duration::from_secs(60))
+                .await
+                .unwrap(),
+            epoch
+        );
+        assert_eq!(
+            keyspace
+                .admit(&p, &b, &[], Selector(3), Duration::from_secs(60))
+                .await
+                .unwrap(),
+            epoch
+        );
+        let seen = keyspace.read(&p).await.unwrap();
+        let index = seen.index().unwrap();
+        for s in 1..=3 {
+            assert!(index.lists(Selector(s)), "variant {s} lost");
+        }
+    }
+}

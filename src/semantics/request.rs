@@ -1,0 +1,441 @@
+//! The head of a request as the caches read it, parsed once: by the middleware, before the
+//! provider sees the request, so no rule parses a field a second time.
+//!
+//! Parsing also settles which authority (virtual host) the request is for, the one both the
+//! cache key and the origin must use (RFC 9112 §3.2.2, RFC 9113 §8.3.1), and refuses
+//! requests that name two.
+//!
+//! ```
+//! use http::{Request, Version};
+//! use tower_etag::semantics::request::{BadRequest, RequestHead};
+//!
+//! let (parts, ()) = Request::get("/a")
+//!     .header("host", "Example.COM:80")
+//!     .header("cache-control", "no-cache")
+//!     .body(())
+//!     .unwrap()
+//!     .into_parts();
+//! let head = RequestHead::from_parts(&parts).unwrap();
+//! assert_eq!(head.authority.as_deref(), Some("example.com"));
+//! assert!(head.cache_control.no_cache.is_present());
+//!
+//! let (h2, ()) = Request::get("https://a.test/")
+//!     .version(Version::HTTP_2)
+//!     .header("host", "b.test")
+//!     .body(())
+//!     .unwrap()
+//!     .into_parts();
+//! assert_eq!(RequestHead::from_parts(&h2).unwrap_err(), BadRequest::HostMismatch);
+//! ```
+
+use super::{cache_control::CacheControl, conditional::Preconditions};
+use http::{
+    header::{AUTHORIZATION, CONTENT_LENGTH, HOST, RANGE, TRANSFER_ENCODING},
+    request, HeaderMap, HeaderValue, Method, Request, Uri, Version,
+};
+use std::fmt;
+
+/// A request the caches refuse (`400 Bad Request`) because it names its target ambiguously:
+/// answering it could store one virtual host's page under another's key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BadRequest {
+    /// More than one `Host` line (RFC 9112 §3.2: a server MUST answer 400).
+    SeveralHosts,
+    /// A `Host` value that is not a valid `uri-host [ ":" port ]` (RFC 9112 §3.2: 400).
+    InvalidHost,
+    /// An HTTP/2 or HTTP/3 request whose `Host` names another authority than its
+    /// `:authority` (RFC 9113 §8.3.1: malformed).
+    HostMismatch,
+}
+
+impl BadRequest {
+    /// A short token for a `Cache-Status` `detail` parameter.
+    pub const fn detail(self) -> &'static str {
+        match self {
+            Self::SeveralHosts => "several-hosts",
+            Self::InvalidHost => "invalid-host",
+            Self::HostMismatch => "host-mismatch",
+        }
+    }
+}
+
+impl fmt::Display for BadRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::SeveralHosts => "more than one Host field",
+            Self::InvalidHost => "invalid Host field",
+            Self::HostMismatch => "Host differs from the request's :authority",
+        })
+    }
+}
+
+impl std::error::Error for BadRequest {}
+
+/// What a cache needs to know of a request, read once.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RequestHead {
+    /// The method, as the client sent it (HEAD stays HEAD when a provider fetches a GET).
+    pub method: Method,
+    /// The authority the request is for: lower-cased, without the scheme's default port;
+    /// `None` when the request names none. See [`target_authority`].
+    pub authority: Option<String>,
+    /// The request's `Cache-Control` directives (and `Pragma: no-cache`).
+    pub cache_control: CacheControl,
+    /// The request's preconditions (`If-Match`, `If-None-Match`, `If-Modified-Since`,
+    /// `If-Unmodified-Since`).
+    pub preconditions: Preconditions,
+    /// Whether the request carries `Authorization` (RFC 9111 §3.5).
+    pub authorization: bool,
+    /// Whether the request carries `Range`.
+    pub range: bool,
+    /// Whether the request carries content (a body). A GET or HEAD with content is never
+    /// answered from, nor stored in, a cache: what the origin made of the body would be
+    /// served to requests without it.
+    pub content: bool,
+}
+
+impl RequestHead {
+    /// Reads the head of `request`; its body counts as content unless it is known to be
+    /// empty.
+    pub fn from_request<B: http_body::Body>(request: &Request<B>) -> Result<Self, BadRequest> {
+        let mut head = Self::read(
+            request.method(),
+            request.version(),
+            request.uri(),
+            request.headers(),
+        )?;
+        let body = request.body();
+        head.content |= !body.is_end_stream() && body.size_hint().upper() != Some(0);
+        Ok(head)
+    }
+
+    /// Reads a request head; content is judged from `Content-Length` and
+    /// `Transfer-Encoding` alone.
+    pub fn from_parts(parts: &request::Parts) -> Result<Self, BadRequest> {
+        Self::read(&parts.method, parts.version, &parts.uri, &parts.headers)
+    }
+
+    fn read(
+        method: &Method,
+        version: Version,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> Result<Self, BadRequest> {
+        let authority = target_authority(version, uri, headers)?;
+        Ok(Self {
+            method: method.clone(),
+            authority,
+            cache_control: CacheControl::from_headers(headers),
+            preconditions: Preconditions::from_request(method, headers),
+            authorization: headers.contains_key(AUTHORIZATION),
+            range: headers.contains_key(RANGE),
+            content: announces_content(headers),
+        })
+    }
+
+    /// Whether the method is HEAD.
+    pub fn is_head(&self) -> bool {
+        self.method == Method::HEAD
+    }
+}
+
+/// Whether the header fields announce content: a `Transfer-Encoding`, or a `Content-Length`
+/// other than `0` (an invalid one included: it cannot be shown to be empty).
+fn announces_content(headers: &HeaderMap) -> bool {
+    headers.contains_key(TRANSFER_ENCODING)
+        || headers
+            .get_all(CONTENT_LENGTH)
+            .iter()
+            .any(|v| v.as_bytes().trim_ascii() != b"0")
+}
+
+/// The authority a request is for, as a cache keys it: the host lower-cased (RFC 3986 §3.2.2:
+/// case-insensitive) and the port dropped when it is the scheme's default (§6.2.3; `http`
+/// when the request names no scheme).
+///
+/// - The request target's authority wins when there is one (absolute-form in HTTP/1.1,
+///   RFC 9112 §3.2.2: "MUST ignore the received Host"; `:authority` in HTTP/2, RFC 9113
+///   §8.3.1). In HTTP/1.x a `Host` that names another authority is ignored (the middleware
+///   replaces it, see [`host_to_forward`]); in HTTP/2 and later such a request is malformed
+///   ([`BadRequest::HostMismatch`]).
+/// - Otherwise the `Host` field: one line at most ([`BadRequest::SeveralHosts`]), a valid
+///   authority without user information ([`BadRequest::InvalidHost`]); empty means none.
+pub fn target_authority(
+    version: Version,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Option<String>, BadRequest> {
+    let mut hosts = headers.get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(BadRequest::SeveralHosts);
+    }
+    let scheme = uri.scheme_str();
+    let from_host = match host {
+        Some(value) => normalized_host(value.as_bytes(), scheme)?,
+        None => None,
+    };
+    let Some(target) = uri.authority() else {
+        return Ok(from_host);
+    };
+    let from_target =
+        normalized_host(target.as_str().as_bytes(), scheme)?.ok_or(BadRequest::InvalidHost)?;
+    let h2_or_later = !matches!(
+        version,
+        Version::HTTP_09 | Version::HTTP_10 | Version::HTTP_11
+    );
+    if h2_or_later && from_host.as_ref().is_some_and(|h| *h != from_target) {
+        return Err(BadRequest::HostMismatch);
+    }
+    Ok(Some(from_target))
+}
+
+/// The `Host` value to send on with an HTTP/1.x request whose target is in absolute form and
+/// whose `Host` is absent or names another authority: the target's authority, so that the
+/// origin serves the host the cache keys the response under (RFC 9112 §3.2.2: a proxy
+/// "MUST generate a new Host field value based on the received request-target"). `None`
+/// when the request's `Host` already agrees (or the target has no authority).
+pub fn host_to_forward(version: Version, uri: &Uri, headers: &HeaderMap) -> Option<HeaderValue> {
+    if !matches!(
+        version,
+        Version::HTTP_09 | Version::HTTP_10 | Version::HTTP_11
+    ) {
+        return None;
+    }
+    let target = uri.authority()?;
+    let scheme = uri.scheme_str();
+    let wanted = normalized_host(target.as_str().as_bytes(), scheme).ok()??;
+    let current = headers
+        .get(HOST)
+        .and_then(|h| normalized_host(h.as_bytes(), scheme).ok().flatten());
+    if current.as_deref() == Some(wanted.as_str()) {
+        return None;
+    }
+    HeaderValue::from_str(target.as_str()).ok()
+}
+
+/// `host [":" port]`, lower-cased, without the default port of `scheme`; `None` for an empty
+/// value.
+fn normalized_host(raw: &[u8], scheme: Option<&str>) -> Result<Option<String>, BadRequest> {
+    let raw = raw.trim_ascii();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    // Valid URI authority characters, and no user information (RFC 9110 §4.2.4).
+    if raw.contains(&b'@') || http::uri::Authority::try_from(raw).is_err() {
+        return Err(BadRequest::InvalidHost);
+    }
+    // A port follows the last ':' outside an IPv6 literal (`[::1]:8080`).
+    let after_literal = raw.iter().rposition(|&b| b == b']').map_or(0, |i| i + 1);
+    let (host, port) = match raw[after_literal..].iter().position(|&b| b == b':') {
+        Some(i) => (&raw[..after_literal + i], &raw[after_literal + i + 1..]),
+        None => (raw, &b""[..]),
+    };
+    if host.is_empty() {
+        return Err(BadRequest::InvalidHost);
+    }
+    let mut out = String::from_utf8_lossy(host).to_ascii_lowercase();
+    if !port.is_empty() {
+        // Digits only, at most 65535: two spellings of one port would be two keys.
+        let port: u16 = std::str::from_utf8(port)
+            .ok()
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse().ok())
+            .ok_or(BadRequest::InvalidHost)?;
+        if Some(port) != default_port(scheme.unwrap_or("http")) {
+            out.push(':');
+            out.push_str(&port.to_string());
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The default port of a scheme (RFC 9110 §4.2).
+pub(crate) fn default_port(scheme: &str) -> Option<u16> {
+    if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("ws") {
+        Some(80)
+    } else if scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("wss") {
+        Some(443)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(
+        version: Version,
+        uri: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<RequestHead, BadRequest> {
+        let mut b = Request::get(uri).version(version);
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        RequestHead::from_parts(&b.body(()).unwrap().into_parts().0)
+    }
+
+    fn authority(
+        version: Version,
+        uri: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Option<String>, BadRequest> {
+        head(version, uri, headers).map(|h| h.authority)
+    }
+
+    const H1: Version = Version::HTTP_11;
+    const H2: Version = Version::HTTP_2;
+
+    #[test]
+    fn host_is_lower_cased_and_loses_its_default_port() {
+        assert_eq!(
+            authority(H1, "/", &[("host", "Example.COM")]),
+            Ok(Some("example.com".into()))
+        );
+        assert_eq!(
+            authority(H1, "/", &[("host", "example.com:80")]),
+            Ok(Some("example.com".into()))
+        );
+        assert_eq!(
+            authority(H1, "/", &[("host", "example.com:8080")]),
+            Ok(Some("example.com:8080".into()))
+        );
+        // Origin-form names no scheme: 443 is not http's default.
+        assert_eq!(
+            authority(H1, "/", &[("host", "example.com:443")]),
+            Ok(Some("example.com:443".into()))
+        );
+        assert_eq!(
+            authority(H1, "https://Example.com:443/", &[]),
+            Ok(Some("example.com".into()))
+        );
+        assert_eq!(
+            authority(H1, "/", &[("host", "[::1]:8080")]),
+            Ok(Some("[::1]:8080".into()))
+        );
+        assert_eq!(
+            authority(H1, "/", &[("host", "[::1]")]),
+            Ok(Some("[::1]".into()))
+        );
+    }
+
+    #[test]
+    fn no_host_and_an_empty_host_name_no_authority() {
+        assert_eq!(authority(H1, "/", &[]), Ok(None));
+        assert_eq!(authority(H1, "/", &[("host", "")]), Ok(None));
+    }
+
+    #[test]
+    fn several_or_invalid_hosts_are_bad_requests() {
+        assert_eq!(
+            authority(H1, "/", &[("host", "a.test"), ("host", "b.test")]),
+            Err(BadRequest::SeveralHosts)
+        );
+        for bad in ["user@a.test", "a test", "a.test:99999", "a.test:x", ":80"] {
+            assert_eq!(
+                authority(H1, "/", &[("host", bad)]),
+                Err(BadRequest::InvalidHost),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_absolute_target_wins_over_host_in_http1() {
+        // RFC 9112 §3.2.2: the received Host is ignored; the middleware replaces it.
+        assert_eq!(
+            authority(H1, "http://a.test/x", &[("host", "b.test")]),
+            Ok(Some("a.test".into()))
+        );
+        let (parts, ()) = Request::get("http://a.test/x")
+            .header("host", "b.test")
+            .body(())
+            .unwrap()
+            .into_parts();
+        assert_eq!(
+            host_to_forward(H1, &parts.uri, &parts.headers).unwrap(),
+            "a.test"
+        );
+    }
+
+    #[test]
+    fn a_host_that_agrees_is_not_replaced() {
+        for host in ["a.test", "A.TEST:80"] {
+            let (parts, ()) = Request::get("http://a.test/x")
+                .header("host", host)
+                .body(())
+                .unwrap()
+                .into_parts();
+            assert_eq!(
+                host_to_forward(H1, &parts.uri, &parts.headers),
+                None,
+                "{host}"
+            );
+        }
+        let (parts, ()) = Request::get("/x")
+            .header("host", "a.test")
+            .body(())
+            .unwrap()
+            .into_parts();
+        assert_eq!(host_to_forward(H1, &parts.uri, &parts.headers), None);
+    }
+
+    #[test]
+    fn http2_host_and_authority_must_agree() {
+        assert_eq!(
+            authority(H2, "https://a.test/x", &[("host", "b.test")]),
+            Err(BadRequest::HostMismatch)
+        );
+        assert_eq!(
+            authority(H2, "https://a.test/x", &[("host", "A.test:443")]),
+            Ok(Some("a.test".into()))
+        );
+        assert_eq!(
+            authority(H2, "https://a.test/x", &[]),
+            Ok(Some("a.test".into()))
+        );
+    }
+
+    #[test]
+    fn fields_are_read_once() {
+        let h = head(
+            H1,
+            "/",
+            &[
+                ("authorization", "Bearer x"),
+                ("range", "bytes=0-1"),
+                ("if-none-match", "\"a\""),
+                ("pragma", "no-cache"),
+            ],
+        )
+        .unwrap();
+        assert!(h.authorization && h.range);
+        assert!(!h.preconditions.is_empty());
+        assert!(h.cache_control.no_cache.is_present());
+        assert!(!h.content);
+    }
+
+    #[test]
+    fn content_is_announced_by_length_or_transfer_coding() {
+        assert!(!head(H1, "/", &[("content-length", "0")]).unwrap().content);
+        assert!(head(H1, "/", &[("content-length", "6")]).unwrap().content);
+        assert!(head(H1, "/", &[("content-length", "x")]).unwrap().content);
+        assert!(
+            head(H1, "/", &[("transfer-encoding", "chunked")])
+                .unwrap()
+                .content
+        );
+        let with_body = Request::get("/")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"x")))
+            .unwrap();
+        assert!(RequestHead::from_request(&with_body).unwrap().content);
+        let empty = Request::get("/")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        assert!(!RequestHead::from_request(&empty).unwrap().content);
+    }
+}
