@@ -329,7 +329,10 @@ pub(crate) struct ReadAheadFuture<B: Body> {
     /// Made at the second chunk: a body of one chunk is hashed in one call.
     hasher: Option<Box<blake3::Hasher>>,
     trailers: Option<HeaderMap>,
-    /// When to stop waiting and let the head go out (needs a tokio timer).
+    /// When to stop waiting and let the head go out: `timeout` after `started`, timed by a
+    /// tokio timer made the first time the body makes the read wait (most bodies never do).
+    started: tokio::time::Instant,
+    timeout: std::time::Duration,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
@@ -337,9 +340,6 @@ impl<B: Body + Unpin> ReadAheadFuture<B> {
     /// Reads `body` ahead up to `limit` bytes, for at most `timeout` when a tokio runtime
     /// is there to time it.
     pub(crate) fn new(body: B, limit: u64, timeout: std::time::Duration) -> Self {
-        let deadline = tokio::runtime::Handle::try_current()
-            .is_ok()
-            .then(|| Box::pin(tokio::time::sleep(timeout)));
         Self {
             body: Some(body),
             chunks: VecDeque::new(),
@@ -347,13 +347,26 @@ impl<B: Body + Unpin> ReadAheadFuture<B> {
             limit,
             hasher: None,
             trailers: None,
-            deadline,
+            started: tokio::time::Instant::now(),
+            timeout,
+            deadline: None,
         }
     }
 
-    /// Whether the read-ahead is bounded in time.
+    /// Whether the read-ahead can be bounded in time: there is a tokio runtime to time it.
     pub(crate) fn is_timed(&self) -> bool {
-        self.deadline.is_some()
+        tokio::runtime::Handle::try_current().is_ok()
+    }
+
+    /// Whether the time is up (the first call arms the timer).
+    fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.deadline.is_none() && self.is_timed() {
+            let at = self.started + self.timeout;
+            self.deadline = Some(Box::pin(tokio::time::sleep_until(at)));
+        }
+        self.deadline
+            .as_mut()
+            .is_some_and(|d| d.as_mut().poll(cx).is_ready())
     }
 
     /// The body, unread.
@@ -391,15 +404,13 @@ impl<B: Body + Unpin> Future for ReadAheadFuture<B> {
             let polled = match Pin::new(body).poll_frame(cx) {
                 Poll::Ready(polled) => polled,
                 Poll::Pending => {
-                    if let Some(deadline) = this.deadline.as_mut() {
-                        if deadline.as_mut().poll(cx).is_ready() {
-                            // Too slow: the head goes out now, with what was read and the
-                            // rest of the stream, untagged.
-                            let rest = this.body.take();
-                            return Poll::Ready(ReadAhead::Incomplete {
-                                body: this.finish(None, rest),
-                            });
-                        }
+                    if this.timed_out(cx) {
+                        // Too slow: the head goes out now, with what was read and the rest
+                        // of the stream, untagged.
+                        let rest = this.body.take();
+                        return Poll::Ready(ReadAhead::Incomplete {
+                            body: this.finish(None, rest),
+                        });
                     }
                     return Poll::Pending;
                 }

@@ -1,5 +1,5 @@
-//! The tower plumbing: [`EtagCacheLayer`], the [`EtagCache`] service, its
-//! [`ResponseFuture`], the [`ResponseBody`] it returns, and the predicates that decide when
+//! The tower plumbing: [`EtagCacheLayer`](crate::EtagCacheLayer), the [`EtagCache`](crate::EtagCache) service, its
+//! [`ResponseFuture`](crate::ResponseFuture), the [`ResponseBody`](crate::ResponseBody) it returns, and the predicates that decide when
 //! the cache is involved. No RFC rule lives here: the rules are in
 //! [`semantics`](crate::semantics) and [`policy`](crate::policy), the knowledge in the
 //! [`provider`](crate::provider).

@@ -68,7 +68,9 @@ pub use revalidate::{
 pub use storable::NotStorable;
 
 use crate::semantics::cache_control::CacheControl;
-use http::{header::AUTHORIZATION, request, response, HeaderMap, Method, StatusCode, Uri};
+use http::{
+    header::AUTHORIZATION, request, response, HeaderMap, HeaderValue, Method, StatusCode, Uri,
+};
 use std::time::{Duration, SystemTime};
 
 /// Whether the cache is shared (a proxy or a server-side cache serving many users) or private
@@ -255,6 +257,24 @@ impl CachePolicy {
         policy.initial_age = policy.compute_corrected_initial_age();
         policy.lifetime = policy.compute_freshness_lifetime();
         policy
+    }
+
+    /// This policy with header values and target in buffers of its own: one built from a
+    /// response just received shares them with the connection's read buffer, and a store
+    /// that kept it would keep those whole buffers alive.
+    #[must_use]
+    pub fn detached(&self) -> Self {
+        let mut copy = self.clone();
+        for value in copy.response_headers.values_mut() {
+            if let Ok(mut own) = HeaderValue::from_bytes(value.as_bytes()) {
+                own.set_sensitive(value.is_sensitive());
+                *value = own;
+            }
+        }
+        if let Ok(uri) = Uri::try_from(self.uri.to_string()) {
+            copy.uri = uri;
+        }
+        copy
     }
 
     /// The policy's plain data, for a store to serialize.

@@ -3,7 +3,11 @@
 
 use super::{head, storable::NotStorable, vary, CacheMode, CachePolicy, PolicyParts};
 use crate::semantics::{
-    cache_control::CacheControl, dates::single_date, etag::EntityTag, request::RequestHead,
+    cache_control::CacheControl,
+    dates::single_date,
+    etag::EntityTag,
+    headers::{copy_with_room, seconds_value},
+    request::RequestHead,
 };
 use http::header::SET_COOKIE;
 use http::{
@@ -170,7 +174,9 @@ fn etag(headers: &HeaderMap) -> Option<EntityTag> {
 /// Whether two URIs name the same target: same path and query, and the same authority when
 /// both have one.
 fn same_target(a: &Uri, b: &Uri) -> bool {
-    let pq = |u: &Uri| u.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    fn pq(u: &Uri) -> &str {
+        u.path_and_query().map_or("/", |p| p.as_str())
+    }
     if pq(a) != pq(b) {
         return false;
     }
@@ -279,8 +285,9 @@ impl CachePolicy {
 
     /// The stored header fields with `Age` set to the age at `now` (RFC 9111 §5.1).
     pub fn headers_with_age(&self, now: SystemTime) -> HeaderMap {
-        let mut headers = self.response_headers.clone();
-        headers.insert(AGE, HeaderValue::from(self.age(now).as_secs()));
+        // Room for `Age` and a cache's `Cache-Status`.
+        let mut headers = copy_with_room(&self.response_headers, &AGE, 2);
+        headers.insert(AGE, seconds_value(self.age(now).as_secs()));
         headers
     }
 

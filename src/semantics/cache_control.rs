@@ -8,7 +8,7 @@
 //! ```
 //! use http::{HeaderMap, HeaderValue, header::CACHE_CONTROL};
 //! use tower_etag::cache_control::CacheControl;
-//! use std::time::Duration;
+//! use std::{borrow::Cow, time::Duration};
 //!
 //! let mut headers = HeaderMap::new();
 //! headers.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=60, no-cache=\"set-cookie\""));
@@ -20,9 +20,9 @@
 
 use http::{
     header::{CACHE_CONTROL, PRAGMA},
-    HeaderMap, HeaderName,
+    HeaderMap, HeaderName, HeaderValue,
 };
-use std::time::Duration;
+use std::{borrow::Cow, time::Duration};
 
 /// RFC 9111 §1.2.2: a delta-seconds too large to represent is taken as 2^31.
 const DELTA_SECONDS_MAX: u64 = 2_147_483_648;
@@ -154,23 +154,26 @@ impl CacheControl {
         let mut any = false;
         for line in headers.get_all(CACHE_CONTROL) {
             any = true;
-            // A line that is not visible ASCII is parsed as far as it is readable.
-            let text = String::from_utf8_lossy(line.as_bytes());
-            for (name, value) in directives(&text) {
-                cc.apply(&name, value.as_deref());
-            }
+            cc.add_line(line);
         }
-        if !any
-            && headers.get_all(PRAGMA).iter().any(|p| {
-                p.to_str().is_ok_and(|p| {
-                    p.split(',')
-                        .any(|t| t.trim().eq_ignore_ascii_case("no-cache"))
-                })
-            })
-        {
+        if !any && headers.get_all(PRAGMA).iter().any(pragma_no_cache) {
             cc.no_cache = FieldDirective::All;
         }
         cc
+    }
+
+    /// Adds the directives of one `Cache-Control` line.
+    pub(crate) fn add_line(&mut self, line: &HeaderValue) {
+        // A line that is not visible ASCII is parsed as far as it is readable.
+        let text = String::from_utf8_lossy(line.as_bytes());
+        for (name, value) in directives(&text) {
+            self.apply(&name, value.as_deref());
+        }
+    }
+
+    /// A request's `Pragma: no-cache` without any `Cache-Control` (RFC 9111 §5.4).
+    pub(crate) fn set_no_cache_from_pragma(&mut self) {
+        self.no_cache = FieldDirective::All;
     }
 
     fn apply(&mut self, name: &str, value: Option<&str>) {
@@ -213,9 +216,18 @@ impl CacheControl {
     }
 }
 
+/// Whether a `Pragma` line holds `no-cache`.
+pub(crate) fn pragma_no_cache(line: &HeaderValue) -> bool {
+    line.to_str().is_ok_and(|p| {
+        p.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("no-cache"))
+    })
+}
+
 /// Splits a `Cache-Control` line into lower-cased names and unquoted values. Commas inside
-/// quoted strings do not split.
-fn directives(line: &str) -> impl Iterator<Item = (String, Option<String>)> + '_ {
+/// quoted strings do not split. Nothing is copied unless a name has upper-case letters or a
+/// value is quoted.
+fn directives(line: &str) -> impl Iterator<Item = (Cow<'_, str>, Option<Cow<'_, str>>)> + '_ {
     split_outside_quotes(line).filter_map(|item| {
         let item = item.trim();
         if item.is_empty() {
@@ -225,7 +237,12 @@ fn directives(line: &str) -> impl Iterator<Item = (String, Option<String>)> + '_
             Some((n, v)) => (n.trim(), Some(unquote(v.trim()))),
             None => (item, None),
         };
-        Some((name.to_ascii_lowercase(), value))
+        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(name)
+        };
+        Some((name, value))
     })
 }
 
@@ -253,7 +270,7 @@ fn split_outside_quotes(line: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Removes the quotes and backslash escapes of a quoted-string; a token is returned as is.
-fn unquote(v: &str) -> String {
+fn unquote(v: &str) -> Cow<'_, str> {
     match v.strip_prefix('"') {
         Some(inner) => {
             let inner = inner.strip_suffix('"').unwrap_or(inner);
@@ -266,9 +283,9 @@ fn unquote(v: &str) -> String {
                     c
                 });
             }
-            out
+            Cow::Owned(out)
         }
-        None => v.to_owned(),
+        None => Cow::Borrowed(v),
     }
 }
 

@@ -18,12 +18,12 @@
 //! ```
 
 use super::{
-    dates::single_date,
+    dates::http_date,
     etag::{list_kind, list_matches, EntityTag, TagList},
 };
 use http::{
     header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE},
-    HeaderMap, HeaderValue, Method,
+    HeaderMap, HeaderName, HeaderValue, Method,
 };
 use std::time::SystemTime;
 
@@ -49,11 +49,10 @@ struct Lines {
 }
 
 impl Lines {
-    fn of(headers: &HeaderMap, name: http::HeaderName) -> Self {
-        let mut all = headers.get_all(name).iter().cloned();
-        Self {
-            first: all.next(),
-            rest: all.collect(),
+    fn push(&mut self, line: &HeaderValue) {
+        match self.first {
+            None => self.first = Some(line.clone()),
+            Some(_) => self.rest.push(line.clone()),
         }
     }
 
@@ -87,21 +86,78 @@ pub enum Outcome {
     PreconditionFailed,
 }
 
+/// The precondition fields of a request, gathered line by line (in one pass over the
+/// request's fields) and then read into [`Preconditions`].
+#[derive(Debug, Default)]
+pub(crate) struct PreconditionFields<'a> {
+    if_match: Lines,
+    if_none_match: Lines,
+    if_modified_since: DateLines<'a>,
+    if_unmodified_since: DateLines<'a>,
+}
+
+/// The lines of a date field: one valid line is a date, anything else none.
+#[derive(Debug, Default)]
+struct DateLines<'a> {
+    first: Option<&'a HeaderValue>,
+    repeated: bool,
+}
+
+impl<'a> DateLines<'a> {
+    fn push(&mut self, line: &'a HeaderValue) {
+        self.repeated |= self.first.replace(line).is_some();
+    }
+
+    fn date(&self) -> Option<SystemTime> {
+        if self.repeated {
+            return None;
+        }
+        http_date(self.first?)
+    }
+}
+
+impl<'a> PreconditionFields<'a> {
+    /// Takes `line` if `name` is one of the precondition fields; returns whether it was.
+    pub(crate) fn push(&mut self, name: &HeaderName, line: &'a HeaderValue) -> bool {
+        match *name {
+            IF_MATCH => self.if_match.push(line),
+            IF_NONE_MATCH => self.if_none_match.push(line),
+            IF_MODIFIED_SINCE => self.if_modified_since.push(line),
+            IF_UNMODIFIED_SINCE => self.if_unmodified_since.push(line),
+            _ => return false,
+        }
+        true
+    }
+
+    /// The preconditions of a request with `method` and these fields.
+    pub(crate) fn read(self, method: &Method) -> Preconditions {
+        let get_or_head = method == Method::GET || method == Method::HEAD;
+        Preconditions {
+            get_or_head,
+            if_match: self.if_match,
+            if_none_match: self.if_none_match,
+            // §13.1.3: If-Modified-Since is only for GET and HEAD.
+            if_modified_since: get_or_head.then(|| self.if_modified_since.date()).flatten(),
+            if_unmodified_since: self.if_unmodified_since.date(),
+        }
+    }
+}
+
 impl Preconditions {
     /// Reads the preconditions of a request with this method and these headers.
     pub fn from_request(method: &Method, headers: &HeaderMap) -> Self {
-        let get_or_head = method == Method::GET || method == Method::HEAD;
-        let lines = |name| Lines::of(headers, name);
-        Self {
-            get_or_head,
-            if_match: lines(IF_MATCH),
-            if_none_match: lines(IF_NONE_MATCH),
-            // §13.1.3: If-Modified-Since is only for GET and HEAD.
-            if_modified_since: get_or_head
-                .then(|| single_date(headers, IF_MODIFIED_SINCE))
-                .flatten(),
-            if_unmodified_since: single_date(headers, IF_UNMODIFIED_SINCE),
+        let mut fields = PreconditionFields::default();
+        for name in [
+            IF_MATCH,
+            IF_NONE_MATCH,
+            IF_MODIFIED_SINCE,
+            IF_UNMODIFIED_SINCE,
+        ] {
+            for line in headers.get_all(&name) {
+                fields.push(&name, line);
+            }
         }
+        fields.read(method)
     }
 
     /// Whether the request carries no precondition at all.

@@ -215,25 +215,41 @@ pub(crate) fn list_matches<'a>(
     current: &EntityTag,
     strong: bool,
 ) -> bool {
-    lines.into_iter().any(|line| {
-        let mut rest = line.as_bytes();
-        loop {
-            while let [b' ' | b'\t' | b',', tail @ ..] = rest {
-                rest = tail;
-            }
-            if rest.is_empty() {
-                return false;
-            }
-            let Some((tag, tail)) = next_tag(rest) else {
-                return false;
-            };
-            let same = tag.opaque == current.tag.as_bytes();
-            if same && (!strong || (!tag.weak && !current.weak)) {
-                return true;
-            }
+    lines
+        .into_iter()
+        .any(|line| line_matches(line.as_bytes(), current, strong))
+}
+
+fn line_matches(mut rest: &[u8], current: &EntityTag, strong: bool) -> bool {
+    let wanted = current.tag.as_bytes();
+    loop {
+        while let [b' ' | b'\t' | b',', tail @ ..] = rest {
             rest = tail;
         }
-    })
+        let (weak, tail) = match rest {
+            [] => return false,
+            [b'W', b'/', tail @ ..] => (true, tail),
+            _ => (false, rest),
+        };
+        let Some(tail) = tail.strip_prefix(b"\"") else {
+            return false;
+        };
+        let Some(end) = tail.iter().position(|&c| c == b'"') else {
+            return false;
+        };
+        let opaque = &tail[..end];
+        // The usual case first: the member is the current tag (which is valid, so the member
+        // is too). Only a member that does not match is checked, to know whether the list
+        // goes on.
+        if opaque == wanted {
+            if !strong || (!weak && !current.weak) {
+                return true;
+            }
+        } else if !opaque.iter().copied().all(is_etagc) {
+            return false;
+        }
+        rest = &tail[end + 1..];
+    }
 }
 
 #[cfg(test)]

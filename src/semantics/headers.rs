@@ -101,6 +101,67 @@ pub(crate) fn vary_names(headers: &HeaderMap) -> impl Iterator<Item = String> + 
         .filter(|n| !n.is_empty())
 }
 
+/// A copy of `headers` without `skip`, with room for `room` more fields: a clone has no
+/// spare capacity, and the fields a cache adds to what it serves (`Age`, `Cache-Status`)
+/// would make it grow, twice.
+pub(crate) fn copy_with_room(headers: &HeaderMap, skip: &HeaderName, room: usize) -> HeaderMap {
+    let mut copy = HeaderMap::with_capacity(headers.len() + room);
+    for (name, value) in headers {
+        if name != skip {
+            copy.append(name.clone(), value.clone());
+        }
+    }
+    copy
+}
+
+/// The decimal text of 0 to 99, for header values made without formatting or allocating.
+const SMALL_NUMBERS: [&str; 100] = [
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+    "17", "18", "19", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29", "30", "31", "32",
+    "33", "34", "35", "36", "37", "38", "39", "40", "41", "42", "43", "44", "45", "46", "47", "48",
+    "49", "50", "51", "52", "53", "54", "55", "56", "57", "58", "59", "60", "61", "62", "63", "64",
+    "65", "66", "67", "68", "69", "70", "71", "72", "73", "74", "75", "76", "77", "78", "79", "80",
+    "81", "82", "83", "84", "85", "86", "87", "88", "89", "90", "91", "92", "93", "94", "95", "96",
+    "97", "98", "99",
+];
+
+/// A number of seconds (`Age`, `max-age`) as a header value; the usual small ones without
+/// allocating.
+pub(crate) fn seconds_value(secs: u64) -> HeaderValue {
+    match SMALL_NUMBERS.get(secs as usize) {
+        Some(text) => HeaderValue::from_static(text),
+        None => HeaderValue::from(secs),
+    }
+}
+
+/// Appends the decimal digits of `n` to `out`, without the formatting machinery.
+pub(crate) fn push_decimal(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+}
+
+/// Appends the `width` (at most 32) low hex digits of `n`, lower-case, to `out`.
+pub(crate) fn push_hex(out: &mut String, n: u128, width: usize) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 32];
+    let width = width.min(buf.len());
+    for (i, slot) in buf[..width].iter_mut().enumerate() {
+        let shift = 4 * (width - 1 - i);
+        *slot = DIGITS[((n >> shift) & 0xf) as usize];
+    }
+    out.push_str(std::str::from_utf8(&buf[..width]).unwrap_or_default());
+}
+
 /// Rewrites several `Vary` lines as one, without duplicate names, so a field is set once.
 pub(crate) fn merge_vary(headers: &mut HeaderMap) {
     if headers.get_all(VARY).iter().nth(1).is_none() {
@@ -149,6 +210,22 @@ mod tests {
         assert!(parts.headers.contains_key(LAST_MODIFIED));
         let vary: Vec<_> = parts.headers.get_all(VARY).iter().collect();
         assert_eq!(vary, ["accept-encoding, accept"]);
+    }
+
+    #[test]
+    fn numbers_are_written_without_formatting() {
+        for n in [0, 7, 42, 99, 100, 12_345, u64::MAX] {
+            assert_eq!(seconds_value(n), n.to_string().as_str());
+            let mut out = String::from("x=");
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x={n}"));
+        }
+        let mut hex = String::new();
+        push_hex(&mut hex, 0xab, 4);
+        assert_eq!(hex, "00ab");
+        hex.clear();
+        push_hex(&mut hex, u128::MAX, 32);
+        assert_eq!(hex, format!("{:032x}", u128::MAX));
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //!     .unwrap()
 //!     .into_parts();
 //! let head = RequestHead::from_parts(&parts).unwrap();
-//! assert_eq!(head.authority.as_deref(), Some("example.com"));
+//! assert_eq!(head.authority.as_ref().map(|a| a.as_str()), Some("example.com"));
 //! assert!(head.cache_control.no_cache.is_present());
 //!
 //! let (h2, ()) = Request::get("https://a.test/")
@@ -28,9 +28,15 @@
 //! assert_eq!(RequestHead::from_parts(&h2).unwrap_err(), BadRequest::HostMismatch);
 //! ```
 
-use super::{cache_control::CacheControl, conditional::Preconditions};
+use super::{
+    cache_control::{self, CacheControl},
+    conditional::{PreconditionFields, Preconditions},
+};
 use http::{
-    header::{AUTHORIZATION, CONTENT_LENGTH, HOST, RANGE, TRANSFER_ENCODING},
+    header::{
+        AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, HOST, IF_RANGE, PRAGMA, RANGE,
+        TRANSFER_ENCODING,
+    },
     request, HeaderMap, HeaderValue, Method, Request, Uri, Version,
 };
 use std::fmt;
@@ -72,6 +78,45 @@ impl fmt::Display for BadRequest {
 
 impl std::error::Error for BadRequest {}
 
+/// The authority (virtual host) a request is for, as caches key it: the host lower-cased
+/// (RFC 3986 §3.2.2: case-insensitive) and the port dropped when it is the scheme's default
+/// (§6.2.3). Cheap to clone; usually shares the bytes of the request's `Host` field.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Authority(HeaderValue);
+
+impl Authority {
+    /// The authority as text (`example.com`, `example.com:8080`, `[::1]:8080`).
+    pub fn as_str(&self) -> &str {
+        // Only visible ASCII gets here (see `normalized_host`).
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The authority as a header field value (for `Host`).
+    pub fn as_header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Authority {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for Authority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Authority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a cache needs to know of a request, read once.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -80,7 +125,7 @@ pub struct RequestHead {
     pub method: Method,
     /// The authority the request is for: lower-cased, without the scheme's default port;
     /// `None` when the request names none. See [`target_authority`].
-    pub authority: Option<String>,
+    pub authority: Option<Authority>,
     /// The request's `Cache-Control` directives (and `Pragma: no-cache`).
     pub cache_control: CacheControl,
     /// The request's preconditions (`If-Match`, `If-None-Match`, `If-Modified-Since`,
@@ -90,6 +135,8 @@ pub struct RequestHead {
     pub authorization: bool,
     /// Whether the request carries `Range`.
     pub range: bool,
+    /// Whether the request carries `If-Range` (RFC 9110 §13.1.5).
+    pub if_range: bool,
     /// Whether the request carries content (a body). A GET or HEAD with content is never
     /// answered from, nor stored in, a cache: what the origin made of the body would be
     /// served to requests without it.
@@ -123,32 +170,54 @@ impl RequestHead {
         uri: &Uri,
         headers: &HeaderMap,
     ) -> Result<Self, BadRequest> {
-        let authority = target_authority(version, uri, headers)?;
+        // One pass over the fields (a request has a few; a lookup per rule would cost more).
+        let mut preconditions = PreconditionFields::default();
+        let mut cache_control = CacheControl::default();
+        let (mut any_cache_control, mut pragma_no_cache) = (false, false);
+        let (mut authorization, mut range, mut if_range, mut content) =
+            (false, false, false, false);
+        for (name, value) in headers {
+            match *name {
+                CACHE_CONTROL => {
+                    any_cache_control = true;
+                    cache_control.add_line(value);
+                }
+                PRAGMA => pragma_no_cache |= cache_control::pragma_no_cache(value),
+                AUTHORIZATION => authorization = true,
+                RANGE => range = true,
+                IF_RANGE => if_range = true,
+                TRANSFER_ENCODING => content = true,
+                // An invalid length cannot be shown to be empty.
+                CONTENT_LENGTH => content |= value.as_bytes().trim_ascii() != b"0",
+                _ => {
+                    preconditions.push(name, value);
+                }
+            }
+        }
+        if pragma_no_cache && !any_cache_control {
+            cache_control.set_no_cache_from_pragma();
+        }
         Ok(Self {
             method: method.clone(),
-            authority,
-            cache_control: CacheControl::from_headers(headers),
-            preconditions: Preconditions::from_request(method, headers),
-            authorization: headers.contains_key(AUTHORIZATION),
-            range: headers.contains_key(RANGE),
-            content: announces_content(headers),
+            authority: target_authority(version, uri, headers)?,
+            cache_control,
+            preconditions: preconditions.read(method),
+            authorization,
+            range,
+            if_range,
+            content,
         })
+    }
+
+    /// Whether the request is conditional: any precondition, or `If-Range`.
+    pub fn is_conditional(&self) -> bool {
+        self.if_range || !self.preconditions.is_empty()
     }
 
     /// Whether the method is HEAD.
     pub fn is_head(&self) -> bool {
         self.method == Method::HEAD
     }
-}
-
-/// Whether the header fields announce content: a `Transfer-Encoding`, or a `Content-Length`
-/// other than `0` (an invalid one included: it cannot be shown to be empty).
-fn announces_content(headers: &HeaderMap) -> bool {
-    headers.contains_key(TRANSFER_ENCODING)
-        || headers
-            .get_all(CONTENT_LENGTH)
-            .iter()
-            .any(|v| v.as_bytes().trim_ascii() != b"0")
 }
 
 /// The authority a request is for, as a cache keys it: the host lower-cased (RFC 3986 §3.2.2:
@@ -166,7 +235,7 @@ pub fn target_authority(
     version: Version,
     uri: &Uri,
     headers: &HeaderMap,
-) -> Result<Option<String>, BadRequest> {
+) -> Result<Option<Authority>, BadRequest> {
     let mut hosts = headers.get_all(HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
@@ -174,14 +243,14 @@ pub fn target_authority(
     }
     let scheme = uri.scheme_str();
     let from_host = match host {
-        Some(value) => normalized_host(value.as_bytes(), scheme)?,
+        Some(value) => normalized_host(value.as_bytes(), Some(value), scheme)?,
         None => None,
     };
     let Some(target) = uri.authority() else {
         return Ok(from_host);
     };
-    let from_target =
-        normalized_host(target.as_str().as_bytes(), scheme)?.ok_or(BadRequest::InvalidHost)?;
+    let from_target = normalized_host(target.as_str().as_bytes(), None, scheme)?
+        .ok_or(BadRequest::InvalidHost)?;
     let h2_or_later = !matches!(
         version,
         Version::HTTP_09 | Version::HTTP_10 | Version::HTTP_11
@@ -206,50 +275,110 @@ pub fn host_to_forward(version: Version, uri: &Uri, headers: &HeaderMap) -> Opti
     }
     let target = uri.authority()?;
     let scheme = uri.scheme_str();
-    let wanted = normalized_host(target.as_str().as_bytes(), scheme).ok()??;
-    let current = headers
-        .get(HOST)
-        .and_then(|h| normalized_host(h.as_bytes(), scheme).ok().flatten());
-    if current.as_deref() == Some(wanted.as_str()) {
+    let wanted = normalized_host(target.as_str().as_bytes(), None, scheme).ok()??;
+    let current = headers.get(HOST).and_then(|h| {
+        normalized_host(h.as_bytes(), Some(h), scheme)
+            .ok()
+            .flatten()
+    });
+    if current.as_ref() == Some(&wanted) {
         return None;
     }
     HeaderValue::from_str(target.as_str()).ok()
 }
 
 /// `host [":" port]`, lower-cased, without the default port of `scheme`; `None` for an empty
-/// value.
-fn normalized_host(raw: &[u8], scheme: Option<&str>) -> Result<Option<String>, BadRequest> {
-    let raw = raw.trim_ascii();
-    if raw.is_empty() {
+/// value. `raw` are the bytes of `value` when it comes from a header field: a value already
+/// in normal form (the usual case) is shared, not copied.
+fn normalized_host(
+    raw: &[u8],
+    value: Option<&HeaderValue>,
+    scheme: Option<&str>,
+) -> Result<Option<Authority>, BadRequest> {
+    let trimmed = raw.trim_ascii();
+    if trimmed.is_empty() {
         return Ok(None);
     }
-    // Valid URI authority characters, and no user information (RFC 9110 §4.2.4).
-    if raw.contains(&b'@') || http::uri::Authority::try_from(raw).is_err() {
-        return Err(BadRequest::InvalidHost);
-    }
     // A port follows the last ':' outside an IPv6 literal (`[::1]:8080`).
-    let after_literal = raw.iter().rposition(|&b| b == b']').map_or(0, |i| i + 1);
-    let (host, port) = match raw[after_literal..].iter().position(|&b| b == b':') {
-        Some(i) => (&raw[..after_literal + i], &raw[after_literal + i + 1..]),
-        None => (raw, &b""[..]),
+    let after_literal = trimmed
+        .iter()
+        .rposition(|&b| b == b']')
+        .map_or(0, |i| i + 1);
+    let (host, port) = match trimmed[after_literal..].iter().position(|&b| b == b':') {
+        Some(i) => (
+            &trimmed[..after_literal + i],
+            Some(&trimmed[after_literal + i + 1..]),
+        ),
+        None => (trimmed, None),
     };
-    if host.is_empty() {
+    if !valid_host(host) {
         return Err(BadRequest::InvalidHost);
     }
-    let mut out = String::from_utf8_lossy(host).to_ascii_lowercase();
-    if !port.is_empty() {
+    let port = match port {
+        None | Some(b"") => None,
         // Digits only, at most 65535: two spellings of one port would be two keys.
-        let port: u16 = std::str::from_utf8(port)
-            .ok()
-            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|p| p.parse().ok())
-            .ok_or(BadRequest::InvalidHost)?;
-        if Some(port) != default_port(scheme.unwrap_or("http")) {
-            out.push(':');
-            out.push_str(&port.to_string());
-        }
+        Some(digits) => Some(parse_port(digits).ok_or(BadRequest::InvalidHost)?),
+    };
+    let default = port.is_some() && port == default_port(scheme.unwrap_or("http"));
+    let keeps_port = port.is_some() && !default;
+    let normal = trimmed.len() == raw.len()
+        && !host.iter().any(u8::is_ascii_uppercase)
+        && (keeps_port || port.is_none() && trimmed.len() == host.len());
+    if let (true, Some(value)) = (normal, value) {
+        return Ok(Some(Authority(value.clone())));
     }
-    Ok(Some(out))
+    let mut out = Vec::with_capacity(trimmed.len());
+    out.extend(host.iter().map(u8::to_ascii_lowercase));
+    if keeps_port {
+        out.push(b':');
+        out.extend_from_slice(port.unwrap_or_default().to_string().as_bytes());
+    }
+    HeaderValue::from_bytes(&out)
+        .map(|v| Some(Authority(v)))
+        .map_err(|_| BadRequest::InvalidHost)
+}
+
+/// RFC 3986 §3.2.2 `host`: an IP literal in brackets, or a registered name / IPv4 address of
+/// unreserved characters, percent-encodings and sub-delims; never empty.
+fn valid_host(host: &[u8]) -> bool {
+    match host {
+        [] => false,
+        [b'[', inner @ .., b']'] => {
+            !inner.is_empty()
+                && inner
+                    .iter()
+                    .all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'v' | b'V'))
+        }
+        name => name.iter().all(|&b| REG_NAME[usize::from(b)]),
+    }
+}
+
+/// The bytes of a `reg-name`: unreserved, `%` (of a percent-encoding) and sub-delims.
+const REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let extra = b"-._~%!$&'()*+,;=";
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
+fn parse_port(digits: &[u8]) -> Option<u16> {
+    if digits.is_empty() || digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits
+        .iter()
+        .try_fold(0u32, |n, d| Some(n * 10 + u32::from(d - b'0')))
+        .and_then(|n| u16::try_from(n).ok())
 }
 
 /// The default port of a scheme (RFC 9110 §4.2).
@@ -284,7 +413,7 @@ mod tests {
         uri: &str,
         headers: &[(&str, &str)],
     ) -> Result<Option<String>, BadRequest> {
-        head(version, uri, headers).map(|h| h.authority)
+        head(version, uri, headers).map(|h| h.authority.map(|a| a.as_str().to_owned()))
     }
 
     const H1: Version = Version::HTTP_11;
@@ -324,6 +453,21 @@ mod tests {
     }
 
     #[test]
+    fn a_host_in_normal_form_is_shared_not_copied() {
+        let (parts, ()) = Request::get("/")
+            .header("host", "example.com:8080")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let head = RequestHead::from_parts(&parts).unwrap();
+        let authority = head.authority.unwrap();
+        assert_eq!(
+            authority.as_header_value().as_bytes().as_ptr(),
+            parts.headers["host"].as_bytes().as_ptr()
+        );
+    }
+
+    #[test]
     fn no_host_and_an_empty_host_name_no_authority() {
         assert_eq!(authority(H1, "/", &[]), Ok(None));
         assert_eq!(authority(H1, "/", &[("host", "")]), Ok(None));
@@ -335,7 +479,16 @@ mod tests {
             authority(H1, "/", &[("host", "a.test"), ("host", "b.test")]),
             Err(BadRequest::SeveralHosts)
         );
-        for bad in ["user@a.test", "a test", "a.test:99999", "a.test:x", ":80"] {
+        for bad in [
+            "user@a.test",
+            "a test",
+            "a.test:99999",
+            "a.test:x",
+            ":80",
+            "a/b",
+            "[]",
+            "[::1",
+        ] {
             assert_eq!(
                 authority(H1, "/", &[("host", bad)]),
                 Err(BadRequest::InvalidHost),

@@ -5,7 +5,7 @@ use bytes::{Bytes, BytesMut};
 use lru::LruCache;
 use std::{
     future::{ready, Future},
-    hash::{BuildHasher, RandomState},
+    hash::BuildHasher,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, MutexGuard, PoisonError,
@@ -45,7 +45,8 @@ struct Shard {
 #[derive(Debug)]
 struct Inner {
     shards: Box<[Mutex<Shard>]>,
-    hasher: RandomState,
+    /// Picks a key's shard (the maps inside hash keys with SipHash, against hash flooding).
+    shard_hasher: foldhash::fast::RandomState,
     shard_max_bytes: u64,
     /// The largest entry: at most a shard's share. A body is buffered up to this much before
     /// it is known to fit, so it also bounds the memory one streaming response can take.
@@ -122,7 +123,7 @@ impl MemoryStoreBuilder {
                         })
                     })
                     .collect(),
-                hasher: RandomState::new(),
+                shard_hasher: foldhash::fast::RandomState::default(),
                 shard_max_bytes: self.max_bytes / shards as u64,
                 max_entry_bytes: self.max_entry_bytes.min(self.max_bytes / shards as u64),
                 shard_max_entries: (self.max_entries / shards).max(1),
@@ -170,7 +171,7 @@ impl MemoryStore {
     }
 
     fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
-        let i = self.inner.hasher.hash_one(key) as usize % self.inner.shards.len();
+        let i = self.inner.shard_hasher.hash_one(key) as usize % self.inner.shards.len();
         lock(&self.inner.shards[i])
     }
 

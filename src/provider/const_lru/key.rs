@@ -5,7 +5,7 @@ use http::{
     header::{ACCEPT, ACCEPT_ENCODING, ACCEPT_LANGUAGE},
     HeaderMap, HeaderName, HeaderValue, Request,
 };
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 /// The cache key of [`ConstLruProvider`](super::ConstLruProvider): the target (Host, path and
 /// query) and the sorted values of the request fields that select a representation
@@ -35,9 +35,9 @@ impl SimpleEtagCacheKey {
     pub fn from_request<B>(request: &Request<B>) -> Self {
         let authority = target_authority(request.version(), request.uri(), request.headers())
             .ok()
-            .flatten()
-            .unwrap_or_default();
-        Self::of(&KeyView::of(authority.as_bytes(), request))
+            .flatten();
+        let host = authority.as_deref().unwrap_or("");
+        Self::of(&KeyView::of(host.as_bytes(), request))
     }
 
     pub(super) fn of(view: &KeyView<'_>) -> Self {
@@ -181,11 +181,12 @@ impl KeyView<'_> {
     }
 }
 
-/// Maps keys to 64-bit digests (SipHash-1-3 with a random per-process seed), so the LRU
+/// Maps keys to 64-bit digests (foldhash with a random per-provider seed), so the LRU
 /// compares integers. An entry also keeps its full key, checked on every hit: two keys with
-/// one digest can only evict each other, never answer for each other.
+/// one digest can only evict each other, never answer for each other, so a fast hash is
+/// enough (forging collisions would buy an attacker no more than requesting many URLs).
 #[derive(Debug, Default)]
-pub(super) struct Digester(RandomState);
+pub(super) struct Digester(foldhash::fast::RandomState);
 
 impl Digester {
     pub(super) fn digest(&self, view: &KeyView<'_>) -> u64 {

@@ -14,7 +14,7 @@ use crate::{
     semantics::conditional::{Outcome, Validators},
     semantics::dates::single_date,
     semantics::etag::EntityTag,
-    semantics::headers::{answer_preconditions, vary_names, Answer},
+    semantics::headers::{answer_preconditions, copy_with_room, seconds_value, vary_names, Answer},
 };
 use const_lru::{ConstLru, InsertReplaced};
 use http::{
@@ -501,9 +501,9 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
             Outcome::NotModified => StatusCode::NOT_MODIFIED,
             Outcome::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
         };
-        let mut headers = entry.not_modified_headers.clone();
+        let mut headers = copy_with_room(&entry.not_modified_headers, &AGE, 1);
         // RFC 9111 §5.1: a response served from a cache carries its Age.
-        headers.insert(AGE, HeaderValue::from(entry.age(now).as_secs()));
+        headers.insert(AGE, seconds_value(entry.age(now).as_secs()));
         Some(bodiless(headers, status))
     }
 

@@ -18,13 +18,10 @@ const ENTRY_MAGIC: &[u8] = b"tower-etag entry v1\n";
 /// keep it (a hit then skips decoding).
 pub(crate) fn meta(policy: &Arc<CachePolicy>) -> Meta {
     let bytes = encode(policy);
-    // The decoded form kept is decoded from the encoding, not `policy` itself: the header
-    // values of a response just received are slices of the connection's read buffer, and
-    // holding them would keep whole buffers (8 KiB and more) alive per entry.
-    match decode(&bytes) {
-        Some(own) => Meta::with_decoded(bytes, Arc::new(own)),
-        None => Meta::encoded(bytes),
-    }
+    // The decoded form kept is a copy with buffers of its own, not `policy` itself: the
+    // header values of a response just received are slices of the connection's read buffer,
+    // and holding them would keep whole buffers (8 KiB and more) alive per entry.
+    Meta::with_decoded(bytes, Arc::new(policy.detached()))
 }
 
 /// The policy of an entry head: the decoded one the store kept, or else decoded now.
@@ -152,6 +149,21 @@ mod tests {
             t + Duration::from_millis(5),
             CacheMode::Private,
         )
+    }
+
+    #[test]
+    fn the_kept_copy_shares_no_buffer_with_the_response() {
+        let p = policy();
+        let kept = meta(&Arc::new(p.clone()));
+        let kept = policy_of(&kept).unwrap();
+        assert_eq!(*kept, p);
+        for (a, b) in p
+            .response_headers()
+            .values()
+            .zip(kept.response_headers().values())
+        {
+            assert_ne!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr());
+        }
     }
 
     #[test]

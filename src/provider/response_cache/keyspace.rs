@@ -26,12 +26,12 @@
 use super::codec::{Reader, Writer};
 use crate::{
     policy::vary::normalized_into,
+    semantics::headers::push_hex,
     store::{Expect, Meta, Store, StoreError},
 };
 use bytes::Bytes;
 use http::{HeaderMap, Uri};
 use std::{
-    fmt::Write as _,
     hash::{BuildHasher, RandomState},
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -85,7 +85,7 @@ impl Url {
                     head.headers(),
                 )
                 .ok()??;
-                Some(Self::new(Some(&authority), uri))
+                Some(Self::new(Some(authority.as_str()), uri))
             }
             None => Some(Self::new(default_authority, uri)),
         }
@@ -120,12 +120,17 @@ impl Place {
     /// The key of the variant `selector` stored under `epoch`.
     pub(crate) fn variant_key(&self, epoch: u64, selector: Selector) -> String {
         let user = self.user.as_deref().unwrap_or("");
-        let mut key = String::with_capacity(self.url.0.len() + user.len() + 56);
+        let mut key = String::with_capacity(self.url.0.len() + user.len() + 54);
         key.push_str("v\0");
         key.push_str(&self.url.0);
         key.push('\0');
         key.push_str(user);
-        let _ = write!(key, "\0{epoch:016x}\0{:032x}", selector.0);
+        key.push('\0');
+        push_hex(&mut key, u128::from(epoch), 16);
+        if selector != Selector::NONE {
+            key.push('\0');
+            push_hex(&mut key, selector.0, 32);
+        }
         key
     }
 
@@ -142,11 +147,14 @@ impl Place {
 pub(crate) struct Selector(u128);
 
 impl Selector {
+    /// The one variant of a response without `Vary`.
+    const NONE: Self = Self(0);
+
     /// The selector of `request_headers` under `names` (sorted, lower-case).
     pub(crate) fn of(names: &[String], request_headers: &HeaderMap) -> Self {
         if names.is_empty() {
             // Most responses do not vary: no hashing on their hits.
-            return Self(0);
+            return Self::NONE;
         }
         let mut hasher = blake3::Hasher::new();
         let mut value = String::new();

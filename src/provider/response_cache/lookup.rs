@@ -125,7 +125,7 @@ struct Found {
     entry: Option<(StoredEntry, BeforeRequest)>,
     /// What a miss is: nothing stored for the URL, or not for this selection.
     miss: Fwd,
-    /// What coalesced misses wait on.
+    /// What coalesced misses wait on (unused when an entry was found: it is the entry's).
     coalesce_key: String,
 }
 
@@ -213,8 +213,10 @@ impl<St: Store> ResponseCache<St> {
     ) -> LookupResult<ReqBody> {
         // The cache answers the client's preconditions itself, from what it stores; the
         // inner service only ever sees the cache's own validators.
-        for name in CONDITIONAL_FIELDS {
-            parts.headers.remove(name);
+        if head.is_conditional() {
+            for name in CONDITIONAL_FIELDS {
+                parts.headers.remove(name);
+            }
         }
         let keyspace = self.keyspace();
         let mut collapsed = false;
@@ -399,17 +401,22 @@ impl<St: Store> ResponseCache<St> {
                 first_key.get_or_insert(key);
                 continue;
             }
-            if let Some(entry) = self.read_entry(key.clone(), selector).await {
-                let decision = entry.policy.before_request(parts, head, now);
-                if decision != BeforeRequest::VaryMismatch {
-                    return Found {
-                        entry: Some((entry, decision)),
-                        miss: Fwd::VaryMiss,
-                        coalesce_key: key,
-                    };
+            match self.read_entry(key, selector).await {
+                Ok(entry) => {
+                    let decision = entry.policy.before_request(parts, head, now);
+                    if decision != BeforeRequest::VaryMismatch {
+                        return Found {
+                            entry: Some((entry, decision)),
+                            miss: Fwd::VaryMiss,
+                            coalesce_key: String::new(),
+                        };
+                    }
+                    first_key.get_or_insert(entry.key);
+                }
+                Err(key) => {
+                    first_key.get_or_insert(key);
                 }
             }
-            first_key.get_or_insert(key);
         }
         Found {
             entry: None,
@@ -495,25 +502,32 @@ impl<St: Store> ResponseCache<St> {
         )
     }
 
-    pub(crate) async fn read_entry(&self, key: String, selector: Selector) -> Option<StoredEntry> {
-        match self.shared.store.get(&key).await {
-            Ok(Some(stored)) => {
-                let policy = entry::policy_of(&stored.meta)?;
-                let StoredBody::Bytes(body) = stored.body;
-                Some(StoredEntry {
-                    key,
-                    version: stored.version,
-                    selector,
-                    policy,
-                    body,
-                })
-            }
-            Ok(None) => None,
+    /// The entry under `key`, or the key back when there is none (or none this version
+    /// can read).
+    pub(crate) async fn read_entry(
+        &self,
+        key: String,
+        selector: Selector,
+    ) -> Result<StoredEntry, String> {
+        let stored = match self.shared.store.get(&key).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return Err(key),
             Err(e) => {
                 tracing::warn!(error = %e, "cache store failed; serving without it");
-                None
+                return Err(key);
             }
-        }
+        };
+        let Some(policy) = entry::policy_of(&stored.meta) else {
+            return Err(key);
+        };
+        let StoredBody::Bytes(body) = stored.body;
+        Ok(StoredEntry {
+            key,
+            version: stored.version,
+            selector,
+            policy,
+            body,
+        })
     }
 
     /// RFC 9111 §5.2.1.7: `only-if-cached` and nothing suitable is stored.

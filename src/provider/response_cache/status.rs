@@ -1,7 +1,7 @@
 //! The `Cache-Status` response field (RFC 9211).
 
+use crate::semantics::headers::push_decimal;
 use http::{HeaderName, HeaderValue, Response};
-use std::fmt::Write as _;
 
 /// The name of the `Cache-Status` field (RFC 9211).
 pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -62,16 +62,18 @@ impl CacheStatus {
 
     /// The field value: `name; hit; ttl=30`, `name; fwd=uri-miss; fwd-status=200; stored`.
     pub(crate) fn to_header_value(&self, name: &str) -> HeaderValue {
-        let mut v = String::with_capacity(64);
+        let mut v = String::with_capacity(name.len() + 64);
         v.push_str(name);
         if self.hit {
             v.push_str("; hit");
         }
         if let Some(fwd) = self.fwd {
-            let _ = write!(v, "; fwd={}", fwd.as_str());
+            v.push_str("; fwd=");
+            v.push_str(fwd.as_str());
         }
         if let Some(s) = self.fwd_status {
-            let _ = write!(v, "; fwd-status={s}");
+            v.push_str("; fwd-status=");
+            push_decimal(&mut v, u64::from(s));
         }
         if self.stored {
             v.push_str("; stored");
@@ -80,10 +82,15 @@ impl CacheStatus {
             v.push_str("; collapsed");
         }
         if let Some(ttl) = self.ttl {
-            let _ = write!(v, "; ttl={ttl}");
+            v.push_str("; ttl=");
+            if ttl < 0 {
+                v.push('-');
+            }
+            push_decimal(&mut v, ttl.unsigned_abs());
         }
         if let Some(d) = self.detail {
-            let _ = write!(v, "; detail={d}");
+            v.push_str("; detail=");
+            v.push_str(d);
         }
         HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
             .unwrap_or_else(|_| HeaderValue::from_static("tower-etag"))
