@@ -18,7 +18,8 @@ use tower::{Layer, Service};
 use tower_etag::EtagCacheLayer;
 use tower_etag::{response_cache::ResponseCache, store::MemoryStore, ConstLruProvider};
 
-const SCENARIOS: &str = "bare | etag_304 | etag_miss_1k | rc_hit_1k | rc_304 | rc_miss_1k";
+const SCENARIOS: &str =
+    "bare | etag_304 | etag_miss_1k | etag_invalidate | rc_hit_1k | rc_304 | rc_miss_1k";
 
 fn main() {
     // `cargo bench` passes `--bench`; everything that is not a flag is ours.
@@ -52,6 +53,20 @@ fn main() {
             let svc = EtagCacheLayer::with_default_predicate(ConstLruProvider::<1024>::init())
                 .layer(bare);
             rt.block_on(run(svc, n, plain, 200));
+        }
+        "etag_invalidate" => {
+            // 1024 entries stored, then unsafe requests to one target: each invalidates it.
+            let svc = EtagCacheLayer::with_default_predicate(ConstLruProvider::<1024>::init())
+                .layer(bare);
+            let fill = |i: u64| get(&format!("/r/{i}")).body(no_body()).unwrap();
+            rt.block_on(run(svc.clone(), 1024, fill, 200));
+            let post = |_| {
+                get("/r/7")
+                    .method(http::Method::POST)
+                    .body(no_body())
+                    .unwrap()
+            };
+            rt.block_on(run(svc, n, post, 200));
         }
         "rc_hit_1k" => {
             let svc = ResponseCache::new(MemoryStore::new()).layer().layer(bare);

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 N="${N:-2000}"
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(bare etag_304 etag_miss_1k rc_hit_1k rc_304 rc_miss_1k)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(bare etag_304 etag_miss_1k etag_invalidate rc_hit_1k rc_304 rc_miss_1k)
 
 bin=$(cargo bench --bench ir --no-run --message-format=json 2>/dev/null \
     | python3 -c 'import json,sys

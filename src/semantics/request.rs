@@ -262,8 +262,9 @@ pub fn target_authority(
 }
 
 /// The `Host` value to send on with an HTTP/1.x request whose target is in absolute form and
-/// whose `Host` is absent or names another authority: the target's authority, so that the
-/// origin serves the host the cache keys the response under (RFC 9112 §3.2.2: a proxy
+/// whose `Host` is absent or names another authority: the target's authority, normalised as
+/// the cache keys it (see [`target_authority`]), so that the origin serves exactly the host
+/// the cache keys the response under (RFC 9112 §3.2.2: a proxy
 /// "MUST generate a new Host field value based on the received request-target"). `None`
 /// when the request's `Host` already agrees (or the target has no authority).
 pub fn host_to_forward(version: Version, uri: &Uri, headers: &HeaderMap) -> Option<HeaderValue> {
@@ -284,7 +285,7 @@ pub fn host_to_forward(version: Version, uri: &Uri, headers: &HeaderMap) -> Opti
     if current.as_ref() == Some(&wanted) {
         return None;
     }
-    HeaderValue::from_str(target.as_str()).ok()
+    Some(wanted.0)
 }
 
 /// `host [":" port]`, lower-cased, without the default port of `scheme`; `None` for an empty
@@ -441,6 +442,12 @@ mod tests {
         assert_eq!(
             authority(H1, "https://Example.com:443/", &[]),
             Ok(Some("example.com".into()))
+        );
+        // A scheme without a known default port keeps every port (what a fuzz harness
+        // wrongly assumed otherwise).
+        assert_eq!(
+            authority(H1, "foo://A.test:80/x", &[]),
+            Ok(Some("a.test:80".into()))
         );
         assert_eq!(
             authority(H1, "/", &[("host", "[::1]:8080")]),

@@ -735,3 +735,68 @@ impl<const CAP: usize, ReqBody, ResBody: Body> CacheProvider<ReqBody, ResBody>
     type HitBody = NoBody;
     type Body = BufferedBody<Pin<Box<ResBody>>>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(host: &str, path: &str, accept: &'static str) -> SimpleEtagCacheKey {
+        SimpleEtagCacheKey {
+            host: host.to_owned(),
+            path_and_query: path.to_owned(),
+            accept: vec![HeaderValue::from_static(accept)],
+            ..Default::default()
+        }
+    }
+
+    fn entry(tag: &str) -> Entry {
+        let etag = EntityTag::strong(tag).unwrap();
+        let head =
+            RequestHead::from_parts(&Request::get("/").body(()).unwrap().into_parts().0).unwrap();
+        let value = etag.to_header_value();
+        Entry::new(&HeaderMap::new(), etag, value, &head, None).unwrap()
+    }
+
+    /// Every key the table indexes is in the LRU, and the other way round.
+    fn consistent<const CAP: usize>(p: &ConstLruProvider<CAP>) -> bool {
+        let table = p.shared.table();
+        let indexed: usize = table.targets.values().map(Vec::len).sum();
+        indexed == table.lru.len() as usize
+            && table
+                .targets
+                .values()
+                .flatten()
+                .all(|d| table.lru.get_untouched(d).is_some())
+    }
+
+    #[test]
+    fn invalidating_a_target_removes_its_representations_only() {
+        let p = ConstLruProvider::<16>::init();
+        for accept in ["text/html", "application/json"] {
+            p.store(key("a.test", "/x", accept), Some(entry(accept)));
+        }
+        p.store(key("a.test", "/y", "text/html"), Some(entry("y")));
+        p.store(key("b.test", "/x", "text/html"), Some(entry("bx")));
+        assert_eq!(p.invalidate_target("A.TEST", "/x"), 2);
+        assert_eq!(p.len(), 2);
+        assert!(p.etag(&key("a.test", "/y", "text/html")).is_some());
+        assert!(p.etag(&key("b.test", "/x", "text/html")).is_some());
+        assert_eq!(p.invalidate_target("a.test", "/x"), 0);
+        assert!(consistent(&p));
+    }
+
+    #[test]
+    fn the_target_index_follows_evictions_replacements_and_removals() {
+        let p = ConstLruProvider::<4>::init();
+        for i in 0..10 {
+            p.store(key("a.test", &format!("/{}", i % 6), "x"), Some(entry("t")));
+            assert!(consistent(&p), "after store {i}");
+        }
+        p.store(key("a.test", "/5", "x"), Some(entry("again")));
+        p.store(key("a.test", "/5", "x"), None);
+        assert!(p.invalidate(&key("a.test", "/3", "x")));
+        assert!(consistent(&p));
+        p.clear();
+        assert!(consistent(&p) && p.is_empty());
+    }
+}

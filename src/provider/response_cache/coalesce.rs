@@ -211,7 +211,7 @@ mod tests {
         leader(&c, "k");
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn followers_time_out() {
         let c = Coalescer::default();
         let _guard = leader(&c, "k");
@@ -219,7 +219,7 @@ mod tests {
         assert!(!w.wait(Duration::from_millis(20)).await);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn followers_do_not_wait_out_the_timeout_behind_a_stream() {
         let c = Coalescer::default();
         let guard = leader(&c, "k");

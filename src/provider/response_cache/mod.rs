@@ -80,6 +80,20 @@ use std::{
 };
 use tokio::sync::Semaphore;
 
+/// Decodes stored records as the cache does on a hit, for the fuzz targets (built with
+/// `--cfg fuzzing` by cargo-fuzz only): an entry head and an index. Each must decode to
+/// `None` or to a value that encodes back to the same bytes; never panic.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn fuzz_decode(bytes: &[u8]) {
+    if let Some(policy) = entry::decode(bytes) {
+        assert_eq!(entry::decode(&entry::encode(&policy)), Some(policy));
+    }
+    if let Some(index) = keyspace::Index::decode(bytes) {
+        assert_eq!(keyspace::Index::decode(&index.encode()), Some(index));
+    }
+}
+
 /// Put this in a request's extensions to have the cache step aside for it: the request goes
 /// to the inner service and nothing is stored (`Cache-Status: ...; fwd=bypass`).
 #[derive(Clone, Copy, Debug, Default)]
