@@ -782,3 +782,48 @@ async fn a_compressed_stream_of_unknown_length_is_not_held_back() {
         "an unfinished body was tagged"
     );
 }
+
+#[tokio::test]
+async fn http2_host_and_authority_must_name_one_host() {
+    use http_body_util::Empty;
+    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+    let s = setup_with(echo_host(), ResponseCache::new(MemoryStore::new()), true).await;
+    // HTTP/2 with prior knowledge (h2c): `:authority` comes from the URI.
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let uri = format!("http://{}/x", s.proxy.addr);
+    let send = |host: Option<&'static str>| {
+        let mut req = axum::http::Request::get(uri.as_str());
+        if let Some(host) = host {
+            req = req.header("host", host);
+        }
+        let req = req.body(Empty::new()).unwrap();
+        let client = client.clone();
+        async move {
+            tokio::time::timeout(common::IO_TIMEOUT, client.request(req))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let mismatch = send(Some("b.test")).await;
+    assert_eq!(mismatch.version(), axum::http::Version::HTTP_2);
+    assert_eq!(
+        mismatch.status(),
+        StatusCode::BAD_REQUEST,
+        "RFC 9113 §8.3.1"
+    );
+    let agreeing = send(None).await;
+    assert_eq!(agreeing.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(agreeing.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    // The origin (HTTP/1.1 behind the proxy) is asked for the client's `:authority`.
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert!(
+        text.starts_with(&format!("host={} ", s.proxy.addr)),
+        "{text}"
+    );
+}

@@ -6,7 +6,7 @@ use axum::{
     http::{
         header::{CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE},
         uri::{Authority, Scheme},
-        HeaderMap, HeaderName, HeaderValue, StatusCode, Uri,
+        HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version,
     },
     response::{IntoResponse, Response},
     Router,
@@ -134,6 +134,8 @@ async fn forward(State(proxy): State<Proxy>, mut request: Request) -> Response {
             .and_then(|a| a.as_str().parse().ok())
     });
     *request.uri_mut() = uri;
+    // The upstream connection is HTTP/1.1, whatever the client spoke.
+    *request.version_mut() = Version::HTTP_11;
     strip_hop_by_hop(request.headers_mut());
     set_forwarding(request.headers_mut(), peer, proxy.trust_forwarded);
     let host = if proxy.preserve_host {
