@@ -128,144 +128,164 @@ impl<St: Store> ResponseCache<St> {
         B::Error: Send,
     {
         let response_time = SystemTime::now();
-        let (parts, body) = response.into_parts();
-        if let Some(stale) = &fill.stale {
-            if parts.status == StatusCode::NOT_MODIFIED {
-                return self
-                    .freshen(&fill, stale, head, &parts, response_time)
-                    .await
-                    .map(CacheBody::stored);
-            }
-            if parts.status.is_server_error()
-                && stale
-                    .stale_if_error_until
-                    .is_some_and(|until| response_time <= until)
-            {
-                // RFC 5861 §4: answer with the stale entry instead of the error.
-                let status = CacheStatus {
-                    fwd: Some(fill.fwd),
-                    fwd_status: Some(parts.status.as_u16()),
-                    detail: Some("stale-if-error"),
-                    ..CacheStatus::default()
-                };
-                let entry = &stale.entry;
-                let headers = entry.policy.headers_with_age(response_time);
-                let res = self.respond(&entry.policy, headers, entry.body.clone(), head, &status);
-                return res.map(CacheBody::stored);
-            }
+        let (mut parts, body) = response.into_parts();
+        if let Some(answer) = self
+            .answer_from_stale(&fill, head, &parts, response_time)
+            .await
+        {
+            return answer.map(CacheBody::stored);
         }
+        let policy = Arc::new(CachePolicy::new(
+            &fill.request,
+            &parts,
+            fill.request_time,
+            response_time,
+            self.shared.config.mode,
+        ));
+        // What the client gets, decided once the policy has read the head as it came. A
+        // background refresh has no client.
+        let answer = if fill.held.permit.is_some() {
+            Answer::Full
+        } else {
+            answer_preconditions(&mut parts, &head.preconditions, head.is_head())
+        };
+        let hint = body.size_hint();
+        let (body, status) = self
+            .write_through(fill, &policy, &parts, body, answer, response_time)
+            .await;
+        parts.headers.insert(
+            super::status::CACHE_STATUS,
+            status.to_header_value(&self.shared.config.name),
+        );
+        let none = |hint| CacheBody::stored(HitBody::None(NoBody::with_hint(hint)));
+        let body = match answer {
+            Answer::Full => body,
+            Answer::Head => none(hint),
+            Answer::NotModified => none(SizeHint::new()),
+            Answer::PreconditionFailed => none(SizeHint::with_exact(0)),
+        };
+        Response::from_parts(parts, body)
+    }
+
+    /// A revalidation whose answer is made from the stale entry: a `304` freshens it, a
+    /// `5xx` within `stale-if-error` gives way to it (RFC 5861 §4).
+    async fn answer_from_stale(
+        &self,
+        fill: &Fill,
+        head: &RequestHead,
+        parts: &response::Parts,
+        now: SystemTime,
+    ) -> Option<Response<HitBody>> {
+        let stale = fill.stale.as_ref()?;
+        if parts.status == StatusCode::NOT_MODIFIED {
+            return Some(self.freshen(fill, stale, head, parts, now).await);
+        }
+        let within = stale.stale_if_error_until.is_some_and(|until| now <= until);
+        if !(parts.status.is_server_error() && within) {
+            return None;
+        }
+        let status = CacheStatus {
+            fwd: Some(fill.fwd),
+            fwd_status: Some(parts.status.as_u16()),
+            detail: Some("stale-if-error"),
+            ..CacheStatus::default()
+        };
+        let entry = &stale.entry;
+        let headers = entry.policy.headers_with_age(now);
+        Some(self.respond(&entry.policy, headers, entry.body.clone(), head, &status))
+    }
+
+    /// Writes the fill's `body` to the store while it streams, where the response is to be
+    /// stored. Returns the body for the client (the body itself, the same body writing to
+    /// the store, or none when a background drain reads it for the store only: the client's
+    /// `answer` needs no body) and the `Cache-Status` that says so.
+    async fn write_through<B>(
+        &self,
+        fill: Fill,
+        policy: &Arc<CachePolicy>,
+        parts: &response::Parts,
+        body: B,
+        answer: Answer,
+        now: SystemTime,
+    ) -> (CacheBody<B, St::Writer>, CacheStatus)
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Send,
+    {
         let Fill {
             place,
             seen,
             request,
-            request_time,
             fwd,
             mut held,
             stale,
             ..
         } = fill;
-        let policy = Arc::new(CachePolicy::new(
-            &request,
-            &parts,
-            request_time,
-            response_time,
-            self.shared.config.mode,
-        ));
         let mut status = CacheStatus {
             fwd_status: Some(parts.status.as_u16()),
             ..CacheStatus::fwd(fwd)
         };
-        let stale_key = stale.map(|s| (s.entry.key, s.entry.version));
-        // What the client gets, decided on the head as it came (the policy has read it): a
-        // background refresh has no client; a HEAD or a 304 needs no body, which is then
-        // read for the store only, in the bounded background pool.
-        let mut parts = parts;
+        let stale = stale.map(|s| (s.entry.key, s.entry.version));
         let hint = body.size_hint();
-        let answer = if held.permit.is_some() {
-            Answer::Full
-        } else {
-            answer_preconditions(&mut parts, &head.preconditions, head.is_head())
-        };
-        let decision = self
-            .worth_storing(&policy, &parts, hint, response_time)
-            .and_then(|ttl| match answer {
-                Answer::Full => Ok((ttl, None)),
-                _ => match Arc::clone(&self.shared.background).try_acquire_owned() {
-                    Ok(permit) => Ok((ttl, Some(permit))),
-                    Err(_) => Err("background-full"),
-                },
-            });
-        let body = match decision {
+        let ttl = match self.worth_storing(policy, parts, hint, now) {
+            Ok(ttl) => ttl,
             Err(detail) => {
                 status.detail = Some(detail);
-                if detail != "background-full" {
-                    if let Some((key, _)) = &stale_key {
-                        // What was stored no longer stands for the resource.
-                        let _ = self.shared.store.remove(key).await;
-                    }
-                    // Waiters go on at once, and the next requests are not serialised.
-                    if let Some(guard) = held.guard.take() {
-                        guard.not_stored();
-                    }
+                if let Some((key, _)) = &stale {
+                    // What was stored no longer stands for the resource.
+                    let _ = self.shared.store.remove(key).await;
                 }
-                CacheBody::inner(body)
-            }
-            Ok((ttl, drain_permit)) => {
-                let names = vary::selecting_names(policy.response_headers());
-                let selector = Selector::of(&names, &request.headers);
-                let target = Target {
-                    place: &place,
-                    seen: &seen,
-                    names: &names,
-                    selector,
-                    stale: stale_key.as_ref(),
-                };
-                match self.writer(target, &policy, ttl).await {
-                    Ok(writer) => {
-                        status.stored = true;
-                        status.ttl = Some(policy.time_to_live(response_time).as_secs() as i64);
-                        if hint.upper().is_none() {
-                            if let Some(guard) = &held.guard {
-                                guard.streaming();
-                            }
-                        }
-                        let background = held.permit.is_some();
-                        let mut tee = TeeBody::new(body, writer, held);
-                        if background {
-                            tee = tee.background();
-                        }
-                        if let Some(permit) = drain_permit {
-                            self.drain_in_background(tee.into_drain(permit));
-                        } else {
-                            let body = CacheBody::tee(tee);
-                            parts.headers.insert(
-                                super::status::CACHE_STATUS,
-                                status.to_header_value(&self.shared.config.name),
-                            );
-                            return Response::from_parts(parts, body);
-                        }
-                        CacheBody::stored(HitBody::None(NoBody::unknown()))
-                    }
-                    Err(detail) => {
-                        status.detail = detail;
-                        CacheBody::inner(body)
-                    }
+                // Waiters go on at once, and the next requests are not serialised.
+                if let Some(guard) = held.guard.take() {
+                    guard.not_stored();
                 }
+                return (CacheBody::inner(body), status);
             }
         };
-        parts.headers.insert(
-            super::status::CACHE_STATUS,
-            status.to_header_value(&self.shared.config.name),
-        );
-        let body = match answer {
-            Answer::Full => body,
-            Answer::Head => CacheBody::stored(HitBody::None(NoBody::with_hint(hint))),
-            Answer::NotModified => CacheBody::stored(HitBody::None(NoBody::unknown())),
-            Answer::PreconditionFailed => {
-                CacheBody::stored(HitBody::None(NoBody::with_hint(SizeHint::with_exact(0))))
+        // A body the client does not read is read for the store in the bounded pool.
+        let drain = match answer {
+            Answer::Full => None,
+            _ => match Arc::clone(&self.shared.background).try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    status.detail = Some("background-full");
+                    return (CacheBody::inner(body), status);
+                }
+            },
+        };
+        let names = vary::selecting_names(policy.response_headers());
+        let target = Target {
+            place: &place,
+            seen: &seen,
+            names: &names,
+            selector: Selector::of(&names, &request.headers),
+            stale: stale.as_ref(),
+        };
+        let writer = match self.writer(target, policy, ttl).await {
+            Ok(writer) => writer,
+            Err(detail) => {
+                status.detail = detail;
+                return (CacheBody::inner(body), status);
             }
         };
-        Response::from_parts(parts, body)
+        status.stored = true;
+        status.ttl = Some(policy.time_to_live(now).as_secs() as i64);
+        if hint.upper().is_none() {
+            if let Some(guard) = &held.guard {
+                guard.streaming();
+            }
+        }
+        let background = held.permit.is_some();
+        let tee = TeeBody::new(body, writer, held);
+        let body = match drain {
+            Some(permit) => {
+                self.drain_in_background(tee.into_drain(permit));
+                CacheBody::stored(HitBody::None(NoBody::unknown()))
+            }
+            None if background => CacheBody::tee(tee.background()),
+            None => CacheBody::tee(tee),
+        };
+        (body, status)
     }
 
     /// Whether a response is to be written, for how long; else why not (a `Cache-Status`

@@ -231,7 +231,7 @@ impl<St: Store> ResponseCache<St> {
             };
             let found = self.find(&place, &seen, &parts, &head, now).await;
             let miss = found.miss;
-            let stale = match found.entry {
+            let revalidation = match found.entry {
                 None => None,
                 Some((entry, BeforeRequest::Fresh { headers, ttl, .. })) => {
                     let status = CacheStatus {
@@ -299,17 +299,22 @@ impl<St: Store> ResponseCache<St> {
                         };
                         return self.serve_and_refresh(response, entry, revalidation_headers, job);
                     }
-                    Some((entry, revalidation_headers, stale_if_error_until, fwd))
+                    Some(Revalidation {
+                        entry,
+                        validators: revalidation_headers,
+                        stale_if_error_until,
+                        fwd,
+                    })
                 }
                 Some((_, BeforeRequest::VaryMismatch)) => None,
             };
-            if stale.is_none() && head.cache_control.only_if_cached {
+            if revalidation.is_none() && head.cache_control.only_if_cached {
                 // RFC 9111 §5.2.1.7: nothing suitable stored.
                 return Lookup::Hit(self.only_if_cached());
             }
             // A revalidation is coalesced on its entry, a miss on what it will fill.
-            let coalesce_key = match &stale {
-                Some((entry, ..)) => entry.key.clone(),
+            let coalesce_key = match &revalidation {
+                Some(revalidation) => revalidation.entry.key.clone(),
                 None => found.coalesce_key,
             };
             let guard = match self.shared.coalescer.join(&coalesce_key) {
@@ -334,12 +339,17 @@ impl<St: Store> ResponseCache<St> {
                 body,
                 fwd: miss,
             };
-            return match stale {
+            return match revalidation {
                 None => {
                     let (request, key) = self.fill(job, held, None, None);
                     Lookup::Miss { request, key }
                 }
-                Some((entry, validators, stale_if_error_until, fwd)) => {
+                Some(Revalidation {
+                    entry,
+                    validators,
+                    stale_if_error_until,
+                    fwd,
+                }) => {
                     let on_error = stale_if_error_until.map(|_| {
                         let status = CacheStatus {
                             fwd: Some(fwd),
@@ -537,6 +547,15 @@ impl<St: Store> ResponseCache<St> {
             ..CacheStatus::fwd(Fwd::UriMiss)
         })
     }
+}
+
+/// A stored entry to revalidate, and how.
+struct Revalidation {
+    entry: StoredEntry,
+    /// The conditional fields to send.
+    validators: HeaderMap,
+    stale_if_error_until: Option<SystemTime>,
+    fwd: Fwd,
 }
 
 /// A request on its way to the inner service, with where its response is filed.
