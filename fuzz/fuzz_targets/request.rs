@@ -19,15 +19,44 @@ use tower_etag::{
 };
 
 const REQUEST_FIELDS: [&str; 16] = [
-    "host", "cache-control", "pragma", "if-none-match", "if-match", "if-modified-since",
-    "if-unmodified-since", "range", "if-range", "authorization", "cookie", "accept",
-    "accept-encoding", "accept-language", "x-user", "content-length",
+    "host",
+    "cache-control",
+    "pragma",
+    "if-none-match",
+    "if-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "range",
+    "if-range",
+    "authorization",
+    "cookie",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "x-user",
+    "content-length",
 ];
 const RESPONSE_FIELDS: [&str; 12] = [
-    "cache-control", "etag", "last-modified", "date", "expires", "age", "vary",
-    "content-type", "location", "content-location", "pragma", "content-encoding",
+    "cache-control",
+    "etag",
+    "last-modified",
+    "date",
+    "expires",
+    "age",
+    "vary",
+    "content-type",
+    "location",
+    "content-location",
+    "pragma",
+    "content-encoding",
 ];
-const METHODS: [Method; 5] = [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::DELETE];
+const METHODS: [Method; 5] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+];
 
 #[derive(Arbitrary, Debug)]
 struct Req {
@@ -61,7 +90,11 @@ fn request(n: usize, r: &Req) -> Option<Request<Full<Bytes>>> {
         let name = REQUEST_FIELDS[usize::from(*name) % REQUEST_FIELDS.len()];
         b = b.header(name, HeaderValue::from_bytes(value).ok()?);
     }
-    let body = if r.body { Bytes::from_static(b"body") } else { Bytes::new() };
+    let body = if r.body {
+        Bytes::from_static(b"body")
+    } else {
+        Bytes::new()
+    };
     b.body(Full::new(body)).ok()
 }
 
@@ -72,15 +105,18 @@ fn response(n: &str, r: &Res) -> Response<Full<Bytes>> {
         .filter(|s| !s.is_informational())
         .unwrap_or(http::StatusCode::OK);
     for (name, value) in r.fields.iter().take(8) {
-        let name = HeaderName::from_static(RESPONSE_FIELDS[usize::from(*name) % RESPONSE_FIELDS.len()]);
+        let name =
+            HeaderName::from_static(RESPONSE_FIELDS[usize::from(*name) % RESPONSE_FIELDS.len()]);
         if let Ok(v) = HeaderValue::from_bytes(value) {
             res.headers_mut().append(name, v);
         }
     }
     if r.cookie {
         // A cookie for this request only.
-        res.headers_mut()
-            .insert("set-cookie", HeaderValue::from_str(&format!("id={n}")).unwrap());
+        res.headers_mut().insert(
+            "set-cookie",
+            HeaderValue::from_str(&format!("id={n}")).unwrap(),
+        );
     }
     res
 }
@@ -98,7 +134,11 @@ where
         let Ok(res) = svc.clone().oneshot(req).await;
         let mine = format!("id={n}");
         for cookie in res.headers().get_all("set-cookie") {
-            assert_eq!(cookie, mine.as_str(), "request {n} got another request's cookie");
+            assert_eq!(
+                cookie,
+                mine.as_str(),
+                "request {n} got another request's cookie"
+            );
         }
         let _ = res.into_body().collect().await;
     }

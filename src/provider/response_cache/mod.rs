@@ -81,9 +81,10 @@ use std::{
 use tokio::sync::Semaphore;
 
 /// Decodes stored records as the cache does on a hit, for the fuzz targets (built with
-/// `--cfg fuzzing` by cargo-fuzz only): an entry head and an index. Each must decode to
-/// `None` or to a value that encodes back to the same bytes; never panic.
-#[cfg(fuzzing)]
+/// `--cfg fuzzing` by cargo-fuzz only) and the replay of their corpus: an entry head and an
+/// index. Each must decode to `None` or to a value that encodes back to the same bytes;
+/// never panic.
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub fn fuzz_decode(bytes: &[u8]) {
     if let Some(policy) = entry::decode(bytes) {
@@ -450,4 +451,19 @@ pub(crate) fn copy_head(parts: &request::Parts) -> request::Parts {
     *copy.version_mut() = parts.version;
     *copy.headers_mut() = parts.headers.clone();
     copy.into_parts().0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_stored_entry_fuzz_corpus_decodes_or_is_refused() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/stored_entry");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            super::fuzz_decode(&std::fs::read(&path).unwrap());
+            n += 1;
+        }
+        assert!(n >= 2, "the seeds at least");
+    }
 }
