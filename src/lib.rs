@@ -51,6 +51,32 @@
 //! 9111): revalidation, `stale-while-revalidate`, `stale-if-error`, `Vary`, request
 //! coalescing, invalidation and `Cache-Status`. Its rules are the pure [`policy`] module.
 //!
+//! # Safe in front of many users
+//!
+//! - Nothing stored for one user is served to another: `private`, `Set-Cookie` and answers
+//!   to `Authorization` (unless the response allows sharing) are never stored or answered
+//!   from by a shared cache, also when a `304` brings them during a revalidation.
+//! - Each request is parsed once ([`RequestHead`]). A request that names two hosts (two
+//!   `Host` lines, an HTTP/2 `Host` that contradicts `:authority`) gets `400 Bad Request`;
+//!   an HTTP/1.1 request in absolute form has its `Host` replaced by the target's authority
+//!   (RFC 9112 §3.2.2), so the key and the inner service always name the same host. A GET
+//!   or HEAD with a body is never answered from, nor stored in, a cache.
+//! - Everything the caches do in the background is bounded in count, bytes and time.
+//!
+//! # How it is built
+//!
+//! ```text
+//! src/semantics/  RFC 9110, pure: etag, conditional, cache_control, dates, headers, request
+//! src/policy/     RFC 9111, pure, clock passed in: storable, freshness and age, vary, head
+//!                 updates, revalidation, invalidation
+//! src/middleware/ tower plumbing: layer, service, future, body, predicate
+//! src/provider/   the CacheProvider trait; const_lru/ (ETags), response_cache/ (keyspace,
+//!                 lookup, fill, respond, coalesce, tee, status)
+//! src/store/      the Store trait (versioned, compare-and-swap writes) and MemoryStore
+//! ```
+//!
+//! [`RequestHead`]: semantics::request::RequestHead
+//!
 //! # Where to place it
 //!
 //! Put compression **inside** the cache layer (closer to the handler), so each encoding is

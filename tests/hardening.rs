@@ -7,8 +7,9 @@
 #[allow(dead_code)]
 mod app;
 mod common;
+#[path = "common/proxy_setup.rs"]
+mod proxy_setup;
 
-use app::{caching_proxy, ProxyConfig};
 use axum::{
     body::Body,
     http::{HeaderMap, Method, StatusCode},
@@ -16,8 +17,9 @@ use axum::{
     Router,
 };
 use bytes::Bytes;
-use common::{counted, raw_exchange, response, Counter, Resp, TestServer};
+use common::{counted, raw_exchange, response, Counter, TestServer};
 use futures_util::StreamExt as _;
+use proxy_setup::{setup, setup_with, status_of, Setup};
 use std::{
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -27,35 +29,6 @@ use std::{
 };
 use tokio::sync::Notify;
 use tower_etag::{response_cache::ResponseCache, store::MemoryStore};
-
-struct Setup {
-    origin: TestServer,
-    proxy: TestServer,
-    cache: ResponseCache<MemoryStore>,
-}
-
-async fn setup_with(app: Router, cache: ResponseCache<MemoryStore>, preserve_host: bool) -> Setup {
-    let origin = TestServer::start(app).await;
-    let config = ProxyConfig {
-        upstream: format!("http://{}", origin.addr).parse().unwrap(),
-        preserve_host,
-        ..ProxyConfig::default()
-    };
-    let proxy = TestServer::start(caching_proxy(&config, &cache).unwrap()).await;
-    Setup {
-        origin,
-        proxy,
-        cache,
-    }
-}
-
-async fn setup(app: Router) -> Setup {
-    setup_with(app, ResponseCache::new(MemoryStore::new()), false).await
-}
-
-fn status_of(r: &Resp) -> String {
-    r.header("cache-status").unwrap_or_default()
-}
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
     h.get(name).map_or("", |v| v.to_str().unwrap())

@@ -6,15 +6,18 @@
 #[allow(dead_code)]
 mod app;
 mod common;
+#[path = "common/proxy_setup.rs"]
+mod proxy_setup;
 
-use app::{caching_proxy, forwarder, ProxyConfig};
+use app::{forwarder, ProxyConfig};
 use axum::{
     body::Body,
     http::{HeaderMap, Method, StatusCode},
     routing::any,
     Router,
 };
-use common::{counted, response, Counter, Resp, TestServer};
+use common::{counted, response, Counter, TestServer};
+use proxy_setup::{setup, setup_with, status_of, wait_until_stored, Setup};
 use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -24,32 +27,6 @@ use std::{
 };
 use tower_etag::{response_cache::ResponseCache, store::MemoryStore};
 
-/// An origin on 127.0.0.1 and the caching proxy in front of it.
-struct Setup {
-    origin: TestServer,
-    proxy: TestServer,
-    cache: ResponseCache<MemoryStore>,
-}
-
-async fn setup_with(origin_app: Router, cache: ResponseCache<MemoryStore>) -> Setup {
-    let origin = TestServer::start(origin_app).await;
-    let config = ProxyConfig {
-        upstream: format!("http://{}", origin.addr).parse().unwrap(),
-        preserve_host: false,
-        trust_forwarded: false,
-    };
-    let proxy = TestServer::start(caching_proxy(&config, &cache).unwrap()).await;
-    Setup {
-        origin,
-        proxy,
-        cache,
-    }
-}
-
-async fn setup(origin_app: Router) -> Setup {
-    setup_with(origin_app, ResponseCache::new(MemoryStore::new())).await
-}
-
 /// The proxy in front of an origin whose `/a` answers `headers` and `body`, counting calls.
 async fn setup_a(
     counter: &Counter,
@@ -57,24 +34,6 @@ async fn setup_a(
     body: &'static str,
 ) -> Setup {
     setup(Router::new().route("/a", route(counter, headers, body))).await
-}
-
-/// Waits until the proxy has `path` stored, probing with `only-if-cached` (which never
-/// reaches the origin): stores commit in the background after the response was sent.
-async fn wait_until_stored(s: &Setup, path: &str) {
-    let stored = common::eventually(|| async {
-        let probe = s
-            .proxy
-            .get(path, &[("cache-control", "only-if-cached")])
-            .await;
-        probe.status != StatusCode::GATEWAY_TIMEOUT
-    })
-    .await;
-    assert!(stored, "{path} was never stored");
-}
-
-fn status_of(r: &Resp) -> String {
-    r.header("cache-status").unwrap_or_default()
 }
 
 /// A route answering `headers` and `body`, counting calls.
@@ -575,7 +534,7 @@ async fn private_mode_caches_per_user_and_never_across_users() {
                 .map(str::to_owned)
         })
         .build();
-    let s = setup_with(per_user(&calls, "private, max-age=60"), cache).await;
+    let s = setup_with(per_user(&calls, "private, max-age=60"), cache, false).await;
     assert_eq!(
         s.proxy.get("/me", &[("x-user", "alice")]).await.text(),
         "hello alice"

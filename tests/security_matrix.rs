@@ -11,10 +11,11 @@
 #[allow(dead_code)]
 mod app;
 mod common;
+#[path = "common/proxy_setup.rs"]
+mod proxy_setup;
 
-use app::{caching_proxy, ProxyConfig};
 use axum::{body::Body, http::HeaderMap, routing::any, Router};
-use common::{response, Counter, Resp, TestServer};
+use common::{response, Counter, Resp};
 use tower_etag::{response_cache::ResponseCache, store::MemoryStore};
 
 /// What the origin answers to the `n`th call (from 1) for `party` (`-` for none).
@@ -234,7 +235,6 @@ async fn run(case: &Case) -> Result<(), String> {
             }),
         )
     };
-    let origin = TestServer::start(origin).await;
     let mut cache = ResponseCache::builder(MemoryStore::new());
     if case.private_mode {
         cache = cache.private(|parts| {
@@ -245,12 +245,9 @@ async fn run(case: &Case) -> Result<(), String> {
                 .map(str::to_owned)
         });
     }
-    let config = ProxyConfig {
-        upstream: format!("http://{}", origin.addr).parse().unwrap(),
-        preserve_host: false,
-        trust_forwarded: false,
-    };
-    let proxy = TestServer::start(caching_proxy(&config, &cache.build()).unwrap()).await;
+    let proxy = proxy_setup::setup_with(origin, cache.build(), false)
+        .await
+        .proxy;
     if case.prime {
         let user: &[(&str, &str)] = if case.private_mode { case.a } else { &[] };
         proxy.get("/r", user).await;

@@ -538,6 +538,14 @@ mod tests {
         h
     }
 
+    fn keyspace(store: &MemoryStore, private: bool) -> Keyspace<'_, MemoryStore> {
+        Keyspace {
+            store,
+            private,
+            max_variants: 8,
+        }
+    }
+
     fn place(user: Option<&str>) -> Place {
         Place {
             url: Url::new(Some("example.com"), &"/a?b=1".parse().unwrap()),
@@ -625,11 +633,7 @@ mod tests {
     async fn an_invalidation_wins_over_a_fill_that_read_before_it() {
         for private in [false, true] {
             let store = MemoryStore::new();
-            let keyspace = Keyspace {
-                store: &store,
-                private,
-                max_variants: 8,
-            };
+            let keyspace = keyspace(&store, private);
             let p = place(private.then_some("alice"));
             let hour = Duration::from_secs(3600);
             // A first fill creates the records.
@@ -661,11 +665,7 @@ mod tests {
     async fn a_fill_that_saw_nothing_loses_to_an_invalidation_during_its_fetch() {
         for private in [false, true] {
             let store = MemoryStore::new();
-            let keyspace = Keyspace {
-                store: &store,
-                private,
-                max_variants: 8,
-            };
+            let keyspace = keyspace(&store, private);
             let p = place(private.then_some("alice"));
             let seen = keyspace.read(&p).await.unwrap();
             assert!(seen.epoch().is_none());
@@ -684,11 +684,7 @@ mod tests {
     #[tokio::test]
     async fn invalidating_a_url_never_stored_writes_nothing() {
         let store = MemoryStore::new();
-        let keyspace = Keyspace {
-            store: &store,
-            private: false,
-            max_variants: 8,
-        };
+        let keyspace = keyspace(&store, false);
         assert!(!keyspace.invalidate(&place(None), false).await.unwrap());
         assert!(store.is_empty());
     }
@@ -696,11 +692,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_fills_of_two_variants_keep_both() {
         let store = MemoryStore::new();
-        let keyspace = Keyspace {
-            store: &store,
-            private: false,
-            max_variants: 8,
-        };
+        let keyspace = keyspace(&store, false);
         let p = place(None);
         let first = keyspace.read(&p).await.unwrap();
         let epoch = keyspace

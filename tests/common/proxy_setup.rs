@@ -1,0 +1,62 @@
+//! The caching proxy of `examples/proxy` (its own code, `crate::app`) in front of a real
+//! origin, both on 127.0.0.1: what the proxy's end-to-end tests start from.
+
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use crate::app::{caching_proxy, ProxyConfig};
+use crate::common::{eventually, Resp, TestServer};
+use axum::{http::StatusCode, Router};
+use tower_etag::{response_cache::ResponseCache, store::MemoryStore};
+
+/// An origin on 127.0.0.1 and the caching proxy in front of it.
+pub struct Setup {
+    pub origin: TestServer,
+    pub proxy: TestServer,
+    pub cache: ResponseCache<MemoryStore>,
+}
+
+/// `app` as the origin behind a proxy with `cache`, keeping the client's `Host` if
+/// `preserve_host`.
+pub async fn setup_with(
+    app: Router,
+    cache: ResponseCache<MemoryStore>,
+    preserve_host: bool,
+) -> Setup {
+    let origin = TestServer::start(app).await;
+    let config = ProxyConfig {
+        upstream: format!("http://{}", origin.addr).parse().unwrap(),
+        preserve_host,
+        trust_forwarded: false,
+    };
+    let proxy = TestServer::start(caching_proxy(&config, &cache).unwrap()).await;
+    Setup {
+        origin,
+        proxy,
+        cache,
+    }
+}
+
+/// `app` behind a proxy with a default cache.
+pub async fn setup(app: Router) -> Setup {
+    setup_with(app, ResponseCache::new(MemoryStore::new()), false).await
+}
+
+/// Waits until the proxy has `path` stored, probing with `only-if-cached` (which never
+/// reaches the origin): stores commit in the background after the response was sent.
+pub async fn wait_until_stored(s: &Setup, path: &str) {
+    let stored = eventually(|| async {
+        let probe = s
+            .proxy
+            .get(path, &[("cache-control", "only-if-cached")])
+            .await;
+        probe.status != StatusCode::GATEWAY_TIMEOUT
+    })
+    .await;
+    assert!(stored, "{path} was never stored");
+}
+
+/// The response's `Cache-Status`, or "".
+pub fn status_of(r: &Resp) -> String {
+    r.header("cache-status").unwrap_or_default()
+}
