@@ -199,7 +199,8 @@ impl<St: Store> ResponseCacheBuilder<St> {
 
     /// Private-cache mode: responses marked `private` are stored, per user. `user_key`
     /// names the user of a request (a session id, an account id); requests for which it
-    /// returns `None` bypass the cache. Entries of one user are never served to another.
+    /// returns `None` (or a name with a NUL character) bypass the cache. Entries of one user
+    /// are never served to another.
     /// Every response is stored per user, `public` ones included; an invalidation (an unsafe
     /// request, [`ResponseCache::invalidate_url`]) reaches every user's entries of the URL.
     pub fn private<F>(mut self, user_key: F) -> Self
@@ -393,7 +394,8 @@ impl<St: Store> ResponseCache<St> {
         parts: &request::Parts,
     ) -> Option<Place> {
         let user = match &self.shared.config.user_key {
-            Some(user_key) => Some(user_key(parts)?),
+            // A NUL is the keys' separator: a user name holding one could pose as another.
+            Some(user_key) => Some(user_key(parts).filter(|u| !u.contains('\0'))?),
             None => None,
         };
         Some(Place {
