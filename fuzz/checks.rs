@@ -246,7 +246,7 @@ pub fn request_head(data: &[u8]) {
             assert!(!a.ends_with(default), "{a}");
         }
     }
-    if let Some(host) = host_to_forward(parts.version, &parts.uri, &parts.headers) {
+    if let Some(host) = host_to_forward(head.authority.as_ref(), &parts.headers) {
         let key = head.authority.as_ref().map(|a| a.as_str());
         assert_eq!(
             host.to_str().ok(),

@@ -288,6 +288,20 @@ async fn default_ports_and_case_share_one_key() {
 }
 
 #[tokio::test]
+async fn the_origin_is_asked_for_exactly_the_host_the_key_names() {
+    // An origin that builds links from `Host` must never put another spelling of the host
+    // into the entry everyone is served.
+    let s = setup_with(echo_host(), ResponseCache::new(MemoryStore::new()), true).await;
+    let first = raw_exchange(
+        s.proxy.addr,
+        b"GET /x HTTP/1.1\r\nHost: Example.TEST:80\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&first.after_head).into_owned();
+    assert!(text.starts_with("host=example.test "), "{text}");
+}
+
+#[tokio::test]
 async fn two_host_fields_are_rejected() {
     let s = setup_with(echo_host(), ResponseCache::new(MemoryStore::new()), true).await;
     let r = raw_exchange(
@@ -354,6 +368,42 @@ async fn a_get_with_a_body_bypasses_the_cache() {
     )
     .await;
     assert_eq!(String::from_utf8_lossy(&clean.after_head), "body=");
+}
+
+#[tokio::test]
+async fn conditional_fields_the_cache_ignores_never_reach_the_origin() {
+    // Two `If-Unmodified-Since` lines are no precondition to the cache (RFC 9110 §13.1.4:
+    // not one valid date), but an origin reading the first would answer 412, and a 412 with
+    // freshness would be stored for everyone.
+    let calls = Counter::new();
+    let app = Router::new().route(
+        "/c",
+        counted(&calls, |_, headers| {
+            let h = [("cache-control", "public, max-age=3600")];
+            if headers.contains_key("if-unmodified-since") {
+                response(412, &h, "precondition failed")
+            } else {
+                response(200, &h, "content")
+            }
+        }),
+    );
+    let s = setup(app).await;
+    let date = "Thu, 01 Jan 1970 00:00:00 GMT";
+    let odd = s
+        .proxy
+        .get(
+            "/c",
+            &[("if-unmodified-since", date), ("if-unmodified-since", date)],
+        )
+        .await;
+    assert_eq!(odd.text(), "content");
+    let clean = s.proxy.get("/c", &[]).await;
+    assert_eq!(
+        clean.status,
+        StatusCode::OK,
+        "a 412 was stored for everyone"
+    );
+    assert_eq!(clean.text(), "content");
 }
 
 // 5. Invalidation racing a fill -----------------------------------------------------------
@@ -645,31 +695,41 @@ async fn responses_with_a_storage_ttl_of_zero_are_not_written() {
 // 10. must-revalidate and invalidation by URL --------------------------------------------
 
 #[tokio::test]
-async fn must_revalidate_is_never_served_stale_after_a_mismatched_304() {
-    let calls = Counter::new();
-    let app = Router::new().route(
-        "/m",
-        counted(&calls, |_, headers| {
-            if headers.contains_key("if-none-match") {
-                // A 304 for another representation than the stored one.
-                return response(304, &[("etag", "\"other\"")], Body::empty());
-            }
-            let h = [
-                ("cache-control", "max-age=0, must-revalidate"),
-                ("etag", "\"v1\""),
-            ];
-            response(200, &h, "old")
-        }),
-    );
-    let s = setup(app).await;
-    assert_eq!(s.proxy.get("/m", &[]).await.text(), "old");
-    let r = s.proxy.get("/m", &[]).await;
-    assert!(
-        r.status == StatusCode::GATEWAY_TIMEOUT || (r.status == StatusCode::OK && calls.get() == 3),
-        "stale must-revalidate content served: {} {}",
-        r.status,
-        r.text()
-    );
+async fn a_stale_entry_is_never_served_after_a_mismatched_304_unless_permitted() {
+    // RFC 9111 §4.2.4: stale only where explicitly permitted; must-revalidate never.
+    const MUST: &str = "max-age=0, must-revalidate";
+    const PLAIN: &str = "max-age=0";
+    for cache_control in [MUST, PLAIN] {
+        let calls = Counter::new();
+        let app = Router::new().route(
+            "/m",
+            counted(&calls, move |_, headers| {
+                if headers.contains_key("if-none-match") {
+                    // A 304 for another representation than the stored one.
+                    return response(304, &[("etag", "\"other\"")], Body::empty());
+                }
+                let h = [("cache-control", cache_control), ("etag", "\"v1\"")];
+                response(200, &h, "old")
+            }),
+        );
+        let s = setup(app).await;
+        assert_eq!(s.proxy.get("/m", &[]).await.text(), "old");
+        let r = s.proxy.get("/m", &[]).await;
+        assert_eq!(
+            r.status,
+            StatusCode::GATEWAY_TIMEOUT,
+            "{cache_control}: {}",
+            r.text()
+        );
+        assert!(
+            status_of(&r).contains("validator-mismatch"),
+            "{}",
+            status_of(&r)
+        );
+        // The outdated entry is gone: the next request fetches anew.
+        assert_eq!(s.proxy.get("/m", &[]).await.text(), "old");
+        assert_eq!(calls.get(), 3, "{cache_control}");
+    }
 }
 
 #[tokio::test]

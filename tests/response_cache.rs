@@ -240,7 +240,7 @@ impl Store for BrokenStore {
     ) -> Result<bool, StoreError> {
         Err(broken())
     }
-    async fn remove(&self, _: &str) -> Result<bool, StoreError> {
+    async fn remove(&self, _: &str, _: Expect) -> Result<bool, StoreError> {
         Err(broken())
     }
     async fn clear(&self) -> Result<(), StoreError> {

@@ -8,7 +8,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{ready, Context, Poll},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 use tower_service::Service;
 
@@ -73,8 +73,8 @@ pin_project! {
             predicate: Pred,
             head: Arc<RequestHead>,
             key: K,
-            // The answer if the inner service fails (stale-if-error).
-            on_error: Option<OnError>,
+            // The answer if the inner service fails (stale-if-error), and until when.
+            on_error: Option<(OnError, SystemTime)>,
         },
         /// Waiting for the provider's store service to be ready.
         StoreReady {
@@ -208,13 +208,14 @@ where
                             request,
                             key,
                             on_error,
+                            on_error_until,
                         } => State::Inner {
                             fut: inner.call(request),
                             provider,
                             predicate,
                             head,
                             key,
-                            on_error: Some(on_error),
+                            on_error: Some((on_error, on_error_until)),
                         },
                         Lookup::Refresh {
                             response,
@@ -250,10 +251,10 @@ where
                     };
                     let res = match (result, on_error) {
                         (Ok(res), _) => res,
-                        (Err(_), Some(stale)) => {
-                            return Poll::Ready(Ok(stale.map(ResponseBody::hit)))
+                        (Err(_), Some((stale, until))) if SystemTime::now() <= until => {
+                            return Poll::Ready(Ok(stale.map(ResponseBody::hit)));
                         }
-                        (Err(e), None) => return Poll::Ready(Err(e)),
+                        (Err(e), _) => return Poll::Ready(Err(e)),
                     };
                     // Responses to unsafe methods always reach the provider, which invalidates
                     // (RFC 9111 §4.4); the predicate only chooses among safe ones.

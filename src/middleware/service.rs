@@ -27,9 +27,11 @@ use tower_service::Service;
 /// Each request the cache looks at is parsed once ([`RequestHead`]) and handed to the
 /// provider with it. A request that names its target ambiguously (two `Host` lines, an
 /// HTTP/2 `Host` that contradicts `:authority`) is answered `400 Bad Request` without
-/// calling the inner service; an HTTP/1.1 request in absolute form has its `Host` replaced
-/// by the target's authority (RFC 9112 §3.2.2), so the inner service serves the host the
-/// cache keys the response under.
+/// calling the inner service. Every other request reaches the inner service with a `Host`
+/// that is exactly the authority the cache keys it under (see
+/// [`host_to_forward`](crate::semantics::request::host_to_forward)): the target's for an
+/// HTTP/1.1 request in absolute form (RFC 9112 §3.2.2) or an HTTP/2 one, lower-case and
+/// without the default port.
 #[derive(Clone, Debug)]
 pub struct EtagCache<S, P, Pred = DefaultPredicate> {
     inner: S,
@@ -117,7 +119,7 @@ where
                 return ResponseFuture::bad_request();
             }
         };
-        if let Some(host) = host_to_forward(request.version(), request.uri(), request.headers()) {
+        if let Some(host) = host_to_forward(head.authority.as_ref(), request.headers()) {
             request.headers_mut().insert(HOST, host);
         }
         // The inner service is called later, from the future: take the one that was made

@@ -43,8 +43,9 @@ pub enum BeforeRequest {
         /// ([`CachePolicy::revalidation_headers`]).
         revalidation_headers: HeaderMap,
         /// Until when the stored response may answer in place of an error (a `5xx`, or no
-        /// answer at all), by `stale-if-error` (RFC 5861 §4); `None`: never
-        /// ([`CachePolicy::stale_if_error_until`]).
+        /// answer at all), by `stale-if-error` (RFC 5861 §4); `None`: not now, nor later
+        /// ([`CachePolicy::stale_if_error_until`]). An error that comes after it must not be
+        /// answered with the stored response.
         stale_if_error_until: Option<SystemTime>,
     },
     /// The stored response was not selected for this request (RFC 9111 §4.1): the request's
@@ -120,15 +121,10 @@ pub enum AfterResponse {
     },
     /// A `304` that matches none of the stored validators (RFC 9111 §4.3.4: it "MUST NOT
     /// [be used] to update any stored responses"). The stored response is not what the
-    /// origin has: drop it. It may still answer this request only where it could be served
-    /// stale (`may_serve_stale`); otherwise answer `504`, as a cache that cannot validate
-    /// must (RFC 9111 §5.2.2.2).
-    Mismatch {
-        /// Whether no directive forbids serving the stored response stale
-        /// (`must-revalidate`, `no-cache`; in a shared cache `proxy-revalidate`,
-        /// `s-maxage`).
-        may_serve_stale: bool,
-    },
+    /// origin has: drop it. It may still answer this request only where serving it stale
+    /// is explicitly permitted ([`CachePolicy::stale_permitted`]); otherwise answer `504`, as
+    /// a cache that cannot validate must (RFC 9111 §5.2.2.2).
+    Mismatch,
     /// A full response: the new response's policy. Replace the stored entry with it (and the
     /// new body) if [`CachePolicy::storable`]. A `5xx` is also `Modified`: check
     /// [`BeforeRequest::Stale::stale_if_error_until`] first to serve the stored response.
@@ -278,7 +274,8 @@ impl CachePolicy {
                 revalidation_headers: self.revalidation_headers(req),
                 stale_if_error_until: self
                     .stale_if_error_window(req_cc)
-                    .map(|w| self.stale_until(w)),
+                    .map(|w| self.stale_until(w))
+                    .filter(|until| now <= *until),
             },
         }
     }
@@ -403,6 +400,30 @@ impl CachePolicy {
         }
     }
 
+    /// Whether this stored response may be served stale to the request `head` at `now`
+    /// because the request or the response explicitly permits it (RFC 9111 §4.2.4: "A cache
+    /// MUST NOT generate a stale response unless it is disconnected or doing so is explicitly
+    /// permitted by the client or origin server"): the request's `max-stale` covers its
+    /// staleness, or a `stale-if-error` window covers `now` (for when the origin's answer is
+    /// an error or unusable). Never where a directive forbids serving it stale, nor to a
+    /// request with `no-cache` (§5.2.1.4) unless it carries `stale-if-error` itself.
+    pub fn stale_permitted(&self, head: &RequestHead, now: SystemTime) -> bool {
+        let cc = &head.cache_control;
+        if self.stale_forbidden() {
+            return false;
+        }
+        let by_max_stale = !cc.no_cache.is_present()
+            && match cc.max_stale {
+                Some(None) => true,
+                Some(Some(bound)) => self.staleness(now) <= bound,
+                None => false,
+            };
+        by_max_stale
+            || self
+                .stale_if_error_window(cc)
+                .is_some_and(|window| now <= self.stale_until(window))
+    }
+
     /// Whether the validators of `new` (a `304`) identify this stored response for update
     /// (RFC 9111 §4.3.4).
     fn validators_match(&self, new: &HeaderMap) -> bool {
@@ -500,9 +521,7 @@ impl CachePolicy {
             ));
         }
         if !self.validators_match(&res.headers) {
-            return AfterResponse::Mismatch {
-                may_serve_stale: !self.stale_forbidden(),
-            };
+            return AfterResponse::Mismatch;
         }
         let served = self.freshened(req, res, request_time, response_time);
         let stored = if self.mode == CacheMode::Shared && res.headers.contains_key(SET_COOKIE) {
@@ -910,13 +929,7 @@ mod tests {
         for etag in ["\"v2\"", "W/\"v2\"", "garbage"] {
             let o =
                 p.after_revalidation(&get(&[]), &not_modified(&[("etag", etag)]), at(50), at(51));
-            assert_eq!(
-                o,
-                AfterResponse::Mismatch {
-                    may_serve_stale: true
-                },
-                "{etag}"
-            );
+            assert_eq!(o, AfterResponse::Mismatch, "{etag}");
         }
         // A strong tag needs a strong stored tag.
         let weak = shared(&[("etag", "W/\"v1\"")]);
@@ -926,7 +939,7 @@ mod tests {
             at(1),
             at(1),
         );
-        assert!(matches!(o, AfterResponse::Mismatch { .. }));
+        assert!(matches!(o, AfterResponse::Mismatch));
         // A weak tag matches by weak comparison.
         let o = p.after_revalidation(
             &get(&[]),
@@ -949,13 +962,13 @@ mod tests {
         let other = not_modified(&[("last-modified", &*date(t0()))]);
         assert!(matches!(
             p.after_revalidation(&get(&[]), &other, at(1), at(1)),
-            AfterResponse::Mismatch { .. }
+            AfterResponse::Mismatch
         ));
         // A 304 without validators does not update a stored response that has them ...
         let none = not_modified(&[]);
         assert!(matches!(
             p.after_revalidation(&get(&[]), &none, at(1), at(1)),
-            AfterResponse::Mismatch { .. }
+            AfterResponse::Mismatch
         ));
         // ... but does update one without.
         let bare = shared(&[]);
@@ -1060,23 +1073,34 @@ mod tests {
     }
 
     #[test]
-    fn a_mismatched_304_never_lets_must_revalidate_go_stale() {
-        for cc in ["max-age=0, must-revalidate", "no-cache", "s-maxage=0"] {
-            let p = shared(&[("cache-control", cc), ("etag", "\"v1\"")]);
-            let o = p.after_revalidation(
-                &get(&[]),
-                &not_modified(&[("etag", "\"v2\"")]),
-                at(1),
-                at(1),
-            );
-            assert_eq!(
-                o,
-                AfterResponse::Mismatch {
-                    may_serve_stale: false
-                },
-                "{cc}"
-            );
+    fn stale_is_served_only_where_explicitly_permitted() {
+        // RFC 9111 §4.2.4: not merely "not forbidden".
+        let p = shared(&[("cache-control", "max-age=10"), ("etag", "\"v1\"")]);
+        let plain = get(&[]);
+        assert!(!p.stale_permitted(&head_of(&plain), at(20)));
+        let max_stale = get(&[("cache-control", "max-stale=30")]);
+        assert!(p.stale_permitted(&head_of(&max_stale), at(20)));
+        assert!(!p.stale_permitted(&head_of(&max_stale), at(41)));
+        let sie = shared(&[
+            ("cache-control", "max-age=10, stale-if-error=30"),
+            ("etag", "\"v1\""),
+        ]);
+        assert!(sie.stale_permitted(&head_of(&plain), at(40)));
+        assert!(!sie.stale_permitted(&head_of(&plain), at(41)));
+        // The client asked for validation.
+        let no_cache = get(&[("cache-control", "no-cache, max-stale")]);
+        assert!(!sie.stale_permitted(&head_of(&no_cache), at(20)));
+        // Directives that forbid it.
+        for cc in [
+            "max-age=10, must-revalidate, stale-if-error=30",
+            "s-maxage=10, stale-if-error=30",
+        ] {
+            let p = shared(&[("cache-control", cc)]);
+            assert!(!p.stale_permitted(&head_of(&max_stale), at(20)), "{cc}");
         }
+        // A mismatched 304 is a mismatch whatever the directives.
+        let o = p.after_revalidation(&plain, &not_modified(&[("etag", "\"v2\"")]), at(1), at(1));
+        assert_eq!(o, AfterResponse::Mismatch);
     }
 
     #[test]
@@ -1091,6 +1115,14 @@ mod tests {
                 stale_if_error_until,
                 ..
             } => assert_eq!(stale_if_error_until, Some(at(70))),
+            other => panic!("{other:?}"),
+        }
+        // Past the window the decision holds none: an error then is answered as an error.
+        match p.before(&get(&[]), at(71)) {
+            BeforeRequest::Stale {
+                stale_if_error_until,
+                ..
+            } => assert_eq!(stale_if_error_until, None),
             other => panic!("{other:?}"),
         }
         // An `Age` on arrival shortens it.

@@ -56,8 +56,8 @@ pub enum Lookup<ReqBody, K, B> {
     },
     /// Call the inner service and return its response untouched.
     Pass(Request<ReqBody>),
-    /// Like [`Lookup::Miss`], but if the inner service fails (returns `Err`), answer with
-    /// `on_error` instead (RFC 5861 `stale-if-error`).
+    /// Like [`Lookup::Miss`], but if the inner service fails (returns `Err`) before
+    /// `on_error_until`, answer with `on_error` instead (RFC 5861 `stale-if-error`).
     Revalidate {
         /// The request for the inner service.
         request: Request<ReqBody>,
@@ -65,6 +65,8 @@ pub enum Lookup<ReqBody, K, B> {
         key: K,
         /// The answer if the inner service fails.
         on_error: Response<B>,
+        /// Until when `on_error` may stand in for an error.
+        on_error_until: std::time::SystemTime,
     },
     /// Answer with `response` now, and in the background call the inner service with
     /// `request` and hand its response to the store service (stale-while-revalidate,

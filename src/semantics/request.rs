@@ -137,6 +137,11 @@ pub struct RequestHead {
     pub range: bool,
     /// Whether the request carries `If-Range` (RFC 9110 §13.1.5).
     pub if_range: bool,
+    /// Whether the request carries any conditional field line (`If-Match`, `If-None-Match`,
+    /// `If-Modified-Since`, `If-Unmodified-Since`, `If-Range`), valid or not: a cache that
+    /// answers preconditions itself must strip them all before forwarding, including those
+    /// its own reading ignores (a repeated date), which the origin may read otherwise.
+    pub conditional: bool,
     /// Whether the request carries content (a body). A GET or HEAD with content is never
     /// answered from, nor stored in, a cache: what the origin made of the body would be
     /// served to requests without it.
@@ -174,8 +179,8 @@ impl RequestHead {
         let mut preconditions = PreconditionFields::default();
         let mut cache_control = CacheControl::default();
         let (mut any_cache_control, mut pragma_no_cache) = (false, false);
-        let (mut authorization, mut range, mut if_range, mut content) =
-            (false, false, false, false);
+        let (mut authorization, mut range, mut content) = (false, false, false);
+        let (mut if_range, mut conditional) = (false, false);
         for (name, value) in headers {
             match *name {
                 CACHE_CONTROL => {
@@ -185,13 +190,14 @@ impl RequestHead {
                 PRAGMA => pragma_no_cache |= cache_control::pragma_no_cache(value),
                 AUTHORIZATION => authorization = true,
                 RANGE => range = true,
-                IF_RANGE => if_range = true,
+                IF_RANGE => {
+                    if_range = true;
+                    conditional = true;
+                }
                 TRANSFER_ENCODING => content = true,
                 // An invalid length cannot be shown to be empty.
                 CONTENT_LENGTH => content |= value.as_bytes().trim_ascii() != b"0",
-                _ => {
-                    preconditions.push(name, value);
-                }
+                _ => conditional |= preconditions.push(name, value),
             }
         }
         if pragma_no_cache && !any_cache_control {
@@ -205,13 +211,9 @@ impl RequestHead {
             authorization,
             range,
             if_range,
+            conditional,
             content,
         })
-    }
-
-    /// Whether the request is conditional: any precondition, or `If-Range`.
-    pub fn is_conditional(&self) -> bool {
-        self.if_range || !self.preconditions.is_empty()
     }
 
     /// Whether the method is HEAD.
@@ -261,31 +263,19 @@ pub fn target_authority(
     Ok(Some(from_target))
 }
 
-/// The `Host` value to send on with an HTTP/1.x request whose target is in absolute form and
-/// whose `Host` is absent or names another authority: the target's authority, normalised as
-/// the cache keys it (see [`target_authority`]), so that the origin serves exactly the host
-/// the cache keys the response under (RFC 9112 §3.2.2: a proxy
-/// "MUST generate a new Host field value based on the received request-target"). `None`
-/// when the request's `Host` already agrees (or the target has no authority).
-pub fn host_to_forward(version: Version, uri: &Uri, headers: &HeaderMap) -> Option<HeaderValue> {
-    if !matches!(
-        version,
-        Version::HTTP_09 | Version::HTTP_10 | Version::HTTP_11
-    ) {
-        return None;
-    }
-    let target = uri.authority()?;
-    let scheme = uri.scheme_str();
-    let wanted = normalized_host(target.as_str().as_bytes(), None, scheme).ok()??;
-    let current = headers.get(HOST).and_then(|h| {
-        normalized_host(h.as_bytes(), Some(h), scheme)
-            .ok()
-            .flatten()
-    });
-    if current.as_ref() == Some(&wanted) {
-        return None;
-    }
-    Some(wanted.0)
+/// The `Host` to send on with a request whose authority is `authority` (as
+/// [`target_authority`] read it) when its own `Host` field is not exactly that: absent (an
+/// HTTP/2 request, an absolute-form one), another host (absolute form, RFC 9112 §3.2.2: a
+/// proxy "MUST generate a new Host field value based on the received request-target"), or the
+/// same host spelt otherwise (`Example.COM:80`). What reaches the origin is then exactly the
+/// host the cache keys the response under: an origin that builds links or redirects from
+/// `Host` never puts another spelling into a shared entry. `None` when `Host` already is it.
+pub fn host_to_forward(authority: Option<&Authority>, headers: &HeaderMap) -> Option<HeaderValue> {
+    let authority = authority?;
+    let same = headers
+        .get(HOST)
+        .is_some_and(|host| host.as_bytes() == authority.0.as_bytes());
+    (!same).then(|| authority.0.clone())
 }
 
 /// `host [":" port]`, lower-cased, without the default port of `scheme`; `None` for an empty
@@ -516,32 +506,45 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
+        let head = RequestHead::from_parts(&parts).unwrap();
         assert_eq!(
-            host_to_forward(H1, &parts.uri, &parts.headers).unwrap(),
+            host_to_forward(head.authority.as_ref(), &parts.headers).unwrap(),
             "a.test"
         );
     }
 
     #[test]
-    fn a_host_that_agrees_is_not_replaced() {
-        for host in ["a.test", "A.TEST:80"] {
-            let (parts, ()) = Request::get("http://a.test/x")
-                .header("host", host)
-                .body(())
-                .unwrap()
-                .into_parts();
-            assert_eq!(
-                host_to_forward(H1, &parts.uri, &parts.headers),
-                None,
-                "{host}"
-            );
-        }
-        let (parts, ()) = Request::get("/x")
-            .header("host", "a.test")
-            .body(())
-            .unwrap()
-            .into_parts();
-        assert_eq!(host_to_forward(H1, &parts.uri, &parts.headers), None);
+    fn the_host_forwarded_is_the_one_keyed() {
+        let forwarded = |uri: &str, host: Option<&str>| {
+            let mut b = Request::get(uri);
+            if let Some(host) = host {
+                b = b.header("host", host);
+            }
+            let (parts, ()) = b.body(()).unwrap().into_parts();
+            let head = RequestHead::from_parts(&parts).unwrap();
+            host_to_forward(head.authority.as_ref(), &parts.headers)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        // Already the key: left alone.
+        assert_eq!(forwarded("http://a.test/x", Some("a.test")), None);
+        assert_eq!(forwarded("/x", Some("a.test")), None);
+        assert_eq!(forwarded("/x", Some("a.test:8080")), None);
+        // Spelt otherwise: the key's spelling.
+        assert_eq!(
+            forwarded("http://a.test/x", Some("A.TEST:80")).as_deref(),
+            Some("a.test")
+        );
+        assert_eq!(
+            forwarded("/x", Some("Example.COM:80")).as_deref(),
+            Some("example.com")
+        );
+        // Absent: the target's.
+        assert_eq!(
+            forwarded("https://a.test:443/x", None).as_deref(),
+            Some("a.test")
+        );
+        // Nothing to name.
+        assert_eq!(forwarded("/x", None), None);
     }
 
     #[test]
@@ -573,10 +576,26 @@ mod tests {
             ],
         )
         .unwrap();
-        assert!(h.authorization && h.range);
+        assert!(h.authorization && h.range && h.conditional);
         assert!(!h.preconditions.is_empty());
         assert!(h.cache_control.no_cache.is_present());
         assert!(!h.content);
+    }
+
+    #[test]
+    fn conditional_fields_count_even_when_their_reading_ignores_them() {
+        // Two If-Unmodified-Since lines are no precondition (RFC 9110 §13.1.4), but they are
+        // still conditional fields the origin could read.
+        let date = "Thu, 01 Jan 1970 00:00:00 GMT";
+        let h = head(
+            H1,
+            "/",
+            &[("if-unmodified-since", date), ("if-unmodified-since", date)],
+        )
+        .unwrap();
+        assert!(h.preconditions.is_empty());
+        assert!(h.conditional);
+        assert!(!head(H1, "/", &[]).unwrap().conditional);
     }
 
     #[test]

@@ -377,9 +377,14 @@ impl Store for MemoryStore {
         ready(self.update_meta_now(key, expect, meta, ttl))
     }
 
-    fn remove(&self, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send {
+    fn remove(
+        &self,
+        key: &str,
+        expect: Expect,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         let mut shard = self.shard(key);
-        let removed = shard.map.pop(key).map(|e| shard.bytes -= e.size).is_some();
+        let removed = holds(current(&shard, key, Instant::now()), expect)
+            && shard.map.pop(key).map(|e| shard.bytes -= e.size).is_some();
         ready(Ok(removed))
     }
 
@@ -529,8 +534,10 @@ mod tests {
             )
             .await
             .unwrap());
-        assert!(store.remove("k").await.unwrap());
-        assert!(!store.remove("k").await.unwrap());
+        let v = store.get_now("k").unwrap().version;
+        assert!(!store.remove("k", Expect::Version(v + 1000)).await.unwrap());
+        assert!(store.remove("k", Expect::Version(v)).await.unwrap());
+        assert!(!store.remove("k", Expect::Any).await.unwrap());
         put(&store, "a", b"1", HOUR).unwrap();
         store.clear().await.unwrap();
         assert!(store.is_empty());

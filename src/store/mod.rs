@@ -198,8 +198,13 @@ pub trait Store: Clone + Send + Sync + 'static {
         ttl: Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Removes the entry under `key`; returns whether there was one.
-    fn remove(&self, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Removes the entry under `key` if `expect` holds (atomically: a newer entry written in
+    /// between is never removed in its place); returns whether one was removed.
+    fn remove(
+        &self,
+        key: &str,
+        expect: Expect,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Removes every entry.
     fn clear(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

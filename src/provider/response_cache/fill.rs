@@ -7,7 +7,7 @@ use super::{
     body::{CacheBody, HitBody},
     entry,
     keyspace::{Place, Selector, Url, WriteRefused},
-    lookup::{Fill, KeyKind, ResponseCacheKey, Stale},
+    lookup::{Fill, KeyKind, ResponseCacheKey, Stale, StoredEntry},
     status::{CacheStatus, Fwd},
     tee::TeeBody,
     ResponseCache,
@@ -231,9 +231,13 @@ impl<St: Store> ResponseCache<St> {
             Ok(ttl) => ttl,
             Err(detail) => {
                 status.detail = Some(detail);
-                if let Some((key, _)) = &stale {
+                if let Some((key, version)) = &stale {
                     // What was stored no longer stands for the resource.
-                    let _ = self.shared.store.remove(key).await;
+                    let _ = self
+                        .shared
+                        .store
+                        .remove(key, Expect::Version(*version))
+                        .await;
                 }
                 // Waiters go on at once, and the next requests are not serialised.
                 if let Some(guard) = held.guard.take() {
@@ -357,9 +361,13 @@ impl<St: Store> ResponseCache<St> {
         // nothing at all.
         let expect = match target.stale {
             Some((stale_key, version)) if *stale_key == key => Expect::Version(*version),
-            Some((stale_key, _)) => {
+            Some((stale_key, version)) => {
                 // Stored under another selection now: the old one no longer stands.
-                let _ = self.shared.store.remove(stale_key).await;
+                let _ = self
+                    .shared
+                    .store
+                    .remove(stale_key, Expect::Version(*version))
+                    .await;
                 Expect::Absent
             }
             None => Expect::Absent,
@@ -401,18 +409,18 @@ impl<St: Store> ResponseCache<St> {
                         // The 304 made the response unstorable: its answer goes to this client
                         // only, and the entry goes.
                         status.detail = Some(reason.detail());
-                        let _ = self.shared.store.remove(&entry.key).await;
+                        self.remove(entry).await;
                     }
                 }
                 served
             }
-            AfterResponse::Mismatch { may_serve_stale } => {
+            AfterResponse::Mismatch => {
                 // Not the stored response (RFC 9111 §4.3.4): it updates nothing, and the
                 // stored one is outdated.
-                let _ = self.shared.store.remove(&entry.key).await;
+                self.remove(entry).await;
                 status.detail = Some("validator-mismatch");
-                if !may_serve_stale {
-                    // must-revalidate and the like: never stale (RFC 9111 §5.2.2.2).
+                if !entry.policy.stale_permitted(head, response_time) {
+                    // Never stale unless permitted (RFC 9111 §4.2.4, §5.2.2.2).
                     return self.gateway_timeout(&status);
                 }
                 (*entry.policy).clone()
@@ -424,6 +432,14 @@ impl<St: Store> ResponseCache<St> {
         self.respond(&served, headers, entry.body.clone(), head, &status)
     }
 
+    /// Removes `entry`, if it is still what is stored.
+    async fn remove(&self, entry: &StoredEntry) {
+        let expect = Expect::Version(entry.version);
+        if let Err(e) = self.shared.store.remove(&entry.key, expect).await {
+            tracing::debug!(error = %e, "cache store failed to remove an entry");
+        }
+    }
+
     /// Stores `policy` as the head of `entry`, if `entry` is still what is stored.
     async fn update(
         &self,
@@ -433,7 +449,7 @@ impl<St: Store> ResponseCache<St> {
     ) {
         let ttl = policy.storage_ttl(now);
         if ttl.is_zero() {
-            let _ = self.shared.store.remove(&entry.key).await;
+            self.remove(entry).await;
             return;
         }
         let meta = entry::meta(&Arc::new(policy));

@@ -450,7 +450,8 @@ impl<St: Store> Keyspace<'_, St> {
             {
                 Ok(true) => {
                     for gone in evicted {
-                        let _ = self.store.remove(&place.variant_key(epoch, gone)).await;
+                        let key = place.variant_key(epoch, gone);
+                        let _ = self.store.remove(&key, Expect::Any).await;
                     }
                     return Ok(epoch);
                 }

@@ -16,7 +16,7 @@ use super::{
 use crate::{
     policy::{BeforeRequest, CachePolicy},
     provider::{fill_request, Lookup, LookupRequest, RequestHead},
-    store::{Store, StoredBody},
+    store::{Expect, Store, StoredBody},
 };
 use bytes::Bytes;
 use http::{
@@ -213,7 +213,7 @@ impl<St: Store> ResponseCache<St> {
     ) -> LookupResult<ReqBody> {
         // The cache answers the client's preconditions itself, from what it stores; the
         // inner service only ever sees the cache's own validators.
-        if head.is_conditional() {
+        if head.conditional {
             for name in CONDITIONAL_FIELDS {
                 parts.headers.remove(name);
             }
@@ -350,14 +350,21 @@ impl<St: Store> ResponseCache<St> {
                     stale_if_error_until,
                     fwd,
                 }) => {
-                    let on_error = stale_if_error_until.map(|_| {
+                    let on_error = stale_if_error_until.map(|until| {
                         let status = CacheStatus {
                             fwd: Some(fwd),
                             detail: Some("stale-if-error"),
                             ..CacheStatus::default()
                         };
                         let headers = entry.policy.headers_with_age(now);
-                        self.respond(&entry.policy, headers, entry.body.clone(), &head, &status)
+                        let response = self.respond(
+                            &entry.policy,
+                            headers,
+                            entry.body.clone(),
+                            &head,
+                            &status,
+                        );
+                        (response, until)
                     });
                     let stale = Stale {
                         entry,
@@ -366,10 +373,11 @@ impl<St: Store> ResponseCache<St> {
                     let job = Job { fwd, ..job };
                     let (request, key) = self.fill(job, held, Some(stale), Some(&validators));
                     match on_error {
-                        Some(on_error) => Lookup::Revalidate {
+                        Some((on_error, on_error_until)) => Lookup::Revalidate {
                             request,
                             key,
                             on_error,
+                            on_error_until,
                         },
                         None => Lookup::Miss { request, key },
                     }
@@ -528,6 +536,13 @@ impl<St: Store> ResponseCache<St> {
             }
         };
         let Some(policy) = entry::policy_of(&stored.meta) else {
+            // Written by another version, or damaged: as good as absent, and out of the way
+            // of the entry that replaces it.
+            let _ = self
+                .shared
+                .store
+                .remove(&key, Expect::Version(stored.version))
+                .await;
             return Err(key);
         };
         let StoredBody::Bytes(body) = stored.body;
