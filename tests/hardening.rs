@@ -342,6 +342,31 @@ async fn the_proxy_does_not_forward_client_forwarding_headers() {
     assert!(text.contains("xfp=http "), "{text}");
 }
 
+#[tokio::test]
+async fn the_cache_keys_on_what_the_origin_gets() {
+    // A client names `Accept-Language` hop-by-hop: the proxy drops it, so the origin never
+    // sees it. Had the cache keyed on it, German users would get the page made without it.
+    let app = Router::new().route(
+        "/l",
+        any(|headers: HeaderMap| async move {
+            let lang = header(&headers, "accept-language").to_owned();
+            let h = [("cache-control", "max-age=60"), ("vary", "accept-language")];
+            response(200, &h, format!("lang={lang}"))
+        }),
+    );
+    let s = setup(app).await;
+    let hop = s
+        .proxy
+        .get(
+            "/l",
+            &[("accept-language", "de"), ("connection", "accept-language")],
+        )
+        .await;
+    assert_eq!(hop.text(), "lang=");
+    let german = s.proxy.get("/l", &[("accept-language", "de")]).await;
+    assert_eq!(german.text(), "lang=de");
+}
+
 // 4. Fat GET poisoning -------------------------------------------------------------------
 
 #[tokio::test]

@@ -16,6 +16,7 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 use std::net::SocketAddr;
+use tower::util::MapRequestLayer;
 use tower_etag::{response_cache::ResponseCache, store::MemoryStore};
 
 /// Where and how to forward.
@@ -38,7 +39,6 @@ struct Proxy {
     scheme: Scheme,
     authority: Authority,
     preserve_host: bool,
-    trust_forwarded: bool,
 }
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1) are for one connection only and are not forwarded.
@@ -106,12 +106,22 @@ fn set_forwarding(headers: &mut HeaderMap, peer: Option<SocketAddr>, trusted: bo
     }
 }
 
-async fn forward(State(proxy): State<Proxy>, mut request: Request) -> Response {
+/// What the origin will see of a request, made before the cache sees it (so the cache keys
+/// on what the origin gets): hop-by-hop fields go (RFC 9110 §7.6.1), and unless they are
+/// trusted so do the client's routing fields; `X-Forwarded-For` / `-Proto` say who came and
+/// how.
+fn prepare(mut request: Request, trust_forwarded: bool) -> Request {
     // The client's address, when the server was started with connect info.
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr);
+    strip_hop_by_hop(request.headers_mut());
+    set_forwarding(request.headers_mut(), peer, trust_forwarded);
+    request
+}
+
+async fn forward(State(proxy): State<Proxy>, mut request: Request) -> Response {
     let path_and_query = request
         .uri()
         .path_and_query()
@@ -136,8 +146,6 @@ async fn forward(State(proxy): State<Proxy>, mut request: Request) -> Response {
     *request.uri_mut() = uri;
     // The upstream connection is HTTP/1.1, whatever the client spoke.
     *request.version_mut() = Version::HTTP_11;
-    strip_hop_by_hop(request.headers_mut());
-    set_forwarding(request.headers_mut(), peer, proxy.trust_forwarded);
     let host = if proxy.preserve_host {
         client_authority
     } else {
@@ -159,8 +167,32 @@ async fn forward(State(proxy): State<Proxy>, mut request: Request) -> Response {
     }
 }
 
-/// The proxy without a cache: every request is forwarded.
+/// The proxy without a cache: every request is forwarded. (The binary always caches; the
+/// tests compare with this.)
+#[allow(dead_code)]
 pub fn forwarder(config: &ProxyConfig) -> Result<Router, String> {
+    Ok(upstream(config)?.layer(preparing(config)))
+}
+
+/// The caching reverse proxy: the forwarding behind `cache`'s layer, and the preparation of
+/// requests in front of the cache.
+pub fn caching_proxy(
+    config: &ProxyConfig,
+    cache: &ResponseCache<MemoryStore>,
+) -> Result<Router, String> {
+    Ok(upstream(config)?
+        .layer(cache.layer())
+        .layer(preparing(config)))
+}
+
+/// The layer that [`prepare`]s requests.
+fn preparing(config: &ProxyConfig) -> MapRequestLayer<impl Fn(Request) -> Request + Clone> {
+    let trust_forwarded = config.trust_forwarded;
+    MapRequestLayer::new(move |request| prepare(request, trust_forwarded))
+}
+
+/// The router that sends every request upstream, as it is.
+fn upstream(config: &ProxyConfig) -> Result<Router, String> {
     let scheme = config
         .upstream
         .scheme()
@@ -180,14 +212,5 @@ pub fn forwarder(config: &ProxyConfig) -> Result<Router, String> {
         scheme,
         authority,
         preserve_host: config.preserve_host,
-        trust_forwarded: config.trust_forwarded,
     }))
-}
-
-/// The caching reverse proxy: [`forwarder`] behind `cache`'s layer.
-pub fn caching_proxy(
-    config: &ProxyConfig,
-    cache: &ResponseCache<MemoryStore>,
-) -> Result<Router, String> {
-    Ok(forwarder(config)?.layer(cache.layer()))
 }

@@ -361,7 +361,10 @@ impl<B: Body + Unpin> ReadAheadFuture<B> {
     /// Whether the time is up (the first call arms the timer).
     fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
         if self.deadline.is_none() && self.is_timed() {
-            let at = self.started + self.timeout;
+            // A timeout too large to add is no timeout.
+            let Some(at) = self.started.checked_add(self.timeout) else {
+                return false;
+            };
             self.deadline = Some(Box::pin(tokio::time::sleep_until(at)));
         }
         self.deadline

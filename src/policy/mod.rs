@@ -157,7 +157,8 @@ pub struct PolicyParts {
     /// The request target as received.
     pub uri: Uri,
     /// The values, in the request, of the fields named by the response's `Vary`: lower-case
-    /// field name and normalised value (lines joined with `", "`, white space runs folded to
+    /// field name and normalised value (lines joined with `", "`, `%` and non-ASCII bytes
+    /// percent-encoded, white space runs folded to
     /// one space, ends trimmed); `None` when the request lacked the field. Sorted by name.
     pub vary_request: Vec<(String, Option<String>)>,
     /// The response status.

@@ -11,8 +11,9 @@ pub(crate) fn varies_on_everything(response_headers: &HeaderMap) -> bool {
 
 /// The normalised value of a request field: each line trimmed with its white space runs
 /// folded to one space, the lines joined with `", "` (§4.1 allows normalising "by combining
-/// multiple header field lines ... or normalizing both header field values"). `None` when the
-/// field is absent, which only matches absence.
+/// multiple header field lines ... or normalizing both header field values"), `%` and bytes
+/// outside visible ASCII percent-encoded. `None` when the field is absent, which only
+/// matches absence.
 pub(super) fn normalized(headers: &HeaderMap, name: &str) -> Option<String> {
     let mut out = String::new();
     normalized_into(headers, name, &mut out).then_some(out)
@@ -30,17 +31,33 @@ pub(crate) fn normalized_into(headers: &HeaderMap, name: &str, out: &mut String)
         if i > 0 {
             out.push_str(", ");
         }
-        let text = String::from_utf8_lossy(line.as_bytes());
-        let mut words = text.split_whitespace();
-        if let Some(first) = words.next() {
-            out.push_str(first);
-            for w in words {
-                out.push(' ');
-                out.push_str(w);
+        let mut gap = false;
+        for &b in line.as_bytes().trim_ascii() {
+            if b == b' ' || b == b'\t' {
+                gap = true;
+                continue;
             }
+            if std::mem::take(&mut gap) {
+                out.push(' ');
+            }
+            push_escaped(out, b);
         }
     }
     true
+}
+
+/// One byte of a field value as normalised text: visible ASCII as it is, `%` and every other
+/// byte (obs-text) percent-encoded, so that two values that differ in any byte never
+/// normalise alike (a lossy UTF-8 reading would make all invalid bytes one character).
+fn push_escaped(out: &mut String, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    if b.is_ascii_graphic() && b != b'%' {
+        out.push(char::from(b));
+    } else {
+        out.push('%');
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
 }
 
 /// The request's values of the fields named by the response's `Vary`, sorted by name,
@@ -94,6 +111,21 @@ mod tests {
 
     fn is_mismatch(p: &CachePolicy, req: &[(&str, &str)]) -> bool {
         matches!(p.before(&get(req), at(1)), BeforeRequest::VaryMismatch)
+    }
+
+    #[test]
+    fn values_that_differ_in_any_byte_never_normalise_alike() {
+        let latin1 = |b: u8| {
+            let mut m = HeaderMap::new();
+            m.insert(
+                "accept-language",
+                http::HeaderValue::from_bytes(&[b'x', b]).unwrap(),
+            );
+            normalized(&m, "accept-language").unwrap()
+        };
+        assert_ne!(latin1(0xe9), latin1(0xe8));
+        assert_eq!(latin1(0xe9), "x%E9");
+        assert_ne!(normalized(&h(&[("a", "%E9")]), "a"), Some(latin1(0xe9)));
     }
 
     #[test]

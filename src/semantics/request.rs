@@ -126,6 +126,9 @@ pub struct RequestHead {
     /// The authority the request is for: lower-cased, without the scheme's default port;
     /// `None` when the request names none. See [`target_authority`].
     pub authority: Option<Authority>,
+    /// The scheme, where the request names one (absolute form, HTTP/2 `:scheme`); an
+    /// origin-form HTTP/1.1 request does not say.
+    pub scheme: Option<http::uri::Scheme>,
     /// The request's `Cache-Control` directives (and `Pragma: no-cache`).
     pub cache_control: CacheControl,
     /// The request's preconditions (`If-Match`, `If-None-Match`, `If-Modified-Since`,
@@ -206,6 +209,7 @@ impl RequestHead {
         Ok(Self {
             method: method.clone(),
             authority: target_authority(version, uri, headers)?,
+            scheme: uri.scheme().cloned(),
             cache_control,
             preconditions: preconditions.read(method),
             authorization,
@@ -261,6 +265,24 @@ pub fn target_authority(
         return Err(BadRequest::HostMismatch);
     }
     Ok(Some(from_target))
+}
+
+/// The authority of an absolute URI, normalised as [`target_authority`] normalises a
+/// request's (by the URI's own scheme); `None` when it has none or an invalid one.
+pub fn uri_authority(uri: &Uri) -> Option<Authority> {
+    let authority = uri.authority()?;
+    normalized_host(authority.as_str().as_bytes(), None, uri.scheme_str()).ok()?
+}
+
+/// An absolute URI for a request target, to compare references against by origin
+/// (RFC 9111 §4.4): the request's scheme (`http` when it names none), its authority, and
+/// `path_and_query`; `None` without an authority.
+pub fn absolute_target(head: &RequestHead, path_and_query: &str) -> Option<Uri> {
+    let authority = head.authority.as_ref()?;
+    let scheme = head.scheme.as_ref().map_or("http", |s| s.as_str());
+    format!("{scheme}://{authority}{path_and_query}")
+        .parse()
+        .ok()
 }
 
 /// The `Host` to send on with a request whose authority is `authority` (as

@@ -54,13 +54,19 @@ struct Inner {
     shard_max_entries: usize,
     /// The last version given out ([`Stored::version`]).
     versions: AtomicU64,
+    /// The bytes buffered by writers not yet committed, in all; at most `max_pending`.
+    pending: AtomicU64,
+    max_pending: u64,
 }
 
 /// Entries in memory, bounded by total bytes and by entry count, evicted least recently used
 /// first. The map is split into shards, each behind its own short lock (never held across an
 /// await), so concurrent requests rarely wait on each other.
 ///
-/// An entry larger than one shard's share of the byte budget is not stored.
+/// An entry larger than one shard's share of the byte budget is not stored. Bodies being
+/// written are held in memory until they commit, at most `max_bytes` of them in all
+/// (however many responses stream at once): past that a write is refused
+/// ([`StoreError::Busy`]) and that response is not stored.
 ///
 /// ```
 /// use tower_etag::store::MemoryStore;
@@ -128,6 +134,8 @@ impl MemoryStoreBuilder {
                 max_entry_bytes: self.max_entry_bytes.min(self.max_bytes / shards as u64),
                 shard_max_entries: (self.max_entries / shards).max(1),
                 versions: AtomicU64::new(0),
+                pending: AtomicU64::new(0),
+                max_pending: self.max_bytes,
             }),
         }
     }
@@ -295,6 +303,40 @@ pub struct MemoryWriter {
     /// The body so far, copied: holding the caller's `Bytes` would keep whole network read
     /// buffers (often 8 KiB or more for a 1 KiB body) alive for as long as the entry lives.
     body: BytesMut,
+    /// The share of the store's budget for bodies being written that `body` holds.
+    reserved: Reservation,
+}
+
+/// Bytes counted against a store's budget for bodies being written, given back on drop
+/// (the writer committed, or it was abandoned).
+#[derive(Debug)]
+struct Reservation {
+    inner: Arc<Inner>,
+    bytes: u64,
+}
+
+impl Reservation {
+    /// Counts `more` bytes; `false` (and nothing counted) past the budget.
+    fn grow(&mut self, more: u64) -> bool {
+        let before = self.inner.pending.fetch_add(more, Ordering::Relaxed);
+        if before + more > self.inner.max_pending {
+            self.inner.pending.fetch_sub(more, Ordering::Relaxed);
+            return false;
+        }
+        self.bytes += more;
+        true
+    }
+
+    fn release(&mut self) {
+        self.inner.pending.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.bytes = 0;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 impl StoreWriter for MemoryWriter {
@@ -304,7 +346,13 @@ impl StoreWriter for MemoryWriter {
         if entry_size(&self.key, &self.meta, len) > limit {
             // Stop holding memory for an entry that cannot be stored.
             self.body = BytesMut::new();
+            self.reserved.release();
             return Err(StoreError::TooLarge { limit });
+        }
+        if !self.reserved.grow(chunk.len() as u64) {
+            self.body = BytesMut::new();
+            self.reserved.release();
+            return Err(StoreError::Busy);
         }
         self.body.extend_from_slice(chunk);
         Ok(())
@@ -364,6 +412,10 @@ impl Store for MemoryStore {
             ttl,
             expect,
             body: BytesMut::new(),
+            reserved: Reservation {
+                inner: Arc::clone(&self.inner),
+                bytes: 0,
+            },
         })
     }
 
@@ -617,6 +669,54 @@ mod tests {
         // Never more than a shard's share of the total.
         let small = MemoryStore::builder().max_bytes(8 * 1024).shards(8).build();
         assert_eq!(small.max_entry_bytes(), Some(1024));
+    }
+
+    #[test]
+    fn bodies_being_written_share_one_budget() {
+        // Each entry may take a shard's share, but all the bodies in flight together no
+        // more than the store's bytes.
+        let store = MemoryStore::builder()
+            .max_bytes(64 * 1024)
+            .shards(1)
+            .build();
+        let chunk = Bytes::from(vec![0u8; 20 * 1024]);
+        let mut writers: Vec<MemoryWriter> = (0..4)
+            .map(|i| {
+                store
+                    .writer(
+                        &format!("k{i}"),
+                        Meta::encoded(Bytes::new()),
+                        HOUR,
+                        Expect::Any,
+                    )
+                    .unwrap()
+            })
+            .collect();
+        let refused = writers
+            .iter_mut()
+            .map(|w| w.write(&chunk))
+            .filter(|r| matches!(r, Err(StoreError::Busy)))
+            .count();
+        assert_eq!(
+            refused, 1,
+            "three 20 KiB bodies fit in 64 KiB, the fourth does not"
+        );
+        drop(writers);
+        assert_eq!(
+            store.inner.pending.load(Ordering::Relaxed),
+            0,
+            "all given back"
+        );
+        let mut w = store
+            .writer("k", Meta::encoded(Bytes::new()), HOUR, Expect::Any)
+            .unwrap();
+        w.write(&chunk).unwrap();
+        w.commit().unwrap();
+        assert_eq!(
+            store.inner.pending.load(Ordering::Relaxed),
+            0,
+            "a commit gives back too"
+        );
     }
 
     #[test]

@@ -118,6 +118,9 @@ pub enum StoreError {
         /// The store's limit in bytes.
         limit: u64,
     },
+    /// The store takes in as much as it can right now (bodies being written hold all the
+    /// memory it allows them): this entry is not stored. Try again later.
+    Busy,
     /// A conditional write found something else under its key than it expected
     /// ([`Expect`]): nothing was written. Not a failure of the store.
     Conflict,
@@ -132,6 +135,7 @@ impl fmt::Display for StoreError {
                 write!(f, "entry larger than the store's limit of {limit} bytes")
             }
             Self::Conflict => f.write_str("the entry changed since it was read"),
+            Self::Busy => f.write_str("the store is full of entries being written"),
             Self::Backend(e) => write!(f, "store backend error: {e}"),
         }
     }
@@ -141,7 +145,7 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Backend(e) => Some(&**e),
-            Self::TooLarge { .. } | Self::Conflict => None,
+            Self::TooLarge { .. } | Self::Conflict | Self::Busy => None,
         }
     }
 }

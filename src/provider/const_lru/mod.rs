@@ -6,6 +6,7 @@ pub use key::SimpleEtagCacheKey;
 
 use self::key::{Digester, KeyView, KEY_FIELDS};
 use super::{fill_request, CacheProvider, Lookup, LookupRequest, RequestHead, StoreRequest};
+use crate::semantics::request::{absolute_target, uri_authority};
 use crate::{
     middleware::body::{BufferedBody, NoBody, ReadAhead, ReadAheadFuture},
     policy::freshness::{age_header, explicit_lifetime},
@@ -162,7 +163,15 @@ impl<const CAP: usize> Table<CAP> {
     fn insert(&mut self, digester: &Digester, digest: u64, key: SimpleEtagCacheKey, entry: Entry) {
         let target = digester.target(&key);
         match self.lru.insert(digest, (key, entry)) {
-            Some(InsertReplaced::OldValue(_)) => return, // same key, same target
+            // The same digest: the same key (whose target is indexed already), or another
+            // key with that digest, whose target index must follow.
+            Some(InsertReplaced::OldValue((old_key, _))) => {
+                let old_target = digester.target(&old_key);
+                if old_target == target {
+                    return;
+                }
+                self.unindex(old_target, digest);
+            }
             Some(InsertReplaced::LruEvicted(evicted, (evicted_key, _))) => {
                 self.unindex(digester.target(&evicted_key), evicted);
             }
@@ -512,18 +521,17 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
     fn invalidate_after<B>(
         &self,
         key: &SimpleEtagCacheKey,
-        method: &Method,
+        head: &RequestHead,
         response: &Response<B>,
     ) {
-        // The key keeps the authority but not the scheme; `http` stands in for comparing
-        // origins, so an absolute `https://` Location on the same host is not matched.
-        let target = format!("http://{}{}", key.host, key.path_and_query);
-        let Ok(target) = target.parse::<http::Uri>() else {
+        let Some(target) = absolute_target(head, &key.path_and_query) else {
             self.invalidate_target(&key.host, &key.path_and_query);
             return;
         };
-        for uri in invalidated_uris(method, response.status(), &target, response.headers()) {
-            let host = uri.authority().map_or(key.host.as_str(), |a| a.as_str());
+        for uri in invalidated_uris(&head.method, response.status(), &target, response.headers()) {
+            // Same origin (checked by `invalidated_uris`): the host as keys spell it.
+            let host = uri_authority(&uri);
+            let host = host.as_deref().unwrap_or(&key.host);
             let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
             self.invalidate_target(host, pq);
         }
@@ -675,7 +683,7 @@ impl<const CAP: usize, ResBody: Body> Service<StoreRequest<SimpleEtagCacheKey, R
             response,
         } = req;
         if !head.method.is_safe() {
-            self.invalidate_after(&key, &head.method, &response);
+            self.invalidate_after(&key, &head, &response);
             return ConstLruStoreFuture {
                 state: StoreState::Ready(Some(
                     response.map(|b| BufferedBody::streaming(Box::pin(b))),

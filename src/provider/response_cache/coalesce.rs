@@ -2,9 +2,9 @@
 //! is likely to pay off.
 //!
 //! A follower waits until the fill is done (stored, abandoned, or known not to be stored),
-//! at most the coalesce timeout. Once the fill's head shows a body of unknown length still
-//! streaming, followers wait only [`STREAM_PATIENCE`] more: never the whole timeout behind a
-//! live stream. A fill whose response will not be stored marks its key *hit-for-miss* for
+//! at most the coalesce timeout. Once the fill's head has come and its body is streaming,
+//! followers wait only [`STREAM_PATIENCE`] more: never the whole timeout behind a live
+//! stream, nor behind a client that reads a large body slowly. A fill whose response will not be stored marks its key *hit-for-miss* for
 //! [`HIT_FOR_MISS`] (as Varnish does): requests for it then go on at once instead of being
 //! serialised behind each other.
 
@@ -20,8 +20,9 @@ use tokio::sync::watch;
 /// How long a key stays hit-for-miss (Varnish's default for uncacheable responses).
 pub(crate) const HIT_FOR_MISS: Duration = Duration::from_secs(120);
 
-/// How long followers still wait once the fill's body turned out to be a stream of unknown
-/// length: most such bodies are done within it; a live stream is not waited for.
+/// How long followers still wait once the fill's head has come and its body streams: most
+/// bodies are done within it; a live stream, or a slow reader of a large body, is not waited
+/// for.
 pub(crate) const STREAM_PATIENCE: Duration = Duration::from_millis(500);
 
 /// The most keys remembered as hit-for-miss (the least recently marked are forgotten).
@@ -30,9 +31,9 @@ const HIT_FOR_MISS_KEYS: usize = 16 * 1024;
 /// Where a fill is: followers watch it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Progress {
-    /// At the origin, or its body is being stored.
+    /// At the origin.
     Filling,
-    /// Its body, of unknown length, is streaming.
+    /// Its head has come; its body is streaming to the store.
     Streaming,
 }
 
@@ -71,7 +72,7 @@ pub(crate) struct FillGuard {
 }
 
 impl FillGuard {
-    /// The fill's body is a stream of unknown length: followers stop waiting soon.
+    /// The fill's head has come and its body streams: followers stop waiting soon.
     pub(crate) fn streaming(&self) {
         self.progress.send_replace(Progress::Streaming);
     }
@@ -154,13 +155,16 @@ impl Coalescer {
 
 impl Waiter {
     /// Waits until the fill is done, at most `timeout`, and at most [`STREAM_PATIENCE`] once
-    /// the fill's body streams without a known length. Returns whether it finished.
+    /// the fill's body streams. Returns whether it finished.
     pub(crate) async fn wait(mut self, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or(now + HIT_FOR_MISS * 1000);
         let mut streaming_since: Option<tokio::time::Instant> = None;
         loop {
             let until = match streaming_since {
-                Some(t) => (t + STREAM_PATIENCE).min(deadline),
+                Some(t) => deadline.min(t + STREAM_PATIENCE),
                 None => deadline,
             };
             match tokio::time::timeout_at(until, self.0.changed()).await {

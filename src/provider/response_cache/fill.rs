@@ -16,7 +16,10 @@ use crate::{
     middleware::body::NoBody,
     policy::{invalidated_uris, vary, AfterResponse, CachePolicy},
     provider::{drain, CacheProvider, RequestHead, StoreRequest},
-    semantics::headers::{answer_preconditions, Answer},
+    semantics::{
+        headers::{answer_preconditions, Answer},
+        request::absolute_target,
+    },
     store::{Expect, Store},
 };
 use bytes::Bytes;
@@ -66,6 +69,10 @@ where
     type HitBody = HitBody;
     type Body = CacheBody<ResBody, St::Writer>;
 }
+
+/// The most field names a stored response may vary on: more would make every key and
+/// index record large for a selection no client repeats.
+const MAX_VARY_NAMES: usize = 32;
 
 /// Content types whose bodies never end: a cache that waited for their end would never
 /// store them, and coalesced requests would wait behind them.
@@ -142,16 +149,23 @@ impl<St: Store> ResponseCache<St> {
             response_time,
             self.shared.config.mode,
         ));
-        // What the client gets, decided once the policy has read the head as it came. A
-        // background refresh has no client.
+        let hint = body.size_hint();
+        // Decided on the head as it came, before it is made the client's answer.
+        let worth = self.worth_storing(&policy, &parts, hint, response_time);
+        let origin_status = parts.status;
+        // A background refresh has no client.
         let answer = if fill.held.permit.is_some() {
             Answer::Full
         } else {
             answer_preconditions(&mut parts, &head.preconditions, head.is_head())
         };
-        let hint = body.size_hint();
+        let written = Written {
+            worth,
+            origin_status,
+            answer,
+        };
         let (body, status) = self
-            .write_through(fill, &policy, &parts, body, answer, response_time)
+            .write_through(fill, &policy, body, written, response_time)
             .await;
         parts.headers.insert(
             super::status::CACHE_STATUS,
@@ -197,15 +211,15 @@ impl<St: Store> ResponseCache<St> {
 
     /// Writes the fill's `body` to the store while it streams, where the response is to be
     /// stored. Returns the body for the client (the body itself, the same body writing to
-    /// the store, or none when a background drain reads it for the store only: the client's
-    /// `answer` needs no body) and the `Cache-Status` that says so.
+    /// the store, or none: when a background drain reads it for the store only because the
+    /// client's answer needs no body, or when a background refresh will not store it) and
+    /// the `Cache-Status` that says so.
     async fn write_through<B>(
         &self,
         fill: Fill,
         policy: &Arc<CachePolicy>,
-        parts: &response::Parts,
         body: B,
-        answer: Answer,
+        written: Written,
         now: SystemTime,
     ) -> (CacheBody<B, St::Writer>, CacheStatus)
     where
@@ -222,12 +236,21 @@ impl<St: Store> ResponseCache<St> {
             ..
         } = fill;
         let mut status = CacheStatus {
-            fwd_status: Some(parts.status.as_u16()),
+            fwd_status: Some(written.origin_status.as_u16()),
             ..CacheStatus::fwd(fwd)
         };
+        // A refresh nobody reads: what is not stored is not read at all (dropping the body
+        // closes the connection to the origin).
+        let background = held.permit.is_some();
+        let unstored = |body| {
+            if background {
+                CacheBody::stored(HitBody::None(NoBody::unknown()))
+            } else {
+                CacheBody::inner(body)
+            }
+        };
         let stale = stale.map(|s| (s.entry.key, s.entry.version));
-        let hint = body.size_hint();
-        let ttl = match self.worth_storing(policy, parts, hint, now) {
+        let ttl = match written.worth {
             Ok(ttl) => ttl,
             Err(detail) => {
                 status.detail = Some(detail);
@@ -243,17 +266,17 @@ impl<St: Store> ResponseCache<St> {
                 if let Some(guard) = held.guard.take() {
                     guard.not_stored();
                 }
-                return (CacheBody::inner(body), status);
+                return (unstored(body), status);
             }
         };
         // A body the client does not read is read for the store in the bounded pool.
-        let drain = match answer {
+        let drain = match written.answer {
             Answer::Full => None,
             _ => match Arc::clone(&self.shared.background).try_acquire_owned() {
                 Ok(permit) => Some(permit),
                 Err(_) => {
                     status.detail = Some("background-full");
-                    return (CacheBody::inner(body), status);
+                    return (unstored(body), status);
                 }
             },
         };
@@ -269,17 +292,15 @@ impl<St: Store> ResponseCache<St> {
             Ok(writer) => writer,
             Err(detail) => {
                 status.detail = detail;
-                return (CacheBody::inner(body), status);
+                return (unstored(body), status);
             }
         };
         status.stored = true;
         status.ttl = Some(policy.time_to_live(now).as_secs() as i64);
-        if hint.upper().is_none() {
-            if let Some(guard) = &held.guard {
-                guard.streaming();
-            }
+        if let Some(guard) = &held.guard {
+            // The head is here: waiters give the body a moment more, no longer.
+            guard.streaming();
         }
-        let background = held.permit.is_some();
         let tee = TeeBody::new(body, writer, held);
         let body = match drain {
             Some(permit) => {
@@ -306,6 +327,9 @@ impl<St: Store> ResponseCache<St> {
         if vary::varies_on_everything(policy.response_headers()) {
             // RFC 9111 §4.1: it would never be served.
             return Err("vary-star");
+        }
+        if policy.vary_request().len() > MAX_VARY_NAMES {
+            return Err("vary-too-large");
         }
         let ttl = policy.storage_ttl(now);
         if ttl.is_zero() {
@@ -350,7 +374,7 @@ impl<St: Store> ResponseCache<St> {
             .await
         {
             Ok(epoch) => epoch,
-            Err(WriteRefused::Invalidated) => return Err(Some("invalidated")),
+            Err(WriteRefused::Superseded) => return Err(Some("superseded")),
             Err(WriteRefused::Store(e)) => {
                 tracing::warn!(error = %e, "cache store failed; not storing a response");
                 return Err(Some("store-error"));
@@ -493,12 +517,18 @@ impl<St: Store> ResponseCache<St> {
 fn invalidation_targets<B>(head: &RequestHead, uri: &Uri, response: &Response<B>) -> Vec<Uri> {
     // The target as an absolute URI, so that absolute references compare by origin.
     let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let base = head
-        .authority
-        .as_ref()
-        .and_then(|authority| format!("http://{authority}{pq}").parse().ok())
-        .unwrap_or_else(|| uri.clone());
+    let base = absolute_target(head, pq).unwrap_or_else(|| uri.clone());
     invalidated_uris(&head.method, response.status(), &base, response.headers())
+}
+
+/// What the head of a fill's response said, before it became the client's answer.
+struct Written {
+    /// Whether to store it, for how long (else why not).
+    worth: Result<Duration, &'static str>,
+    /// The status the origin sent.
+    origin_status: StatusCode,
+    /// What the client gets.
+    answer: Answer,
 }
 
 /// Where a fill's response is to be stored.

@@ -78,13 +78,7 @@ impl Url {
     pub(crate) fn of_uri(uri: &Uri, default_authority: Option<&str>) -> Option<Self> {
         match uri.authority() {
             Some(_) => {
-                let head = http::Request::get(uri.clone()).body(()).ok()?;
-                let authority = crate::semantics::request::target_authority(
-                    http::Version::HTTP_11,
-                    head.uri(),
-                    head.headers(),
-                )
-                .ok()??;
+                let authority = crate::semantics::request::uri_authority(uri)?;
                 Some(Self::new(Some(authority.as_str()), uri))
             }
             None => Some(Self::new(default_authority, uri)),
@@ -353,9 +347,10 @@ pub(crate) struct Keyspace<'a, St> {
 /// Why a fill may not write its variant.
 #[derive(Debug)]
 pub(crate) enum WriteRefused {
-    /// The URL was invalidated (or its records written by another fill) after the fill's
-    /// lookup: what it fetched may be older than that.
-    Invalidated,
+    /// The URL's records changed since the fill's lookup in a way that may be an
+    /// invalidation (or another fill won the race to write them): what the fill fetched may
+    /// be older than that.
+    Superseded,
     /// The store failed or kept conflicting.
     Store(StoreError),
 }
@@ -396,47 +391,27 @@ impl<St: Store> Keyspace<'_, St> {
         ttl: Duration,
     ) -> Result<u64, WriteRefused> {
         let now = SystemTime::now();
-        let epoch = match seen.epoch() {
-            Some(epoch) if self.private => {
-                // Invalidated since the lookup? (Should that happen after this check, the
-                // variant is stored under the old epoch, where nobody looks.)
-                let now_epoch = self.read_index(&place.epoch_key()).await;
-                match now_epoch.map_err(WriteRefused::Store)? {
-                    Some((record, _)) if record.epoch == epoch => epoch,
-                    _ => return Err(WriteRefused::Invalidated),
-                }
-            }
-            Some(epoch) => epoch,
-            None if !self.private => new_epoch(),
-            None => {
-                // The URL's first entry: its epoch record, unless one was written since the
-                // lookup (an invalidation, or another fill: this fill cannot tell which).
-                let epoch = new_epoch();
-                // It outlives the users' entries by far: its expiry would orphan them all.
-                let (record, record_ttl) = Index::empty(epoch).living(now, ttl.max(EPOCH_TTL));
-                let record = Arc::new(record);
-                let key = place.epoch_key();
-                match self
-                    .store
-                    .update_meta(&key, Expect::Absent, record.meta(), record_ttl)
-                    .await
-                {
-                    Ok(true) => epoch,
-                    Ok(false) => return Err(WriteRefused::Invalidated),
-                    Err(e) => return Err(WriteRefused::Store(e)),
-                }
-            }
+        let epoch = match (self.private, seen.epoch()) {
+            (true, _) => self.url_epoch_for(place, seen, now, ttl).await?,
+            (false, Some(epoch)) => epoch,
+            (false, None) => new_epoch(),
         };
         let key = place.index_key();
         let mut current = seen.index.clone();
-        for _ in 0..INDEX_RETRIES {
+        for attempt in 0..INDEX_RETRIES {
+            if attempt > 0 && self.private {
+                // The user's index changed under this fill: was the URL invalidated?
+                self.url_epoch_is(place, epoch).await?;
+            }
             let (base, expect) = match &current {
                 Some((index, version)) if index.epoch == epoch => {
                     (Arc::clone(index), Expect::Version(*version))
                 }
                 // In shared mode the index is the epoch: another one means an invalidation.
-                Some(_) if !self.private => return Err(WriteRefused::Invalidated),
-                // A user's index from before the URL's last invalidation starts afresh.
+                Some(_) if !self.private => return Err(WriteRefused::Superseded),
+                // A user's index of another epoch than the URL's (checked just now, or at
+                // the first attempt by `url_epoch_for`) is from before the URL's last
+                // invalidation: it starts afresh.
                 Some((_, version)) => (Arc::new(Index::empty(epoch)), Expect::Version(*version)),
                 None => (Arc::new(Index::empty(epoch)), Expect::Absent),
             };
@@ -460,13 +435,73 @@ impl<St: Store> Keyspace<'_, St> {
                     // that went, or came, with another epoch is an invalidation.
                     current = self.read_index(&key).await.map_err(WriteRefused::Store)?;
                     if !self.private && current.as_ref().is_none_or(|(i, _)| i.epoch != epoch) {
-                        return Err(WriteRefused::Invalidated);
+                        return Err(WriteRefused::Superseded);
                     }
                 }
                 Err(e) => return Err(WriteRefused::Store(e)),
             }
         }
-        Err(WriteRefused::Store(StoreError::Conflict))
+        Err(WriteRefused::Superseded)
+    }
+
+    /// Private mode: the URL's epoch a fill that read `seen` stores under, made to live as
+    /// long as the entry (its expiry would orphan every user's entries). The URL's first
+    /// entry writes the record; a record written or changed since the lookup (an
+    /// invalidation, or a first fill: one cannot tell which) refuses the fill.
+    async fn url_epoch_for(
+        &self,
+        place: &Place,
+        seen: &Seen,
+        now: SystemTime,
+        ttl: Duration,
+    ) -> Result<u64, WriteRefused> {
+        let key = place.epoch_key();
+        let ttl = ttl.max(EPOCH_TTL);
+        let Some(epoch) = seen.epoch() else {
+            let (record, record_ttl) = Index::empty(new_epoch()).living(now, ttl);
+            let record = Arc::new(record);
+            return match self
+                .store
+                .update_meta(&key, Expect::Absent, record.meta(), record_ttl)
+                .await
+            {
+                Ok(true) => Ok(record.epoch),
+                Ok(false) => Err(WriteRefused::Superseded),
+                Err(e) => Err(WriteRefused::Store(e)),
+            };
+        };
+        let (record, version) = self.url_epoch_is(place, epoch).await?;
+        if record.expires < now + ttl.min(EPOCH_TTL) {
+            // Extend it (best effort: a conflict is someone else's write, seen next time).
+            let (longer, record_ttl) = (*record).clone().living(now, ttl);
+            let _ = self
+                .store
+                .update_meta(
+                    &key,
+                    Expect::Version(version),
+                    Arc::new(longer).meta(),
+                    record_ttl,
+                )
+                .await;
+        }
+        Ok(epoch)
+    }
+
+    /// Private mode: the URL's epoch record, if its epoch is still `epoch` (else the URL was
+    /// invalidated).
+    async fn url_epoch_is(
+        &self,
+        place: &Place,
+        epoch: u64,
+    ) -> Result<(Arc<Index>, u64), WriteRefused> {
+        match self
+            .read_index(&place.epoch_key())
+            .await
+            .map_err(WriteRefused::Store)?
+        {
+            Some((record, version)) if record.epoch == epoch => Ok((record, version)),
+            _ => Err(WriteRefused::Superseded),
+        }
     }
 
     /// Moves `selector` to the front of `place`'s variants (a hit on an old one). Best
@@ -496,7 +531,8 @@ impl<St: Store> Keyspace<'_, St> {
 
     /// Invalidates every variant of `place`'s URL, of every user: a new epoch. Writes only
     /// where something is stored for the URL, or `filling` says a fill of it is under way
-    /// (a flood of unsafe requests to URLs never stored writes nothing).
+    /// (a flood of unsafe requests to URLs never stored writes nothing). Returns whether
+    /// something was stored.
     pub(crate) async fn invalidate(
         &self,
         place: &Place,
@@ -507,8 +543,14 @@ impl<St: Store> Keyspace<'_, St> {
         } else {
             place.index_key()
         };
-        let existed = self.store.get(&key).await?.is_some();
-        if !existed && !filling {
+        // Anything stored: a shared index that lists variants; a private epoch record (it
+        // cannot tell whether any user stored something under it).
+        let record = self.read_index(&key).await?;
+        let existed = match &record {
+            Some((record, _)) => self.private || !record.variants.is_empty(),
+            None => false,
+        };
+        if record.is_none() && !filling {
             return Ok(false);
         }
         let ttl = if self.private {
@@ -649,7 +691,7 @@ mod tests {
             assert!(keyspace.invalidate(&p, false).await.unwrap());
             let refused = keyspace.admit(&p, &seen, &[], Selector(0), hour).await;
             assert!(
-                matches!(refused, Err(WriteRefused::Invalidated)),
+                matches!(refused, Err(WriteRefused::Superseded)),
                 "private={private}"
             );
             // A lookup after the invalidation stores under the new epoch.
@@ -676,10 +718,38 @@ mod tests {
                 .admit(&p, &seen, &[], Selector(0), Duration::from_secs(60))
                 .await;
             assert!(
-                matches!(refused, Err(WriteRefused::Invalidated)),
+                matches!(refused, Err(WriteRefused::Superseded)),
                 "private={private}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn the_private_epoch_record_lives_as_long_as_the_longest_entry() {
+        let store = MemoryStore::new();
+        let keyspace = keyspace(&store, true);
+        let p = place(Some("alice"));
+        let hour = Duration::from_secs(3600);
+        let seen = keyspace.read(&p).await.unwrap();
+        keyspace
+            .admit(&p, &seen, &[], Selector(1), hour)
+            .await
+            .unwrap();
+        let expires = || async {
+            let stored = store.get(&p.epoch_key()).await.unwrap().unwrap();
+            Index::of(&stored.meta).unwrap().expires
+        };
+        let first = expires().await;
+        assert!(
+            first >= SystemTime::now() + EPOCH_TTL - hour,
+            "at least a day"
+        );
+        let seen = keyspace.read(&p).await.unwrap();
+        keyspace
+            .admit(&p, &seen, &[], Selector(2), 100 * hour)
+            .await
+            .unwrap();
+        assert!(expires().await >= SystemTime::now() + 99 * hour, "extended");
     }
 
     #[tokio::test]

@@ -177,15 +177,16 @@ impl<St: Store> ResponseCache<St> {
     }
 
     fn classify(&self, head: &RequestHead, parts: &request::Parts) -> Class {
-        if parts.extensions.get::<CacheBypass>().is_some() {
-            return Class::Bypass(Fwd::Bypass, "bypass-requested");
-        }
         match head.method {
             Method::GET | Method::HEAD => {}
             Method::OPTIONS | Method::TRACE | Method::CONNECT => {
                 return Class::Bypass(Fwd::Bypass, "method")
             }
+            // RFC 9111 §4.4, whatever else the request says (a bypass included).
             _ => return Class::Invalidate,
+        }
+        if parts.extensions.get::<CacheBypass>().is_some() {
+            return Class::Bypass(Fwd::Bypass, "bypass-requested");
         }
         if head.content {
             // What the origin made of the body would be served to requests without it.

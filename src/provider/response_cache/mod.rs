@@ -96,7 +96,8 @@ pub fn fuzz_decode(bytes: &[u8]) {
 }
 
 /// Put this in a request's extensions to have the cache step aside for it: the request goes
-/// to the inner service and nothing is stored (`Cache-Status: ...; fwd=bypass`).
+/// to the inner service and nothing is stored (`Cache-Status: ...; fwd=bypass`). A request
+/// with an unsafe method still invalidates (RFC 9111 §4.4).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CacheBypass;
 
@@ -105,6 +106,9 @@ pub type UserKey = Arc<dyn Fn(&request::Parts) -> Option<String> + Send + Sync>;
 
 /// The default cap on the variants kept per URL (and per user in private mode): 32.
 pub const DEFAULT_MAX_VARIANTS: usize = 32;
+
+/// The largest [`ResponseCacheBuilder::max_variants`]: an index record lists them all.
+const MAX_MAX_VARIANTS: usize = 4096;
 
 /// The default bound on background fills and refreshes running at once: 32.
 pub const DEFAULT_MAX_BACKGROUND_FILLS: usize = 32;
@@ -230,10 +234,10 @@ impl<St: Store> ResponseCacheBuilder<St> {
     }
 
     /// The most variants (`Vary` selections) kept per URL, and per user in private mode
-    /// (default [`DEFAULT_MAX_VARIANTS`], at least 1): storing one more removes the least
-    /// recently used.
+    /// (default [`DEFAULT_MAX_VARIANTS`], from 1 to 4096): storing one more removes the
+    /// least recently used.
     pub fn max_variants(mut self, max: usize) -> Self {
-        self.max_variants = max.max(1);
+        self.max_variants = max.clamp(1, MAX_MAX_VARIANTS);
         self
     }
 
@@ -351,7 +355,7 @@ impl<St: Store> ResponseCache<St> {
         let selector = Selector::of(&names, &req_parts.headers);
         let epoch = match keyspace.admit(&place, &seen, &names, selector, ttl).await {
             Ok(epoch) => epoch,
-            Err(keyspace::WriteRefused::Invalidated) => return Ok(false),
+            Err(keyspace::WriteRefused::Superseded) => return Ok(false),
             Err(keyspace::WriteRefused::Store(e)) => return Err(e),
         };
         let policy = Arc::new(policy);
