@@ -635,6 +635,26 @@ async fn followers_are_released_when_the_head_says_the_stream_is_not_stored() {
     }
 }
 
+#[tokio::test]
+async fn a_304_answer_does_not_hide_what_the_response_is() {
+    // `If-None-Match: *` turns the client's answer into a 304, which has no Content-Type:
+    // the event stream behind it must still be known for one (and not read for the store).
+    let calls = Counter::new();
+    let headers = &[
+        ("content-type", "text/event-stream"),
+        ("cache-control", "max-age=60"),
+    ];
+    let s = setup(live_stream(&calls, headers)).await;
+    let r = s
+        .proxy
+        .send_streaming(Method::GET, "/live", &[("if-none-match", "*")])
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    let status = r.headers()["cache-status"].to_str().unwrap().to_owned();
+    assert!(status.contains("detail=event-stream"), "{status}");
+    assert!(!status.contains("stored"), "{status}");
+}
+
 // 8. Variant and index growth ------------------------------------------------------------
 
 #[tokio::test]
