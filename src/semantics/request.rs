@@ -308,6 +308,12 @@ fn normalized_host(
     value: Option<&HeaderValue>,
     scheme: Option<&str>,
 ) -> Result<Option<Authority>, BadRequest> {
+    // The usual case: a lower-case name without a port, in normal form already.
+    if let Some(value) = value {
+        if !raw.is_empty() && raw.iter().all(|&b| LOWER_REG_NAME[usize::from(b)]) {
+            return Ok(Some(Authority(value.clone())));
+        }
+    }
     let trimmed = raw.trim_ascii();
     if trimmed.is_empty() {
         return Ok(None);
@@ -365,6 +371,17 @@ fn valid_host(host: &[u8]) -> bool {
         name => name.iter().all(|&b| REG_NAME[usize::from(b)]),
     }
 }
+
+/// The bytes of a `reg-name` in normal form: no upper-case letter.
+const LOWER_REG_NAME: [bool; 256] = {
+    let mut table = REG_NAME;
+    let mut b = b'A';
+    while b <= b'Z' {
+        table[b as usize] = false;
+        b += 1;
+    }
+    table
+};
 
 /// The bytes of a `reg-name`: unreserved, `%` (of a percent-encoding) and sub-delims.
 const REG_NAME: [bool; 256] = {
