@@ -88,17 +88,23 @@ pub(crate) fn answer_preconditions(
 }
 
 /// The `Vary` field names of `headers`, lower-cased, over all its lines.
+///
+/// Members are trimmed of optional white space (SP and HTAB only, RFC 9110 §5.6.3). A member
+/// that is neither `*` nor a field name (a token, §5.6.2) is read as `*`: the response varies
+/// on something that cannot be named, so it can never be selected (found by fuzzing: a
+/// Unicode-aware trim made `*\u{85}` count as `*` and other junk as names).
 pub(crate) fn vary_names(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
-    headers
-        .get_all(VARY)
-        .iter()
-        .flat_map(|v| {
-            String::from_utf8_lossy(v.as_bytes())
-                .split(',')
-                .map(|n| n.trim().to_ascii_lowercase())
-                .collect::<Vec<_>>()
-        })
-        .filter(|n| !n.is_empty())
+    headers.get_all(VARY).iter().flat_map(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .map(|n| n.trim_ascii_start().trim_ascii_end())
+            .filter(|n| !n.is_empty())
+            .map(|n| match HeaderName::from_bytes(n) {
+                Ok(name) if n != b"*" => name.as_str().to_owned(),
+                _ => "*".to_owned(),
+            })
+            .collect::<Vec<_>>()
+    })
 }
 
 /// A copy of `headers` without `skip`, with room for `room` more fields: a clone has no
@@ -226,6 +232,21 @@ mod tests {
         hex.clear();
         push_hex(&mut hex, u128::MAX, 32);
         assert_eq!(hex, format!("{:032x}", u128::MAX));
+    }
+
+    #[test]
+    fn vary_members_that_are_not_field_names_count_as_star() {
+        let mut h = HeaderMap::new();
+        h.append(VARY, HeaderValue::from_static(" Accept-Encoding ,\tAccept"));
+        assert_eq!(
+            vary_names(&h).collect::<Vec<_>>(),
+            ["accept-encoding", "accept"]
+        );
+        for junk in [&b"*\xc2\x85"[..], b"a b", b"\xe9", b"(x)"] {
+            let mut h = HeaderMap::new();
+            h.insert(VARY, HeaderValue::from_bytes(junk).unwrap());
+            assert_eq!(vary_names(&h).collect::<Vec<_>>(), ["*"], "{junk:?}");
+        }
     }
 
     #[test]

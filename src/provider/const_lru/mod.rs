@@ -312,7 +312,9 @@ impl<const CAP: usize> ConstLruProviderBuilder<CAP> {
 
     /// The longest time a body is read ahead to hash it (default
     /// [`DEFAULT_READ_AHEAD_TIMEOUT`]): a body that has not ended by then goes out as it
-    /// streams, untagged, so a slow or never-ending body never holds its head back.
+    /// streams, untagged, so a slow or never-ending body never holds its head back. Timed
+    /// by tokio's timer (a runtime without one, `Builder::enable_time` not called, panics
+    /// at the first body that makes the read wait).
     pub fn read_ahead_timeout(mut self, timeout: Duration) -> Self {
         self.read_ahead_timeout = timeout;
         self
