@@ -204,9 +204,7 @@ impl<St: Store> ResponseCache<St> {
             detail: Some("stale-if-error"),
             ..CacheStatus::default()
         };
-        let entry = &stale.entry;
-        let headers = entry.policy.headers_with_age(now);
-        Some(self.respond(&entry.policy, headers, entry.body.clone(), head, &status))
+        Some(self.respond_stale(&stale.entry, head, now, &status))
     }
 
     /// Writes the fill's `body` to the store while it streams, where the response is to be

@@ -283,14 +283,7 @@ impl<St: Store> ResponseCache<St> {
                             detail: Some("stale-while-revalidate"),
                             ..CacheStatus::hit()
                         };
-                        let headers = entry.policy.headers_with_age(now);
-                        let response = self.respond(
-                            &entry.policy,
-                            headers,
-                            entry.body.clone(),
-                            &head,
-                            &status,
-                        );
+                        let response = self.respond_stale(&entry, &head, now, &status);
                         let job = Job {
                             place,
                             seen,
@@ -357,15 +350,7 @@ impl<St: Store> ResponseCache<St> {
                             detail: Some("stale-if-error"),
                             ..CacheStatus::default()
                         };
-                        let headers = entry.policy.headers_with_age(now);
-                        let response = self.respond(
-                            &entry.policy,
-                            headers,
-                            entry.body.clone(),
-                            &head,
-                            &status,
-                        );
-                        (response, until)
+                        (self.respond_stale(&entry, &head, now, &status), until)
                     });
                     let stale = Stale {
                         entry,

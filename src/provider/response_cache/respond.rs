@@ -4,6 +4,7 @@
 
 use super::{
     body::HitBody,
+    lookup::StoredEntry,
     status::{with_status, CacheStatus},
     ResponseCache,
 };
@@ -18,6 +19,7 @@ use crate::{
 use bytes::Bytes;
 use http::{header::CONTENT_LENGTH, HeaderMap, HeaderValue, Response, StatusCode};
 use http_body::SizeHint;
+use std::time::SystemTime;
 
 impl<St> ResponseCache<St> {
     /// A response made from a stored entry: its status, `headers` (the stored fields with
@@ -44,6 +46,19 @@ impl<St> ResponseCache<St> {
             Answer::PreconditionFailed => HitBody::bytes(Bytes::new()),
         };
         self.with_status(Response::from_parts(parts, body), status)
+    }
+
+    /// A response made from a stored entry that is stale at `now` (served while it is
+    /// revalidated, or in place of an error), with its `Age`.
+    pub(crate) fn respond_stale(
+        &self,
+        entry: &StoredEntry,
+        head: &RequestHead,
+        now: SystemTime,
+        status: &CacheStatus,
+    ) -> Response<HitBody> {
+        let headers = entry.policy.headers_with_age(now);
+        self.respond(&entry.policy, headers, entry.body.clone(), head, status)
     }
 
     /// `504 Gateway Timeout`: the request cannot be answered without the origin and may not
