@@ -1,6 +1,8 @@
 use super::{body::ResponseBody, predicate::PassthroughPredicate};
-use crate::provider::{CacheProvider, Lookup, LookupRequest, RequestHead, StoreOf, StoreRequest};
-use http::{Method, Request, Response, StatusCode};
+use crate::provider::{
+    spawn_bounded, CacheProvider, Lookup, LookupRequest, RequestHead, StoreOf, StoreRequest,
+};
+use http::{Request, Response, StatusCode};
 use http_body::{Body, SizeHint};
 use pin_project_lite::pin_project;
 use std::{
@@ -8,7 +10,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{ready, Context, Poll},
-    time::{Duration, SystemTime},
+    time::SystemTime,
 };
 use tower_service::Service;
 
@@ -231,7 +233,7 @@ where
                                 head,
                                 request,
                             };
-                            spawn_refresh(work, timeout);
+                            spawn_bounded("background refresh", timeout, refresh(work));
                             return Poll::Ready(Ok(response.map(ResponseBody::hit)));
                         }
                     }
@@ -306,7 +308,7 @@ fn uncached<B: Body, H, T>(
     head: &RequestHead,
     res: Response<B>,
 ) -> Response<ResponseBody<B, H, T>> {
-    if head.method == Method::HEAD {
+    if head.is_head() {
         res.map(|b| ResponseBody::empty(b.size_hint()))
     } else {
         res.map(ResponseBody::inner)
@@ -324,36 +326,8 @@ struct Refresh<S, P, Pred, K, ReqBody> {
     request: Request<ReqBody>,
 }
 
-/// Runs a background refresh on the current tokio runtime for at most `timeout`: the inner
-/// service, then the provider's store service, whose response body is read to its end (that
-/// is what commits a streamed entry) and dropped. Without a runtime nothing runs; the stale
-/// answer was sent anyway.
-fn spawn_refresh<S, P, Pred, ReqBody, ResBody>(
-    work: Refresh<S, P, Pred, P::Key, ReqBody>,
-    timeout: Duration,
-) where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
-    S::Future: Send,
-    P: CacheProvider<ReqBody, ResBody> + Send + 'static,
-    P::Key: Send,
-    P::Body: Send + 'static,
-    <P::Body as Body>::Data: Send,
-    StoreFuture<P, ReqBody, ResBody>: Send,
-    Pred: PassthroughPredicate + Send + 'static,
-    ReqBody: Send + 'static,
-    ResBody: Send + 'static,
-{
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        tracing::debug!("no tokio runtime: background refresh skipped");
-        return;
-    };
-    runtime.spawn(async move {
-        if tokio::time::timeout(timeout, refresh(work)).await.is_err() {
-            tracing::debug!(?timeout, "background refresh abandoned");
-        }
-    });
-}
-
+/// A background refresh: the inner service, then the provider's store service, whose
+/// response body is read to its end (that is what commits a streamed entry) and dropped.
 async fn refresh<S, P, Pred, ReqBody, ResBody>(work: Refresh<S, P, Pred, P::Key, ReqBody>)
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,

@@ -117,6 +117,24 @@ pub(crate) async fn drain<B: Body>(body: B) {
     while let Some(Ok(_)) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {}
 }
 
+/// Runs background work no client waits for (a drain, a refresh) on the current tokio
+/// runtime, for at most `timeout`; `what` names it in the logs. Without a runtime nothing
+/// runs: the client was answered anyway.
+pub(crate) fn spawn_bounded<F>(what: &'static str, timeout: Duration, work: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::debug!(what, "no tokio runtime: background work skipped");
+        return;
+    };
+    runtime.spawn(async move {
+        if tokio::time::timeout(timeout, work).await.is_err() {
+            tracing::debug!(what, ?timeout, "background work abandoned");
+        }
+    });
+}
+
 /// A cache behind [`EtagCacheLayer`](crate::EtagCacheLayer): a lookup service and a store
 /// service in one cloneable type (clones share one cache).
 ///

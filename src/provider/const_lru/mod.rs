@@ -24,7 +24,7 @@ use http::{
         LAST_MODIFIED, SET_COOKIE, VARY,
     },
     response::Parts,
-    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode,
+    HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode,
 };
 use http_body::{Body, SizeHint};
 use std::{
@@ -606,7 +606,7 @@ impl<const CAP: usize> StoreRequestHead<CAP> {
         );
         self.provider.store(self.key, entry);
         parts.headers.insert(ETAG, etag_value);
-        let is_head = self.head.method == Method::HEAD;
+        let is_head = self.head.is_head();
         let body = match answer_preconditions(&mut parts, &self.head.preconditions, is_head) {
             Answer::Full => body,
             Answer::Head => BufferedBody::no_body(body.size_hint()),
@@ -626,7 +626,7 @@ impl<const CAP: usize> StoreRequestHead<CAP> {
 
 /// The body for the client: none for a HEAD (fetched as a GET), but the size of the GET's.
 fn head_or_full<B: Body>(head: &RequestHead, body: BufferedBody<B>) -> BufferedBody<B> {
-    if head.method == Method::HEAD {
+    if head.is_head() {
         BufferedBody::no_body(body.size_hint())
     } else {
         body

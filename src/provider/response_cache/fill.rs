@@ -6,7 +6,7 @@
 use super::{
     body::{CacheBody, HitBody},
     entry,
-    keyspace::{Place, Selector, Url, WriteRefused},
+    keyspace::{Place, Seen, Selector, Url, WriteRefused},
     lookup::{Fill, KeyKind, ResponseCacheKey, Stale, StoredEntry},
     status::{CacheStatus, Fwd},
     tee::TeeBody,
@@ -15,7 +15,7 @@ use super::{
 use crate::{
     middleware::body::NoBody,
     policy::{invalidated_uris, vary, AfterResponse, CachePolicy},
-    provider::{drain, CacheProvider, RequestHead, StoreRequest},
+    provider::{drain, spawn_bounded, CacheProvider, RequestHead, StoreRequest},
     semantics::{
         headers::{answer_preconditions, Answer},
         request::absolute_target,
@@ -463,12 +463,7 @@ impl<St: Store> ResponseCache<St> {
     }
 
     /// Stores `policy` as the head of `entry`, if `entry` is still what is stored.
-    async fn update(
-        &self,
-        entry: &super::lookup::StoredEntry,
-        policy: CachePolicy,
-        now: SystemTime,
-    ) {
+    async fn update(&self, entry: &StoredEntry, policy: CachePolicy, now: SystemTime) {
         let ttl = policy.storage_ttl(now);
         if ttl.is_zero() {
             self.remove(entry).await;
@@ -497,16 +492,8 @@ impl<St: Store> ResponseCache<St> {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Send,
     {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::debug!("no tokio runtime: a response is not stored");
-            return;
-        };
         let timeout = self.shared.config.background_timeout;
-        runtime.spawn(async move {
-            if tokio::time::timeout(timeout, drain(body)).await.is_err() {
-                tracing::debug!(?timeout, "background fill abandoned");
-            }
-        });
+        spawn_bounded("background fill", timeout, drain(body));
     }
 }
 
@@ -532,7 +519,7 @@ struct Written {
 /// Where a fill's response is to be stored.
 struct Target<'a> {
     place: &'a Place,
-    seen: &'a super::keyspace::Seen,
+    seen: &'a Seen,
     names: &'a [String],
     selector: Selector,
     /// The entry the fill revalidated: its key and version.

@@ -242,12 +242,17 @@ impl Index {
         next.vary_sets.retain(|set| set.as_slice() != names);
         next.vary_sets.insert(0, names.to_vec());
         next.vary_sets.truncate(MAX_VARY_SETS);
-        next.variants.retain(|s| *s != selector);
-        next.variants.insert(0, selector);
+        next.move_to_front(selector);
         let evicted = next
             .variants
             .split_off(next.variants.len().min(max_variants.max(1)));
         (next, evicted)
+    }
+
+    /// Makes `selector` the most recently used variant.
+    fn move_to_front(&mut self, selector: Selector) {
+        self.variants.retain(|s| *s != selector);
+        self.variants.insert(0, selector);
     }
 
     fn meta(self: &Arc<Self>) -> Meta {
@@ -330,8 +335,13 @@ impl Seen {
     /// The index to look variants up in: in private mode only one of the URL's current
     /// epoch (a user's index from before the last invalidation is as good as none).
     pub(crate) fn index(&self) -> Option<&Arc<Index>> {
-        let (index, _) = self.index.as_ref()?;
-        (self.epoch() == Some(index.epoch)).then_some(index)
+        self.current().map(|(index, _)| index)
+    }
+
+    /// That index with the version it was read at.
+    fn current(&self) -> Option<&(Arc<Index>, u64)> {
+        let current = self.index.as_ref()?;
+        (self.epoch() == Some(current.0.epoch)).then_some(current)
     }
 }
 
@@ -507,15 +517,11 @@ impl<St: Store> Keyspace<'_, St> {
     /// Moves `selector` to the front of `place`'s variants (a hit on an old one). Best
     /// effort: a conflicting write means someone else just wrote the list.
     pub(crate) async fn touch(&self, place: &Place, seen: &Seen, selector: Selector) {
-        let Some((index, version)) = &seen.index else {
+        let Some((index, version)) = seen.current() else {
             return;
         };
-        if seen.epoch() != Some(index.epoch) {
-            return;
-        }
         let mut next = (**index).clone();
-        next.variants.retain(|s| *s != selector);
-        next.variants.insert(0, selector);
+        next.move_to_front(selector);
         let (next, ttl) = next.living(SystemTime::now(), MIN_INDEX_TTL);
         let next = Arc::new(next);
         let _ = self

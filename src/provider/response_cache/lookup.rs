@@ -333,42 +333,52 @@ impl<St: Store> ResponseCache<St> {
                 body,
                 fwd: miss,
             };
-            return match revalidation {
-                None => {
-                    let (request, key) = self.fill(job, held, None, None);
-                    Lookup::Miss { request, key }
-                }
-                Some(Revalidation {
-                    entry,
-                    validators,
-                    stale_if_error_until,
-                    fwd,
-                }) => {
-                    let on_error = stale_if_error_until.map(|until| {
-                        let status = CacheStatus {
-                            fwd: Some(fwd),
-                            detail: Some("stale-if-error"),
-                            ..CacheStatus::default()
-                        };
-                        (self.respond_stale(&entry, &head, now, &status), until)
-                    });
-                    let stale = Stale {
-                        entry,
-                        stale_if_error_until,
-                    };
-                    let job = Job { fwd, ..job };
-                    let (request, key) = self.fill(job, held, Some(stale), Some(&validators));
-                    match on_error {
-                        Some((on_error, on_error_until)) => Lookup::Revalidate {
-                            request,
-                            key,
-                            on_error,
-                            on_error_until,
-                        },
-                        None => Lookup::Miss { request, key },
-                    }
-                }
+            return self.forward(job, held, revalidation, &head, now);
+        }
+    }
+
+    /// A miss (`revalidation` is `None`) or a revalidation, sent on to the inner service;
+    /// a revalidation within `stale-if-error` carries the stale answer for an error.
+    fn forward<ReqBody>(
+        &self,
+        job: Job<ReqBody>,
+        held: Held,
+        revalidation: Option<Revalidation>,
+        head: &RequestHead,
+        now: SystemTime,
+    ) -> LookupResult<ReqBody> {
+        let Some(Revalidation {
+            entry,
+            validators,
+            stale_if_error_until,
+            fwd,
+        }) = revalidation
+        else {
+            let (request, key) = self.fill(job, held, None, None);
+            return Lookup::Miss { request, key };
+        };
+        let on_error = stale_if_error_until.map(|until| {
+            let status = CacheStatus {
+                fwd: Some(fwd),
+                detail: Some("stale-if-error"),
+                ..CacheStatus::default()
             };
+            (self.respond_stale(&entry, head, now, &status), until)
+        });
+        let stale = Stale {
+            entry,
+            stale_if_error_until,
+        };
+        let job = Job { fwd, ..job };
+        let (request, key) = self.fill(job, held, Some(stale), Some(&validators));
+        match on_error {
+            Some((on_error, on_error_until)) => Lookup::Revalidate {
+                request,
+                key,
+                on_error,
+                on_error_until,
+            },
+            None => Lookup::Miss { request, key },
         }
     }
 

@@ -68,6 +68,7 @@ use self::{
 use crate::{
     middleware::{layer::EtagCacheLayer, predicate::PassthroughPredicate},
     policy::{vary, CacheMode, CachePolicy},
+    semantics::request::RequestHead,
     store::{Expect, Store, StoreError, StoreWriter},
 };
 use bytes::Bytes;
@@ -337,7 +338,7 @@ impl<St: Store> ResponseCache<St> {
     ) -> Result<bool, StoreError> {
         let (req_parts, ()) = request.into_parts();
         let (res_parts, body) = response.into_parts();
-        let Ok(head) = crate::semantics::request::RequestHead::from_parts(&req_parts) else {
+        let Ok(head) = RequestHead::from_parts(&req_parts) else {
             return Ok(false);
         };
         let Some(place) = self.place(&head, &req_parts) else {
@@ -392,11 +393,7 @@ impl<St: Store> ResponseCache<St> {
     }
 
     /// Where the entries of a request live; `None` in private mode when it has no user.
-    pub(crate) fn place(
-        &self,
-        head: &crate::semantics::request::RequestHead,
-        parts: &request::Parts,
-    ) -> Option<Place> {
+    pub(crate) fn place(&self, head: &RequestHead, parts: &request::Parts) -> Option<Place> {
         let user = match &self.shared.config.user_key {
             // A NUL is the keys' separator: a user name holding one could pose as another.
             Some(user_key) => Some(user_key(parts).filter(|u| !u.contains('\0'))?),
