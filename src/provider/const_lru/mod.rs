@@ -1,4 +1,4 @@
-//! [`ConstLruProvider`]: ETags in a fixed-capacity LRU shared by every clone.
+//! [`ConstLruProvider`]: ETags in a bounded LRU shared by every clone.
 
 mod key;
 
@@ -17,7 +17,6 @@ use crate::{
     semantics::etag::EntityTag,
     semantics::headers::{answer_preconditions, copy_with_room, seconds_value, vary_names, Answer},
 };
-use const_lru::{ConstLru, InsertReplaced};
 use http::{
     header::{
         AGE, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LOCATION, CONTENT_TYPE, ETAG, EXPIRES,
@@ -27,11 +26,13 @@ use http::{
     HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode,
 };
 use http_body::{Body, SizeHint};
+use lru::LruCache;
 use std::{
     collections::HashMap,
     convert::Infallible,
     fmt,
     future::{ready, Future, Ready},
+    num::NonZeroUsize,
     pin::Pin,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     task::{Context, Poll},
@@ -149,30 +150,31 @@ struct Config {
 }
 
 /// Entries by the digest of their key; each keeps its full key, checked on every hit.
-type Lru<const CAP: usize> = ConstLru<u64, (SimpleEtagCacheKey, Entry), CAP, u32>;
+type Lru = LruCache<u64, (SimpleEtagCacheKey, Entry), foldhash::fast::FixedState>;
 
 /// The LRU and, beside it, which entries stand for which target (host, path and query), so
-/// that invalidating a target touches its own entries only (never a scan of `CAP`).
-struct Table<const CAP: usize> {
-    lru: Box<Lru<CAP>>,
+/// that invalidating a target touches its own entries only (never a scan of the capacity).
+struct Table {
+    lru: Lru,
     /// Target digest → the key digests of its entries. Holds exactly the entries in `lru`.
     targets: HashMap<u64, Vec<u64>>,
 }
 
-impl<const CAP: usize> Table<CAP> {
+impl Table {
     fn insert(&mut self, digester: &Digester, digest: u64, key: SimpleEtagCacheKey, entry: Entry) {
         let target = digester.target(&key);
-        match self.lru.insert(digest, (key, entry)) {
+        match self.lru.push(digest, (key, entry)) {
             // The same digest: the same key (whose target is indexed already), or another
             // key with that digest, whose target index must follow.
-            Some(InsertReplaced::OldValue((old_key, _))) => {
+            Some((old, (old_key, _))) if old == digest => {
                 let old_target = digester.target(&old_key);
                 if old_target == target {
                     return;
                 }
                 self.unindex(old_target, digest);
             }
-            Some(InsertReplaced::LruEvicted(evicted, (evicted_key, _))) => {
+            // The least recently used entry made room.
+            Some((evicted, (evicted_key, _))) => {
                 self.unindex(digester.target(&evicted_key), evicted);
             }
             None => {}
@@ -181,7 +183,7 @@ impl<const CAP: usize> Table<CAP> {
     }
 
     fn remove(&mut self, digester: &Digester, digest: u64) -> bool {
-        match self.lru.remove(&digest) {
+        match self.lru.pop(&digest) {
             Some((key, _)) => {
                 self.unindex(digester.target(&key), digest);
                 true
@@ -207,13 +209,13 @@ impl<const CAP: usize> Table<CAP> {
         let mut removed = 0;
         for digest in digests {
             // A digest collision of two targets must not remove the other's entries.
-            let belongs = self.lru.get_untouched(&digest).is_some_and(|(key, _)| {
+            let belongs = self.lru.peek(&digest).is_some_and(|(key, _)| {
                 key.host.eq_ignore_ascii_case(host) && key.path_and_query == path_and_query
             });
             if belongs {
-                self.lru.remove(&digest);
+                self.lru.pop(&digest);
                 removed += 1;
-            } else if self.lru.get_untouched(&digest).is_some() {
+            } else if self.lru.contains(&digest) {
                 self.targets.entry(target).or_default().push(digest);
             }
         }
@@ -226,22 +228,22 @@ impl<const CAP: usize> Table<CAP> {
     }
 }
 
-struct Shared<const CAP: usize> {
-    table: Mutex<Table<CAP>>,
+struct Shared {
+    table: Mutex<Table>,
     digester: Digester,
     config: Config,
 }
 
-impl<const CAP: usize> Shared<CAP> {
-    fn table(&self) -> MutexGuard<'_, Table<CAP>> {
+impl Shared {
+    fn table(&self) -> MutexGuard<'_, Table> {
         // The table is left consistent by every operation, so a panic elsewhere while the
         // lock was held does not make it unusable.
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// An ETag cache in a fixed-capacity LRU ([`const_lru`]), shared by all clones: no background
-/// task, no `unsafe`, one short lock per lookup and per store (never held across an await).
+/// An ETag cache in a bounded LRU, shared by all clones: no background task, one short lock
+/// per lookup and per store (never held across an await).
 ///
 /// - Entity tags are strong: the quoted, unpadded URL-safe base64 of the body's blake3 hash.
 ///   A response that already carries a valid `ETag` keeps it and is not hashed.
@@ -259,19 +261,26 @@ impl<const CAP: usize> Shared<CAP> {
 /// - A HEAD that cannot be answered from a fresh entry is sent to the inner service as a
 ///   GET, so that it carries the GET representation's tag; its body is dropped.
 ///
-/// `CAP` is the number of entries. The map is allocated once, on the heap.
+/// `CAP` is the number of entries, unless [`ConstLruProviderBuilder::capacity`] chose another
+/// at run time (from configuration). Entries live on the heap, so a large capacity never
+/// touches the stack (tower-etag-cache 0.1 built its table on the stack first, which
+/// overflowed it in debug builds).
 ///
 /// ```
 /// use tower_etag::{EtagCacheLayer, ConstLruProvider};
-/// use std::time::Duration;
+/// use std::{num::NonZeroUsize, time::Duration};
 ///
 /// let provider = ConstLruProvider::<1024>::builder().ttl(Duration::from_secs(5)).build();
+/// // A capacity read from configuration:
+/// let entries = NonZeroUsize::new(200_000).unwrap();
+/// let sized = ConstLruProvider::<1024>::builder().capacity(entries).build();
+/// assert_eq!(sized.capacity(), 200_000);
 /// let layer = EtagCacheLayer::with_default_predicate(provider.clone());
 /// # let _ = layer;
 /// provider.clear();
 /// ```
 pub struct ConstLruProvider<const CAP: usize> {
-    shared: Arc<Shared<CAP>>,
+    shared: Arc<Shared>,
 }
 
 impl<const CAP: usize> Clone for ConstLruProvider<CAP> {
@@ -285,7 +294,7 @@ impl<const CAP: usize> Clone for ConstLruProvider<CAP> {
 impl<const CAP: usize> fmt::Debug for ConstLruProvider<CAP> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConstLruProvider")
-            .field("capacity", &CAP)
+            .field("capacity", &self.capacity())
             .field("len", &self.len())
             .field("max_body_size", &self.shared.config.max_body_size)
             .field("ttl", &self.shared.config.ttl)
@@ -297,12 +306,20 @@ impl<const CAP: usize> fmt::Debug for ConstLruProvider<CAP> {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ConstLruProviderBuilder<const CAP: usize> {
+    capacity: usize,
     max_body_size: u64,
     read_ahead_timeout: Duration,
     ttl: Option<Duration>,
 }
 
 impl<const CAP: usize> ConstLruProviderBuilder<CAP> {
+    /// How many entries the provider keeps (default: `CAP`); the least recently used one
+    /// makes room for a new one.
+    pub fn capacity(mut self, entries: NonZeroUsize) -> Self {
+        self.capacity = entries.get();
+        self
+    }
+
     /// The most bytes read ahead to hash a body (default [`DEFAULT_MAX_BODY_SIZE`]). A body
     /// that is, or turns out to be, larger streams through without an ETag.
     pub fn max_body_size(mut self, bytes: u64) -> Self {
@@ -333,7 +350,10 @@ impl<const CAP: usize> ConstLruProviderBuilder<CAP> {
         ConstLruProvider {
             shared: Arc::new(Shared {
                 table: Mutex::new(Table {
-                    lru: new_boxed_lru(),
+                    lru: LruCache::with_hasher(
+                        NonZeroUsize::new(self.capacity).unwrap_or(NonZeroUsize::MIN),
+                        foldhash::fast::FixedState::default(),
+                    ),
                     targets: HashMap::new(),
                 }),
                 digester: Digester::default(),
@@ -347,31 +367,6 @@ impl<const CAP: usize> ConstLruProviderBuilder<CAP> {
     }
 }
 
-/// `ConstLru::new` builds the whole map on the stack before it is boxed, which can overflow
-/// the caller's stack for a large `CAP`. Without `unsafe`, the way out is to build a large
-/// one on a thread whose stack is big enough.
-fn new_boxed_lru<K: Send, V: Send, const CAP: usize>() -> Box<ConstLru<K, V, CAP, u32>> {
-    const {
-        assert!(
-            CAP > 0 && CAP <= u32::MAX as usize,
-            "capacity must be in 1..=u32::MAX"
-        )
-    };
-    let size = std::mem::size_of::<ConstLru<K, V, CAP, u32>>();
-    if size <= 64 * 1024 {
-        return Box::new(ConstLru::new());
-    }
-    std::thread::scope(|scope| {
-        std::thread::Builder::new()
-            .name("tower-etag-init".into())
-            .stack_size(size * 4 + (1 << 20))
-            .spawn_scoped(scope, || Box::new(ConstLru::new()))
-            .expect("spawning a thread to allocate the LRU")
-            .join()
-            .expect("allocating the LRU")
-    })
-}
-
 impl<const CAP: usize> ConstLruProvider<CAP> {
     /// A provider with the default settings.
     pub fn init() -> Self {
@@ -380,7 +375,9 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
 
     /// A builder for a provider with other settings.
     pub fn builder() -> ConstLruProviderBuilder<CAP> {
+        const { assert!(CAP > 0, "a ConstLruProvider needs room for one entry") };
         ConstLruProviderBuilder {
+            capacity: CAP,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             read_ahead_timeout: DEFAULT_READ_AHEAD_TIMEOUT,
             ttl: None,
@@ -414,7 +411,12 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
 
     /// How many entries the cache holds.
     pub fn len(&self) -> usize {
-        self.shared.table().lru.len() as usize
+        self.shared.table().lru.len()
+    }
+
+    /// How many entries the cache can hold.
+    pub fn capacity(&self) -> usize {
+        self.shared.table().lru.cap().get()
     }
 
     /// Whether the cache holds no entry.
@@ -426,7 +428,7 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
     pub fn etag(&self, key: &SimpleEtagCacheKey) -> Option<EntityTag> {
         let digest = self.shared.digester.digest(&key.view());
         let table = self.shared.table();
-        let (stored_key, entry) = table.lru.get_untouched(&digest)?;
+        let (stored_key, entry) = table.lru.peek(&digest)?;
         (stored_key == key).then(|| entry.etag.clone())
     }
 }
@@ -771,12 +773,34 @@ mod tests {
     fn consistent<const CAP: usize>(p: &ConstLruProvider<CAP>) -> bool {
         let table = p.shared.table();
         let indexed: usize = table.targets.values().map(Vec::len).sum();
-        indexed == table.lru.len() as usize
+        indexed == table.lru.len()
             && table
                 .targets
                 .values()
                 .flatten()
-                .all(|d| table.lru.get_untouched(d).is_some())
+                .all(|d| table.lru.contains(d))
+    }
+
+    /// tower-etag-cache 0.1 overflowed an 8 MiB stack in debug builds for 65 536 entries: the
+    /// table is now on the heap from the start, so even a 64 KiB stack is enough.
+    #[test]
+    fn a_large_capacity_never_touches_the_stack() {
+        let provider = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(ConstLruProvider::<65_536>::init)
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(provider.capacity(), 65_536);
+        let runtime = ConstLruProvider::<16>::builder()
+            .capacity(NonZeroUsize::new(3).unwrap())
+            .build();
+        for i in 0..5 {
+            runtime.store(key("a.test", &format!("/{i}"), "x"), Some(entry("t")));
+        }
+        assert_eq!((runtime.len(), runtime.capacity()), (3, 3));
+        assert!(runtime.etag(&key("a.test", "/0", "x")).is_none(), "evicted");
+        assert!(runtime.etag(&key("a.test", "/4", "x")).is_some());
     }
 
     #[test]
