@@ -112,7 +112,7 @@ pub use middleware::{
     service::EtagCache,
 };
 pub use provider::{
-    response_cache, CacheProvider, ConstLruProvider, Lookup, RequestHead, SimpleEtagCacheKey,
-    StoreRequest,
+    response_cache, CacheProvider, ConstLruProvider, FnProvider, Lookup, RequestHead,
+    SimpleEtagCacheKey, StoreRequest,
 };
 pub use semantics::{cache_control, conditional, etag};

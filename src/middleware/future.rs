@@ -2,6 +2,7 @@ use super::{body::ResponseBody, predicate::PassthroughPredicate};
 use crate::provider::{
     spawn_bounded, CacheProvider, Lookup, LookupRequest, RequestHead, StoreOf, StoreRequest,
 };
+use crate::semantics::headers::{answer_preconditions, Answer};
 use http::{Request, Response, StatusCode};
 use http_body::{Body, SizeHint};
 use pin_project_lite::pin_project;
@@ -84,7 +85,7 @@ pin_project! {
             request: StoreRequest<K, ResBody>,
         },
         /// Waiting for the provider to hash and store.
-        Store { #[pin] fut: T },
+        Store { #[pin] fut: T, head: Arc<RequestHead> },
         /// The response went out.
         Done,
     }
@@ -284,22 +285,47 @@ where
                         unreachable!("in the StoreReady state")
                     };
                     State::Store {
+                        head: Arc::clone(&request.head),
                         fut: <P as Service<StoreOf<P, ReqBody, ResBody>>>::call(
                             &mut provider,
                             request,
                         ),
                     }
                 }
-                StateProj::Store { fut } => {
+                StateProj::Store { fut, head } => {
                     let Ok(res) = ready!(fut.poll(cx));
+                    let res = answer_client(head, res.map(ResponseBody::stored));
                     state.set(State::Done);
-                    return Poll::Ready(Ok(res.map(ResponseBody::stored)));
+                    return Poll::Ready(Ok(res));
                 }
                 StateProj::Done => panic!("{POLLED_AFTER_DONE}"),
             };
             state.set(next);
         }
     }
+}
+
+/// Answers the client's preconditions (RFC 9110 §13.2.2) against the validators of the
+/// response the provider handed back, whatever the provider: a provider that only tags
+/// responses (or forgot to evaluate) still gets its 304s and 412s. Only safe methods: for
+/// the others, the method has already been performed, and only a provider's lookup can stop
+/// it (with a 412 before the inner service runs). Only 2xx responses (§13.2.1); a provider's
+/// own 304 or 412 goes out as it is. The provider's body is dropped unread.
+fn answer_client<B, H, T>(
+    head: &RequestHead,
+    res: Response<ResponseBody<B, H, T>>,
+) -> Response<ResponseBody<B, H, T>> {
+    if head.preconditions.is_empty() || !head.method.is_safe() || !res.status().is_success() {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let body = match answer_preconditions(&mut parts, &head.preconditions, false) {
+        Answer::Full | Answer::Head => body,
+        // A 304 states no size (RFC 9110 §8.6); a 412 is empty.
+        Answer::NotModified => ResponseBody::empty(SizeHint::new()),
+        Answer::PreconditionFailed => ResponseBody::empty(SizeHint::with_exact(0)),
+    };
+    Response::from_parts(parts, body)
 }
 
 /// The inner service's response, untouched by the cache; for a HEAD (which a provider may

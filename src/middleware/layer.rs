@@ -1,4 +1,5 @@
 use super::{predicate::DefaultPredicate, service::EtagCache};
+use crate::{provider::FnProvider, semantics::etag::EntityTag};
 use tower_layer::Layer;
 
 /// Applies [`EtagCache`] to a service: ETags, conditional requests and (with a caching
@@ -25,6 +26,26 @@ impl<P> EtagCacheLayer<P> {
     /// 204 and 206 whose `Content-Length` is not 0.
     pub fn with_default_predicate(provider: P) -> Self {
         Self::new(provider, DefaultPredicate::new())
+    }
+}
+
+impl<F> EtagCacheLayer<FnProvider<F>> {
+    /// A layer whose provider is a closure that tells the current entity tag of what a
+    /// request selects (`None`: not known), with [`DefaultPredicate`]. Matching requests are
+    /// answered `304` / `412` without the inner service; see [`FnProvider`].
+    ///
+    /// ```
+    /// use tower_etag::{etag::EntityTag, EtagCacheLayer};
+    ///
+    /// let build = EntityTag::strong("build-2026-12-01").unwrap();
+    /// let layer = EtagCacheLayer::from_fn(move |_: &http::request::Parts| Some(build.clone()));
+    /// # let _ = layer;
+    /// ```
+    pub fn from_fn(current_tag: F) -> Self
+    where
+        F: Fn(&http::request::Parts) -> Option<EntityTag> + Clone,
+    {
+        Self::with_default_predicate(FnProvider::new(current_tag))
     }
 }
 

@@ -27,6 +27,12 @@ use http::{
 
 /// Decides per request and per response whether the cache is involved.
 ///
+/// It chooses among **safe** requests (GET, HEAD, OPTIONS, ...) only: a request with an
+/// unsafe method (POST, PUT, DELETE, ...) always reaches the provider and its response the
+/// provider's store, whatever the predicate says, because such a response invalidates what a
+/// cache holds for its target (RFC 9111 §4.4), and an `If-Match` must be able to refuse it.
+/// A predicate cannot switch that off.
+///
 /// Closures over the response's parts are predicates (on responses only), like tower-http's
 /// compression predicates: `|status: StatusCode, version: Version, headers: &HeaderMap,
 /// extensions: &Extensions| -> bool`. [`RequestPredicate`] wraps a closure over requests.

@@ -15,6 +15,7 @@
 //! aside and lets the response through, so the middleware never adds an error of its own.
 
 mod const_lru;
+pub mod from_fn;
 pub mod response_cache;
 
 pub use const_lru::{
@@ -23,6 +24,7 @@ pub use const_lru::{
 };
 
 pub use crate::semantics::request::RequestHead;
+pub use from_fn::FnProvider;
 
 use bytes::Bytes;
 use http::{Method, Request, Response};
@@ -138,12 +140,32 @@ where
 /// A cache behind [`EtagCacheLayer`](crate::EtagCacheLayer): a lookup service and a store
 /// service in one cloneable type (clones share one cache).
 ///
-/// Implement the two `Service`s, then this trait to name the key and body types. See
-/// [`ConstLruProvider`] for a complete provider.
+/// Most applications need no provider of their own: [`ConstLruProvider`] hashes bodies,
+/// [`FnProvider`] (`EtagCacheLayer::from_fn`) asks a closure for the current tag, and
+/// [`ResponseCache`](response_cache::ResponseCache) stores whole responses. To write one,
+/// implement the two `Service`s, then this trait to name the key and body types. See
+/// [`FnProvider`] for a small complete provider.
 ///
-/// Requests with unsafe methods (POST, PUT, DELETE, ...) always reach the lookup, whatever
-/// the middleware's predicate says, so that their responses can invalidate what the cache
-/// holds for their target (RFC 9111 §4.4).
+/// What the middleware does, so that a provider need not:
+///
+/// - **Preconditions.** The middleware answers the client's `If-None-Match`, `If-Match`,
+///   `If-Modified-Since` and `If-Unmodified-Since` (RFC 9110 §13.2.2) against the `ETag` and
+///   `Last-Modified` of the 2xx response the store service returns to a safe request, and
+///   drops that response's body when the answer is a 304 or 412. A provider that only tags
+///   responses gets its 304s. A provider may answer them itself (a 304 it returns goes out
+///   as it is), and must, in its lookup, where the inner service must not run: a 412 for an
+///   unsafe method, a 304 from what it knows.
+/// - **Unsafe methods.** Requests with unsafe methods (POST, PUT, DELETE, ...) always reach
+///   the lookup, whatever the [`PassthroughPredicate`](crate::PassthroughPredicate) says, and
+///   their responses always reach the store service: that is where a provider invalidates
+///   what it holds for their target (RFC 9111 §4.4) or refuses them (`If-Match`).
+/// - **Hosts.** Ambiguous requests are refused and `Host` is set to the keyed authority
+///   before the lookup ([`RequestHead`] is parsed once, read it instead of the headers).
+///
+/// The body types: `HitBody` is the body of the responses the **lookup** answers with
+/// ([`Lookup::Hit`], [`Lookup::Refresh`], ...), `Body` the body of the responses the
+/// **store** service returns. (Associated types cannot have deprecated aliases, so these
+/// names stay those of tower-etag-cache 0.1.)
 pub trait CacheProvider<ReqBody, ResBody>: Service<
         LookupRequest<ReqBody>,
         Response = Lookup<ReqBody, Self::Key, Self::HitBody>,

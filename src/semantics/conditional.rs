@@ -232,10 +232,10 @@ impl Preconditions {
 }
 
 /// If-Unmodified-Since holds when the representation's last modification is at or before
-/// `date`. Without a known modification date it cannot be shown to hold, so it is taken as
-/// false (412): the conservative reading for a request that wants nothing to have changed.
+/// `date`. RFC 9110 §13.1.4: "A recipient MUST ignore the If-Unmodified-Since header field if
+/// the resource does not have a modification date available", so without one it holds.
 fn unmodified_since(last_modified: Option<SystemTime>, date: SystemTime) -> bool {
-    matches!(last_modified, Some(lm) if lm <= date)
+    last_modified.is_none_or(|lm| lm <= date)
 }
 
 #[cfg(test)]
@@ -435,16 +435,19 @@ mod tests {
             ),
             Outcome::PreconditionFailed
         );
-        // Unknown modification date: cannot be shown unmodified.
-        assert_eq!(
-            eval(
-                Method::GET,
-                &[("if-unmodified-since", &newer)],
-                "\"a\"",
-                None
-            ),
-            Outcome::PreconditionFailed
-        );
+        // §13.1.4: no modification date available, the field is ignored (for an older date
+        // too, which would fail against a known one).
+        for since in [&newer, &older] {
+            assert_eq!(
+                eval(
+                    Method::PUT,
+                    &[("if-unmodified-since", since)],
+                    "\"a\"",
+                    None
+                ),
+                Outcome::Proceed
+            );
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::{
     semantics::conditional::{Outcome, Validators},
     semantics::dates::single_date,
     semantics::etag::EntityTag,
-    semantics::headers::{answer_preconditions, copy_with_room, seconds_value, vary_names, Answer},
+    semantics::headers::{copy_with_room, seconds_value, vary_names},
 };
 use http::{
     header::{
@@ -590,8 +590,8 @@ struct StoreRequestHead<const CAP: usize> {
 }
 
 impl<const CAP: usize> StoreRequestHead<CAP> {
-    /// Files the entry and answers the client's preconditions (RFC 9110 §13.2.2; only 2xx
-    /// responses get here, §13.2.1).
+    /// Files the entry and tags the response; the middleware then answers the client's
+    /// preconditions against that tag.
     fn respond<B: Body>(
         self,
         mut parts: Parts,
@@ -608,14 +608,7 @@ impl<const CAP: usize> StoreRequestHead<CAP> {
         );
         self.provider.store(self.key, entry);
         parts.headers.insert(ETAG, etag_value);
-        let is_head = self.head.is_head();
-        let body = match answer_preconditions(&mut parts, &self.head.preconditions, is_head) {
-            Answer::Full => body,
-            Answer::Head => BufferedBody::no_body(body.size_hint()),
-            Answer::NotModified => BufferedBody::no_body(SizeHint::new()),
-            Answer::PreconditionFailed => BufferedBody::empty(),
-        };
-        Response::from_parts(parts, body)
+        Response::from_parts(parts, head_or_full(&self.head, body))
     }
 
     /// The response goes out untouched and untagged; an old entry for it can no longer be
