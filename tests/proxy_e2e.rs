@@ -56,8 +56,10 @@ async fn fresh_hit_never_reaches_the_origin() {
         "{}",
         status_of(&first)
     );
+    // The head went out before the body was written: it does not claim `stored` (RFC 9211
+    // §2.6), the next request shows it.
     assert!(
-        status_of(&first).contains("stored"),
+        !status_of(&first).contains("stored") && status_of(&first).contains("ttl="),
         "{}",
         status_of(&first)
     );
@@ -292,6 +294,18 @@ async fn unsafe_methods_invalidate_the_target_and_same_origin_location() {
     let post = s.proxy.request(Method::POST, "/a", &[]).await;
     assert_eq!(post.text(), "posted");
     assert_eq!(posts.get(), 1);
+    assert!(
+        status_of(&post).contains("detail=invalidated"),
+        "{}",
+        status_of(&post)
+    );
+    // Nothing stored for /c: a POST there invalidated nothing, and says so.
+    let post = s.proxy.request(Method::POST, "/c", &[]).await;
+    assert!(
+        status_of(&post).contains("detail=method"),
+        "{}",
+        status_of(&post)
+    );
     assert_eq!(
         s.proxy.get("/a", &[]).await.text(),
         "a2",
@@ -763,4 +777,26 @@ async fn proxy_forwards_method_path_query_headers_and_body() {
         "{}",
         r.text()
     );
+}
+
+/// The proxy does not speak for the origin: it mints no validators unless `--mint-etags`.
+#[tokio::test]
+async fn the_proxy_mints_etags_only_when_asked() {
+    let calls = Counter::new();
+    let app = Router::new().route("/a", route(&calls, &[("cache-control", "max-age=60")], "a"));
+    let s = setup(app.clone()).await;
+    s.proxy.get("/a", &[]).await;
+    let hit = s.proxy.get("/a", &[]).await;
+    assert!(status_of(&hit).contains("hit"), "{}", status_of(&hit));
+    assert_eq!(hit.header("etag"), None);
+
+    let s = setup_with(
+        app,
+        crate::app::proxy_cache(MemoryStore::new(), true),
+        false,
+    )
+    .await;
+    s.proxy.get("/a", &[]).await;
+    let hit = s.proxy.get("/a", &[]).await;
+    assert_eq!(hit.header("etag"), Some(common::expected_etag(b"a")));
 }

@@ -218,6 +218,7 @@ impl StoreWriter for BrokenWriter {
     fn write(&mut self, _: &Bytes) -> Result<(), StoreError> {
         Err(broken())
     }
+    fn replace_meta(&mut self, _: Meta) {}
     fn commit(self) -> Result<(), StoreError> {
         Err(broken())
     }
@@ -357,4 +358,67 @@ async fn the_memory_store_stays_within_its_byte_bound() {
         );
     }
     assert!(store.len() < 2_000 * 2, "old entries were evicted");
+}
+
+/// RFC 9211: `Cache-Status` says what happened, not what was hoped. The head of a streamed
+/// fill goes out before its body is written, so it never says `stored`; a fill whose client
+/// went away stored nothing, so the next request is a `uri-miss` (not a `vary-miss`). An
+/// empty body is committed before its head goes out, and says `stored`.
+#[tokio::test]
+async fn cache_status_claims_only_what_the_store_holds() {
+    let calls = Counter::new();
+    let inner = {
+        let calls = calls.clone();
+        service_fn(move |_req: Request<Full<Bytes>>| {
+            calls.inc();
+            let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
+                Ok(Frame::data(Bytes::from_static(b"one "))),
+                Ok(Frame::data(Bytes::from_static(b"two"))),
+            ];
+            ready(Ok::<_, Infallible>(cacheable_stream(frames)))
+        })
+    };
+    let cache = ResponseCache::new(MemoryStore::new());
+    let svc = cache.layer().layer(inner);
+
+    let res = svc.clone().oneshot(get("/a")).await.unwrap();
+    let status = cache_status(&res);
+    assert!(status.contains("fwd=uri-miss"), "{status}");
+    assert!(
+        !status.contains("stored"),
+        "nothing is committed yet: {status}"
+    );
+    drop(res); // the client goes away before the body
+
+    let res = svc.clone().oneshot(get("/a")).await.unwrap();
+    let status = cache_status(&res);
+    assert!(
+        status.contains("fwd=uri-miss"),
+        "nothing is stored for /a, whatever its index claimed: {status}"
+    );
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "one two");
+    // Read to its end, the body committed: the next one is a hit.
+    let res = svc.clone().oneshot(get("/a")).await.unwrap();
+    assert!(cache_status(&res).contains("hit"), "{}", cache_status(&res));
+    assert_eq!(calls.get(), 2);
+
+    let empty = cache
+        .layer()
+        .layer(service_fn(|_req: Request<Full<Bytes>>| {
+            let res = Response::builder()
+                .header("cache-control", "max-age=60")
+                .body(Full::<Bytes>::default())
+                .unwrap();
+            ready(Ok::<_, Infallible>(res))
+        }));
+    let res = empty.clone().oneshot(get("/empty")).await.unwrap();
+    let status = cache_status(&res);
+    assert!(
+        status.contains("fwd=uri-miss") && status.contains("stored"),
+        "{status}"
+    );
+    drop(res);
+    let res = empty.clone().oneshot(get("/empty")).await.unwrap();
+    assert!(cache_status(&res).contains("hit"), "{}", cache_status(&res));
 }

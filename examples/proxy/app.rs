@@ -185,6 +185,13 @@ pub fn caching_proxy(
         .layer(preparing(config)))
 }
 
+/// The proxy's cache over `store`, a shared cache. It mints no validators unless
+/// `mint_etags` (`--mint-etags`): in front of an origin it does not speak for, clients see
+/// the origin's validators only.
+pub fn proxy_cache(store: MemoryStore, mint_etags: bool) -> ResponseCache<MemoryStore> {
+    ResponseCache::builder(store).mint_etags(mint_etags).build()
+}
+
 /// The layer that [`prepare`]s requests.
 fn preparing(config: &ProxyConfig) -> MapRequestLayer<impl Fn(Request) -> Request + Clone> {
     let trust_forwarded = config.trust_forwarded;

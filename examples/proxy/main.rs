@@ -2,7 +2,9 @@
 //! forwarded to the upstream (Host rewritten unless `--preserve-host`; the client's
 //! `Forwarded`, `X-Forwarded-*` and method-override fields dropped unless
 //! `--trust-forwarded`, and `X-Forwarded-For` / `X-Forwarded-Proto` set), bodies stream both
-//! ways, and responses are cached as a shared cache (RFC 9111) in memory.
+//! ways, and responses are cached as a shared cache (RFC 9111) in memory. `--mint-etags`
+//! gives stored responses without a validator an `ETag` of the cache's own (off by default:
+//! the proxy does not speak for the origin).
 //!
 //! ```sh
 //! cargo run --example proxy -- --upstream http://127.0.0.1:8000 --listen 127.0.0.1:8080
@@ -11,14 +13,15 @@
 
 mod app;
 
-use app::{caching_proxy, ProxyConfig};
+use app::{caching_proxy, proxy_cache, ProxyConfig};
 use std::net::SocketAddr;
-use tower_etag::{response_cache::ResponseCache, store::MemoryStore};
+use tower_etag::store::MemoryStore;
 
 struct Args {
     listen: SocketAddr,
     config: ProxyConfig,
     max_bytes: u64,
+    mint_etags: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -26,12 +29,14 @@ fn parse_args() -> Result<Args, String> {
     let mut upstream = None;
     let mut preserve_host = false;
     let mut trust_forwarded = false;
+    let mut mint_etags = false;
     let mut max_bytes = 128 * 1024 * 1024;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--preserve-host" => preserve_host = true,
             "--trust-forwarded" => trust_forwarded = true,
+            "--mint-etags" => mint_etags = true,
             "--listen" | "--upstream" | "--max-bytes" => {
                 let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
                 match flag.as_str() {
@@ -66,17 +71,18 @@ fn parse_args() -> Result<Args, String> {
             trust_forwarded,
         },
         max_bytes,
+        mint_etags,
     })
 }
 
 #[tokio::main]
 async fn main() {
     let args = parse_args().unwrap_or_else(|e| {
-        eprintln!("error: {e}\nusage: proxy --upstream http://127.0.0.1:8000 [--listen 127.0.0.1:8080] [--preserve-host] [--trust-forwarded] [--max-bytes N]");
+        eprintln!("error: {e}\nusage: proxy --upstream http://127.0.0.1:8000 [--listen 127.0.0.1:8080] [--preserve-host] [--trust-forwarded] [--mint-etags] [--max-bytes N]");
         std::process::exit(2);
     });
     let store = MemoryStore::builder().max_bytes(args.max_bytes).build();
-    let cache = ResponseCache::new(store);
+    let cache = proxy_cache(store, args.mint_etags);
     let app = caching_proxy(&args.config, &cache).unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(2);

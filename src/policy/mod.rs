@@ -67,9 +67,10 @@ pub use revalidate::{
 };
 pub use storable::NotStorable;
 
-use crate::semantics::cache_control::CacheControl;
+use crate::semantics::{cache_control::CacheControl, etag::EntityTag};
 use http::{
-    header::AUTHORIZATION, request, response, HeaderMap, HeaderValue, Method, StatusCode, Uri,
+    header::{AUTHORIZATION, ETAG, LAST_MODIFIED},
+    request, response, HeaderMap, HeaderValue, Method, StatusCode, Uri,
 };
 use std::time::{Duration, SystemTime};
 
@@ -136,6 +137,7 @@ pub struct CachePolicy {
     request_authorization: bool,
     request_no_store: bool,
     options: PolicyOptions,
+    etag_minted: bool,
     /// Derived from `response_headers`; not part of [`PolicyParts`].
     res_cc: CacheControl,
     /// Derived once: §4.2.3 `corrected_initial_age` (parses `Date` and `Age`).
@@ -178,6 +180,10 @@ pub struct PolicyParts {
     pub request_no_store: bool,
     /// The tunables.
     pub options: PolicyOptions,
+    /// Whether the stored `ETag` was minted by the cache from the stored body (the origin
+    /// sent none): it answers clients' `If-None-Match`, but is never sent to the origin as a
+    /// validator, nor compared with the origin's validators (the origin never issued it).
+    pub etag_minted: bool,
 }
 
 impl CachePolicy {
@@ -232,6 +238,7 @@ impl CachePolicy {
             request_authorization: req.headers.contains_key(AUTHORIZATION),
             request_no_store: req_cc.no_store,
             options,
+            etag_minted: false,
         })
     }
 
@@ -250,6 +257,7 @@ impl CachePolicy {
             request_authorization: parts.request_authorization,
             request_no_store: parts.request_no_store,
             options: parts.options,
+            etag_minted: parts.etag_minted,
             res_cc,
             initial_age: Duration::ZERO,
             lifetime: Duration::ZERO,
@@ -293,6 +301,7 @@ impl CachePolicy {
             request_authorization: self.request_authorization,
             request_no_store: self.request_no_store,
             options: self.options,
+            etag_minted: self.etag_minted,
         }
     }
 
@@ -300,6 +309,34 @@ impl CachePolicy {
     #[must_use]
     pub fn to_parts(&self) -> PolicyParts {
         self.clone().into_parts()
+    }
+
+    /// This policy with `tag` as the stored response's `ETag`, minted by the cache from the
+    /// stored body ([`PolicyParts::etag_minted`]); `None` where the response has a validator
+    /// of its own (`ETag` or `Last-Modified`: the origin's validators are the ones to keep),
+    /// or is not a `200`.
+    #[must_use]
+    pub fn with_minted_etag(&self, tag: &EntityTag) -> Option<Self> {
+        if !self.wants_minted_etag() {
+            return None;
+        }
+        let mut minted = self.clone();
+        minted.response_headers.insert(ETAG, tag.to_header_value());
+        minted.etag_minted = true;
+        Some(minted)
+    }
+
+    /// Whether a cache that mints validators should tag this response: a `200` without a
+    /// validator of its own (see [`CachePolicy::with_minted_etag`]).
+    pub fn wants_minted_etag(&self) -> bool {
+        self.status == StatusCode::OK
+            && !self.response_headers.contains_key(ETAG)
+            && !self.response_headers.contains_key(LAST_MODIFIED)
+    }
+
+    /// Whether the stored `ETag` was minted by the cache ([`PolicyParts::etag_minted`]).
+    pub fn etag_minted(&self) -> bool {
+        self.etag_minted
     }
 
     /// The request method of the stored exchange.

@@ -311,12 +311,12 @@ impl CachePolicy {
         if let Some(stored) = self
             .response_headers
             .get(ETAG)
-            .filter(|_| etag(&self.response_headers).is_some())
+            .filter(|_| self.origin_etag().is_some())
         {
             if client_inm.is_empty() {
                 out.insert(IF_NONE_MATCH, stored.clone());
             } else {
-                let tag = etag(&self.response_headers);
+                let tag = self.origin_etag();
                 let star = client_inm.iter().any(|v| v.as_bytes().trim_ascii() == b"*");
                 let listed = tag.as_ref().is_some_and(|t| {
                     crate::semantics::etag::list_matches(client_inm.iter().copied(), t, false)
@@ -429,7 +429,7 @@ impl CachePolicy {
     fn validators_match(&self, new: &HeaderMap) -> bool {
         let stored = &self.response_headers;
         if new.contains_key(ETAG) {
-            return match (etag(new), etag(stored)) {
+            return match (etag(new), self.origin_etag()) {
                 // A strong validator selects the stored responses with the same strong one.
                 (Some(n), Some(s)) if !n.is_weak() => n.strong_eq(&s),
                 // A weak one selects a stored response it corresponds to.
@@ -446,8 +446,10 @@ impl CachePolicy {
                 _ => false,
             };
         }
-        // No validator in the 304: it updates a stored response that has none either.
-        !stored.contains_key(ETAG) && !stored.contains_key(LAST_MODIFIED)
+        // No validator in the 304: it updates a stored response that has none either (a
+        // minted tag is not the origin's).
+        let origin_tagged = stored.contains_key(ETAG) && !self.etag_minted;
+        !origin_tagged && !stored.contains_key(LAST_MODIFIED)
     }
 
     /// This stored response with its header fields updated from `new` (§3.2) and new times.
@@ -485,7 +487,18 @@ impl CachePolicy {
             request_no_store: self.request_no_store
                 || CacheControl::from_headers(&req.headers).no_store,
             options: self.options,
+            // A 304 keeps the stored tag (it never matched it: see `validators_match`).
+            etag_minted: self.etag_minted,
         })
+    }
+
+    /// The stored `ETag` the origin issued: not one the cache minted, which the origin never
+    /// saw and which must never reach it as a validator.
+    fn origin_etag(&self) -> Option<EntityTag> {
+        if self.etag_minted {
+            return None;
+        }
+        etag(&self.response_headers)
     }
 
     /// The outcome of revalidating this stored response: `req` is the request as sent to the
@@ -562,7 +575,7 @@ impl CachePolicy {
         let mut ok = true;
         if new.contains_key(ETAG) {
             any = true;
-            ok &= matches!((etag(new), etag(stored)), (Some(n), Some(s)) if n == s);
+            ok &= matches!((etag(new), self.origin_etag()), (Some(n), Some(s)) if n == s);
         }
         if new.contains_key(LAST_MODIFIED) {
             any = true;
@@ -887,6 +900,37 @@ mod tests {
 
     fn not_modified(headers: &[(&str, &str)]) -> response::Parts {
         res_with(304, headers)
+    }
+
+    /// A tag the cache minted (the origin sent no validator) never reaches the origin, and
+    /// is not what a `304` is matched against.
+    #[test]
+    fn a_minted_tag_is_not_the_origins_validator() {
+        let p = shared(&[("cache-control", "max-age=10")])
+            .with_minted_etag(&EntityTag::strong("minted").unwrap())
+            .unwrap();
+        assert_eq!(p.response_headers()[ETAG], "\"minted\"");
+        assert!(p.revalidation_headers(&get(&[])).is_empty());
+        // A 304 without validators updates a stored response without the origin's.
+        let o = p.after_revalidation(&get(&[]), &not_modified(&[]), at(1), at(1));
+        assert!(matches!(o, AfterResponse::NotModified { .. }), "{o:?}");
+        // The origin's own tag, even the same string, selects nothing minted.
+        let o = p.after_revalidation(
+            &get(&[]),
+            &not_modified(&[("etag", "\"minted\"")]),
+            at(1),
+            at(1),
+        );
+        assert!(matches!(o, AfterResponse::Mismatch), "{o:?}");
+        // Never over the origin's validators, never on another status.
+        let tag = EntityTag::strong("m").unwrap();
+        assert!(shared(&[("etag", "\"o\"")])
+            .with_minted_etag(&tag)
+            .is_none());
+        let lm = date(t0());
+        assert!(shared(&[("last-modified", &lm)])
+            .with_minted_etag(&tag)
+            .is_none());
     }
 
     #[test]

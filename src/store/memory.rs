@@ -358,6 +358,10 @@ impl StoreWriter for MemoryWriter {
         Ok(())
     }
 
+    fn replace_meta(&mut self, meta: Meta) {
+        self.meta = meta;
+    }
+
     fn commit(self) -> Result<(), StoreError> {
         // Shrink to fit: the buffer grew by doubling.
         let body = Bytes::copy_from_slice(&self.body);

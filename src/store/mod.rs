@@ -157,6 +157,11 @@ pub trait StoreWriter: Send + 'static {
     /// the chunk to a task. After an error the writer is abandoned.
     fn write(&mut self, chunk: &Bytes) -> Result<(), StoreError>;
 
+    /// Replaces the head the entry will be committed with: one that is complete only once
+    /// the whole body has been seen (the cache mints an `ETag` from the body). Called at
+    /// most once, after the last [`write`](StoreWriter::write) and before `commit`.
+    fn replace_meta(&mut self, meta: Meta);
+
     /// Makes the entry visible, replacing the entry under the same key if the writer's
     /// [`Expect`] still holds (else [`StoreError::Conflict`], and nothing changes). Called
     /// only when the body ended cleanly.

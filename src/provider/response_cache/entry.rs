@@ -12,7 +12,9 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use std::{sync::Arc, time::Duration};
 
-const ENTRY_MAGIC: &[u8] = b"tower-etag entry v1\n";
+// v2: flag bit 2 says the ETag was minted by the cache. A v1 reader must not take a minted
+// tag for the origin's (it would send it upstream), so the version changed.
+const ENTRY_MAGIC: &[u8] = b"tower-etag entry v2\n";
 
 /// The head of an entry for `policy`: its encoding, and the policy itself for stores that
 /// keep it (a hit then skips decoding).
@@ -39,7 +41,9 @@ pub(crate) fn encode(policy: &CachePolicy) -> Bytes {
         CacheMode::Shared => 0,
         CacheMode::Private => 1,
     });
-    w.u8(u8::from(p.request_authorization) | (u8::from(p.request_no_store) << 1));
+    w.u8(u8::from(p.request_authorization)
+        | (u8::from(p.request_no_store) << 1)
+        | (u8::from(p.etag_minted) << 2));
     w.time(p.request_time);
     w.time(p.response_time);
     w.u64(p.options.heuristic_max.as_millis() as u64);
@@ -76,6 +80,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<CachePolicy> {
         _ => return None,
     };
     let flags = r.u8()?;
+    if flags > 0b111 {
+        return None;
+    }
     let request_time = r.time()?;
     let response_time = r.time()?;
     let heuristic_max = Duration::from_millis(r.u64()?);
@@ -112,6 +119,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<CachePolicy> {
         mode,
         request_authorization: flags & 1 != 0,
         request_no_store: flags & 2 != 0,
+        etag_minted: flags & 4 != 0,
         options: PolicyOptions {
             heuristic_max,
             revalidation_headroom,
@@ -170,14 +178,28 @@ mod tests {
     fn entry_roundtrips() {
         let p = policy();
         assert_eq!(decode(&encode(&p)), Some(p));
+        let mut parts = policy().into_parts();
+        parts.response_headers.remove(http::header::ETAG);
+        let minted = CachePolicy::from_parts(parts)
+            .with_minted_etag(&crate::semantics::etag::EntityTag::strong("m").unwrap())
+            .unwrap();
+        assert!(minted.etag_minted());
+        assert_eq!(decode(&encode(&minted)), Some(minted));
     }
 
     #[test]
     fn other_versions_and_damage_are_rejected() {
         let bytes = encode(&policy());
-        let mut v2 = bytes.to_vec();
-        v2[ENTRY_MAGIC.len() - 2] = b'2';
-        assert_eq!(decode(&v2), None);
+        // v1, before minted tags, and a later v3.
+        for version in [b'1', b'3'] {
+            let mut other = bytes.to_vec();
+            other[ENTRY_MAGIC.len() - 2] = version;
+            assert_eq!(decode(&other), None);
+        }
+        // A flag this version does not know.
+        let mut flags = bytes.to_vec();
+        flags[ENTRY_MAGIC.len() + 1] |= 0b1000;
+        assert_eq!(decode(&flags), None);
         for cut in [0, ENTRY_MAGIC.len(), bytes.len() / 2, bytes.len() - 1] {
             assert_eq!(decode(&bytes[..cut]), None, "cut at {cut}");
         }

@@ -9,7 +9,7 @@ use super::{
     keyspace::{Place, Seen, Selector, Url, WriteRefused},
     lookup::{Fill, KeyKind, ResponseCacheKey, Stale, StoredEntry},
     status::{CacheStatus, Fwd},
-    tee::TeeBody,
+    tee::{Minter, TeeBody},
     ResponseCache,
 };
 use crate::{
@@ -100,10 +100,11 @@ impl<St: Store> ResponseCache<St> {
             }
             KeyKind::Invalidate { uri } => {
                 let targets = invalidation_targets(&head, &uri, &response);
-                self.invalidate_all(&head, targets).await;
+                let invalidated = self.invalidate_all(&head, targets).await;
                 let status = CacheStatus {
                     fwd_status: Some(response.status().as_u16()),
-                    detail: Some("method"),
+                    // Something stored for its target (or being filled) was invalidated.
+                    detail: Some(if invalidated { "invalidated" } else { "method" }),
                     ..CacheStatus::fwd(Fwd::Bypass)
                 };
                 self.with_status(response.map(CacheBody::inner), &status)
@@ -112,16 +113,20 @@ impl<St: Store> ResponseCache<St> {
         }
     }
 
-    /// Invalidates the URLs of `targets`, for every user.
-    async fn invalidate_all(&self, head: &RequestHead, targets: Vec<Uri>) {
+    /// Invalidates the URLs of `targets`, for every user; returns whether anything stored
+    /// (or being filled) was.
+    async fn invalidate_all(&self, head: &RequestHead, targets: Vec<Uri>) -> bool {
+        let mut any = false;
         for target in targets {
             let Some(url) = Url::of_uri(&target, head.authority.as_deref()) else {
                 continue;
             };
-            if let Err(e) = self.invalidate(url).await {
-                tracing::warn!(error = %e, "cache store failed to invalidate");
+            match self.invalidate(url).await {
+                Ok(invalidated) => any |= invalidated,
+                Err(e) => tracing::warn!(error = %e, "cache store failed to invalidate"),
             }
         }
+        any
     }
 
     async fn fill_with<B>(
@@ -293,13 +298,21 @@ impl<St: Store> ResponseCache<St> {
                 return (unstored(body), status);
             }
         };
-        status.stored = true;
         status.ttl = Some(policy.time_to_live(now).as_secs() as i64);
         if let Some(guard) = &held.guard {
             // The head is here: waiters give the body a moment more, no longer.
             guard.streaming();
         }
-        let tee = TeeBody::new(body, writer, held);
+        let minter = self
+            .shared
+            .config
+            .mint_etags
+            .then(|| Minter::for_policy(policy))
+            .flatten();
+        let tee = TeeBody::new(body, writer, held).minting(minter);
+        // The head goes out before the body is written: `stored` only where the entry is
+        // committed already (an empty body). The others commit when their body ends.
+        status.stored = tee.is_committed();
         let body = match drain {
             Some(permit) => {
                 self.drain_in_background(tee.into_drain(permit));
@@ -426,7 +439,7 @@ impl<St: Store> ResponseCache<St> {
         let served = match outcome {
             AfterResponse::NotModified { served, stored } => {
                 match stored {
-                    Ok(policy) => self.update(entry, policy, response_time).await,
+                    Ok(policy) => status.stored = self.update(entry, policy, response_time).await,
                     Err(reason) => {
                         // The 304 made the response unstorable: its answer goes to this client
                         // only, and the entry goes.
@@ -462,12 +475,13 @@ impl<St: Store> ResponseCache<St> {
         }
     }
 
-    /// Stores `policy` as the head of `entry`, if `entry` is still what is stored.
-    async fn update(&self, entry: &StoredEntry, policy: CachePolicy, now: SystemTime) {
+    /// Stores `policy` as the head of `entry`, if `entry` is still what is stored; returns
+    /// whether it was.
+    async fn update(&self, entry: &StoredEntry, policy: CachePolicy, now: SystemTime) -> bool {
         let ttl = policy.storage_ttl(now);
         if ttl.is_zero() {
             self.remove(entry).await;
-            return;
+            return false;
         }
         let meta = entry::meta(&Arc::new(policy));
         match self
@@ -476,11 +490,15 @@ impl<St: Store> ResponseCache<St> {
             .update_meta(&entry.key, Expect::Version(entry.version), meta, ttl)
             .await
         {
-            Ok(true) => {}
+            Ok(true) => true,
             Ok(false) => {
-                tracing::debug!("the revalidated entry was replaced meanwhile; left alone")
+                tracing::debug!("the revalidated entry was replaced meanwhile; left alone");
+                false
             }
-            Err(e) => tracing::warn!(error = %e, "cache store failed to freshen an entry"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cache store failed to freshen an entry");
+                false
+            }
         }
     }
 

@@ -214,6 +214,12 @@ impl Index {
         &self.vary_sets
     }
 
+    /// Its variants, most recently used first. The list is what fills claimed: a fill that
+    /// was abandoned (its body failed, its client went away) left its selector behind.
+    pub(crate) fn variants(&self) -> &[Selector] {
+        &self.variants
+    }
+
     /// Whether `selector` is one of the listed variants (an evicted one is not served).
     pub(crate) fn lists(&self, selector: Selector) -> bool {
         self.variants.contains(&selector)

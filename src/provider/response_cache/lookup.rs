@@ -408,6 +408,8 @@ impl<St: Store> ResponseCache<St> {
             };
         };
         let mut first_key = None;
+        let mut tried = Vec::with_capacity(index.vary_sets().len());
+        let mut stored_variant = false;
         for names in index.vary_sets() {
             let selector = Selector::of(names, &parts.headers);
             let key = place.variant_key(epoch, selector);
@@ -415,6 +417,7 @@ impl<St: Store> ResponseCache<St> {
                 first_key.get_or_insert(key);
                 continue;
             }
+            tried.push(selector);
             match self.read_entry(key, selector).await {
                 Ok(entry) => {
                     let decision = entry.policy.before_request(parts, head, now);
@@ -425,6 +428,7 @@ impl<St: Store> ResponseCache<St> {
                             coalesce_key: String::new(),
                         };
                     }
+                    stored_variant = true;
                     first_key.get_or_insert(entry.key);
                 }
                 Err(key) => {
@@ -432,12 +436,21 @@ impl<St: Store> ResponseCache<St> {
                 }
             }
         }
+        // RFC 9211 §2.2: `vary-miss` says a response for the URI is stored, just not one for
+        // this request. The index lists what fills claimed, so look one up before saying it.
+        if !stored_variant {
+            let other = index.variants().iter().find(|s| !tried.contains(s));
+            if let Some(&selector) = other {
+                let key = place.variant_key(epoch, selector);
+                stored_variant = matches!(self.shared.store.get(&key).await, Ok(Some(_)));
+            }
+        }
         Found {
             entry: None,
-            miss: if index.vary_sets().is_empty() {
-                Fwd::UriMiss
-            } else {
+            miss: if stored_variant {
                 Fwd::VaryMiss
+            } else {
+                Fwd::UriMiss
             },
             coalesce_key: first_key.unwrap_or_else(|| place.coalesce_key()),
         }

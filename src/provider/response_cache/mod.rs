@@ -121,6 +121,7 @@ pub(crate) struct Config {
     pub(crate) name: String,
     pub(crate) mode: CacheMode,
     pub(crate) user_key: Option<UserKey>,
+    pub(crate) mint_etags: bool,
     pub(crate) coalesce_timeout: Duration,
     pub(crate) refresh_ahead: Option<Duration>,
     pub(crate) max_variants: usize,
@@ -141,7 +142,8 @@ pub(crate) struct Shared<St> {
 ///
 /// Use it through [`ResponseCache::layer`]. Defaults: shared-cache mode (never stores
 /// `private` responses, honours `s-maxage` and `proxy-revalidate`), `Cache-Status` name
-/// `tower-etag`, coalesced requests wait up to 10 s for the first one, no refresh-ahead, at
+/// `tower-etag`, validators minted for responses without one ([`ResponseCacheBuilder::mint_etags`]),
+/// coalesced requests wait up to 10 s for the first one, no refresh-ahead, at
 /// most [`DEFAULT_MAX_VARIANTS`] variants per URL, [`DEFAULT_MAX_BACKGROUND_FILLS`]
 /// background fills at once, each for at most [`DEFAULT_BACKGROUND_TIMEOUT`].
 pub struct ResponseCache<St> {
@@ -178,6 +180,7 @@ pub struct ResponseCacheBuilder<St> {
     name: String,
     mode: CacheMode,
     user_key: Option<UserKey>,
+    mint_etags: bool,
     coalesce_timeout: Duration,
     refresh_ahead: Option<Duration>,
     max_variants: usize,
@@ -214,6 +217,28 @@ impl<St: Store> ResponseCacheBuilder<St> {
     {
         self.mode = CacheMode::Private;
         self.user_key = Some(Arc::new(user_key));
+        self
+    }
+
+    /// Whether the cache gives stored responses that have no validator a strong `ETag` of
+    /// its own (default: on), so that clients can revalidate them: a hit then answers a
+    /// matching `If-None-Match` with `304 Not Modified` instead of the whole body.
+    ///
+    /// - The tag is the quoted base64url of the body's blake3 hash, as the ETag layer
+    ///   makes ([`ConstLruProvider`](crate::ConstLruProvider)), computed while the body
+    ///   streams into the store and put on the stored head at commit. The response that
+    ///   filled the entry goes out **untagged** (its head was sent before its body was
+    ///   read; nothing is read ahead); every response made from the entry carries the tag.
+    /// - Only `200` responses without `ETag` and `Last-Modified`: an origin's validators
+    ///   are never replaced.
+    /// - A minted tag is never sent to the inner service as a validator (it never issued
+    ///   it): such an entry is revalidated with an unconditional request.
+    ///
+    /// Leave it on where the cache is part of the application (it then speaks for the
+    /// origin). Turn it off in a proxy in front of origins you do not control, whose clients
+    /// should see the origin's headers only (the proxy example does, unless `--mint-etags`).
+    pub fn mint_etags(mut self, on: bool) -> Self {
+        self.mint_etags = on;
         self
     }
 
@@ -268,6 +293,7 @@ impl<St: Store> ResponseCacheBuilder<St> {
                     name: self.name,
                     mode: self.mode,
                     user_key: self.user_key,
+                    mint_etags: self.mint_etags,
                     coalesce_timeout: self.coalesce_timeout,
                     refresh_ahead: self.refresh_ahead,
                     max_variants: self.max_variants,
@@ -301,6 +327,7 @@ impl<St: Store> ResponseCache<St> {
             name: "tower-etag".to_owned(),
             mode: CacheMode::Shared,
             user_key: None,
+            mint_etags: true,
             coalesce_timeout: Duration::from_secs(10),
             refresh_ahead: None,
             max_variants: DEFAULT_MAX_VARIANTS,

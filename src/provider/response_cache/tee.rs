@@ -1,10 +1,15 @@
 //! [`TeeBody`]: streams a body to the client while writing it to the store.
 
-use super::coalesce::FillGuard;
-use crate::store::{StoreError, StoreWriter};
+use super::{coalesce::FillGuard, entry};
+use crate::{
+    policy::CachePolicy,
+    semantics::etag::EntityTag,
+    store::{StoreError, StoreWriter},
+};
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+use std::sync::Arc;
 use std::{
     pin::Pin,
     task::{ready, Context, Poll},
@@ -17,6 +22,49 @@ use tokio::sync::OwnedSemaphorePermit;
 pub(crate) struct Held {
     pub(crate) guard: Option<FillGuard>,
     pub(crate) permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Mints a strong `ETag` for a response stored without a validator: the blake3 hash of the
+/// body as it streams to the store, put on the entry's head just before it is committed.
+/// The client that caused the fill gets its response untagged (its head went out first);
+/// every response made from the entry carries the tag.
+pub(crate) struct Minter {
+    hasher: blake3::Hasher,
+    policy: Arc<CachePolicy>,
+    len: u64,
+}
+
+impl Minter {
+    /// A minter for the entry of `policy`, if it wants one (a `200` without validators).
+    pub(crate) fn for_policy(policy: &Arc<CachePolicy>) -> Option<Self> {
+        policy.wants_minted_etag().then(|| Self {
+            hasher: blake3::Hasher::new(),
+            policy: Arc::clone(policy),
+            len: 0,
+        })
+    }
+
+    fn update(&mut self, data: &Bytes) {
+        self.hasher.update(data);
+        self.len += data.len() as u64;
+    }
+
+    /// Puts the tag on the head `writer` commits. An empty body has nothing to tag.
+    fn tag<W: StoreWriter>(self, writer: &mut W) {
+        if self.len == 0 {
+            return;
+        }
+        let tag = EntityTag::from_blake3(&self.hasher.finalize());
+        if let Some(minted) = self.policy.with_minted_etag(&tag) {
+            writer.replace_meta(entry::meta(&Arc::new(minted)));
+        }
+    }
+}
+
+impl std::fmt::Debug for Minter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Minter").field("len", &self.len).finish()
+    }
 }
 
 pin_project! {
@@ -38,6 +86,8 @@ pin_project! {
         // complete, even if nobody polls it again (hyper stops at Content-Length).
         expected: Option<u64>,
         background: bool,
+        committed: bool,
+        mint: Option<Minter>,
     }
 }
 
@@ -61,12 +111,28 @@ impl<B: Body, W: StoreWriter> TeeBody<B, W> {
             written: 0,
             expected,
             background: false,
+            committed: false,
+            mint: None,
         };
         if tee.body.is_end_stream() {
             // Nobody will poll an empty body: commit now.
-            finish(&mut tee.writer, &mut tee.held, End::Complete);
+            tee.committed = finish(&mut tee.writer, &mut tee.held, None, End::Complete);
         }
         tee
+    }
+
+    /// Mints an `ETag` for the entry while the body streams (see [`Minter`]).
+    pub(crate) fn minting(mut self, minter: Option<Minter>) -> Self {
+        if self.writer.is_some() {
+            self.mint = minter;
+        }
+        self
+    }
+
+    /// Whether the entry is committed already (an empty body is, before the head goes out):
+    /// only then may the head say `stored` (RFC 9211 §2.6).
+    pub(crate) fn is_committed(&self) -> bool {
+        self.committed
     }
 
     /// Only a background task reads this body (see the type's docs).
@@ -93,20 +159,31 @@ enum End {
     Refused(StoreError),
 }
 
-fn finish<W: StoreWriter>(writer: &mut Option<W>, held: &mut Held, end: End) {
-    let Some(w) = writer.take() else {
-        return;
+/// Ends the write; returns whether the entry was committed.
+fn finish<W: StoreWriter>(
+    writer: &mut Option<W>,
+    held: &mut Held,
+    mint: Option<Minter>,
+    end: End,
+) -> bool {
+    let Some(mut w) = writer.take() else {
+        return false;
     };
     let guard = held.guard.take();
     held.permit.take();
     match end {
-        End::Complete => match w.commit() {
-            Ok(()) => {}
-            Err(StoreError::Conflict) => {
-                tracing::debug!("a newer entry was stored meanwhile; this one is dropped")
+        End::Complete => {
+            if let Some(minter) = mint {
+                minter.tag(&mut w);
             }
-            Err(e) => tracing::warn!(error = %e, "cache store failed to commit an entry"),
-        },
+            match w.commit() {
+                Ok(()) => return true,
+                Err(StoreError::Conflict) => {
+                    tracing::debug!("a newer entry was stored meanwhile; this one is dropped")
+                }
+                Err(e) => tracing::warn!(error = %e, "cache store failed to commit an entry"),
+            }
+        }
         End::Refused(StoreError::TooLarge { .. }) => {
             if let Some(guard) = guard {
                 guard.not_stored();
@@ -115,6 +192,7 @@ fn finish<W: StoreWriter>(writer: &mut Option<W>, held: &mut Held, end: End) {
         End::Refused(e) => tracing::debug!(error = %e, "not storing a response"),
         End::Abandoned => {}
     }
+    false
 }
 
 impl<B, W> Body for TeeBody<B, W>
@@ -140,11 +218,11 @@ where
         };
         let frame = match polled {
             None => {
-                finish(this.writer, this.held, End::Complete);
+                *this.committed |= finish(this.writer, this.held, this.mint.take(), End::Complete);
                 return Poll::Ready(None);
             }
             Some(Err(e)) => {
-                finish(this.writer, this.held, End::Abandoned);
+                finish(this.writer, this.held, None, End::Abandoned);
                 return Poll::Ready(Some(Err(e)));
             }
             Some(Ok(frame)) => frame,
@@ -154,18 +232,22 @@ where
                 let data = data.copy_to_bytes(data.remaining());
                 *this.written += data.len() as u64;
                 if let Some(w) = this.writer.as_mut() {
+                    if let Some(minter) = this.mint.as_mut() {
+                        minter.update(&data);
+                    }
                     if let Err(e) = w.write(&data) {
-                        finish(this.writer, this.held, End::Refused(e));
+                        finish(this.writer, this.held, None, End::Refused(e));
                     } else if this.body.is_end_stream() || *this.expected == Some(*this.written) {
                         // The last chunk: commit now, the client may never poll again.
-                        finish(this.writer, this.held, End::Complete);
+                        let mint = this.mint.take();
+                        *this.committed |= finish(this.writer, this.held, mint, End::Complete);
                     }
                 }
                 Frame::data(data)
             }
             Err(frame) => {
                 // Trailers are not kept by the stores: do not store a body that has them.
-                finish(this.writer, this.held, End::Abandoned);
+                finish(this.writer, this.held, None, End::Abandoned);
                 frame.map_data(|mut d: B::Data| d.copy_to_bytes(d.remaining()))
             }
         };
