@@ -98,6 +98,11 @@
     rust_2018_idioms
 )]
 
+/// The README's examples, compiled (and their `no_run` servers not started) as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub mod middleware;
 pub mod policy;
 pub mod provider;

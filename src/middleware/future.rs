@@ -1,3 +1,4 @@
+use super::observe::outcome;
 use super::{body::ResponseBody, predicate::PassthroughPredicate};
 use crate::provider::{
     spawn_bounded, CacheProvider, Lookup, LookupRequest, RequestHead, StoreOf, StoreRequest,
@@ -34,6 +35,9 @@ pin_project! {
         S: Service<Request<ReqBody>>,
         P: CacheProvider<ReqBody, ResBody>,
     {
+        // The request's span: entered while the provider works, so that it can record what
+        // it did (`cache.status`).
+        span: tracing::Span,
         #[pin]
         state: State<
             S,
@@ -117,19 +121,22 @@ where
     S: Service<Request<ReqBody>>,
     P: CacheProvider<ReqBody, ResBody>,
 {
-    pub(crate) fn passthrough(fut: S::Future) -> Self {
+    pub(crate) fn passthrough(span: tracing::Span, fut: S::Future) -> Self {
         Self {
+            span,
             state: State::Passthrough { fut },
         }
     }
 
-    pub(crate) fn bad_request() -> Self {
+    pub(crate) fn bad_request(span: tracing::Span) -> Self {
         Self {
+            span,
             state: State::BadRequest,
         }
     }
 
     pub(crate) fn lookup(
+        span: tracing::Span,
         fut: LookupFuture<P, ReqBody>,
         inner: S,
         provider: P,
@@ -137,6 +144,7 @@ where
         head: Arc<RequestHead>,
     ) -> Self {
         Self {
+            span,
             state: State::Lookup {
                 fut,
                 inner,
@@ -166,7 +174,9 @@ where
     type Output = Result<Output<P, ReqBody, ResBody>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
+        let this = self.project();
+        let _entered = this.span.enter();
+        let mut state = this.state;
         loop {
             // Poll the current state's future; on completion, take the state's data (the
             // future is done with) and move to the next state.
@@ -177,6 +187,7 @@ where
                     return Poll::Ready(res.map(|res| res.map(ResponseBody::inner)));
                 }
                 StateProj::BadRequest => {
+                    outcome(this.span, "bad-request");
                     state.set(State::Done);
                     let mut res = Response::new(ResponseBody::empty(SizeHint::with_exact(0)));
                     *res.status_mut() = StatusCode::BAD_REQUEST;
@@ -194,6 +205,7 @@ where
                     else {
                         unreachable!("in the Lookup state")
                     };
+                    outcome(this.span, lookup.outcome());
                     match lookup {
                         Lookup::Hit(res) => return Poll::Ready(Ok(res.map(ResponseBody::hit))),
                         Lookup::Pass(request) => State::Passthrough {

@@ -7,5 +7,6 @@
 pub(crate) mod body;
 pub(crate) mod future;
 pub(crate) mod layer;
+pub mod observe;
 pub mod predicate;
 pub(crate) mod service;

@@ -2,6 +2,7 @@ use super::{
     body::{BoxError, ResponseBody},
     future::ResponseFuture,
     layer::EtagCacheLayer,
+    observe,
     predicate::{DefaultPredicate, PassthroughPredicate},
 };
 use crate::{
@@ -106,19 +107,26 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let span = observe::request_span(request.method());
+        let entered = span.enter();
         // RFC 9111 §4.4: a response to an unsafe method invalidates what the cache holds for
         // its target. That is not the predicate's to switch off, so such requests always go
         // to the provider (which passes them through).
         if request.method().is_safe() && !self.predicate.cache_request(&request) {
-            return ResponseFuture::passthrough(self.inner.call(request));
+            observe::outcome(&span, "bypass");
+            drop(entered);
+            return ResponseFuture::passthrough(span, self.inner.call(request));
         }
         let head = match RequestHead::from_request(&request) {
             Ok(head) => Arc::new(head),
             Err(bad) => {
                 tracing::debug!(reason = %bad, "refusing an ambiguous request");
-                return ResponseFuture::bad_request();
+                drop(entered);
+                return ResponseFuture::bad_request(span);
             }
         };
+        // The target as the cache keys it: authority, path and query (no user).
+        observe::key(&span, head.authority.as_deref(), request.uri());
         if let Some(host) = host_to_forward(head.authority.as_ref(), request.headers()) {
             request.headers_mut().insert(HOST, host);
         }
@@ -133,7 +141,9 @@ where
                 request,
             },
         );
+        drop(entered);
         ResponseFuture::lookup(
+            span,
             lookup,
             inner,
             self.provider.clone(),

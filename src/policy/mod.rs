@@ -273,17 +273,22 @@ impl CachePolicy {
     /// that kept it would keep those whole buffers alive.
     #[must_use]
     pub fn detached(&self) -> Self {
-        let mut copy = self.clone();
-        for value in copy.response_headers.values_mut() {
+        self.clone().into_detached()
+    }
+
+    /// [`CachePolicy::detached`], without a copy of the policy itself.
+    #[must_use]
+    pub fn into_detached(mut self) -> Self {
+        for value in self.response_headers.values_mut() {
             if let Ok(mut own) = HeaderValue::from_bytes(value.as_bytes()) {
                 own.set_sensitive(value.is_sensitive());
                 *value = own;
             }
         }
         if let Ok(uri) = Uri::try_from(self.uri.to_string()) {
-            copy.uri = uri;
+            self.uri = uri;
         }
-        copy
+        self
     }
 
     /// The policy's plain data, for a store to serialize.

@@ -86,6 +86,19 @@ pub enum Lookup<ReqBody, K, B> {
     },
 }
 
+impl<ReqBody, K, B> Lookup<ReqBody, K, B> {
+    /// What the lookup decided, as the middleware reports it (`cache.outcome`).
+    pub(crate) fn outcome(&self) -> &'static str {
+        match self {
+            Self::Hit(_) => "hit",
+            Self::Miss { .. } => "miss",
+            Self::Pass(_) => "pass",
+            Self::Revalidate { .. } => "revalidate",
+            Self::Refresh { .. } => "refresh",
+        }
+    }
+}
+
 /// The input of a provider's store service.
 #[derive(Debug)]
 pub struct StoreRequest<K, B> {

@@ -26,6 +26,12 @@ pub(crate) fn meta(policy: &Arc<CachePolicy>) -> Meta {
     Meta::with_decoded(bytes, Arc::new(policy.detached()))
 }
 
+/// [`meta`] of a policy the caller owns (no copy of it is made).
+pub(crate) fn meta_of(policy: CachePolicy) -> Meta {
+    let bytes = encode(&policy);
+    Meta::with_decoded(bytes, Arc::new(policy.into_detached()))
+}
+
 /// The policy of an entry head: the decoded one the store kept, or else decoded now.
 pub(crate) fn policy_of(meta: &Meta) -> Option<Arc<CachePolicy>> {
     meta.decoded::<CachePolicy>()

@@ -172,10 +172,7 @@ impl<St: Store> ResponseCache<St> {
         let (body, status) = self
             .write_through(fill, &policy, body, written, response_time)
             .await;
-        parts.headers.insert(
-            super::status::CACHE_STATUS,
-            status.to_header_value(&self.shared.config.name),
-        );
+        super::status::issue(&mut parts.headers, &status, &self.shared.config.name);
         let none = |hint| CacheBody::stored(HitBody::None(NoBody::with_hint(hint)));
         let body = match answer {
             Answer::Full => body,

@@ -1,7 +1,7 @@
 //! The `Cache-Status` response field (RFC 9211).
 
 use crate::semantics::headers::push_decimal;
-use http::{HeaderName, HeaderValue, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
 /// The name of the `Cache-Status` field (RFC 9211).
 pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -97,15 +97,34 @@ impl CacheStatus {
     }
 }
 
-/// `response` with its `Cache-Status` set to `status` under the cache's `name`.
+impl CacheStatus {
+    /// What the cache did, in one word: `hit`, or why it forwarded (`uri-miss`,
+    /// `vary-miss`, `stale`, `request`, `bypass`; `miss` if it did not say).
+    pub(crate) fn outcome(&self) -> &'static str {
+        match (self.hit, self.fwd) {
+            (true, _) => "hit",
+            (false, Some(fwd)) => fwd.as_str(),
+            (false, None) => "miss",
+        }
+    }
+}
+
+/// Issues `status` under the cache's `name`: the `Cache-Status` field of `headers`, and
+/// what an operator sees of it ([`observe`](crate::middleware::observe)). Every response the
+/// cache makes or forwards goes through here.
+pub(crate) fn issue(headers: &mut HeaderMap, status: &CacheStatus, name: &str) {
+    let value = status.to_header_value(name);
+    crate::middleware::observe::cache_status(status.outcome(), &value);
+    headers.insert(CACHE_STATUS, value);
+}
+
+/// `response` with its `Cache-Status` set to `status` under the cache's `name` ([`issue`]).
 pub(crate) fn with_status<B>(
     mut response: Response<B>,
     status: &CacheStatus,
     name: &str,
 ) -> Response<B> {
-    response
-        .headers_mut()
-        .insert(CACHE_STATUS, status.to_header_value(name));
+    issue(response.headers_mut(), status, name);
     response
 }
 

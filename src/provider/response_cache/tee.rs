@@ -56,7 +56,7 @@ impl Minter {
         }
         let tag = EntityTag::from_blake3(&self.hasher.finalize());
         if let Some(minted) = self.policy.with_minted_etag(&tag) {
-            writer.replace_meta(entry::meta(&Arc::new(minted)));
+            writer.replace_meta(entry::meta_of(minted));
         }
     }
 }
@@ -87,7 +87,8 @@ pin_project! {
         expected: Option<u64>,
         background: bool,
         committed: bool,
-        mint: Option<Minter>,
+        // Boxed: a blake3 hasher is 2 KiB, and the body moves from future to future.
+        mint: Option<Box<Minter>>,
     }
 }
 
@@ -124,7 +125,7 @@ impl<B: Body, W: StoreWriter> TeeBody<B, W> {
     /// Mints an `ETag` for the entry while the body streams (see [`Minter`]).
     pub(crate) fn minting(mut self, minter: Option<Minter>) -> Self {
         if self.writer.is_some() {
-            self.mint = minter;
+            self.mint = minter.map(Box::new);
         }
         self
     }
@@ -163,7 +164,7 @@ enum End {
 fn finish<W: StoreWriter>(
     writer: &mut Option<W>,
     held: &mut Held,
-    mint: Option<Minter>,
+    mint: Option<Box<Minter>>,
     end: End,
 ) -> bool {
     let Some(mut w) = writer.take() else {
