@@ -1,6 +1,6 @@
 //! What an operator sees: the counters (through the `metrics` facade, read here with
 //! `metrics-util`'s debugging recorder) and the one `tracing` span per request, for requests
-//! to a real axum server on 127.0.0.1. One test: the recorder is global to this binary.
+//! to a real axum server on 127.0.0.1.
 
 mod common;
 
@@ -34,6 +34,23 @@ impl Visit for Fields<'_> {
 }
 
 struct Index(usize);
+
+/// The messages of every `WARN` event.
+#[derive(Clone, Default)]
+struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        if *event.metadata().level() == tracing::Level::WARN {
+            let mut fields = HashMap::new();
+            event.record(&mut Fields(&mut fields));
+            self.0
+                .lock()
+                .unwrap()
+                .push(fields.remove("message").unwrap_or_default());
+        }
+    }
+}
 
 impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Spans {
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
@@ -75,7 +92,9 @@ fn counter(snapshot: &[Counted], name: &str, outcome: &str) -> u64 {
 async fn counters_by_outcome_and_one_span_per_request() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    recorder.install().unwrap();
+    // This thread's recorder: the test runtime has one thread, which runs the server too,
+    // and other tests' requests are counted elsewhere.
+    let _recorder = metrics::set_default_local_recorder(&recorder);
     let spans = Spans::default();
     // The test runtime has one thread, which runs the server too.
     let _subscriber = tracing::subscriber::set_default(
@@ -133,4 +152,43 @@ async fn counters_by_outcome_and_one_span_per_request() {
         assert!(span["cache.status"].contains(status), "{span:?}");
         assert_eq!(span.get("method").map(String::as_str), Some("GET"));
     }
+}
+
+/// Debug builds warn, once, about a response that reaches the layer already encoded but
+/// without `Vary: accept-encoding` (compression whose `Vary` is set outside the layer).
+#[cfg(debug_assertions)]
+#[tokio::test]
+async fn an_encoded_response_without_vary_is_warned_about_once() {
+    use tower_etag::{ConstLruProvider, EtagCacheLayer};
+    let warnings = Warnings::default();
+    let _subscriber =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings.clone()));
+    let app = Router::new()
+        .route(
+            "/varied",
+            get(|| async {
+                (
+                    [("content-encoding", "gzip"), ("vary", "Accept-Encoding")],
+                    "x",
+                )
+            }),
+        )
+        .route(
+            "/hidden",
+            get(|| async { ([("content-encoding", "gzip")], "y") }),
+        )
+        .layer(EtagCacheLayer::with_default_predicate(
+            ConstLruProvider::<16>::init(),
+        ));
+    let server = TestServer::start(app).await;
+    server.get("/varied", &[]).await;
+    assert!(
+        warnings.0.lock().unwrap().is_empty(),
+        "a varied encoding is fine"
+    );
+    server.get("/hidden", &[]).await;
+    server.get("/hidden", &[]).await;
+    let seen = warnings.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "once: {seen:?}");
+    assert!(seen[0].contains("compression layer inside"), "{seen:?}");
 }

@@ -271,6 +271,8 @@ where
                         }
                         (Err(e), _) => return Poll::Ready(Err(e)),
                     };
+                    #[cfg(debug_assertions)]
+                    super::observe::check_encoding(&res);
                     // Responses to unsafe methods always reach the provider, which invalidates
                     // (RFC 9111 §4.4); the predicate only chooses among safe ones.
                     if head.method.is_safe() && !predicate.cache_response(&res) {

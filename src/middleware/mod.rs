@@ -5,6 +5,7 @@
 //! [`provider`](crate::provider).
 
 pub(crate) mod body;
+pub mod bounds;
 pub(crate) mod future;
 pub(crate) mod layer;
 pub mod observe;

@@ -103,3 +103,34 @@ pub(crate) fn cache_status(outcome: &'static str, value: &http::HeaderValue) {
         }
     }
 }
+
+/// Debug builds only: warns (once per process) about a response that reaches the cache
+/// already encoded (`Content-Encoding`) without a `Vary` that names `Accept-Encoding`.
+/// Whatever chose the encoding did so per request without saying so: a cache would serve
+/// the gzip bytes to a client that cannot read them, and one strong tag would stand for two
+/// byte sequences (RFC 9110 §8.8.3). The usual cause is a compression layer whose `Vary` is
+/// set outside the cache, or an encoding negotiated by hand. Compression placed entirely
+/// outside the cache cannot be seen from inside: the README's "Placement" says where it goes.
+#[cfg(debug_assertions)]
+pub(crate) fn check_encoding<B>(response: &http::Response<B>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let headers = response.headers();
+    let encoded = headers
+        .get(http::header::CONTENT_ENCODING)
+        .is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if !encoded
+        || crate::semantics::headers::vary_names(headers)
+            .any(|n| n == "accept-encoding" || n == "*")
+    {
+        return;
+    }
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            content_encoding = ?headers.get(http::header::CONTENT_ENCODING),
+            "a response reached the cache already encoded, without `Vary: accept-encoding`: \
+             put the compression layer inside the cache layer (in axum, `.layer(CompressionLayer)` \
+             before `.layer(cache)`) so each encoding is its own variant"
+        );
+    }
+}

@@ -1,5 +1,6 @@
 use super::{
     body::{BoxError, ResponseBody},
+    bounds::CloneService,
     future::ResponseFuture,
     layer::EtagCacheLayer,
     observe,
@@ -78,7 +79,10 @@ impl<S, P, Pred> EtagCache<S, P, Pred> {
 
 impl<S, P, Pred, ReqBody, ResBody> Service<Request<ReqBody>> for EtagCache<S, P, Pred>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>
+        + CloneService<Request<ReqBody>>
+        + Send
+        + 'static,
     S::Future: Send,
     P: CacheProvider<ReqBody, ResBody> + Clone + Send + 'static,
     P::Key: Send,

@@ -34,13 +34,12 @@
 
 use super::{CacheProvider, Lookup, LookupRequest, StoreRequest};
 use crate::{
-    middleware::body::NoBody,
+    middleware::{body::NoBody, bounds::BytesBody},
     semantics::{
         conditional::{Outcome, Validators},
         etag::EntityTag,
     },
 };
-use bytes::Bytes;
 use http::{header::ETAG, request, Request, Response, StatusCode};
 use http_body::{Body, SizeHint};
 use std::{
@@ -151,7 +150,7 @@ impl<F, ResBody> Service<StoreRequest<Option<EntityTag>, ResBody>> for FnProvide
 impl<F, ReqBody, ResBody> CacheProvider<ReqBody, ResBody> for FnProvider<F>
 where
     F: Fn(&request::Parts) -> Option<EntityTag>,
-    ResBody: Body<Data = Bytes>,
+    ResBody: Body + BytesBody,
 {
     type Key = Option<EntityTag>;
     type HitBody = NoBody;

@@ -13,7 +13,7 @@ use super::{
     ResponseCache,
 };
 use crate::{
-    middleware::body::NoBody,
+    middleware::{body::NoBody, bounds::BytesBody},
     policy::{invalidated_uris, vary, AfterResponse, CachePolicy},
     provider::{drain, spawn_bounded, CacheProvider, RequestHead, StoreRequest},
     semantics::{
@@ -40,7 +40,7 @@ type Out<B, St> = Response<CacheBody<B, <St as Store>::Writer>>;
 impl<St, ResBody> Service<StoreRequest<ResponseCacheKey, ResBody>> for ResponseCache<St>
 where
     St: Store,
-    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody: Body + BytesBody + Send + 'static,
     ResBody::Error: Send,
 {
     type Response = Out<ResBody, St>;
@@ -62,7 +62,7 @@ impl<St, ReqBody, ResBody> CacheProvider<ReqBody, ResBody> for ResponseCache<St>
 where
     St: Store,
     ReqBody: Send + 'static,
-    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody: Body + BytesBody + Send + 'static,
     ResBody::Error: Send,
 {
     type Key = ResponseCacheKey;
