@@ -44,12 +44,25 @@
 //! response allowed sharing. Otherwise the inner service always runs, and a matching
 //! `If-None-Match` still saves the client the download.
 //!
+//! Whatever the provider, the middleware answers the client's preconditions against the
+//! validators of the response the provider hands back. A provider can be a closure that
+//! knows the current tag ([`EtagCacheLayer::from_fn`], [`FnProvider`]): matching requests
+//! then get their 304 (or, for a stale `If-Match`, their 412, also before a `PUT` runs)
+//! without the inner service.
+//!
 //! # A full HTTP cache
 //!
 //! [`response_cache::ResponseCache`] is a provider that stores whole responses in a
 //! [`store::Store`] and serves them without the inner service while they are fresh (RFC
 //! 9111): revalidation, `stale-while-revalidate`, `stale-if-error`, `Vary`, request
-//! coalescing, invalidation and `Cache-Status`. Its rules are the pure [`policy`] module.
+//! coalescing, invalidation and `Cache-Status`. It gives stored responses that have no
+//! validator an `ETag` of its own, so clients revalidate with it (no ETag layer needed
+//! inside). Its rules are the pure [`policy`] module.
+//!
+//! # Operating it
+//!
+//! Counters through the `metrics` facade and one `tracing` span per request: see
+//! [`middleware::observe`].
 //!
 //! # Safe in front of many users
 //!
@@ -69,9 +82,11 @@
 //! src/semantics/  RFC 9110, pure: etag, conditional, cache_control, dates, headers, request
 //! src/policy/     RFC 9111, pure, clock passed in: storable, freshness and age, vary, head
 //!                 updates, revalidation, invalidation
-//! src/middleware/ tower plumbing: layer, service, future, body, predicate
-//! src/provider/   the CacheProvider trait; const_lru/ (ETags), response_cache/ (keyspace,
-//!                 lookup, fill, respond, coalesce, tee, status)
+//! src/middleware/ tower plumbing: layer, service, future, body, predicate, observe
+//!                 (metrics and spans), bounds (the bounds with error messages)
+//! src/provider/   the CacheProvider trait; const_lru/ (ETags by hashing), from_fn (ETags
+//!                 from a closure), response_cache/ (keyspace, lookup, fill, respond,
+//!                 coalesce, tee, status)
 //! src/store/      the Store trait (versioned, compare-and-swap writes) and MemoryStore
 //! ```
 //!

@@ -134,3 +134,22 @@ async fn minting_can_be_turned_off() {
     // `*` matches any current representation (RFC 9110 §13.1.2), tag or none.
     assert_eq!(res.status, 304);
 }
+
+#[tokio::test]
+async fn an_inserted_response_is_tagged_at_once() {
+    let cache = ResponseCache::new(MemoryStore::new());
+    let (server, calls, _) = server(cache.clone()).await;
+    let request = axum::http::Request::get(format!("http://{}/json", server.host()))
+        .body(())
+        .unwrap();
+    let response = axum::http::Response::builder()
+        .header("cache-control", "max-age=60")
+        .body(bytes::Bytes::from_static(b"inserted"))
+        .unwrap();
+    assert!(cache.insert(request, response).await.unwrap());
+    let tag = expected_etag(b"inserted");
+    let res = server.get("/json", &[("if-none-match", &tag)]).await;
+    assert_eq!(res.status, 304);
+    assert_eq!(res.header("etag"), Some(tag));
+    assert_eq!(calls.get(), 0);
+}

@@ -68,7 +68,7 @@ use self::{
 use crate::{
     middleware::{layer::EtagCacheLayer, predicate::PassthroughPredicate},
     policy::{vary, CacheMode, CachePolicy},
-    semantics::request::RequestHead,
+    semantics::{etag::EntityTag, request::RequestHead},
     store::{Expect, Store, StoreError, StoreWriter},
 };
 use bytes::Bytes;
@@ -386,7 +386,11 @@ impl<St: Store> ResponseCache<St> {
             Err(keyspace::WriteRefused::Superseded) => return Ok(false),
             Err(keyspace::WriteRefused::Store(e)) => return Err(e),
         };
-        let policy = Arc::new(policy);
+        // The whole body is here: a minted tag goes on the head at once.
+        let minted = (self.shared.config.mint_etags && !body.is_empty())
+            .then(|| policy.with_minted_etag(&EntityTag::from_blake3(&blake3::hash(&body))))
+            .flatten();
+        let policy = Arc::new(minted.unwrap_or(policy));
         let mut writer = self.shared.store.writer(
             &place.variant_key(epoch, selector),
             entry::meta(&policy),
