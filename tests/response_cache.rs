@@ -166,20 +166,32 @@ async fn a_body_that_fails_mid_stream_is_never_stored() {
     );
 }
 
+/// An inner service that counts its calls and streams "one " and "two" (cacheable).
+fn one_two(
+    calls: &Counter,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<StreamBody<Frames<Infallible>>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone
+       + Send
+       + 'static {
+    let calls = calls.clone();
+    service_fn(move |_req: Request<Full<Bytes>>| {
+        calls.inc();
+        let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"one "))),
+            Ok(Frame::data(Bytes::from_static(b"two"))),
+        ];
+        ready(Ok::<_, Infallible>(cacheable_stream(frames)))
+    })
+}
+
 #[tokio::test]
 async fn a_client_that_goes_away_mid_body_leaves_nothing_stored() {
     let calls = Counter::new();
-    let inner = {
-        let calls = calls.clone();
-        service_fn(move |_req: Request<Full<Bytes>>| {
-            calls.inc();
-            let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
-                Ok(Frame::data(Bytes::from_static(b"one "))),
-                Ok(Frame::data(Bytes::from_static(b"two"))),
-            ];
-            ready(Ok::<_, Infallible>(cacheable_stream(frames)))
-        })
-    };
+    let inner = one_two(&calls);
     let cache = ResponseCache::new(MemoryStore::new());
     let svc = cache.layer().layer(inner);
     let res = svc.clone().oneshot(get("/a")).await.unwrap();
@@ -367,17 +379,7 @@ async fn the_memory_store_stays_within_its_byte_bound() {
 #[tokio::test]
 async fn cache_status_claims_only_what_the_store_holds() {
     let calls = Counter::new();
-    let inner = {
-        let calls = calls.clone();
-        service_fn(move |_req: Request<Full<Bytes>>| {
-            calls.inc();
-            let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
-                Ok(Frame::data(Bytes::from_static(b"one "))),
-                Ok(Frame::data(Bytes::from_static(b"two"))),
-            ];
-            ready(Ok::<_, Infallible>(cacheable_stream(frames)))
-        })
-    };
+    let inner = one_two(&calls);
     let cache = ResponseCache::new(MemoryStore::new());
     let svc = cache.layer().layer(inner);
 

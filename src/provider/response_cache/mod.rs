@@ -44,6 +44,14 @@
 //!   (HEAD fills, refreshes; [`ResponseCacheBuilder::max_background_fills`] and
 //!   [`ResponseCacheBuilder::background_timeout`]), bytes buffered per entry (the store's
 //!   [`Store::max_entry_bytes`]).
+//!
+//! # When an entry is stored
+//!
+//! A body is written to the store while it streams to the client and committed when it
+//! ends cleanly: after the response head went out, so that head's `Cache-Status` does not
+//! say `stored` (RFC 9211 lets it be omitted). A client that goes away, or a test that
+//! drives the cache in process (`ServiceExt::oneshot`) and drops the body unread, stores
+//! nothing: **read the body to its end** before expecting a hit.
 
 mod body;
 mod coalesce;
