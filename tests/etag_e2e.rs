@@ -602,3 +602,38 @@ async fn axum_router_layer_compiles_and_serves_without_handle_error_layer() {
     assert_eq!(raw.status(), 304, "{raw:?}");
     assert!(raw.after_head.is_empty());
 }
+
+/// A 412 answers this request's preconditions only: with the 200's freshness a cache
+/// downstream could store it and serve it to requests without them.
+#[tokio::test]
+async fn a_412_carries_no_freshness() {
+    let provider = Provider::init();
+    let counter = Counter::new();
+    let app = Router::new().route(
+        "/fresh",
+        counted(&counter, |_, _| {
+            response(
+                200,
+                &[
+                    ("cache-control", "max-age=60"),
+                    ("expires", "Sun, 06 Nov 2044 08:49:37 GMT"),
+                ],
+                "f",
+            )
+        }),
+    );
+    let server = TestServer::start(with_etag(app, &provider)).await;
+    // From the inner service's response, then from the fresh entry alone.
+    for _ in 0..2 {
+        let res = server.get("/fresh", &[("if-match", "\"other\"")]).await;
+        assert_eq!(res.status, 412);
+        assert_eq!(res.header("cache-control"), None);
+        assert_eq!(res.header("expires"), None);
+    }
+    assert_eq!(counter.get(), 1, "the second 412 came from the entry");
+    // A 304 keeps them (RFC 9110 §15.4.5).
+    let tag = expected_etag(b"f");
+    let res = server.get("/fresh", &[("if-none-match", &tag)]).await;
+    assert_eq!(res.status, 304);
+    assert_eq!(res.header("cache-control").as_deref(), Some("max-age=60"));
+}

@@ -9,7 +9,8 @@ use common::{counted, response, Counter, TestServer};
 use tower_etag::{etag::EntityTag, EtagCacheLayer};
 
 /// `/doc` is at version `"v7"` (the closure knows it); `/own` is unknown to the closure and
-/// its handler tags itself `"own"`; `/untagged` is unknown and untagged. `/missing` is a 404.
+/// its handler tags itself `"own"`; `/both` is `"v7"` to the closure and `"stale"` to its
+/// handler; `/untagged` is unknown and untagged. `/missing` is a 404.
 async fn server() -> (TestServer, Counter) {
     let counter = Counter::new();
     let app = Router::new()
@@ -30,6 +31,12 @@ async fn server() -> (TestServer, Counter) {
             }),
         )
         .route(
+            "/both",
+            counted(&counter, |_, _| {
+                response(200, &[("etag", "\"stale\"")], "both")
+            }),
+        )
+        .route(
             "/untagged",
             counted(&counter, |_, _| response(200, &[], "plain")),
         )
@@ -38,7 +45,8 @@ async fn server() -> (TestServer, Counter) {
             counted(&counter, |_, _| response(404, &[], "gone")),
         )
         .layer(EtagCacheLayer::from_fn(|req: &http::request::Parts| {
-            matches!(req.uri.path(), "/doc" | "/missing").then(|| EntityTag::strong("v7").unwrap())
+            matches!(req.uri.path(), "/doc" | "/both" | "/missing")
+                .then(|| EntityTag::strong("v7").unwrap())
         }));
     (TestServer::start(app).await, counter)
 }
@@ -76,6 +84,11 @@ async fn a_stale_if_match_refuses_an_unsafe_method_before_it_runs() {
         .await;
     assert_eq!(res.status, 412);
     assert_eq!(counter.get(), 0, "a refused PUT must not be performed");
+    assert_eq!(
+        res.header("etag"),
+        None,
+        "a 412 does not tell the current tag"
+    );
     // If-Match compares strongly: a weak tag never matches.
     let res = server
         .request(Method::PUT, "/doc", &[("if-match", "W/\"v7\"")])
@@ -114,6 +127,19 @@ async fn a_response_keeps_its_own_tag_and_preconditions_are_answered_against_it(
 }
 
 #[tokio::test]
+async fn the_closures_tag_is_the_one_clients_get() {
+    let (server, _) = server().await;
+    // The preconditions were checked against "v7": the response must say "v7" too, or a
+    // client would revalidate with a tag that never matches.
+    let res = server.get("/both", &[]).await;
+    assert_eq!(res.header("etag").as_deref(), Some("\"v7\""));
+    let res = server.get("/both", &[("if-none-match", "\"stale\"")]).await;
+    assert_eq!(res.status, 200);
+    let res = server.get("/both", &[("if-none-match", "\"v7\"")]).await;
+    assert_eq!(res.status, 304);
+}
+
+#[tokio::test]
 async fn nothing_is_tagged_or_answered_without_a_validator() {
     let (server, _) = server().await;
     let res = server
@@ -130,6 +156,17 @@ async fn nothing_is_tagged_or_answered_without_a_validator() {
         )
         .await;
     assert_eq!(res.status, 200);
+}
+
+#[tokio::test]
+async fn options_ignores_preconditions() {
+    let (server, counter) = server().await;
+    // RFC 9110 §13.2.1: OPTIONS selects no representation.
+    let res = server
+        .request(Method::OPTIONS, "/doc", &[("if-match", "\"v6\"")])
+        .await;
+    assert_ne!(res.status, 412);
+    assert_eq!(counter.get(), 1);
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@ use super::{body::ResponseBody, predicate::PassthroughPredicate};
 use crate::provider::{
     spawn_bounded, CacheProvider, Lookup, LookupRequest, RequestHead, StoreOf, StoreRequest,
 };
-use crate::semantics::headers::{answer_preconditions, Answer};
+use crate::semantics::headers::{answer_preconditions, bodiless_hint, Answer};
 use http::{Request, Response, StatusCode};
 use http_body::{Body, SizeHint};
 use pin_project_lite::pin_project;
@@ -335,9 +335,9 @@ fn answer_client<B, H, T>(
     let (mut parts, body) = res.into_parts();
     let body = match answer_preconditions(&mut parts, &head.preconditions, false) {
         Answer::Full | Answer::Head => body,
-        // A 304 states no size (RFC 9110 §8.6); a 412 is empty.
-        Answer::NotModified => ResponseBody::empty(SizeHint::new()),
-        Answer::PreconditionFailed => ResponseBody::empty(SizeHint::with_exact(0)),
+        Answer::NotModified | Answer::PreconditionFailed => {
+            ResponseBody::empty(bodiless_hint(parts.status))
+        }
     };
     Response::from_parts(parts, body)
 }

@@ -5,7 +5,7 @@
 //! | counter | labels | counts |
 //! |---|---|---|
 //! | `tower_etag_requests_total` | `outcome`: `hit`, `miss`, `pass`, `revalidate`, `refresh`, `bypass` (the predicate said no), `bad-request` | requests, by what the middleware did with its provider's answer |
-//! | `tower_etag_cache_responses_total` | `outcome`: `hit`, `uri-miss`, `vary-miss`, `stale`, `request`, `bypass` | responses of a [`ResponseCache`](crate::response_cache::ResponseCache), by their `Cache-Status` |
+//! | `tower_etag_cache_responses_total` | `outcome`: `hit`, `uri-miss`, `vary-miss`, `stale`, `request`, `bypass` | responses a [`ResponseCache`](crate::response_cache::ResponseCache) sent, by their `Cache-Status` |
 //!
 //! Every label value is one of a fixed set of words, so no request can grow the number of
 //! series, and every key is a `static` (no allocation per request, recorder or not). The
@@ -13,9 +13,13 @@
 //! (The cache's name is not a label: two caches in one process share the counters.)
 //!
 //! The span is `cache` at `DEBUG` level (as tower-http's `TraceLayer` uses), with the fields
-//! `method`, `cache.key` (the target as keyed: authority, path and query; never the user of
-//! a private cache), `cache.outcome` (as the counter's) and, from a `ResponseCache`,
-//! `cache.status` (the `Cache-Status` value). Nothing is recorded, and no span made, when no
+//! `method`, `cache.key` (the target as keyed, authority and path: not the query, which may
+//! carry secrets, and never the user of a private cache), `cache.outcome` (as the counter's)
+//! and, from a `ResponseCache`, `cache.status` (the `Cache-Status` value).
+//!
+//! `tower_etag_requests_total` counts what the middleware did with its provider's answer:
+//! for a `ResponseCache` a bypass or an invalidation is a `miss` there (the inner service was
+//! called); its own counter says why. Background refreshes are not counted as responses. Nothing is recorded, and no span made, when no
 //! subscriber wants `DEBUG`.
 
 use tracing::{level_filters::LevelFilter, Level, Span};
@@ -72,11 +76,11 @@ pub(crate) fn outcome(span: &Span, outcome: &'static str) {
     );
 }
 
-/// Records the key of a request on its span: its authority and its path and query.
+/// Records the key of a request on its span: its authority and path. Not its query, which
+/// may carry secrets (tokens, signatures) that logs must not keep.
 pub(crate) fn key(span: &Span, authority: Option<&str>, uri: &http::Uri) {
     if !span.is_disabled() {
-        let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let key = format_args!("{}{path}", authority.unwrap_or(""));
+        let key = format_args!("{}{}", authority.unwrap_or(""), uri.path());
         span.record("cache.key", tracing::field::display(key));
     }
 }

@@ -18,21 +18,32 @@
 //! # let _ = app;
 //! ```
 //!
-//! - A GET or HEAD whose `If-None-Match` matches gets `304 Not Modified` without the inner
-//!   service running; a failing `If-Match` gets `412 Precondition Failed`, for every method:
+//! - When the closure gives a tag, a GET or HEAD whose `If-None-Match` matches it gets
+//!   `304 Not Modified` without the inner service running, and a failing `If-Match` gets
+//!   `412 Precondition Failed`, for every method that selects or changes a representation:
 //!   a `PUT` with a stale `If-Match` is refused before the handler runs (the lost-update
 //!   check of RFC 9110 §13.1.1).
-//! - Otherwise the inner service runs and its response gets the closure's tag when it has
-//!   none of its own (a response's own `ETag` wins). The middleware then answers the
-//!   preconditions against that tag.
+//! - Otherwise the inner service runs, and a 2xx answer to a safe request carries the
+//!   closure's tag (replacing one the handler set: the tag the preconditions were checked
+//!   against is the one clients get). The middleware then answers the preconditions against
+//!   it.
 //! - `None` means "no tag known": the request goes to the inner service, and the
-//!   preconditions are answered against the response's own validators, if any.
+//!   preconditions of a safe request are answered against the response's own validators, if
+//!   any. An unsafe request then reaches the handler with its `If-Match` unchecked: the
+//!   handler must check it, or the closure must know a tag.
+//!
+//! **The closure speaks for the handler before it runs.** RFC 9110 §13.2.1 answers
+//! preconditions only for requests that would otherwise succeed, so return `None` for a
+//! request the handler would refuse or not find (404, 405, 401/403), and put authentication
+//! and authorisation **outside** this layer: a 304 or 412 from here is sent without them. (A
+//! 412 carries no `ETag`, so it does not tell the current tag to a client that guessed.)
 //!
 //! The tag must identify the representation the request selects: when responses vary (by
 //! `Accept-Encoding`, `Accept-Language`, ...), so must the tag (RFC 9110 §8.8.3). A 304 made
 //! here carries the `ETag` only: the closure knows nothing of the other fields of a 200.
 
 use super::{CacheProvider, Lookup, LookupRequest, StoreRequest};
+use crate::semantics::headers::bodiless_hint;
 use crate::{
     middleware::{body::NoBody, bounds::BytesBody},
     semantics::{
@@ -41,7 +52,7 @@ use crate::{
     },
 };
 use http::{header::ETAG, request, Request, Response, StatusCode};
-use http_body::{Body, SizeHint};
+use http_body::Body;
 use std::{
     convert::Infallible,
     fmt,
@@ -106,15 +117,13 @@ where
             Outcome::NotModified => StatusCode::NOT_MODIFIED,
             Outcome::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
         };
-        // A 304 states no size (RFC 9110 §8.6); a 412 is empty.
-        let hint = if status == StatusCode::NOT_MODIFIED {
-            SizeHint::new()
-        } else {
-            SizeHint::with_exact(0)
-        };
-        let mut answer = Response::new(NoBody::with_hint(hint));
+        let mut answer = Response::new(NoBody::with_hint(bodiless_hint(status)));
         *answer.status_mut() = status;
-        answer.headers_mut().insert(ETAG, tag.to_header_value());
+        if status == StatusCode::NOT_MODIFIED {
+            // RFC 9110 §15.4.5: a 304 carries the ETag a 200 would have had. A 412 does not
+            // (it would tell a client that guessed wrong what to send).
+            answer.headers_mut().insert(ETAG, tag.to_header_value());
+        }
         ready(Ok(Lookup::Hit(answer)))
     }
 }
@@ -138,10 +147,11 @@ impl<F, ResBody> Service<StoreRequest<Option<EntityTag>, ResBody>> for FnProvide
         // Only what was selected by a safe request and succeeded is the tagged representation.
         let tags = head.method.is_safe() && response.status().is_success();
         if let (true, Some(tag)) = (tags, tag) {
-            response
-                .headers_mut()
-                .entry(ETAG)
-                .or_insert_with(|| tag.to_header_value());
+            let value = tag.to_header_value();
+            if let Some(own) = response.headers().get(ETAG).filter(|own| **own != value) {
+                tracing::debug!(handler = ?own, closure = ?value, "the closure's tag replaces the handler's");
+            }
+            response.headers_mut().insert(ETAG, value);
         }
         ready(Ok(response))
     }

@@ -132,6 +132,11 @@ impl<'a> PreconditionFields<'a> {
     /// The preconditions of a request with `method` and these fields.
     pub(crate) fn read(self, method: &Method) -> Preconditions {
         let get_or_head = method == Method::GET || method == Method::HEAD;
+        if [Method::CONNECT, Method::OPTIONS, Method::TRACE].contains(method) {
+            // RFC 9110 §13.2.1: a server MUST ignore the conditional fields of a method that
+            // neither selects nor modifies a representation.
+            return Preconditions::default();
+        }
         Preconditions {
             get_or_head,
             if_match: self.if_match,
@@ -448,6 +453,22 @@ mod tests {
                 Outcome::Proceed
             );
         }
+    }
+
+    /// §13.2.1: CONNECT, OPTIONS and TRACE select no representation: their conditional
+    /// fields are ignored, however they would evaluate.
+    #[test]
+    fn methods_that_select_no_representation_ignore_preconditions() {
+        let pairs = [("if-match", "\"other\""), ("if-none-match", "\"a\"")];
+        for method in [Method::OPTIONS, Method::TRACE, Method::CONNECT] {
+            let p = Preconditions::from_request(&method, &headers(&pairs));
+            assert!(p.is_empty(), "{method}");
+            assert_eq!(eval(method, &pairs, "\"a\"", None), Outcome::Proceed);
+        }
+        assert_eq!(
+            eval(Method::DELETE, &pairs, "\"a\"", None),
+            Outcome::PreconditionFailed
+        );
     }
 
     #[test]

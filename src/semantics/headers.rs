@@ -5,7 +5,7 @@ use super::{
     dates::single_date,
     etag::EntityTag,
 };
-use http::header::{ETAG, LAST_MODIFIED};
+use http::header::{CACHE_CONTROL, ETAG, EXPIRES, LAST_MODIFIED};
 use http::{
     header::{
         CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, TRAILER,
@@ -14,6 +14,7 @@ use http::{
     response::Parts,
     HeaderMap, HeaderName, HeaderValue, StatusCode,
 };
+use http_body::SizeHint;
 
 /// Fields that describe the body a 304 or 412 does not carry (RFC 9110 §15.4.5: a 304 has no
 /// content and no Content-Length of the representation it stands for).
@@ -32,10 +33,32 @@ const CONTENT_FIELDS: [HeaderName; 7] = [
 /// `Content-Location`, `Date`, `Vary` and `Last-Modified` stay as the 200 had them.
 pub(crate) fn into_bodiless(parts: &mut Parts, status: StatusCode) {
     parts.status = status;
+    bodiless_fields(&mut parts.headers, status);
+}
+
+/// The fields of a bodiless answer made from those of a full response: without the content
+/// fields, and for a `412` without the freshness fields too (`Cache-Control`, `Expires`): a
+/// `412` answers this request's preconditions only, and with the 200's freshness a cache
+/// downstream could store it and serve it to requests without them.
+pub(crate) fn bodiless_fields(headers: &mut HeaderMap, status: StatusCode) {
     for name in CONTENT_FIELDS {
-        parts.headers.remove(name);
+        headers.remove(name);
     }
-    merge_vary(&mut parts.headers);
+    if status == StatusCode::PRECONDITION_FAILED {
+        headers.remove(CACHE_CONTROL);
+        headers.remove(EXPIRES);
+    }
+    merge_vary(headers);
+}
+
+/// The size a bodiless answer states: none for a `304` (RFC 9110 §8.6: not the 200's
+/// `Content-Length`, and not 0), exactly 0 for anything else (a `412`).
+pub(crate) fn bodiless_hint(status: StatusCode) -> SizeHint {
+    if status == StatusCode::NOT_MODIFIED {
+        SizeHint::new()
+    } else {
+        SizeHint::with_exact(0)
+    }
 }
 
 /// What a response about to be sent becomes once the client's preconditions are answered.

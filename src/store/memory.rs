@@ -359,7 +359,12 @@ impl StoreWriter for MemoryWriter {
     }
 
     fn replace_meta(&mut self, meta: Meta) {
-        self.meta = meta;
+        // A head that would take the entry past its limit is not taken: the entry is stored
+        // with the head it was opened with (a minted tag is a nicety, the entry is not).
+        let len = self.body.len() as u64;
+        if entry_size(&self.key, &meta, len) <= self.store.inner.max_entry_bytes {
+            self.meta = meta;
+        }
     }
 
     fn commit(self) -> Result<(), StoreError> {
@@ -478,6 +483,24 @@ mod tests {
     }
 
     const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn a_new_head_that_does_not_fit_keeps_the_old_one() {
+        let limit = 1 + 3 + 90 + ENTRY_OVERHEAD; // key, head, body: exactly at the limit
+        let store = MemoryStore::builder().max_entry_bytes(limit).build();
+        let mut w = store
+            .writer(
+                "k",
+                Meta::encoded(Bytes::from_static(b"old")),
+                HOUR,
+                Expect::Any,
+            )
+            .unwrap();
+        w.write(&Bytes::from(vec![b'x'; 90])).unwrap();
+        w.replace_meta(Meta::encoded(Bytes::from(vec![b'm'; 50])));
+        w.commit().expect("committed with the head that fits");
+        assert_eq!(store.get_now("k").unwrap().meta.bytes, "old");
+    }
 
     #[test]
     fn written_entry_is_visible_only_after_commit() {

@@ -159,7 +159,8 @@ pub trait StoreWriter: Send + 'static {
 
     /// Replaces the head the entry will be committed with: one that is complete only once
     /// the whole body has been seen (the cache mints an `ETag` from the body). Called at
-    /// most once, after the last [`write`](StoreWriter::write) and before `commit`.
+    /// most once, after the last [`write`](StoreWriter::write) and before `commit`. A store
+    /// whose limits the new head would break keeps the one it was opened with.
     fn replace_meta(&mut self, meta: Meta);
 
     /// Makes the entry visible, replacing the entry under the same key if the writer's

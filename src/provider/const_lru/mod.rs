@@ -15,7 +15,9 @@ use crate::{
     semantics::conditional::{Outcome, Validators},
     semantics::dates::single_date,
     semantics::etag::EntityTag,
-    semantics::headers::{copy_with_room, seconds_value, vary_names},
+    semantics::headers::{
+        bodiless_fields, bodiless_hint, copy_with_room, seconds_value, vary_names,
+    },
 };
 use http::{
     header::{
@@ -25,7 +27,7 @@ use http::{
     response::Parts,
     HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode,
 };
-use http_body::{Body, SizeHint};
+use http_body::Body;
 use lru::LruCache;
 use std::{
     collections::HashMap,
@@ -155,7 +157,10 @@ type Lru = LruCache<u64, (SimpleEtagCacheKey, Entry), foldhash::fast::FixedState
 /// The LRU and, beside it, which entries stand for which target (host, path and query), so
 /// that invalidating a target touches its own entries only (never a scan of the capacity).
 struct Table {
+    /// Grows with its entries (never allocated for `capacity` up front: a capacity read from
+    /// configuration may be far larger than what is ever stored).
     lru: Lru,
+    capacity: usize,
     /// Target digest → the key digests of its entries. Holds exactly the entries in `lru`.
     targets: HashMap<u64, Vec<u64>>,
 }
@@ -163,21 +168,20 @@ struct Table {
 impl Table {
     fn insert(&mut self, digester: &Digester, digest: u64, key: SimpleEtagCacheKey, entry: Entry) {
         let target = digester.target(&key);
-        match self.lru.push(digest, (key, entry)) {
-            // The same digest: the same key (whose target is indexed already), or another
-            // key with that digest, whose target index must follow.
-            Some((old, (old_key, _))) if old == digest => {
-                let old_target = digester.target(&old_key);
-                if old_target == target {
-                    return;
-                }
-                self.unindex(old_target, digest);
-            }
-            // The least recently used entry made room.
-            Some((evicted, (evicted_key, _))) => {
+        if self.lru.len() >= self.capacity && !self.lru.contains(&digest) {
+            // The least recently used entry makes room.
+            if let Some((evicted, (evicted_key, _))) = self.lru.pop_lru() {
                 self.unindex(digester.target(&evicted_key), evicted);
             }
-            None => {}
+        }
+        // The same digest: the same key (whose target is indexed already), or another key
+        // with that digest, whose target index must follow.
+        if let Some((_, (old_key, _))) = self.lru.push(digest, (key, entry)) {
+            let old_target = digester.target(&old_key);
+            if old_target == target {
+                return;
+            }
+            self.unindex(old_target, digest);
         }
         self.targets.entry(target).or_default().push(digest);
     }
@@ -314,7 +318,7 @@ pub struct ConstLruProviderBuilder<const CAP: usize> {
 
 impl<const CAP: usize> ConstLruProviderBuilder<CAP> {
     /// How many entries the provider keeps (default: `CAP`); the least recently used one
-    /// makes room for a new one.
+    /// makes room for a new one. Memory grows with the entries stored, not with this bound.
     pub fn capacity(mut self, entries: NonZeroUsize) -> Self {
         self.capacity = entries.get();
         self
@@ -350,10 +354,8 @@ impl<const CAP: usize> ConstLruProviderBuilder<CAP> {
         ConstLruProvider {
             shared: Arc::new(Shared {
                 table: Mutex::new(Table {
-                    lru: LruCache::with_hasher(
-                        NonZeroUsize::new(self.capacity).unwrap_or(NonZeroUsize::MIN),
-                        foldhash::fast::FixedState::default(),
-                    ),
+                    lru: LruCache::unbounded_with_hasher(foldhash::fast::FixedState::default()),
+                    capacity: self.capacity.max(1),
                     targets: HashMap::new(),
                 }),
                 digester: Digester::default(),
@@ -416,7 +418,7 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
 
     /// How many entries the cache can hold.
     pub fn capacity(&self) -> usize {
-        self.shared.table().lru.cap().get()
+        self.shared.table().capacity
     }
 
     /// Whether the cache holds no entry.
@@ -439,14 +441,9 @@ fn request_wants_revalidation(cc: &CacheControl, age: Duration) -> bool {
     cc.no_cache.is_present() || cc.max_age.is_some_and(|max| age > max)
 }
 
-fn bodiless(headers: HeaderMap, status: StatusCode) -> Response<NoBody> {
-    // A 304 states no size (RFC 9110 §8.6: no `Content-Length: 0` for it); a 412 is empty.
-    let body = if status == StatusCode::NOT_MODIFIED {
-        NoBody::unknown()
-    } else {
-        NoBody::with_hint(SizeHint::with_exact(0))
-    };
-    let mut res = Response::new(body);
+fn bodiless(mut headers: HeaderMap, status: StatusCode) -> Response<NoBody> {
+    bodiless_fields(&mut headers, status);
+    let mut res = Response::new(NoBody::with_hint(bodiless_hint(status)));
     *res.status_mut() = status;
     *res.headers_mut() = headers;
     res
@@ -794,6 +791,12 @@ mod tests {
         assert_eq!((runtime.len(), runtime.capacity()), (3, 3));
         assert!(runtime.etag(&key("a.test", "/0", "x")).is_none(), "evicted");
         assert!(runtime.etag(&key("a.test", "/4", "x")).is_some());
+        // A bound from configuration costs nothing until entries fill it.
+        let huge = ConstLruProvider::<16>::builder()
+            .capacity(NonZeroUsize::MAX)
+            .build();
+        huge.store(key("a.test", "/", "x"), Some(entry("t")));
+        assert_eq!((huge.len(), huge.capacity()), (1, usize::MAX));
     }
 
     #[test]

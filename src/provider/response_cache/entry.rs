@@ -6,6 +6,7 @@
 use super::codec::{Reader, Writer};
 use crate::{
     policy::{CacheMode, CachePolicy, PolicyOptions, PolicyParts},
+    semantics::etag::EntityTag,
     store::Meta,
 };
 use bytes::Bytes;
@@ -24,6 +25,16 @@ pub(crate) fn meta(policy: &Arc<CachePolicy>) -> Meta {
     // header values of a response just received are slices of the connection's read buffer,
     // and holding them would keep whole buffers (8 KiB and more) alive per entry.
     Meta::with_decoded(bytes, Arc::new(policy.detached()))
+}
+
+/// The policy of an entry with a minted tag: the blake3 `hash` of its `len`-byte body.
+/// `None` for an empty body (nothing to tag) and for a response that has validators of its
+/// own (see [`CachePolicy::with_minted_etag`]).
+pub(crate) fn minted(policy: &CachePolicy, len: u64, hash: &blake3::Hash) -> Option<CachePolicy> {
+    if len == 0 {
+        return None;
+    }
+    policy.with_minted_etag(&EntityTag::from_blake3(hash))
 }
 
 /// [`meta`] of a policy the caller owns (no copy of it is made).
@@ -187,7 +198,7 @@ mod tests {
         let mut parts = policy().into_parts();
         parts.response_headers.remove(http::header::ETAG);
         let minted = CachePolicy::from_parts(parts)
-            .with_minted_etag(&crate::semantics::etag::EntityTag::strong("m").unwrap())
+            .with_minted_etag(&EntityTag::strong("m").unwrap())
             .unwrap();
         assert!(minted.etag_minted());
         assert_eq!(decode(&encode(&minted)), Some(minted));

@@ -17,7 +17,7 @@ use crate::{
     policy::{invalidated_uris, vary, AfterResponse, CachePolicy},
     provider::{drain, spawn_bounded, CacheProvider, RequestHead, StoreRequest},
     semantics::{
-        headers::{answer_preconditions, Answer},
+        headers::{answer_preconditions, bodiless_hint, Answer},
         request::absolute_target,
     },
     store::{Expect, Store},
@@ -159,7 +159,8 @@ impl<St: Store> ResponseCache<St> {
         let worth = self.worth_storing(&policy, &parts, hint, response_time);
         let origin_status = parts.status;
         // A background refresh has no client.
-        let answer = if fill.held.permit.is_some() {
+        let background = fill.held.permit.is_some();
+        let answer = if background {
             Answer::Full
         } else {
             answer_preconditions(&mut parts, &head.preconditions, head.is_head())
@@ -172,13 +173,17 @@ impl<St: Store> ResponseCache<St> {
         let (body, status) = self
             .write_through(fill, &policy, body, written, response_time)
             .await;
-        super::status::issue(&mut parts.headers, &status, &self.shared.config.name);
+        let name = &self.shared.config.name;
+        if background {
+            super::status::label(&mut parts.headers, &status, name);
+        } else {
+            super::status::issue(&mut parts.headers, &status, name);
+        }
         let none = |hint| CacheBody::stored(HitBody::None(NoBody::with_hint(hint)));
         let body = match answer {
             Answer::Full => body,
             Answer::Head => none(hint),
-            Answer::NotModified => none(SizeHint::new()),
-            Answer::PreconditionFailed => none(SizeHint::with_exact(0)),
+            Answer::NotModified | Answer::PreconditionFailed => none(bodiless_hint(parts.status)),
         };
         Response::from_parts(parts, body)
     }

@@ -76,7 +76,7 @@ use self::{
 use crate::{
     middleware::{layer::EtagCacheLayer, predicate::PassthroughPredicate},
     policy::{vary, CacheMode, CachePolicy},
-    semantics::{etag::EntityTag, request::RequestHead},
+    semantics::request::RequestHead,
     store::{Expect, Store, StoreError, StoreWriter},
 };
 use bytes::Bytes;
@@ -395,8 +395,11 @@ impl<St: Store> ResponseCache<St> {
             Err(keyspace::WriteRefused::Store(e)) => return Err(e),
         };
         // The whole body is here: a minted tag goes on the head at once.
-        let minted = (self.shared.config.mint_etags && !body.is_empty())
-            .then(|| policy.with_minted_etag(&EntityTag::from_blake3(&blake3::hash(&body))))
+        let minted = self
+            .shared
+            .config
+            .mint_etags
+            .then(|| entry::minted(&policy, body.len() as u64, &blake3::hash(&body)))
             .flatten();
         let policy = Arc::new(minted.unwrap_or(policy));
         let mut writer = self.shared.store.writer(

@@ -118,6 +118,12 @@ pub(crate) fn issue(headers: &mut HeaderMap, status: &CacheStatus, name: &str) {
     headers.insert(CACHE_STATUS, value);
 }
 
+/// The `Cache-Status` of a response nobody receives (a background refresh): the field only,
+/// not counted as a response.
+pub(crate) fn label(headers: &mut HeaderMap, status: &CacheStatus, name: &str) {
+    headers.insert(CACHE_STATUS, status.to_header_value(name));
+}
+
 /// `response` with its `Cache-Status` set to `status` under the cache's `name` ([`issue`]).
 pub(crate) fn with_status<B>(
     mut response: Response<B>,

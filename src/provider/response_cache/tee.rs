@@ -3,7 +3,6 @@
 use super::{coalesce::FillGuard, entry};
 use crate::{
     policy::CachePolicy,
-    semantics::etag::EntityTag,
     store::{StoreError, StoreWriter},
 };
 use bytes::{Buf, Bytes};
@@ -49,13 +48,9 @@ impl Minter {
         self.len += data.len() as u64;
     }
 
-    /// Puts the tag on the head `writer` commits. An empty body has nothing to tag.
+    /// Puts the tag on the head `writer` commits.
     fn tag<W: StoreWriter>(self, writer: &mut W) {
-        if self.len == 0 {
-            return;
-        }
-        let tag = EntityTag::from_blake3(&self.hasher.finalize());
-        if let Some(minted) = self.policy.with_minted_etag(&tag) {
+        if let Some(minted) = entry::minted(&self.policy, self.len, &self.hasher.finalize()) {
             writer.replace_meta(entry::meta_of(minted));
         }
     }
