@@ -8,11 +8,18 @@ use common::{expected_etag, response, Counter, TestServer};
 use std::sync::{Arc, Mutex};
 use tower_etag::{response_cache::ResponseCache, store::MemoryStore};
 
+/// 100 KiB: more than `MINT_READ_AHEAD_BYTES`.
+fn big() -> &'static str {
+    static BIG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIG.get_or_init(|| "0123456789abcdef".repeat(100 * 1024 / 16))
+}
+
 /// What the handler saw of the conditionals that reached it.
 type Seen = Arc<Mutex<Vec<Option<String>>>>;
 
-/// `/json` answers `{"n":1}` with `max-age=60` and no validator, `/tagged` its own `ETag`,
-/// `/dated` a `Last-Modified`; every handler records the `If-None-Match` it got.
+/// `/json` answers `{"n":1}` with `max-age=60` and no validator, `/always` the same with
+/// `no-cache`, `/big` 100 KiB (more than is read ahead) with `max-age=60`, `/tagged` its own
+/// `ETag`, `/dated` a `Last-Modified`; every handler records the `If-None-Match` it got.
 async fn server(cache: ResponseCache<MemoryStore>) -> (TestServer, Counter, Seen) {
     let calls = Counter::new();
     let seen: Seen = Arc::default();
@@ -32,6 +39,11 @@ async fn server(cache: ResponseCache<MemoryStore>) -> (TestServer, Counter, Seen
             "/json",
             route(&[("cache-control", "max-age=60")], "{\"n\":1}"),
         )
+        .route(
+            "/always",
+            route(&[("cache-control", "no-cache")], "{\"n\":1}"),
+        )
+        .route("/big", route(&[("cache-control", "max-age=60")], big()))
         .route(
             "/tagged",
             route(
@@ -56,22 +68,25 @@ async fn server(cache: ResponseCache<MemoryStore>) -> (TestServer, Counter, Seen
 #[tokio::test]
 async fn a_stored_response_without_validator_is_tagged_and_answers_if_none_match() {
     let (server, calls, _) = server(ResponseCache::new(MemoryStore::new())).await;
+    let tag = expected_etag(b"{\"n\":1}");
+    // A small body is read ahead: the filling response carries the tag already, and the
+    // entry is committed before its head went out.
     let first = server.get("/json", &[]).await;
     assert_eq!(first.text(), "{\"n\":1}");
     assert_eq!(
         first.header("etag"),
-        None,
-        "the filling response goes out as the origin sent it"
+        Some(tag.clone()),
+        "blake3, as the ETag layer"
+    );
+    let status = first.header("cache-status").unwrap();
+    assert!(
+        status.contains("fwd=uri-miss") && status.contains("stored"),
+        "{status}"
     );
 
     let hit = server.get("/json", &[]).await;
     assert!(hit.header("cache-status").unwrap().contains("hit"));
-    let tag = expected_etag(b"{\"n\":1}");
-    assert_eq!(
-        hit.header("etag"),
-        Some(tag.clone()),
-        "blake3, as the ETag layer"
-    );
+    assert_eq!(hit.header("etag"), Some(tag.clone()));
 
     let revalidated = server.get("/json", &[("if-none-match", &tag)]).await;
     assert_eq!(revalidated.status, 304);
@@ -81,6 +96,44 @@ async fn a_stored_response_without_validator_is_tagged_and_answers_if_none_match
     assert_eq!(other.status, 200);
     assert_eq!(other.text(), "{\"n\":1}");
     assert_eq!(calls.get(), 1, "all but the first answered from the cache");
+}
+
+#[tokio::test]
+async fn a_large_body_is_tagged_as_it_is_stored() {
+    let (server, _, _) = server(ResponseCache::new(MemoryStore::new())).await;
+    let first = server.get("/big", &[]).await;
+    assert_eq!(first.body.len(), big().len(), "{first:?}");
+    assert_eq!(
+        first.header("etag"),
+        None,
+        "too large to read ahead: the filling response goes out as the origin sent it"
+    );
+    let hit = server.get("/big", &[]).await;
+    assert!(hit.header("cache-status").unwrap().contains("hit"));
+    let tag = expected_etag(big().as_bytes());
+    assert_eq!(hit.header("etag"), Some(tag.clone()));
+    let res = server.get("/big", &[("if-none-match", &tag)]).await;
+    assert_eq!(res.status, 304);
+}
+
+/// A `no-cache` response without a validator is fetched again for every request (and not
+/// stored: it could only be revalidated with a tag the origin never issued). Each response
+/// still carries the tag, so a client's `If-None-Match` saves it the body.
+#[tokio::test]
+async fn a_no_cache_response_still_answers_304s() {
+    let (server, calls, seen) = server(ResponseCache::new(MemoryStore::new())).await;
+    let tag = server.get("/always", &[]).await.header("etag").unwrap();
+    for _ in 0..2 {
+        let res = server.get("/always", &[("if-none-match", &tag)]).await;
+        assert_eq!(res.status, 304);
+        assert_eq!(res.header("etag"), Some(tag.clone()));
+    }
+    assert_eq!(calls.get(), 3, "no-cache: the origin is asked every time");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![None, None, None],
+        "never with the minted tag"
+    );
 }
 
 #[tokio::test]
@@ -113,9 +166,7 @@ async fn a_minted_tag_is_never_sent_upstream() {
         .await;
     assert_eq!(calls.get(), 2);
     assert_eq!(*seen.lock().unwrap(), vec![None, None]);
-    // The same bytes came back: the client's tag still matches, answered by the cache.
-    assert_eq!(res.status, 200, "the refetched response is not tagged yet");
-    let res = server.get("/json", &[("if-none-match", &tag)]).await;
+    // The same bytes came back: the client's tag still matches.
     assert_eq!(res.status, 304);
 }
 

@@ -219,6 +219,16 @@ impl<B: Body> BufferedBody<B> {
         Self::from_parts(VecDeque::new(), 0, None, None, Some(body))
     }
 
+    /// The body's bytes, when all of it is in memory and it ends cleanly without trailers
+    /// (a body read ahead to its end).
+    pub(crate) fn whole(&self) -> Option<impl Iterator<Item = &Bytes>> {
+        let whole = self.rest.is_none()
+            && self.error.is_none()
+            && self.trailers.is_none()
+            && self.declared.is_none();
+        whole.then(|| self.chunks.iter())
+    }
+
     fn from_parts(
         chunks: VecDeque<Bytes>,
         buffered_len: u64,

@@ -181,8 +181,9 @@ pub struct PolicyParts {
     /// The tunables.
     pub options: PolicyOptions,
     /// Whether the stored `ETag` was minted by the cache from the stored body (the origin
-    /// sent none): it answers clients' `If-None-Match`, but is never sent to the origin as a
-    /// validator, nor compared with the origin's validators (the origin never issued it).
+    /// sent none): it answers clients' `If-None-Match`, but is never put in a revalidation
+    /// request ([`CachePolicy::revalidation_headers`]), nor compared with the origin's
+    /// validators (the origin never issued it).
     pub etag_minted: bool,
 }
 

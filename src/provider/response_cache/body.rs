@@ -1,7 +1,10 @@
 //! [`CacheBody`]: the body of responses from the response cache's store service.
 
 use super::tee::TeeBody;
-use crate::{middleware::body::NoBody, store::StoreWriter};
+use crate::{
+    middleware::body::{BufferedBody, NoBody},
+    store::StoreWriter,
+};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
@@ -57,10 +60,14 @@ impl Body for HitBody {
     }
 }
 
+/// The inner service's body as a fill holds it: what was read ahead (to mint a tag before
+/// the head goes out), then the rest.
+pub(crate) type FillBody<B> = BufferedBody<Pin<Box<B>>>;
+
 pin_project! {
-    /// A body from the response cache: the inner service's body as it is, the same body
-    /// written to the store as it streams, or stored bytes.
-    pub struct CacheBody<B, W> {
+    /// A body from the response cache: the inner service's body as it is (or as a fill read
+    /// it ahead), the same body written to the store as it streams, or stored bytes.
+    pub struct CacheBody<B: Body, W> {
         #[pin]
         kind: Kind<B, W>,
     }
@@ -68,17 +75,19 @@ pin_project! {
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<B, W> {
+    enum Kind<B: Body, W> {
         Inner { #[pin] body: B },
-        Tee { #[pin] body: TeeBody<B, W> },
+        Fill { #[pin] body: FillBody<B> },
+        Tee { #[pin] body: TeeBody<FillBody<B>, W> },
         Stored { #[pin] body: HitBody },
     }
 }
 
-impl<B, W> std::fmt::Debug for CacheBody<B, W> {
+impl<B: Body, W> std::fmt::Debug for CacheBody<B, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.kind {
             Kind::Inner { .. } => "Inner",
+            Kind::Fill { .. } => "Fill",
             Kind::Tee { .. } => "Tee",
             Kind::Stored { .. } => "Stored",
         };
@@ -86,14 +95,20 @@ impl<B, W> std::fmt::Debug for CacheBody<B, W> {
     }
 }
 
-impl<B, W> CacheBody<B, W> {
+impl<B: Body, W> CacheBody<B, W> {
     pub(crate) fn inner(body: B) -> Self {
         Self {
             kind: Kind::Inner { body },
         }
     }
 
-    pub(crate) fn tee(body: TeeBody<B, W>) -> Self {
+    pub(crate) fn fill(body: FillBody<B>) -> Self {
+        Self {
+            kind: Kind::Fill { body },
+        }
+    }
+
+    pub(crate) fn tee(body: TeeBody<FillBody<B>, W>) -> Self {
         Self {
             kind: Kind::Tee { body },
         }
@@ -125,6 +140,7 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project().kind.project() {
             KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Fill { body } => body.poll_frame(cx),
             KindProj::Tee { body } => body.poll_frame(cx),
             KindProj::Stored { body } => body.poll_frame(cx).map(|f| f.map(|r| r.map_err(never))),
         }
@@ -133,6 +149,7 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
+            Kind::Fill { body } => body.is_end_stream(),
             Kind::Tee { body } => body.is_end_stream(),
             Kind::Stored { body } => body.is_end_stream(),
         }
@@ -141,6 +158,7 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
+            Kind::Fill { body } => body.size_hint(),
             Kind::Tee { body } => body.size_hint(),
             Kind::Stored { body } => body.size_hint(),
         }

@@ -4,16 +4,19 @@
 //! `stale-if-error`); an unsafe method's response invalidates.
 
 use super::{
-    body::{CacheBody, HitBody},
+    body::{CacheBody, FillBody, HitBody},
     entry,
     keyspace::{Place, Seen, Selector, Url, WriteRefused},
     lookup::{Fill, KeyKind, ResponseCacheKey, Stale, StoredEntry},
     status::{CacheStatus, Fwd},
-    tee::{Minter, TeeBody},
+    tee::{store_whole, Minter, TeeBody},
     ResponseCache,
 };
 use crate::{
-    middleware::{body::NoBody, bounds::BytesBody},
+    middleware::{
+        body::{NoBody, ReadAhead, ReadAheadFuture},
+        bounds::BytesBody,
+    },
     policy::{invalidated_uris, vary, AfterResponse, CachePolicy},
     provider::{drain, spawn_bounded, CacheProvider, RequestHead, StoreRequest},
     semantics::{
@@ -23,7 +26,10 @@ use crate::{
     store::{Expect, Store},
 };
 use bytes::Bytes;
-use http::{header::CONTENT_TYPE, response, Response, StatusCode, Uri};
+use http::{
+    header::{CONTENT_TYPE, ETAG},
+    response, Response, StatusCode, Uri,
+};
 use http_body::{Body, SizeHint};
 use std::{
     convert::Infallible,
@@ -147,7 +153,7 @@ impl<St: Store> ResponseCache<St> {
         {
             return answer.map(CacheBody::stored);
         }
-        let policy = Arc::new(CachePolicy::new(
+        let mut policy = Arc::new(CachePolicy::new(
             &fill.request,
             &parts,
             fill.request_time,
@@ -160,6 +166,19 @@ impl<St: Store> ResponseCache<St> {
         let origin_status = parts.status;
         // A background refresh has no client.
         let background = fill.held.permit.is_some();
+        let body = if self.mints_ahead(&policy, hint, background) {
+            let (body, minted) = read_ahead_and_mint(body, &policy).await;
+            if let Some(minted) = minted {
+                // The client's response carries the tag the entry is stored with.
+                if let Some(tag) = minted.response_headers().get(ETAG) {
+                    parts.headers.insert(ETAG, tag.clone());
+                }
+                policy = Arc::new(minted);
+            }
+            body
+        } else {
+            FillBody::streaming(Box::pin(body))
+        };
         let answer = if background {
             Answer::Full
         } else {
@@ -214,16 +233,32 @@ impl<St: Store> ResponseCache<St> {
         Some(self.respond_stale(&stale.entry, head, now, &status))
     }
 
+    /// Whether a fill's body is read ahead, so that the tag minted from it goes out with the
+    /// head (the client can revalidate at once; a `no-cache` response, which is not stored
+    /// without a validator of the origin's, still gets its 304s): only for a client (not a
+    /// background refresh), a `200` without validators, stored or not, and a body whose
+    /// length is known and at most [`MINT_READ_AHEAD_BYTES`]. Stored bodies that are not
+    /// read ahead are tagged as they stream into the store, and their first response goes
+    /// out untagged.
+    fn mints_ahead(&self, policy: &CachePolicy, hint: SizeHint, background: bool) -> bool {
+        self.shared.config.mint_etags
+            && !background
+            && policy.wants_minted_etag()
+            && hint
+                .exact()
+                .is_some_and(|len| len > 0 && len <= MINT_READ_AHEAD_BYTES)
+    }
+
     /// Writes the fill's `body` to the store while it streams, where the response is to be
     /// stored. Returns the body for the client (the body itself, the same body writing to
     /// the store, or none: when a background drain reads it for the store only because the
     /// client's answer needs no body, or when a background refresh will not store it) and
-    /// the `Cache-Status` that says so.
+    /// the `Cache-Status` that says so. A body read ahead to its end is stored at once.
     async fn write_through<B>(
         &self,
         fill: Fill,
         policy: &Arc<CachePolicy>,
-        body: B,
+        body: FillBody<B>,
         written: Written,
         now: SystemTime,
     ) -> (CacheBody<B, St::Writer>, CacheStatus)
@@ -251,7 +286,7 @@ impl<St: Store> ResponseCache<St> {
             if background {
                 CacheBody::stored(HitBody::None(NoBody::unknown()))
             } else {
-                CacheBody::inner(body)
+                CacheBody::fill(body)
             }
         };
         let stale = stale.map(|s| (s.entry.key, s.entry.version));
@@ -274,9 +309,11 @@ impl<St: Store> ResponseCache<St> {
                 return (unstored(body), status);
             }
         };
-        // A body the client does not read is read for the store in the bounded pool.
+        // A body the client does not read is read for the store in the bounded pool (one
+        // that was read ahead whole needs no reading).
         let drain = match written.answer {
             Answer::Full => None,
+            _ if body.whole().is_some() => None,
             _ => match Arc::clone(&self.shared.background).try_acquire_owned() {
                 Ok(permit) => Some(permit),
                 Err(_) => {
@@ -301,6 +338,13 @@ impl<St: Store> ResponseCache<St> {
             }
         };
         status.ttl = Some(policy.time_to_live(now).as_secs() as i64);
+        if body.whole().is_some() {
+            // Read ahead to its end: stored before the head goes out, and said so.
+            status.stored = body
+                .whole()
+                .is_some_and(|chunks| store_whole(writer, held, chunks));
+            return (CacheBody::fill(body), status);
+        }
         if let Some(guard) = &held.guard {
             // The head is here: waiters give the body a moment more, no longer.
             guard.streaming();
@@ -524,6 +568,32 @@ fn invalidation_targets<B>(head: &RequestHead, uri: &Uri, response: &Response<B>
     let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
     let base = absolute_target(head, pq).unwrap_or_else(|| uri.clone());
     invalidated_uris(&head.method, response.status(), &base, response.headers())
+}
+
+/// The largest body a fill reads ahead to mint its tag before the head goes out: 64 KiB.
+/// It is held in memory once more while read (it is written to the store as well).
+pub const MINT_READ_AHEAD_BYTES: u64 = 64 * 1024;
+
+/// Reads a fill's `body` ahead, for at most the ETag layer's read-ahead time
+/// ([`DEFAULT_READ_AHEAD_TIMEOUT`](crate::provider::DEFAULT_READ_AHEAD_TIMEOUT)), and mints
+/// the tag of `policy` from it if it came whole. A body that did not (too slow, failed) is
+/// handed on with what was read, untagged: it is tagged as it streams into the store.
+async fn read_ahead_and_mint<B>(body: B, policy: &CachePolicy) -> (FillBody<B>, Option<CachePolicy>)
+where
+    B: Body<Data = Bytes>,
+{
+    let read = ReadAheadFuture::new(
+        Box::pin(body),
+        MINT_READ_AHEAD_BYTES,
+        crate::provider::DEFAULT_READ_AHEAD_TIMEOUT,
+    );
+    match read.await {
+        ReadAhead::Complete { body, hash, len } => {
+            let minted = entry::minted(policy, len, &hash).filter(|_| body.whole().is_some());
+            (body, minted)
+        }
+        ReadAhead::Incomplete { body } => (body, None),
+    }
 }
 
 /// What the head of a fill's response said, before it became the client's answer.

@@ -65,6 +65,7 @@ mod status;
 mod tee;
 
 pub use body::{CacheBody, HitBody};
+pub use fill::MINT_READ_AHEAD_BYTES;
 pub use lookup::ResponseCacheKey;
 pub use tee::TeeBody;
 
@@ -233,14 +234,25 @@ impl<St: Store> ResponseCacheBuilder<St> {
     /// matching `If-None-Match` with `304 Not Modified` instead of the whole body.
     ///
     /// - The tag is the quoted base64url of the body's blake3 hash, as the ETag layer
-    ///   makes ([`ConstLruProvider`](crate::ConstLruProvider)), computed while the body
-    ///   streams into the store and put on the stored head at commit. The response that
-    ///   filled the entry goes out **untagged** (its head was sent before its body was
-    ///   read; nothing is read ahead); every response made from the entry carries the tag.
+    ///   makes ([`ConstLruProvider`](crate::ConstLruProvider)).
+    /// - A body of known length up to [`MINT_READ_AHEAD_BYTES`] (64 KiB) is read ahead,
+    ///   for at most half a second, before the head goes out: the response carries the tag
+    ///   and its `If-None-Match` is answered at once, and an entry is committed before the
+    ///   head (`Cache-Status: ...; stored`). This holds for responses that are not stored
+    ///   too (a `no-cache` response without a validator of its own is fetched again for
+    ///   every request), as the ETag layer would tag them. Larger bodies, and bodies of unknown length, are hashed as they stream into
+    ///   the store and the tag put on the stored head at commit: the response that filled
+    ///   the entry goes out **untagged**, every response made from the entry carries it.
     /// - Only `200` responses without `ETag` and `Last-Modified`: an origin's validators
     ///   are never replaced.
-    /// - A minted tag is never sent to the inner service as a validator (it never issued
-    ///   it): such an entry is revalidated with an unconditional request.
+    /// - The cache never sends a minted tag to the inner service as its own validator (the
+    ///   origin never issued it): such an entry is revalidated with an unconditional
+    ///   request. A tag that a *client* sends back on a request the cache forwards as it is
+    ///   (an `If-Match` on a `PUT`, an `If-None-Match` on a bypassed request) does reach
+    ///   the origin, and an origin without tags answers such an `If-Match` with `412`
+    ///   (RFC 9110 §13.1.1): if clients make conditional updates against an origin that
+    ///   does not tag, turn minting off (or tag in the application, with the ETag layer or
+    ///   [`EtagCacheLayer::from_fn`](crate::EtagCacheLayer::from_fn) inside the cache).
     ///
     /// Leave it on where the cache is part of the application (it then speaks for the
     /// origin). Turn it off in a proxy in front of origins you do not control, whose clients

@@ -144,6 +144,23 @@ impl<B: Body, W: StoreWriter> TeeBody<B, W> {
     }
 }
 
+/// Stores a body that is whole in memory already (read ahead to its end) before the head
+/// goes out: written, and committed at once. Returns whether it was committed. What the
+/// fill held is released either way.
+pub(crate) fn store_whole<'a, W: StoreWriter>(
+    writer: W,
+    mut held: Held,
+    chunks: impl Iterator<Item = &'a Bytes>,
+) -> bool {
+    let mut writer = Some(writer);
+    for chunk in chunks {
+        if let Some(Err(e)) = writer.as_mut().map(|w| w.write(chunk)) {
+            return finish(&mut writer, &mut held, None, End::Refused(e));
+        }
+    }
+    finish(&mut writer, &mut held, None, End::Complete)
+}
+
 /// How a write ends.
 enum End {
     /// The body ended cleanly: commit.
