@@ -325,6 +325,11 @@ where
 /// the others, the method has already been performed, and only a provider's lookup can stop
 /// it (with a 412 before the inner service runs). Only 2xx responses (§13.2.1); a provider's
 /// own 304 or 412 goes out as it is. The provider's body is dropped unread.
+///
+/// A provider that answered the preconditions itself (the response cache does, so that a
+/// body it still has to store is drained in the background) hands back either its 304 or
+/// 412, which this leaves alone, or a 2xx whose validators it found not to match: the same
+/// evaluation here says the same.
 fn answer_client<B, H, T>(
     head: &RequestHead,
     res: Response<ResponseBody<B, H, T>>,
