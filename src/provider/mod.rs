@@ -179,6 +179,13 @@ where
 /// ([`Lookup::Hit`], [`Lookup::Refresh`], ...), `Body` the body of the responses the
 /// **store** service returns. (Associated types cannot have deprecated aliases, so these
 /// names stay those of tower-etag-cache 0.1.)
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a cache provider for request bodies `{ReqBody}` and response bodies `{ResBody}`",
+    label = "not a `CacheProvider`",
+    note = "a provider is a lookup `Service<LookupRequest<_>>` and a store `Service<StoreRequest<_, _>>` \
+            in one `Clone` type, plus this trait; for ETags from a closure use \
+            `EtagCacheLayer::from_fn`, for hashed ETags `ConstLruProvider`"
+)]
 pub trait CacheProvider<ReqBody, ResBody>: Service<
         LookupRequest<ReqBody>,
         Response = Lookup<ReqBody, Self::Key, Self::HitBody>,
