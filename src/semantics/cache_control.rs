@@ -18,6 +18,7 @@
 //! assert!(!cc.no_cache.is_all());
 //! ```
 
+use super::structured::Bare;
 use http::{
     header::{CACHE_CONTROL, PRAGMA},
     HeaderMap, HeaderName, HeaderValue,
@@ -158,6 +159,31 @@ impl CacheControl {
         }
         if !any && headers.get_all(PRAGMA).iter().any(pragma_no_cache) {
             cc.no_cache = FieldDirective::All;
+        }
+        cc
+    }
+
+    /// The directives of a targeted field (RFC 9213 §2.1), a Structured Fields Dictionary
+    /// already parsed. Each member is a directive with the same meaning as in
+    /// `Cache-Control`; one whose value has a type the directive cannot have (a Decimal
+    /// `max-age`, a String `no-store`) is ignored, and `?0` means absent.
+    pub(crate) fn from_dictionary(members: &[(String, Bare)]) -> Self {
+        let mut cc = Self::default();
+        for (name, value) in members {
+            let value: Option<Cow<'_, str>> = match (name.as_str(), value) {
+                (_, Bare::Boolean(false)) => continue,
+                (
+                    "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error",
+                    Bare::Integer(n),
+                ) if *n >= 0 => Some(Cow::Owned(n.to_string())),
+                ("no-cache" | "private", Bare::String(fields)) => Some(Cow::Borrowed(fields)),
+                ("max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error", _) => {
+                    continue
+                }
+                (_, Bare::Boolean(true)) => None,
+                _ => continue,
+            };
+            cc.apply(name, value.as_deref());
         }
         cc
     }
