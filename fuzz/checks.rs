@@ -14,6 +14,7 @@ use tower_etag::{
     etag::EntityTag,
     policy::{freshness, BeforeRequest, CacheMode, CachePolicy},
     semantics::request::{host_to_forward, target_authority, RequestHead},
+    semantics::targeted,
 };
 
 const RESPONSE: [&str; 5] = ["date", "expires", "last-modified", "age", "cache-control"];
@@ -257,4 +258,62 @@ pub fn request_head(data: &[u8]) {
         );
     }
     let _ = target_authority(parts.version, &parts.uri, &parts.headers);
+}
+
+/// Targeted cache-control fields (RFC 9213, on RFC 8941 Dictionaries): strict and total.
+/// Any lines give a result, never a panic; every duration stays within 2^31 s; what is
+/// valid stays valid with trailing spaces and becomes invalid with a trailing comma (the
+/// whole field is then ignored, and the next target chosen).
+pub fn targeted(data: &[u8]) {
+    let name = HeaderName::from_static("cdn-cache-control");
+    let other = HeaderName::from_static("edge-cache-control");
+    let mut headers = HeaderMap::new();
+    for line in data.split(|&b| b == b'\n') {
+        if let Ok(v) = HeaderValue::from_bytes(line) {
+            headers.append(&name, v);
+        }
+    }
+    let Some(cc) = targeted::directives(&headers, &name) else {
+        // Invalid or empty: a later target decides.
+        headers.insert(&other, HeaderValue::from_static("max-age=1"));
+        let targets = [name, other];
+        let chosen = targeted::select(&headers, &targets).map(|(n, _)| n);
+        assert_eq!(chosen, Some(&targets[1]));
+        return;
+    };
+    let limit = Duration::from_secs(2_147_483_648);
+    for d in [
+        cc.max_age,
+        cc.s_maxage,
+        cc.stale_while_revalidate,
+        cc.stale_if_error,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        assert!(d <= limit);
+    }
+    let joined: Vec<u8> = {
+        let lines: Vec<&[u8]> = headers
+            .get_all(&name)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        lines.join(&b","[..])
+    };
+    for (suffix, valid) in [(&b"  "[..], true), (&b","[..], false)] {
+        let mut changed = joined.clone();
+        changed.extend_from_slice(suffix);
+        let Ok(v) = HeaderValue::from_bytes(&changed) else {
+            continue;
+        };
+        let mut h = HeaderMap::new();
+        h.insert(&name, v);
+        assert_eq!(
+            targeted::directives(&h, &name).is_some(),
+            valid,
+            "{:?}",
+            String::from_utf8_lossy(&changed)
+        );
+    }
 }

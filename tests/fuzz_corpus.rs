@@ -47,3 +47,8 @@ fn vary() {
 fn request_heads() {
     replay("request_head", checks::request_head);
 }
+
+#[test]
+fn targeted_cache_control() {
+    replay("targeted", checks::targeted);
+}

@@ -790,13 +790,144 @@ async fn the_proxy_mints_etags_only_when_asked() {
     assert!(status_of(&hit).contains("hit"), "{}", status_of(&hit));
     assert_eq!(hit.header("etag"), None);
 
+    let flags = app::CacheFlags {
+        mint_etags: true,
+        ..Default::default()
+    };
+    let s = setup_with(app, app::proxy_cache(MemoryStore::new(), &flags), false).await;
+    s.proxy.get("/a", &[]).await;
+    let hit = s.proxy.get("/a", &[]).await;
+    assert_eq!(hit.header("etag"), Some(common::expected_etag(b"a")));
+}
+
+/// RFC 9213: the proxy follows `CDN-Cache-Control` over `Cache-Control` and `Expires`, and
+/// does not pass it on; other caches downstream still get `Cache-Control` as it was.
+#[tokio::test]
+async fn cdn_cache_control_decides_for_the_proxy_and_goes_no_further() {
+    let calls = Counter::new();
+    let app = Router::new()
+        .route(
+            "/longer",
+            route(
+                &calls,
+                &[
+                    ("cache-control", "no-store"),
+                    ("expires", "Thu, 01 Jan 1970 00:00:00 GMT"),
+                    ("cdn-cache-control", "max-age=600"),
+                ],
+                "longer",
+            ),
+        )
+        .route(
+            "/shorter",
+            route(
+                &calls,
+                &[
+                    ("cache-control", "max-age=600"),
+                    ("cdn-cache-control", "no-store"),
+                ],
+                "shorter",
+            ),
+        )
+        .route(
+            "/invalid",
+            route(
+                &calls,
+                // Not a Dictionary (upper case): ignored as a whole, Cache-Control decides.
+                &[
+                    ("cache-control", "max-age=600"),
+                    ("cdn-cache-control", "Max-Age=0, no-store"),
+                ],
+                "invalid",
+            ),
+        );
+    let s = setup(app).await;
+
+    let first = s.proxy.get("/longer", &[]).await;
+    assert_eq!(
+        first.header("cdn-cache-control"),
+        None,
+        "consumed by this cache"
+    );
+    assert_eq!(
+        first.header("cache-control").as_deref(),
+        Some("no-store"),
+        "unchanged downstream"
+    );
+    let hit = s.proxy.get("/longer", &[]).await;
+    assert!(status_of(&hit).contains("hit"), "{}", status_of(&hit));
+    assert_eq!(hit.text(), "longer");
+    assert!(
+        status_of(&hit).contains("ttl=59") || status_of(&hit).contains("ttl=600"),
+        "{}",
+        status_of(&hit)
+    );
+    assert_eq!(hit.header("cdn-cache-control"), None);
+    assert_eq!(
+        calls.get(),
+        1,
+        "Cache-Control: no-store and a past Expires were ignored"
+    );
+
+    // The targeted no-store wins over a generous Cache-Control: never stored.
+    for _ in 0..2 {
+        let res = s.proxy.get("/shorter", &[]).await;
+        assert!(!status_of(&res).contains("hit"), "{}", status_of(&res));
+        assert_eq!(res.header("cache-control").as_deref(), Some("max-age=600"));
+    }
+    assert_eq!(calls.get(), 3);
+
+    s.proxy.get("/invalid", &[]).await;
+    let hit = s.proxy.get("/invalid", &[]).await;
+    assert!(status_of(&hit).contains("hit"), "{}", status_of(&hit));
+    assert_eq!(calls.get(), 4);
+}
+
+/// `--forward-targeted` keeps the field for CDN caches further downstream; `--targeted none`
+/// makes the proxy read `Cache-Control` only.
+#[tokio::test]
+async fn targeted_fields_can_be_forwarded_or_not_followed() {
+    let calls = Counter::new();
+    let headers: &'static [(&'static str, &'static str)] = &[
+        ("cache-control", "no-store"),
+        ("cdn-cache-control", "max-age=600"),
+    ];
+    let app = Router::new().route("/a", route(&calls, headers, "a"));
+
+    let forward = app::CacheFlags {
+        forward_targeted: true,
+        ..Default::default()
+    };
     let s = setup_with(
-        app,
-        crate::app::proxy_cache(MemoryStore::new(), true),
+        app.clone(),
+        app::proxy_cache(MemoryStore::new(), &forward),
         false,
     )
     .await;
     s.proxy.get("/a", &[]).await;
     let hit = s.proxy.get("/a", &[]).await;
-    assert_eq!(hit.header("etag"), Some(common::expected_etag(b"a")));
+    assert!(status_of(&hit).contains("hit"), "{}", status_of(&hit));
+    assert_eq!(
+        hit.header("cdn-cache-control").as_deref(),
+        Some("max-age=600")
+    );
+
+    let none = app::CacheFlags {
+        targeted: Vec::new(),
+        ..Default::default()
+    };
+    let s = setup_with(app, app::proxy_cache(MemoryStore::new(), &none), false).await;
+    for _ in 0..2 {
+        let res = s.proxy.get("/a", &[]).await;
+        assert!(
+            status_of(&res).contains("detail=no-store"),
+            "{}",
+            status_of(&res)
+        );
+        assert_eq!(
+            res.header("cdn-cache-control").as_deref(),
+            Some("max-age=600"),
+            "not ours: passed on"
+        );
+    }
 }

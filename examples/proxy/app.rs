@@ -185,11 +185,36 @@ pub fn caching_proxy(
         .layer(preparing(config)))
 }
 
-/// The proxy's cache over `store`, a shared cache. It mints no validators unless
-/// `mint_etags` (`--mint-etags`): in front of an origin it does not speak for, clients see
-/// the origin's validators only.
-pub fn proxy_cache(store: MemoryStore, mint_etags: bool) -> ResponseCache<MemoryStore> {
-    ResponseCache::builder(store).mint_etags(mint_etags).build()
+/// How the proxy's cache reads responses.
+#[derive(Clone, Debug)]
+pub struct CacheFlags {
+    /// Mint validators for responses without one (`--mint-etags`; off: in front of an
+    /// origin it does not speak for, clients see the origin's validators only).
+    pub mint_etags: bool,
+    /// The targeted cache-control fields it follows (RFC 9213), most applicable first:
+    /// `CDN-Cache-Control` unless `--targeted` names others (`--targeted none`: none).
+    pub targeted: Vec<HeaderName>,
+    /// Keep them in responses (`--forward-targeted`), for CDN caches further downstream.
+    pub forward_targeted: bool,
+}
+
+impl Default for CacheFlags {
+    fn default() -> Self {
+        Self {
+            mint_etags: false,
+            targeted: vec![HeaderName::from_static("cdn-cache-control")],
+            forward_targeted: false,
+        }
+    }
+}
+
+/// The proxy's cache over `store`: a shared cache, read as `flags` say.
+pub fn proxy_cache(store: MemoryStore, flags: &CacheFlags) -> ResponseCache<MemoryStore> {
+    ResponseCache::builder(store)
+        .mint_etags(flags.mint_etags)
+        .targeted_cache_control(flags.targeted.iter().cloned())
+        .forward_targeted(flags.forward_targeted)
+        .build()
 }
 
 /// The layer that [`prepare`]s requests.

@@ -4,7 +4,10 @@
 //! `--trust-forwarded`, and `X-Forwarded-For` / `X-Forwarded-Proto` set), bodies stream both
 //! ways, and responses are cached as a shared cache (RFC 9111) in memory. `--mint-etags`
 //! gives stored responses without a validator an `ETag` of the cache's own (off by default:
-//! the proxy does not speak for the origin).
+//! the proxy does not speak for the origin). The proxy follows `CDN-Cache-Control` (RFC
+//! 9213) over `Cache-Control`, and removes it from its responses: `--targeted FIELD`
+//! (repeatable, most applicable first; `none` for none) names other fields,
+//! `--forward-targeted` keeps them for CDN caches downstream.
 //!
 //! ```sh
 //! cargo run --example proxy -- --upstream http://127.0.0.1:8000 --listen 127.0.0.1:8080
@@ -13,7 +16,7 @@
 
 mod app;
 
-use app::{caching_proxy, proxy_cache, ProxyConfig};
+use app::{caching_proxy, proxy_cache, CacheFlags, ProxyConfig};
 use std::net::SocketAddr;
 use tower_etag::store::MemoryStore;
 
@@ -21,7 +24,7 @@ struct Args {
     listen: SocketAddr,
     config: ProxyConfig,
     max_bytes: u64,
-    mint_etags: bool,
+    cache: CacheFlags,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -29,14 +32,26 @@ fn parse_args() -> Result<Args, String> {
     let mut upstream = None;
     let mut preserve_host = false;
     let mut trust_forwarded = false;
-    let mut mint_etags = false;
+    let mut cache = CacheFlags::default();
+    let mut targeted = Vec::new();
     let mut max_bytes = 128 * 1024 * 1024;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--preserve-host" => preserve_host = true,
             "--trust-forwarded" => trust_forwarded = true,
-            "--mint-etags" => mint_etags = true,
+            "--mint-etags" => cache.mint_etags = true,
+            "--forward-targeted" => cache.forward_targeted = true,
+            "--targeted" => {
+                let value = it.next().ok_or("--targeted needs a field name (or none)")?;
+                if value != "none" {
+                    let name = value
+                        .parse()
+                        .map_err(|e| format!("--targeted {value}: {e}"))?;
+                    targeted.push(name);
+                }
+                cache.targeted.clear();
+            }
             "--listen" | "--upstream" | "--max-bytes" => {
                 let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
                 match flag.as_str() {
@@ -63,6 +78,7 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     let upstream = upstream.ok_or("--upstream http://HOST:PORT is required")?;
+    cache.targeted.extend(targeted);
     Ok(Args {
         listen,
         config: ProxyConfig {
@@ -71,18 +87,18 @@ fn parse_args() -> Result<Args, String> {
             trust_forwarded,
         },
         max_bytes,
-        mint_etags,
+        cache,
     })
 }
 
 #[tokio::main]
 async fn main() {
     let args = parse_args().unwrap_or_else(|e| {
-        eprintln!("error: {e}\nusage: proxy --upstream http://127.0.0.1:8000 [--listen 127.0.0.1:8080] [--preserve-host] [--trust-forwarded] [--mint-etags] [--max-bytes N]");
+        eprintln!("error: {e}\nusage: proxy --upstream http://127.0.0.1:8000 [--listen 127.0.0.1:8080] [--preserve-host] [--trust-forwarded] [--mint-etags] [--targeted FIELD|none]... [--forward-targeted] [--max-bytes N]");
         std::process::exit(2);
     });
     let store = MemoryStore::builder().max_bytes(args.max_bytes).build();
-    let cache = proxy_cache(store, args.mint_etags);
+    let cache = proxy_cache(store, &args.cache);
     let app = caching_proxy(&args.config, &cache).unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(2);

@@ -26,6 +26,10 @@ impl CachePolicy {
     /// The explicit freshness lifetime: `s-maxage` (shared only), `max-age`,
     /// `Expires − Date` (§4.2.1). An invalid `Expires` gives zero.
     pub(super) fn explicit_lifetime(&self) -> Option<Duration> {
+        if self.targeted.is_some() {
+            // RFC 9213 §2.2: the targeted field's directives replace `Expires` too.
+            return super::freshness::directive_lifetime(&self.res_cc, self.shared());
+        }
         explicit_lifetime(
             &self.res_cc,
             &self.response_headers,
@@ -308,5 +312,72 @@ mod tests {
             secs(10) + super::super::DEFAULT_REVALIDATION_HEADROOM
         );
         assert!(!shared(&[("cache-control", "max-age=10")]).has_validators());
+    }
+}
+
+/// RFC 9213 §2.2: a targeted field on the cache's list decides its freshness, with
+/// `Cache-Control` and `Expires` ignored; not on the list, or invalid, it changes nothing.
+#[cfg(test)]
+mod targeted_tests {
+    use super::super::{test_util::*, CacheMode, CachePolicy, PolicyOptions};
+    use http::HeaderName;
+
+    const CDN: HeaderName = HeaderName::from_static("cdn-cache-control");
+
+    fn targeted(res_headers: &[(&str, &str)]) -> CachePolicy {
+        let options = PolicyOptions::default();
+        let (req, res) = (get(&[]), res(res_headers));
+        CachePolicy::with_targets(&req, &res, (t0(), t0()), CacheMode::Shared, options, &[CDN])
+    }
+
+    #[test]
+    fn the_targeted_lifetime_replaces_cache_control_and_expires() {
+        let expires = date(t0() + secs(10));
+        let headers = [
+            ("date", &*date(t0())),
+            ("cache-control", "max-age=60, s-maxage=30"),
+            ("expires", &*expires),
+            ("cdn-cache-control", "max-age=600"),
+        ];
+        let p = targeted(&headers);
+        assert_eq!(p.targeted(), Some(&CDN));
+        assert_eq!(p.freshness_lifetime(), secs(600));
+        assert!(p.storable().is_ok());
+        // Without `max-age` in the targeted field, `Expires` does not come back.
+        let p = targeted(&[
+            ("expires", &*expires),
+            ("cdn-cache-control", "must-revalidate"),
+        ]);
+        assert_eq!(p.freshness_lifetime(), secs(0));
+        // Its no-store wins over a storable Cache-Control.
+        assert!(targeted(&[
+            ("cache-control", "max-age=60"),
+            ("cdn-cache-control", "no-store")
+        ])
+        .storable()
+        .is_err());
+        // Not on the list: Cache-Control decides.
+        let p = shared(&[
+            ("cache-control", "max-age=60"),
+            ("cdn-cache-control", "max-age=600"),
+        ]);
+        assert_eq!((p.targeted(), p.freshness_lifetime()), (None, secs(60)));
+        // Invalid: ignored as a whole.
+        let p = targeted(&[
+            ("cache-control", "max-age=60"),
+            ("cdn-cache-control", "max-age=6OO"),
+        ]);
+        assert_eq!((p.targeted(), p.freshness_lifetime()), (None, secs(60)));
+    }
+
+    #[test]
+    fn parts_round_trip_keeps_the_targeted_field() {
+        let p = targeted(&[
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=600"),
+        ]);
+        let back = CachePolicy::from_parts(p.to_parts());
+        assert_eq!(back, p);
+        assert_eq!(back.freshness_lifetime(), secs(600));
     }
 }

@@ -21,13 +21,8 @@ pub fn explicit_lifetime(
     shared: bool,
     received: SystemTime,
 ) -> Option<Duration> {
-    if shared {
-        if let Some(s) = cc.s_maxage {
-            return Some(s);
-        }
-    }
-    if let Some(m) = cc.max_age {
-        return Some(m);
+    if let Some(lifetime) = directive_lifetime(cc, shared) {
+        return Some(lifetime);
     }
     if !headers.contains_key(EXPIRES) {
         return None;
@@ -37,6 +32,12 @@ pub fn explicit_lifetime(
     };
     let date = single_date(headers, DATE).unwrap_or(received);
     Some(expires.duration_since(date).unwrap_or(Duration::ZERO))
+}
+
+/// The lifetime the directives give: `s-maxage` (shared caches only), else `max-age`. With
+/// a targeted field (RFC 9213 §2.2) it is the whole explicit lifetime: `Expires` is ignored.
+pub(crate) fn directive_lifetime(cc: &CacheControl, shared: bool) -> Option<Duration> {
+    cc.s_maxage.filter(|_| shared).or(cc.max_age)
 }
 
 /// The `Age` field as a duration: `None` when absent or not a non-negative integer

@@ -72,8 +72,7 @@ fn connection_names(headers: &HeaderMap) -> Vec<HeaderName> {
 
 /// The names of the fields that are not stored: hop-by-hop ones, those `Connection` names,
 /// and those named by a qualified `no-cache` (and `private` in a shared cache).
-fn excluded(headers: &HeaderMap, mode: CacheMode) -> Vec<HeaderName> {
-    let cc = CacheControl::from_headers(headers);
+fn excluded(headers: &HeaderMap, mode: CacheMode, cc: &CacheControl) -> Vec<HeaderName> {
     let mut names: Vec<HeaderName> = HOP_BY_HOP
         .iter()
         .map(|n| HeaderName::from_static(n))
@@ -88,10 +87,21 @@ fn excluded(headers: &HeaderMap, mode: CacheMode) -> Vec<HeaderName> {
 }
 
 /// The header fields of a response as a cache stores them (RFC 9111 §3.1, §5.2.2.4,
-/// §5.2.2.7).
+/// §5.2.2.7), by its own `Cache-Control`.
+#[cfg(test)]
 pub(super) fn stored_headers(headers: &HeaderMap, mode: CacheMode) -> HeaderMap {
+    stored_headers_by(headers, mode, &CacheControl::from_headers(headers))
+}
+
+/// [`stored_headers`] by the directives `cc` this cache follows (its `Cache-Control`, or a
+/// targeted field: RFC 9213).
+pub(super) fn stored_headers_by(
+    headers: &HeaderMap,
+    mode: CacheMode,
+    cc: &CacheControl,
+) -> HeaderMap {
     let mut out = headers.clone();
-    for name in excluded(headers, mode) {
+    for name in excluded(headers, mode, cc) {
         out.remove(&name);
     }
     out
@@ -100,8 +110,14 @@ pub(super) fn stored_headers(headers: &HeaderMap, mode: CacheMode) -> HeaderMap 
 /// `stored` updated with the fields of `new` (a `304` or `HEAD` response), RFC 9111 §3.2:
 /// each field `new` carries replaces the stored one, except the excluded and
 /// content-describing fields.
-pub(super) fn updated_headers(stored: &HeaderMap, new: &HeaderMap, mode: CacheMode) -> HeaderMap {
-    let incoming = stored_headers(new, mode);
+pub(super) fn updated_headers(
+    stored: &HeaderMap,
+    new: &HeaderMap,
+    mode: CacheMode,
+    targeted: Option<&HeaderName>,
+) -> HeaderMap {
+    let cc = super::response_cache_control(new, targeted);
+    let incoming = stored_headers_by(new, mode, &cc);
     let mut out = stored.clone();
     let mut replaced: Vec<&HeaderName> = Vec::new();
     for (name, value) in &incoming {
@@ -115,7 +131,7 @@ pub(super) fn updated_headers(stored: &HeaderMap, new: &HeaderMap, mode: CacheMo
         out.append(name.clone(), value.clone());
     }
     // The new response's qualified no-cache / private may name fields already stored.
-    for name in excluded(new, mode) {
+    for name in excluded(new, mode, &cc) {
         out.remove(&name);
     }
     out
@@ -213,7 +229,7 @@ mod tests {
             ("x-multi", "c"),
             ("connection", "close"),
         ]);
-        let u = updated_headers(&stored, &new, CacheMode::Shared);
+        let u = updated_headers(&stored, &new, CacheMode::Shared, None);
         assert_eq!(u["content-length"], "5");
         assert_eq!(u["content-type"], "text/plain");
         assert_eq!(u["content-encoding"], "gzip");
@@ -227,7 +243,7 @@ mod tests {
     fn update_drops_fields_the_new_response_qualifies() {
         let stored = h(&[("x-user", "bob")]);
         let new = h(&[("cache-control", "private=\"x-user\"")]);
-        assert!(!updated_headers(&stored, &new, CacheMode::Shared).contains_key("x-user"));
-        assert!(updated_headers(&stored, &new, CacheMode::Private).contains_key("x-user"));
+        assert!(!updated_headers(&stored, &new, CacheMode::Shared, None).contains_key("x-user"));
+        assert!(updated_headers(&stored, &new, CacheMode::Private, None).contains_key("x-user"));
     }
 }

@@ -67,11 +67,22 @@ pub use revalidate::{
 };
 pub use storable::NotStorable;
 
-use crate::semantics::{cache_control::CacheControl, etag::EntityTag};
+use crate::semantics::{cache_control::CacheControl, etag::EntityTag, targeted};
 use http::{
     header::{AUTHORIZATION, ETAG, LAST_MODIFIED},
-    request, response, HeaderMap, HeaderValue, Method, StatusCode, Uri,
+    request, response, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri,
 };
+
+/// The response directives a cache follows: those of the targeted field `targeted` when it
+/// has valid ones (RFC 9213 §2.2), else `Cache-Control`'s.
+pub(crate) fn response_cache_control(
+    headers: &HeaderMap,
+    targeted: Option<&HeaderName>,
+) -> CacheControl {
+    targeted
+        .and_then(|name| targeted::directives(headers, name))
+        .unwrap_or_else(|| CacheControl::from_headers(headers))
+}
 use std::time::{Duration, SystemTime};
 
 /// Whether the cache is shared (a proxy or a server-side cache serving many users) or private
@@ -138,7 +149,8 @@ pub struct CachePolicy {
     request_no_store: bool,
     options: PolicyOptions,
     etag_minted: bool,
-    /// Derived from `response_headers`; not part of [`PolicyParts`].
+    targeted: Option<HeaderName>,
+    /// Derived from `response_headers` (and `targeted`); not part of [`PolicyParts`].
     res_cc: CacheControl,
     /// Derived once: §4.2.3 `corrected_initial_age` (parses `Date` and `Age`).
     initial_age: Duration,
@@ -185,6 +197,10 @@ pub struct PolicyParts {
     /// request ([`CachePolicy::revalidation_headers`]), nor compared with the origin's
     /// validators (the origin never issued it).
     pub etag_minted: bool,
+    /// The targeted cache-control field (RFC 9213) whose directives this cache follows
+    /// instead of `Cache-Control` and `Expires`, if the response had one on the cache's
+    /// target list ([`CachePolicy::with_targets`]).
+    pub targeted: Option<HeaderName>,
 }
 
 impl CachePolicy {
@@ -224,7 +240,28 @@ impl CachePolicy {
         mode: CacheMode,
         options: PolicyOptions,
     ) -> Self {
-        let response_headers = head::stored_headers(&res.headers, mode);
+        let times = (request_time, response_time);
+        Self::with_targets(req, res, times, mode, options, &[])
+    }
+
+    /// Like [`CachePolicy::with_options`], for a cache with a target list (RFC 9213): the
+    /// first field of `targets` the response has with a valid, non-empty value decides this
+    /// cache's policy, and `Cache-Control` and `Expires` are ignored for it (§2.2).
+    /// `times` are `(request_time, response_time)`.
+    pub fn with_targets(
+        req: &request::Parts,
+        res: &response::Parts,
+        times: (SystemTime, SystemTime),
+        mode: CacheMode,
+        options: PolicyOptions,
+        targets: &[HeaderName],
+    ) -> Self {
+        let (request_time, response_time) = times;
+        let (targeted, cc) = match targeted::select(&res.headers, targets) {
+            Some((name, cc)) => (Some(name.clone()), cc),
+            None => (None, CacheControl::from_headers(&res.headers)),
+        };
+        let response_headers = head::stored_headers_by(&res.headers, mode, &cc);
         let vary_request = vary::selecting_values(&response_headers, &req.headers);
         let req_cc = CacheControl::from_headers(&req.headers);
         Self::from_parts(PolicyParts {
@@ -240,12 +277,21 @@ impl CachePolicy {
             request_no_store: req_cc.no_store,
             options,
             etag_minted: false,
+            targeted,
         })
     }
 
     /// Rebuilds a policy from its plain data (as returned by [`CachePolicy::into_parts`]).
     pub fn from_parts(parts: PolicyParts) -> Self {
-        let res_cc = CacheControl::from_headers(&parts.response_headers);
+        // A targeted field that is gone or no longer valid (a 304 changed it) gives way to
+        // Cache-Control.
+        let targeted_cc = parts
+            .targeted
+            .as_ref()
+            .and_then(|name| targeted::directives(&parts.response_headers, name));
+        let targeted = parts.targeted.filter(|_| targeted_cc.is_some());
+        let res_cc =
+            targeted_cc.unwrap_or_else(|| CacheControl::from_headers(&parts.response_headers));
         let mut policy = Self {
             method: parts.method,
             uri: parts.uri,
@@ -259,6 +305,7 @@ impl CachePolicy {
             request_no_store: parts.request_no_store,
             options: parts.options,
             etag_minted: parts.etag_minted,
+            targeted,
             res_cc,
             initial_age: Duration::ZERO,
             lifetime: Duration::ZERO,
@@ -308,6 +355,7 @@ impl CachePolicy {
             request_no_store: self.request_no_store,
             options: self.options,
             etag_minted: self.etag_minted,
+            targeted: self.targeted,
         }
     }
 
@@ -338,6 +386,11 @@ impl CachePolicy {
         self.status == StatusCode::OK
             && !self.response_headers.contains_key(ETAG)
             && !self.response_headers.contains_key(LAST_MODIFIED)
+    }
+
+    /// The targeted field whose directives this policy follows ([`PolicyParts::targeted`]).
+    pub fn targeted(&self) -> Option<&HeaderName> {
+        self.targeted.as_ref()
     }
 
     /// Whether the stored `ETag` was minted by the cache ([`PolicyParts::etag_minted`]).

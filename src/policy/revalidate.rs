@@ -460,8 +460,12 @@ impl CachePolicy {
         request_time: SystemTime,
         response_time: SystemTime,
     ) -> CachePolicy {
-        let response_headers =
-            head::updated_headers(&self.response_headers, &new.headers, self.mode);
+        let response_headers = head::updated_headers(
+            &self.response_headers,
+            &new.headers,
+            self.mode,
+            self.targeted.as_ref(),
+        );
         self.with_headers(req, response_headers, request_time, response_time)
     }
 
@@ -489,6 +493,7 @@ impl CachePolicy {
             options: self.options,
             // A 304 keeps the stored tag (it never matched it: see `validators_match`).
             etag_minted: self.etag_minted,
+            targeted: self.targeted.clone(),
         })
     }
 

@@ -4,7 +4,7 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use crate::app::{caching_proxy, proxy_cache, ProxyConfig};
+use crate::app::{caching_proxy, proxy_cache, CacheFlags, ProxyConfig};
 use crate::common::{eventually, Resp, TestServer};
 use axum::{http::StatusCode, Router};
 use tower_etag::{response_cache::ResponseCache, store::MemoryStore};
@@ -39,7 +39,12 @@ pub async fn setup_with(
 
 /// `app` behind a proxy with the cache the proxy example makes by default.
 pub async fn setup(app: Router) -> Setup {
-    setup_with(app, proxy_cache(MemoryStore::new(), false), false).await
+    setup_with(
+        app,
+        proxy_cache(MemoryStore::new(), &CacheFlags::default()),
+        false,
+    )
+    .await
 }
 
 /// Waits until the proxy has `path` stored, probing with `only-if-cached` (which never

@@ -13,8 +13,9 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use std::{sync::Arc, time::Duration};
 
-// v2: flag bit 2 says the ETag was minted by the cache. A v1 reader must not take a minted
-// tag for the origin's (it would send it upstream), so the version changed.
+// v2: flag bit 2 says the ETag was minted by the cache (a v1 reader must not take a minted
+// tag for the origin's: it would send it upstream), and the targeted field followed
+// (RFC 9213) ends the record.
 const ENTRY_MAGIC: &[u8] = b"tower-etag entry v2\n";
 
 /// The head of an entry for `policy`: its encoding, and the policy itself for stores that
@@ -84,6 +85,12 @@ pub(crate) fn encode(policy: &CachePolicy) -> Bytes {
         w.bytes(name.as_str().as_bytes());
         w.bytes(value.as_bytes());
     }
+    // The targeted field followed (RFC 9213), or an empty name.
+    w.bytes(
+        p.targeted
+            .as_ref()
+            .map_or(&b""[..], |n| n.as_str().as_bytes()),
+    );
     Bytes::from(w.0)
 }
 
@@ -122,6 +129,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<CachePolicy> {
         let value = HeaderValue::from_bytes(r.bytes()?).ok()?;
         response_headers.append(name, value);
     }
+    let targeted = match r.bytes()? {
+        b"" => None,
+        name => Some(HeaderName::from_bytes(name).ok()?),
+    };
     if !r.is_empty() {
         return None;
     }
@@ -137,6 +148,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<CachePolicy> {
         request_authorization: flags & 1 != 0,
         request_no_store: flags & 2 != 0,
         etag_minted: flags & 4 != 0,
+        targeted,
         options: PolicyOptions {
             heuristic_max,
             revalidation_headroom,
@@ -202,6 +214,16 @@ mod tests {
             .unwrap();
         assert!(minted.etag_minted());
         assert_eq!(decode(&encode(&minted)), Some(minted));
+        // The targeted field followed (RFC 9213) is kept.
+        let mut parts = policy().into_parts();
+        parts.response_headers.insert(
+            "cdn-cache-control",
+            http::HeaderValue::from_static("max-age=600"),
+        );
+        parts.targeted = Some(HeaderName::from_static("cdn-cache-control"));
+        let targeted = CachePolicy::from_parts(parts);
+        assert!(targeted.targeted().is_some());
+        assert_eq!(decode(&encode(&targeted)), Some(targeted));
     }
 
     #[test]

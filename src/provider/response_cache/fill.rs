@@ -153,13 +153,8 @@ impl<St: Store> ResponseCache<St> {
         {
             return answer.map(CacheBody::stored);
         }
-        let mut policy = Arc::new(CachePolicy::new(
-            &fill.request,
-            &parts,
-            fill.request_time,
-            response_time,
-            self.shared.config.mode,
-        ));
+        let times = (fill.request_time, response_time);
+        let mut policy = Arc::new(self.policy_of(&fill.request, &parts, times));
         let hint = body.size_hint();
         // Decided on the head as it came, before it is made the client's answer.
         let worth = self.worth_storing(&policy, &parts, hint, response_time);
@@ -192,11 +187,10 @@ impl<St: Store> ResponseCache<St> {
         let (body, status) = self
             .write_through(fill, &policy, body, written, response_time)
             .await;
-        let name = &self.shared.config.name;
         if background {
-            super::status::label(&mut parts.headers, &status, name);
+            super::status::label(&mut parts.headers, &status, &self.shared.config.name);
         } else {
-            super::status::issue(&mut parts.headers, &status, name);
+            self.finish_head(&mut parts.headers, &status);
         }
         let none = |hint| CacheBody::stored(HitBody::None(NoBody::with_hint(hint)));
         let body = match answer {

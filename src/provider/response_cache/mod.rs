@@ -81,7 +81,7 @@ use crate::{
     store::{Expect, Store, StoreError, StoreWriter},
 };
 use bytes::Bytes;
-use http::{request, Request, Response, Uri};
+use http::{request, HeaderName, Request, Response, Uri};
 use std::{
     collections::HashMap,
     fmt,
@@ -131,6 +131,10 @@ pub(crate) struct Config {
     pub(crate) mode: CacheMode,
     pub(crate) user_key: Option<UserKey>,
     pub(crate) mint_etags: bool,
+    /// The targeted cache-control fields this cache follows (RFC 9213), most applicable
+    /// first, and whether they go on downstream.
+    pub(crate) targets: Arc<[HeaderName]>,
+    pub(crate) forward_targeted: bool,
     pub(crate) coalesce_timeout: Duration,
     pub(crate) refresh_ahead: Option<Duration>,
     pub(crate) max_variants: usize,
@@ -190,6 +194,8 @@ pub struct ResponseCacheBuilder<St> {
     mode: CacheMode,
     user_key: Option<UserKey>,
     mint_etags: bool,
+    targets: Vec<HeaderName>,
+    forward_targeted: bool,
     coalesce_timeout: Duration,
     refresh_ahead: Option<Duration>,
     max_variants: usize,
@@ -262,6 +268,40 @@ impl<St: Store> ResponseCacheBuilder<St> {
         self
     }
 
+    /// The targeted cache-control fields (RFC 9213) this cache follows, most applicable first
+    /// (default: none). The first of them a response has with a valid, non-empty value
+    /// decides this cache's policy (freshness, `no-store`, `private`, `no-cache`,
+    /// `must-revalidate`, `stale-*`, ...) instead of `Cache-Control` and `Expires`, which
+    /// still go on downstream unchanged; an invalid one (not a Structured Fields
+    /// Dictionary) is ignored as a whole.
+    ///
+    /// A cache in front of origins, on their behalf, takes `CDN-Cache-Control` (the proxy
+    /// example does); a cache inside one application usually takes none, or a name of its
+    /// own (`Edge-Cache-Control`), so that it does not consume what is meant for a CDN in
+    /// front of it.
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// use tower_etag::{response_cache::ResponseCache, store::MemoryStore};
+    ///
+    /// let cache = ResponseCache::builder(MemoryStore::new())
+    ///     .targeted_cache_control([HeaderName::from_static("cdn-cache-control")])
+    ///     .build();
+    /// # let _ = cache;
+    /// ```
+    pub fn targeted_cache_control(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        self.targets = names.into_iter().collect();
+        self
+    }
+
+    /// Whether the targeted fields this cache follows go on in its responses (default:
+    /// no, they are removed: they were for this cache). RFC 9213 §3 lets a CDN cache keep
+    /// `CDN-Cache-Control` for CDN caches further downstream.
+    pub fn forward_targeted(mut self, forward: bool) -> Self {
+        self.forward_targeted = forward;
+        self
+    }
+
     /// How long concurrent requests for a key being fetched wait for that fetch before
     /// going to the inner service on their own (default 10 s). Once the fetch's response
     /// turns out to be a stream of unknown length they wait half a second more at most, and
@@ -314,6 +354,8 @@ impl<St: Store> ResponseCacheBuilder<St> {
                     mode: self.mode,
                     user_key: self.user_key,
                     mint_etags: self.mint_etags,
+                    targets: self.targets.into(),
+                    forward_targeted: self.forward_targeted,
                     coalesce_timeout: self.coalesce_timeout,
                     refresh_ahead: self.refresh_ahead,
                     max_variants: self.max_variants,
@@ -348,6 +390,8 @@ impl<St: Store> ResponseCache<St> {
             mode: CacheMode::Shared,
             user_key: None,
             mint_etags: true,
+            targets: Vec::new(),
+            forward_targeted: false,
             coalesce_timeout: Duration::from_secs(10),
             refresh_ahead: None,
             max_variants: DEFAULT_MAX_VARIANTS,
@@ -364,6 +408,25 @@ impl<St: Store> ResponseCache<St> {
     /// The store.
     pub fn store(&self) -> &St {
         &self.shared.store
+    }
+
+    /// The policy of a response as this cache reads it (its mode, its target list).
+    pub(crate) fn policy_of(
+        &self,
+        request: &request::Parts,
+        response: &http::response::Parts,
+        times: (SystemTime, SystemTime),
+    ) -> CachePolicy {
+        let config = &self.shared.config;
+        let options = crate::policy::PolicyOptions::default();
+        CachePolicy::with_targets(
+            request,
+            response,
+            times,
+            config.mode,
+            options,
+            &config.targets,
+        )
     }
 
     pub(crate) fn keyspace(&self) -> Keyspace<'_, St> {
@@ -392,7 +455,7 @@ impl<St: Store> ResponseCache<St> {
             return Ok(false);
         };
         let now = SystemTime::now();
-        let policy = CachePolicy::new(&req_parts, &res_parts, now, now, self.shared.config.mode);
+        let policy = self.policy_of(&req_parts, &res_parts, (now, now));
         let ttl = policy.storage_ttl(now);
         if policy.storable().is_err() || ttl.is_zero() {
             return Ok(false);

@@ -5,7 +5,7 @@
 use super::{
     body::HitBody,
     lookup::StoredEntry,
-    status::{with_status, CacheStatus},
+    status::{issue, CacheStatus},
     ResponseCache,
 };
 use crate::{
@@ -72,12 +72,25 @@ impl<St> ResponseCache<St> {
         self.with_status(res, status)
     }
 
-    /// `response` with the cache's `Cache-Status`.
+    /// `response` as the cache sends it ([`ResponseCache::finish_head`]).
     pub(crate) fn with_status<B>(
         &self,
-        response: Response<B>,
+        mut response: Response<B>,
         status: &CacheStatus,
     ) -> Response<B> {
-        with_status(response, status, &self.shared.config.name)
+        self.finish_head(response.headers_mut(), status);
+        response
+    }
+
+    /// The last word on every response head the cache sends: its `Cache-Status`, and
+    /// without the targeted fields it followed unless they are to go on (RFC 9213 §3).
+    pub(crate) fn finish_head(&self, headers: &mut HeaderMap, status: &CacheStatus) {
+        let config = &self.shared.config;
+        if !config.forward_targeted {
+            for name in config.targets.iter() {
+                headers.remove(name);
+            }
+        }
+        issue(headers, status, &config.name);
     }
 }

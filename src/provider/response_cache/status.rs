@@ -1,7 +1,7 @@
 //! The `Cache-Status` response field (RFC 9211).
 
 use crate::semantics::headers::push_decimal;
-use http::{HeaderMap, HeaderName, HeaderValue, Response};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The name of the `Cache-Status` field (RFC 9211).
 pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -122,16 +122,6 @@ pub(crate) fn issue(headers: &mut HeaderMap, status: &CacheStatus, name: &str) {
 /// not counted as a response.
 pub(crate) fn label(headers: &mut HeaderMap, status: &CacheStatus, name: &str) {
     headers.insert(CACHE_STATUS, status.to_header_value(name));
-}
-
-/// `response` with its `Cache-Status` set to `status` under the cache's `name` ([`issue`]).
-pub(crate) fn with_status<B>(
-    mut response: Response<B>,
-    status: &CacheStatus,
-    name: &str,
-) -> Response<B> {
-    issue(response.headers_mut(), status, name);
-    response
 }
 
 /// Whether `name` may stand as a Structured Fields token (RFC 8941 §3.3.4); otherwise it is
