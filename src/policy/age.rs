@@ -239,8 +239,19 @@ mod tests {
         assert_eq!(p.age(t0()), secs(30));
         assert_eq!(p.age(at(10)), secs(40));
         assert_eq!(p.time_to_live(at(10)), secs(60));
-        // An invalid Age is ignored.
-        assert_eq!(shared(&[("age", "-3")]).age(t0()), Duration::ZERO);
+    }
+
+    /// An `Age` nobody can read (a suffix, parameters, a sign) makes the response stale: it
+    /// is never fresh on the strength of it (and never taken as 0).
+    #[test]
+    fn an_invalid_age_is_stale_never_fresh() {
+        for age in ["30s", "30;x=1", "-3", "1.5", "30, 30"] {
+            let p = shared(&[("cache-control", "max-age=3600"), ("age", age)]);
+            assert!(!p.is_fresh(t0()), "{age:?}");
+            assert_eq!(p.time_to_live(t0()), Duration::ZERO);
+        }
+        let p = shared(&[("cache-control", "max-age=3600"), ("age", " 30 ")]);
+        assert!(p.is_fresh(t0()), "white space around a valid value is fine");
     }
 
     #[test]

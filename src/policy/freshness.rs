@@ -2,6 +2,7 @@
 //!
 //! Pure code: the clock is passed in.
 
+use crate::semantics::cache_control::DELTA_SECONDS_MAX;
 use crate::semantics::{cache_control::CacheControl, dates::single_date};
 use http::{
     header::{AGE, DATE, EXPIRES},
@@ -40,16 +41,21 @@ pub(crate) fn directive_lifetime(cc: &CacheControl, shared: bool) -> Option<Dura
     cc.s_maxage.filter(|_| shared).or(cc.max_age)
 }
 
-/// The `Age` field as a duration: `None` when absent or not a non-negative integer
-/// (RFC 9111 §5.1: such a value is ignored). A huge value saturates.
+/// The `Age` field as a duration; `None` when absent. A field that is not one
+/// non-negative integer (a suffix as in `30s`, parameters, a sign, a list, two lines) is
+/// read as the largest age there is, 2^31 s, as a value too large to represent is (RFC 9111
+/// §1.2.2): the response is stale, never fresh on the strength of an age nobody can read.
 pub fn age_header(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(AGE)?.to_str().ok()?.trim();
-    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(Duration::from_secs(
-        v.parse::<u64>().unwrap_or(u64::MAX / 4),
-    ))
+    let mut lines = headers.get_all(AGE).iter();
+    let first = lines.next()?;
+    let value = first.to_str().ok().map(str::trim).filter(|v| {
+        lines.next().is_none() && !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())
+    });
+    let secs = value.map_or(DELTA_SECONDS_MAX, |v| {
+        v.parse::<u64>()
+            .map_or(DELTA_SECONDS_MAX, |n| n.min(DELTA_SECONDS_MAX))
+    });
+    Some(Duration::from_secs(secs))
 }
 
 #[cfg(test)]
@@ -126,9 +132,19 @@ mod tests {
             age_header(&h(&[(AGE, "30")])),
             Some(Duration::from_secs(30))
         );
-        assert_eq!(age_header(&h(&[(AGE, "-1")])), None);
-        assert_eq!(age_header(&h(&[(AGE, "abc")])), None);
-        assert!(age_header(&h(&[(AGE, "999999999999999999999999")])).is_some());
+        let largest = Some(Duration::from_secs(DELTA_SECONDS_MAX));
+        for invalid in ["-1", "abc", "30s", "30;q=1", "30, 40", "3.5", ""] {
+            assert_eq!(age_header(&h(&[(AGE, invalid)])), largest, "{invalid:?}");
+        }
+        assert_eq!(
+            age_header(&h(&[(AGE, "30"), (AGE, "30")])),
+            largest,
+            "two lines"
+        );
+        assert_eq!(
+            age_header(&h(&[(AGE, "999999999999999999999999")])),
+            largest
+        );
         assert_eq!(age_header(&HeaderMap::new()), None);
     }
 }

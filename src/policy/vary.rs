@@ -12,8 +12,10 @@ pub(crate) fn varies_on_everything(response_headers: &HeaderMap) -> bool {
 /// The normalised value of a request field: each line trimmed with its white space runs
 /// folded to one space, the lines joined with `", "` (§4.1 allows normalising "by combining
 /// multiple header field lines ... or normalizing both header field values"), `%` and bytes
-/// outside visible ASCII percent-encoded. `None` when the field is absent, which only
-/// matches absence.
+/// outside visible ASCII percent-encoded. For the `Accept*` list fields, the white space
+/// around commas goes too, and `Accept-Language` and `Accept-Encoding` are lower-cased
+/// (their values are case-insensitive). `None` when the field is absent, which only matches
+/// absence.
 pub(super) fn normalized(headers: &HeaderMap, name: &str) -> Option<String> {
     let mut out = String::new();
     normalized_into(headers, name, &mut out).then_some(out)
@@ -27,24 +29,49 @@ pub(crate) fn normalized_into(headers: &HeaderMap, name: &str, out: &mut String)
     if lines.peek().is_none() {
         return false;
     }
+    let list = LIST_FIELDS.contains(&name);
+    let caseless = CASELESS_FIELDS.contains(&name);
     for (i, line) in lines.enumerate() {
         if i > 0 {
-            out.push_str(", ");
+            out.push_str(if list { "," } else { ", " });
         }
         let mut gap = false;
+        let mut after_comma = false;
         for &b in line.as_bytes().trim_ascii() {
             if b == b' ' || b == b'\t' {
                 gap = true;
                 continue;
             }
-            if std::mem::take(&mut gap) {
+            if list && b == b',' {
+                // A list's members are what count, not the white space around its commas.
+                gap = false;
+                after_comma = true;
+                out.push(',');
+                continue;
+            }
+            if std::mem::take(&mut gap) && !after_comma {
                 out.push(' ');
             }
-            push_escaped(out, b);
+            after_comma = false;
+            push_escaped(out, if caseless { b.to_ascii_lowercase() } else { b });
         }
     }
     true
 }
+
+/// Request fields whose values are comma-separated lists: white space around the commas is
+/// not part of them (RFC 9110 §5.6.1), so it is dropped.
+const LIST_FIELDS: [&str; 4] = [
+    "accept",
+    "accept-charset",
+    "accept-encoding",
+    "accept-language",
+];
+
+/// Request fields whose values are case-insensitive: language tags (RFC 5646 §2.1.1) and
+/// content codings (RFC 9110 §8.4.1). Their members' order is kept: it can be the client's
+/// preference.
+const CASELESS_FIELDS: [&str; 2] = ["accept-encoding", "accept-language"];
 
 /// One byte of a field value as normalised text: visible ASCII as it is, `%` and every other
 /// byte (obs-text) percent-encoded, so that two values that differ in any byte never
@@ -113,6 +140,44 @@ mod tests {
         matches!(p.before(&get(req), at(1)), BeforeRequest::VaryMismatch)
     }
 
+    /// RFC 9111 §4.1: values that differ only in what their field's syntax ignores select
+    /// the same variant; values that differ in what counts do not.
+    #[test]
+    fn equivalent_accept_values_select_alike() {
+        let norm = |name: &'static str, lines: &[&'static str]| {
+            let mut h = HeaderMap::new();
+            for l in lines {
+                h.append(name, http::HeaderValue::from_static(l));
+            }
+            normalized(&h, name).unwrap()
+        };
+        let lang = norm("accept-language", &["en-US, fr;q=0.5"]);
+        for same in [
+            &["en-us,fr;q=0.5"][..],
+            &["EN-us ,\t fr;Q=0.5"],
+            &["en-US", "fr;q=0.5"],
+        ] {
+            assert_eq!(norm("accept-language", same), lang, "{same:?}");
+        }
+        assert_ne!(
+            norm("accept-language", &["fr;q=0.5, en-US"]),
+            lang,
+            "order is kept"
+        );
+        assert_eq!(
+            norm("accept-encoding", &["GZIP, br"]),
+            norm("accept-encoding", &["gzip,br"])
+        );
+        // Accept: spacing only (media type parameters may be case-sensitive).
+        assert_eq!(norm("accept", &["text/html , */*"]), "text/html,*/*");
+        assert_ne!(
+            norm("accept", &["Text/HTML"]),
+            norm("accept", &["text/html"])
+        );
+        // Not a list field: as it is, but for runs of white space.
+        assert_eq!(norm("user-agent", &["A ,  B"]), "A , B");
+    }
+
     #[test]
     fn values_that_differ_in_any_byte_never_normalise_alike() {
         let latin1 = |b: u8| {
@@ -136,8 +201,10 @@ mod tests {
         ]);
         assert_eq!(
             normalized(&m, "accept").as_deref(),
-            Some("text/html, application/json, x y")
+            Some("text/html,application/json,x y")
         );
+        let other = h(&[("x-list", "  a,\t  b  "), ("x-list", "x   y")]);
+        assert_eq!(normalized(&other, "x-list").as_deref(), Some("a, b, x y"));
         assert_eq!(normalized(&m, "accept-language"), None);
         assert_eq!(normalized(&h(&[("a", "")]), "a").as_deref(), Some(""));
     }

@@ -26,7 +26,7 @@ use http::{
 use std::{borrow::Cow, time::Duration};
 
 /// RFC 9111 §1.2.2: a delta-seconds too large to represent is taken as 2^31.
-const DELTA_SECONDS_MAX: u64 = 2_147_483_648;
+pub(crate) const DELTA_SECONDS_MAX: u64 = 2_147_483_648;
 
 /// A directive that may stand alone or name header fields (`no-cache="Set-Cookie"`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
