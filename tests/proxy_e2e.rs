@@ -931,3 +931,81 @@ async fn targeted_fields_can_be_forwarded_or_not_followed() {
         );
     }
 }
+
+/// RFC 9111 §4.2.4: a cache cut off from its origin may serve stale. With a grace
+/// (`--stale-if-unreachable`), the proxy serves an entry past its freshness when it cannot
+/// connect (it answers 502 itself then), not where `must-revalidate` forbids it; without
+/// one, the client gets the 502.
+#[tokio::test]
+async fn a_grace_covers_an_origin_that_cannot_be_reached() {
+    let calls = Counter::new();
+    let app = Router::new()
+        .route("/a", route(&calls, &[("cache-control", "max-age=1")], "a"))
+        .route(
+            "/strict",
+            route(
+                &calls,
+                &[("cache-control", "max-age=1, must-revalidate")],
+                "strict",
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let config = ProxyConfig {
+        upstream: format!("http://{origin}").parse().unwrap(),
+        ..ProxyConfig::default()
+    };
+    let graced = app::CacheFlags {
+        grace: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let with_grace = app::proxy_cache(MemoryStore::new(), &graced);
+    let without = app::proxy_cache(MemoryStore::new(), &app::CacheFlags::default());
+    let proxies = [
+        TestServer::start(app::caching_proxy(&config, &with_grace).unwrap()).await,
+        TestServer::start(app::caching_proxy(&config, &without).unwrap()).await,
+    ];
+    for proxy in &proxies {
+        assert_eq!(proxy.get("/a", &[]).await.text(), "a");
+        assert_eq!(proxy.get("/strict", &[]).await.text(), "strict");
+    }
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    // Let the entries go stale (max-age=1).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let res = proxies[0].get("/a", &[]).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", status_of(&res));
+    assert_eq!(res.text(), "a");
+    assert!(
+        status_of(&res).contains("detail=stale-if-unreachable"),
+        "{}",
+        status_of(&res)
+    );
+    assert!(
+        status_of(&res).contains("fwd-status=502"),
+        "{}",
+        status_of(&res)
+    );
+    let res = proxies[0].get("/strict", &[]).await;
+    assert_eq!(
+        res.status,
+        StatusCode::BAD_GATEWAY,
+        "must-revalidate: never stale"
+    );
+    let res = proxies[1].get("/a", &[]).await;
+    assert_eq!(
+        res.status,
+        StatusCode::BAD_GATEWAY,
+        "no grace, no stale-if-error"
+    );
+    assert_eq!(calls.get(), 4);
+}

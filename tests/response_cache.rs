@@ -106,6 +106,34 @@ async fn stale_if_error_answers_when_the_inner_service_errors() {
     assert_eq!(calls.get(), 2);
 }
 
+/// With a grace for an unreachable origin, an inner service that fails is covered even
+/// without `stale-if-error` (RFC 9111 §4.2.4, a disconnected cache).
+#[tokio::test]
+async fn a_grace_answers_when_the_inner_service_errors() {
+    let calls = Counter::new();
+    let cache = ResponseCache::builder(MemoryStore::new())
+        .stale_if_unreachable(Duration::from_secs(60))
+        .build();
+    let svc = cache.layer().layer(origin(&calls, "max-age=1", 2));
+    let (_, body) = send(&svc, get("/a")).await;
+    assert_eq!(body, "v1");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (res, body) = send(&svc, get("/a")).await;
+    assert_eq!(body, "v1", "the stale entry instead of the error");
+    assert!(
+        cache_status(&res).contains("detail=stale-if-unreachable"),
+        "{}",
+        cache_status(&res)
+    );
+    // A request that asks for the origin is not answered stale.
+    let no_cache = Request::get("/a")
+        .header("host", "example.test")
+        .header("cache-control", "no-cache")
+        .body(Full::default())
+        .unwrap();
+    assert!(svc.clone().oneshot(no_cache).await.is_err());
+}
+
 #[tokio::test]
 async fn without_stale_if_error_the_inner_error_is_returned() {
     let calls = Counter::new();

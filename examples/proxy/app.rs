@@ -196,6 +196,9 @@ pub struct CacheFlags {
     pub targeted: Vec<HeaderName>,
     /// Keep them in responses (`--forward-targeted`), for CDN caches further downstream.
     pub forward_targeted: bool,
+    /// Serve entries this long past their freshness while the origin cannot be reached
+    /// (`--stale-if-unreachable SECS`; none by default).
+    pub grace: std::time::Duration,
 }
 
 impl Default for CacheFlags {
@@ -204,6 +207,7 @@ impl Default for CacheFlags {
             mint_etags: false,
             targeted: vec![HeaderName::from_static("cdn-cache-control")],
             forward_targeted: false,
+            grace: std::time::Duration::ZERO,
         }
     }
 }
@@ -214,6 +218,7 @@ pub fn proxy_cache(store: MemoryStore, flags: &CacheFlags) -> ResponseCache<Memo
         .mint_etags(flags.mint_etags)
         .targeted_cache_control(flags.targeted.iter().cloned())
         .forward_targeted(flags.forward_targeted)
+        .stale_if_unreachable(flags.grace)
         .build()
 }
 

@@ -7,7 +7,8 @@
 //! the proxy does not speak for the origin). The proxy follows `CDN-Cache-Control` (RFC
 //! 9213) over `Cache-Control`, and removes it from its responses: `--targeted FIELD`
 //! (repeatable, most applicable first; `none` for none) names other fields,
-//! `--forward-targeted` keeps them for CDN caches downstream.
+//! `--forward-targeted` keeps them for CDN caches downstream. `--stale-if-unreachable SECS`
+//! serves entries that long past their freshness while the origin cannot be reached.
 //!
 //! ```sh
 //! cargo run --example proxy -- --upstream http://127.0.0.1:8000 --listen 127.0.0.1:8080
@@ -52,6 +53,13 @@ fn parse_args() -> Result<Args, String> {
                 }
                 cache.targeted.clear();
             }
+            "--stale-if-unreachable" => {
+                let value = it.next().ok_or("--stale-if-unreachable needs seconds")?;
+                let secs: u64 = value
+                    .parse()
+                    .map_err(|e| format!("--stale-if-unreachable {value}: {e}"))?;
+                cache.grace = std::time::Duration::from_secs(secs);
+            }
             "--listen" | "--upstream" | "--max-bytes" => {
                 let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
                 match flag.as_str() {
@@ -94,7 +102,7 @@ fn parse_args() -> Result<Args, String> {
 #[tokio::main]
 async fn main() {
     let args = parse_args().unwrap_or_else(|e| {
-        eprintln!("error: {e}\nusage: proxy --upstream http://127.0.0.1:8000 [--listen 127.0.0.1:8080] [--preserve-host] [--trust-forwarded] [--mint-etags] [--targeted FIELD|none]... [--forward-targeted] [--max-bytes N]");
+        eprintln!("error: {e}\nusage: proxy --upstream http://127.0.0.1:8000 [--listen 127.0.0.1:8080] [--preserve-host] [--trust-forwarded] [--mint-etags] [--targeted FIELD|none]... [--forward-targeted] [--stale-if-unreachable SECS] [--max-bytes N]");
         std::process::exit(2);
     });
     let store = MemoryStore::builder().max_bytes(args.max_bytes).build();

@@ -371,6 +371,40 @@ impl CachePolicy {
             .map(|window| self.stale_until(window))
     }
 
+    /// Until when this stored response may stand in for an origin that cannot be reached
+    /// (the inner service fails, or a gateway answers 502 or 504), by a grace the cache was
+    /// configured with rather than a directive: RFC 9111 §4.2.4 lets a cache that is
+    /// "disconnected" serve stale. Never where a directive forbids serving stale (as for
+    /// [`CachePolicy::stale_if_error_until`]), nor to a request with `no-cache`, nor when
+    /// the response was not selected for `req`; `None` for a zero grace.
+    pub fn stale_if_unreachable_until(
+        &self,
+        req: &request::Parts,
+        head: &RequestHead,
+        grace: Duration,
+    ) -> Option<SystemTime> {
+        let refused = grace.is_zero()
+            || !self.selected_for(req)
+            || self.stale_forbidden()
+            || head.cache_control.no_cache.is_present();
+        (!refused).then(|| self.stale_until(grace))
+    }
+
+    /// How long to keep this response in a store whose cache serves it for `grace` past its
+    /// freshness when the origin cannot be reached: [`CachePolicy::storage_ttl`], or longer
+    /// for the grace, unless a directive forbids serving it stale.
+    pub fn storage_ttl_with_grace(&self, now: SystemTime, grace: Duration) -> Duration {
+        let ttl = self.storage_ttl(now);
+        if grace.is_zero() || self.stale_forbidden() {
+            return ttl;
+        }
+        let graced = self
+            .freshness_lifetime()
+            .saturating_add(grace)
+            .saturating_sub(self.age(now));
+        ttl.max(graced)
+    }
+
     /// The `stale-if-error` window that applies to a request with these directives.
     fn stale_if_error_window(&self, req_cc: &CacheControl) -> Option<Duration> {
         if self.stale_forbidden()
@@ -865,6 +899,44 @@ mod tests {
         assert_eq!(h[IF_NONE_MATCH], "\"v1\"");
         let h = p.revalidation_headers(&get(&[("if-none-match", "*")]));
         assert_eq!(h[IF_NONE_MATCH], "*");
+    }
+
+    /// RFC 9111 §4.2.4: a disconnected cache may serve stale, by a configured grace, except
+    /// where a directive forbids stale or the request asks for the origin.
+    #[test]
+    fn a_grace_for_an_unreachable_origin_and_what_forbids_it() {
+        let grace = secs(60);
+        let p = shared(&[("cache-control", "max-age=10")]);
+        let (req, head) = (get(&[]), head_of(&get(&[])));
+        assert_eq!(
+            p.stale_if_unreachable_until(&req, &head, grace),
+            Some(at(70))
+        );
+        assert_eq!(p.stale_if_unreachable_until(&req, &head, secs(0)), None);
+        assert_eq!(p.storage_ttl(t0()), secs(10));
+        assert_eq!(
+            p.storage_ttl_with_grace(t0(), grace),
+            secs(70),
+            "kept for the grace"
+        );
+        for forbidding in [
+            "max-age=10, must-revalidate",
+            "max-age=10, no-cache",
+            "s-maxage=10",
+        ] {
+            let p = shared(&[("cache-control", forbidding)]);
+            assert_eq!(
+                p.stale_if_unreachable_until(&req, &head, grace),
+                None,
+                "{forbidding}"
+            );
+            assert_eq!(p.storage_ttl_with_grace(t0(), grace), p.storage_ttl(t0()));
+        }
+        let no_cache = get(&[("cache-control", "no-cache")]);
+        assert_eq!(
+            p.stale_if_unreachable_until(&no_cache, &head_of(&no_cache), grace),
+            None
+        );
     }
 
     #[test]

@@ -202,7 +202,8 @@ impl<St: Store> ResponseCache<St> {
     }
 
     /// A revalidation whose answer is made from the stale entry: a `304` freshens it, a
-    /// `5xx` within `stale-if-error` gives way to it (RFC 5861 §4).
+    /// `5xx` within `stale-if-error` gives way to it (RFC 5861 §4), and so does a `502` or
+    /// `504` within the cache's grace for an unreachable origin.
     async fn answer_from_stale(
         &self,
         fill: &Fill,
@@ -214,14 +215,24 @@ impl<St: Store> ResponseCache<St> {
         if parts.status == StatusCode::NOT_MODIFIED {
             return Some(self.freshen(fill, stale, head, parts, now).await);
         }
-        let within = stale.stale_if_error_until.is_some_and(|until| now <= until);
-        if !(parts.status.is_server_error() && within) {
+        let within = |until: Option<SystemTime>| until.is_some_and(|until| now <= until);
+        // A gateway's 502 or 504 says the origin could not be reached (the proxy example
+        // answers so when it cannot connect): the cache's grace covers those.
+        let unreachable = matches!(
+            parts.status,
+            StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+        );
+        let detail = if parts.status.is_server_error() && within(stale.stale_if_error_until) {
+            "stale-if-error"
+        } else if unreachable && within(stale.unreachable_until) {
+            "stale-if-unreachable"
+        } else {
             return None;
-        }
+        };
         let status = CacheStatus {
             fwd: Some(fill.fwd),
             fwd_status: Some(parts.status.as_u16()),
-            detail: Some("stale-if-error"),
+            detail: Some(detail),
             ..CacheStatus::default()
         };
         Some(self.respond_stale(&stale.entry, head, now, &status))
@@ -382,7 +393,7 @@ impl<St: Store> ResponseCache<St> {
         if policy.vary_request().len() > MAX_VARY_NAMES {
             return Err("vary-too-large");
         }
-        let ttl = policy.storage_ttl(now);
+        let ttl = self.storage_ttl(policy, now);
         if ttl.is_zero() {
             return Err("zero-ttl");
         }
@@ -518,7 +529,7 @@ impl<St: Store> ResponseCache<St> {
     /// Stores `policy` as the head of `entry`, if `entry` is still what is stored; returns
     /// whether it was.
     async fn update(&self, entry: &StoredEntry, policy: CachePolicy, now: SystemTime) -> bool {
-        let ttl = policy.storage_ttl(now);
+        let ttl = self.storage_ttl(&policy, now);
         if ttl.is_zero() {
             self.remove(entry).await;
             return false;

@@ -68,6 +68,8 @@ pub(crate) struct Fill {
 pub(crate) struct Stale {
     pub(crate) entry: StoredEntry,
     pub(crate) stale_if_error_until: Option<SystemTime>,
+    /// Until when it stands in for an origin that cannot be reached, by the cache's grace.
+    pub(crate) unreachable_until: Option<SystemTime>,
 }
 
 /// An entry read from the store.
@@ -293,10 +295,15 @@ impl<St: Store> ResponseCache<St> {
                         };
                         return self.serve_and_refresh(response, entry, revalidation_headers, job);
                     }
+                    let grace = self.shared.config.unreachable_grace;
+                    let unreachable_until = entry
+                        .policy
+                        .stale_if_unreachable_until(&parts, &head, grace);
                     Some(Revalidation {
                         entry,
                         validators: revalidation_headers,
                         stale_if_error_until,
+                        unreachable_until,
                         fwd,
                     })
                 }
@@ -351,16 +358,25 @@ impl<St: Store> ResponseCache<St> {
             entry,
             validators,
             stale_if_error_until,
+            unreachable_until,
             fwd,
         }) = revalidation
         else {
             let (request, key) = self.fill(job, held, None, None);
             return Lookup::Miss { request, key };
         };
-        let on_error = stale_if_error_until.map(|until| {
+        // The inner service failing is the origin being unreachable: either permission
+        // covers it, the longer one decides.
+        let on_error_until = stale_if_error_until.max(unreachable_until);
+        let on_error = on_error_until.map(|until| {
+            let detail = if stale_if_error_until == Some(until) {
+                "stale-if-error"
+            } else {
+                "stale-if-unreachable"
+            };
             let status = CacheStatus {
                 fwd: Some(fwd),
-                detail: Some("stale-if-error"),
+                detail: Some(detail),
                 ..CacheStatus::default()
             };
             (self.respond_stale(&entry, head, now, &status), until)
@@ -368,6 +384,7 @@ impl<St: Store> ResponseCache<St> {
         let stale = Stale {
             entry,
             stale_if_error_until,
+            unreachable_until,
         };
         let job = Job { fwd, ..job };
         let (request, key) = self.fill(job, held, Some(stale), Some(&validators));
@@ -483,6 +500,7 @@ impl<St: Store> ResponseCache<St> {
         let stale = Stale {
             entry,
             stale_if_error_until: None,
+            unreachable_until: None,
         };
         let (request, key) = self.fill(job, held, Some(stale), Some(&validators));
         Lookup::Refresh {
@@ -579,6 +597,7 @@ struct Revalidation {
     /// The conditional fields to send.
     validators: HeaderMap,
     stale_if_error_until: Option<SystemTime>,
+    unreachable_until: Option<SystemTime>,
     fwd: Fwd,
 }
 

@@ -135,6 +135,8 @@ pub(crate) struct Config {
     /// first, and whether they go on downstream.
     pub(crate) targets: Arc<[HeaderName]>,
     pub(crate) forward_targeted: bool,
+    /// How long past its freshness an entry stands in for an unreachable origin.
+    pub(crate) unreachable_grace: Duration,
     pub(crate) coalesce_timeout: Duration,
     pub(crate) refresh_ahead: Option<Duration>,
     pub(crate) max_variants: usize,
@@ -196,6 +198,7 @@ pub struct ResponseCacheBuilder<St> {
     mint_etags: bool,
     targets: Vec<HeaderName>,
     forward_targeted: bool,
+    unreachable_grace: Duration,
     coalesce_timeout: Duration,
     refresh_ahead: Option<Duration>,
     max_variants: usize,
@@ -302,6 +305,18 @@ impl<St: Store> ResponseCacheBuilder<St> {
         self
     }
 
+    /// A grace for an origin that cannot be reached (default: none): when the inner service
+    /// fails, or a gateway answers `502 Bad Gateway` or `504 Gateway Timeout`, an entry is
+    /// served for up to `grace` past its freshness even without `stale-if-error`
+    /// (`Cache-Status: ...; detail=stale-if-unreachable`), as RFC 9111 §4.2.4 lets a
+    /// disconnected cache do (Varnish calls it grace). Entries are kept that much longer.
+    /// Never where a directive forbids stale (`must-revalidate`, `no-cache`, and in a shared
+    /// cache `proxy-revalidate` or `s-maxage`), nor for a request with `no-cache`.
+    pub fn stale_if_unreachable(mut self, grace: Duration) -> Self {
+        self.unreachable_grace = grace;
+        self
+    }
+
     /// How long concurrent requests for a key being fetched wait for that fetch before
     /// going to the inner service on their own (default 10 s). Once the fetch's response
     /// turns out to be a stream of unknown length they wait half a second more at most, and
@@ -356,6 +371,7 @@ impl<St: Store> ResponseCacheBuilder<St> {
                     mint_etags: self.mint_etags,
                     targets: self.targets.into(),
                     forward_targeted: self.forward_targeted,
+                    unreachable_grace: self.unreachable_grace,
                     coalesce_timeout: self.coalesce_timeout,
                     refresh_ahead: self.refresh_ahead,
                     max_variants: self.max_variants,
@@ -392,6 +408,7 @@ impl<St: Store> ResponseCache<St> {
             mint_etags: true,
             targets: Vec::new(),
             forward_targeted: false,
+            unreachable_grace: Duration::ZERO,
             coalesce_timeout: Duration::from_secs(10),
             refresh_ahead: None,
             max_variants: DEFAULT_MAX_VARIANTS,
@@ -429,6 +446,12 @@ impl<St: Store> ResponseCache<St> {
         )
     }
 
+    /// How long a response is kept in the store: its policy's storage time, and the grace
+    /// for an unreachable origin.
+    pub(crate) fn storage_ttl(&self, policy: &CachePolicy, now: SystemTime) -> Duration {
+        policy.storage_ttl_with_grace(now, self.shared.config.unreachable_grace)
+    }
+
     pub(crate) fn keyspace(&self) -> Keyspace<'_, St> {
         Keyspace {
             store: &self.shared.store,
@@ -456,7 +479,7 @@ impl<St: Store> ResponseCache<St> {
         };
         let now = SystemTime::now();
         let policy = self.policy_of(&req_parts, &res_parts, (now, now));
-        let ttl = policy.storage_ttl(now);
+        let ttl = self.storage_ttl(&policy, now);
         if policy.storable().is_err() || ttl.is_zero() {
             return Ok(false);
         }
