@@ -21,7 +21,7 @@ use proxy_setup::{setup, setup_with, status_of, wait_until_stored, Setup};
 use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::Duration,
 };
@@ -1008,4 +1008,70 @@ async fn a_grace_covers_an_origin_that_cannot_be_reached() {
         "no grace, no stale-if-error"
     );
     assert_eq!(calls.get(), 4);
+}
+
+/// RFC 9111 §4.3.2: with nothing stored, the client's own `If-None-Match` may go on, so an
+/// origin's 304 reaches it without a body; nothing is stored from it, and the next request
+/// fills the cache as usual. The cache answers `If-Match` itself. (The proxy mints no tags:
+/// a cache that does keeps the client's validators to itself, see `minted_etags.rs`.)
+#[tokio::test]
+async fn a_conditional_miss_lets_the_origin_answer_304() {
+    let calls = Counter::new();
+    type Seen = Arc<Mutex<Vec<(Option<String>, Option<String>)>>>;
+    let seen: Seen = Arc::default();
+    let app = {
+        let (calls, seen) = (calls.clone(), seen.clone());
+        Router::new().route(
+            "/a",
+            axum::routing::get(move |headers: HeaderMap| {
+                calls.inc();
+                let field = |n: &str| headers.get(n).map(|v| v.to_str().unwrap().to_owned());
+                let inm = field("if-none-match");
+                seen.lock().unwrap().push((inm.clone(), field("if-match")));
+                async move {
+                    let h = [("cache-control", "max-age=60"), ("etag", "\"v1\"")];
+                    if inm.as_deref() == Some("\"v1\"") {
+                        response(304, &h, "")
+                    } else {
+                        response(200, &h, "a")
+                    }
+                }
+            }),
+        )
+    };
+    let s = setup(app).await;
+    let res = s.proxy.get("/a", &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!(res.status, StatusCode::NOT_MODIFIED);
+    assert!(res.body.is_empty());
+    assert!(
+        status_of(&res).contains("detail=client-conditional"),
+        "{}",
+        status_of(&res)
+    );
+    assert_eq!(seen.lock().unwrap()[0].0.as_deref(), Some("\"v1\""));
+
+    // Nothing was stored, and nothing holds the next request back.
+    let res = s.proxy.get("/a", &[]).await;
+    assert_eq!(res.text(), "a");
+    assert!(
+        status_of(&res).contains("fwd=uri-miss"),
+        "{}",
+        status_of(&res)
+    );
+    let res = s.proxy.get("/a", &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!(res.status, StatusCode::NOT_MODIFIED);
+    assert!(
+        status_of(&res).contains("hit"),
+        "now from the cache: {}",
+        status_of(&res)
+    );
+    assert_eq!(calls.get(), 2);
+
+    // If-Match is the cache's to answer, never sent on.
+    let s2 =
+        setup(Router::new().route("/b", route(&calls, &[("cache-control", "max-age=60")], "b")))
+            .await;
+    let res = s2.proxy.get("/b", &[("if-match", "\"other\"")]).await;
+    assert_eq!(res.status, StatusCode::PRECONDITION_FAILED);
+    assert!(seen.lock().unwrap().iter().all(|(_, im)| im.is_none()));
 }

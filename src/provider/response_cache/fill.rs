@@ -153,6 +153,16 @@ impl<St: Store> ResponseCache<St> {
         {
             return answer.map(CacheBody::stored);
         }
+        if fill.client_conditional && parts.status == StatusCode::NOT_MODIFIED {
+            // The origin's answer to the client's own conditional: the client's, and
+            // nothing to store (RFC 9111 §4.3.2). Others are not held back by it.
+            let status = CacheStatus {
+                fwd_status: Some(304),
+                detail: Some("client-conditional"),
+                ..CacheStatus::fwd(fill.fwd)
+            };
+            return self.with_status(Response::from_parts(parts, CacheBody::inner(body)), &status);
+        }
         let times = (fill.request_time, response_time);
         let mut policy = Arc::new(self.policy_of(&fill.request, &parts, times));
         let hint = body.size_hint();

@@ -60,6 +60,8 @@ pub(crate) struct Fill {
     pub(crate) held: Held,
     /// A revalidation: the stored entry and until when it may stand in for an error.
     pub(crate) stale: Option<Stale>,
+    /// A miss sent on with the client's own validators: a 304 is the client's answer.
+    pub(crate) client_conditional: bool,
     _filling: FillingUrl,
 }
 
@@ -131,6 +133,19 @@ struct Found {
     coalesce_key: String,
 }
 
+/// The validators of the client's conditional GET that may go on when nothing is stored
+/// (RFC 9111 §4.3.2): `If-None-Match` and `If-Modified-Since`. The cache answers the others
+/// (`If-Match`, `If-Unmodified-Since`, `If-Range`) itself, from what it gets.
+fn client_validators(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in [IF_NONE_MATCH, IF_MODIFIED_SINCE] {
+        for value in headers.get_all(&name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
 /// The request sent to the inner service on a miss or revalidation: a GET (a HEAD fetches
 /// the GET representation so it can be stored), with the cache's own validators if any.
 /// `parts` no longer has the client's conditionals: the cache answers them itself.
@@ -143,8 +158,11 @@ fn forwarded<ReqBody>(
     fill_request(&mut request);
     if let Some(v) = validators {
         let headers = request.headers_mut();
+        for name in v.keys() {
+            headers.remove(name);
+        }
         for (name, value) in v {
-            headers.insert(name, value.clone());
+            headers.append(name, value.clone());
         }
     }
     request
@@ -215,12 +233,22 @@ impl<St: Store> ResponseCache<St> {
         body: ReqBody,
     ) -> LookupResult<ReqBody> {
         // The cache answers the client's preconditions itself, from what it stores; the
-        // inner service only ever sees the cache's own validators.
-        if head.conditional {
+        // inner service sees the cache's own validators, or on a miss the client's (below):
+        // unless the cache mints tags, for then a client's tag may be one the origin never
+        // issued.
+        let client_validators = if head.conditional {
+            let validators = if self.shared.config.mint_etags {
+                HeaderMap::new()
+            } else {
+                client_validators(&parts.headers)
+            };
             for name in CONDITIONAL_FIELDS {
                 parts.headers.remove(name);
             }
-        }
+            validators
+        } else {
+            HeaderMap::new()
+        };
         let keyspace = self.keyspace();
         let mut collapsed = false;
         loop {
@@ -313,12 +341,20 @@ impl<St: Store> ResponseCache<St> {
                 // RFC 9111 §5.2.1.7: nothing suitable stored.
                 return Lookup::Hit(self.only_if_cached());
             }
-            // A revalidation is coalesced on its entry, a miss on what it will fill.
+            // A revalidation is coalesced on its entry, a miss on what it will fill. A miss
+            // that carries the client's validators is not: its answer may be the client's
+            // 304, which fills nothing for the others.
+            let conditional_miss = revalidation.is_none() && !client_validators.is_empty();
             let coalesce_key = match &revalidation {
                 Some(revalidation) => revalidation.entry.key.clone(),
                 None => found.coalesce_key,
             };
-            let guard = match self.shared.coalescer.join(&coalesce_key) {
+            let join = if conditional_miss {
+                Join::Alone
+            } else {
+                self.shared.coalescer.join(&coalesce_key)
+            };
+            let guard = match join {
                 Join::Leader(guard) => Some(guard),
                 Join::Alone => None,
                 Join::Follower(waiter) if !collapsed => {
@@ -340,17 +376,22 @@ impl<St: Store> ResponseCache<St> {
                 body,
                 fwd: miss,
             };
-            return self.forward(job, held, revalidation, &head, now);
+            let client_validators = conditional_miss.then_some(&client_validators);
+            return self.forward(job, held, revalidation, client_validators, &head, now);
         }
     }
 
     /// A miss (`revalidation` is `None`) or a revalidation, sent on to the inner service;
-    /// a revalidation within `stale-if-error` carries the stale answer for an error.
+    /// a revalidation within `stale-if-error` carries the stale answer for an error. A miss
+    /// carries `client_validators` when the client sent any (RFC 9111 §4.3.2: with nothing
+    /// stored, the client's own conditional may go on, so that an origin's 304 reaches it
+    /// without a body).
     fn forward<ReqBody>(
         &self,
         job: Job<ReqBody>,
         held: Held,
         revalidation: Option<Revalidation>,
+        client_validators: Option<&HeaderMap>,
         head: &RequestHead,
         now: SystemTime,
     ) -> LookupResult<ReqBody> {
@@ -362,7 +403,7 @@ impl<St: Store> ResponseCache<St> {
             fwd,
         }) = revalidation
         else {
-            let (request, key) = self.fill(job, held, None, None);
+            let (request, key) = self.fill(job, held, None, client_validators);
             return Lookup::Miss { request, key };
         };
         // The inner service failing is the origin being unreachable: either permission
@@ -538,6 +579,7 @@ impl<St: Store> ResponseCache<St> {
             request_time: SystemTime::now(),
             fwd,
             held,
+            client_conditional: stale.is_none() && validators.is_some(),
             stale,
             _filling: filling,
         };

@@ -263,6 +263,10 @@ impl<St: Store> ResponseCacheBuilder<St> {
     ///   does not tag, turn minting off (or tag in the application, with the ETag layer or
     ///   [`EtagCacheLayer::from_fn`](crate::EtagCacheLayer::from_fn) inside the cache).
     ///
+    /// - With minting on, a client's `If-None-Match` on a miss is answered by the cache
+    ///   from the full response; with it off, it goes on to the origin, whose `304` then
+    ///   reaches the client without a body (RFC 9111 §4.3.2).
+    ///
     /// Leave it on where the cache is part of the application (it then speaks for the
     /// origin). Turn it off in a proxy in front of origins you do not control, whose clients
     /// should see the origin's headers only (the proxy example does, unless `--mint-etags`).
