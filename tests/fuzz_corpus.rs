@@ -52,3 +52,8 @@ fn request_heads() {
 fn targeted_cache_control() {
     replay("targeted", checks::targeted);
 }
+
+#[test]
+fn ranges() {
+    replay("range", checks::range);
+}

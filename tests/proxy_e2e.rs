@@ -1075,3 +1075,116 @@ async fn a_conditional_miss_lets_the_origin_answer_304() {
     assert_eq!(res.status, StatusCode::PRECONDITION_FAILED);
     assert!(seen.lock().unwrap().iter().all(|(_, im)| im.is_none()));
 }
+
+/// RFC 9110 §14: a fresh stored full response answers a single `Range` with a 206 from its
+/// bytes; `If-Range` must match strongly; nothing asked for of the body is a 416; several
+/// ranges, or one that cannot be read, get the whole 200. Without a fresh entry the request
+/// goes on as it came, and nothing partial is stored.
+#[tokio::test]
+async fn ranges_are_answered_from_a_stored_full_response() {
+    let calls = Counter::new();
+    let ranges_seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let app = {
+        let (calls, seen) = (calls.clone(), ranges_seen.clone());
+        Router::new().route(
+            "/r",
+            axum::routing::get(move |headers: HeaderMap| {
+                calls.inc();
+                let range = headers.get("range").map(|v| v.to_str().unwrap().to_owned());
+                if let Some(r) = &range {
+                    seen.lock().unwrap().push(r.clone());
+                }
+                async move {
+                    let h = [("cache-control", "max-age=60"), ("etag", "\"v1\"")];
+                    match range.as_deref() {
+                        Some("bytes=0-1") => {
+                            let mut r = response(206, &h, "01");
+                            r.headers_mut()
+                                .insert("content-range", "bytes 0-1/10".parse().unwrap());
+                            r
+                        }
+                        _ => response(200, &h, "0123456789"),
+                    }
+                }
+            }),
+        )
+    };
+    let s = setup(app).await;
+    // Nothing stored: the range goes to the origin, and its 206 is not stored.
+    let res = s.proxy.get("/r", &[("range", "bytes=0-1")]).await;
+    assert_eq!(res.status, StatusCode::PARTIAL_CONTENT);
+    assert!(
+        status_of(&res).contains("detail=range"),
+        "{}",
+        status_of(&res)
+    );
+    assert_eq!(*ranges_seen.lock().unwrap(), vec!["bytes=0-1".to_owned()]);
+    let full = s.proxy.get("/r", &[]).await;
+    assert_eq!(full.text(), "0123456789");
+    assert!(
+        status_of(&full).contains("fwd=uri-miss"),
+        "{}",
+        status_of(&full)
+    );
+
+    let partial = |range: &'static str, want: &'static str, content_range: &'static str| {
+        let proxy = s.proxy.clone();
+        async move {
+            let res = proxy.get("/r", &[("range", range)]).await;
+            assert_eq!(res.status, StatusCode::PARTIAL_CONTENT, "{range}");
+            assert_eq!(res.text(), want, "{range}");
+            assert_eq!(res.header("content-range").as_deref(), Some(content_range));
+            assert_eq!(res.header("content-length"), Some(want.len().to_string()));
+            assert!(status_of(&res).contains("hit"), "{}", status_of(&res));
+        }
+    };
+    partial("bytes=2-4", "234", "bytes 2-4/10").await;
+    partial("bytes=7-", "789", "bytes 7-9/10").await;
+    partial("bytes=-3", "789", "bytes 7-9/10").await;
+    partial("bytes=-30", "0123456789", "bytes 0-9/10").await;
+
+    let res = s.proxy.get("/r", &[("range", "bytes=10-")]).await;
+    assert_eq!(res.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(res.header("content-range").as_deref(), Some("bytes */10"));
+    assert!(res.body.is_empty());
+    assert_eq!(res.header("cache-control"), None, "a 416 is not for caches");
+
+    for whole in ["bytes=0-1,4-5", "bytes=5-2", "items=0-1"] {
+        let res = s.proxy.get("/r", &[("range", whole)]).await;
+        assert_eq!(res.status, StatusCode::OK, "{whole}");
+        assert_eq!(res.text(), "0123456789");
+    }
+
+    // If-Range: a strong match lets the range apply; anything else gets the whole.
+    let res = s
+        .proxy
+        .get("/r", &[("range", "bytes=0-0"), ("if-range", "\"v1\"")])
+        .await;
+    assert_eq!((res.status, res.text()), (StatusCode::PARTIAL_CONTENT, "0"));
+    for stale in ["\"v2\"", "W/\"v1\""] {
+        let res = s
+            .proxy
+            .get("/r", &[("range", "bytes=0-0"), ("if-range", stale)])
+            .await;
+        assert_eq!(
+            (res.status, res.text()),
+            (StatusCode::OK, "0123456789"),
+            "{stale}"
+        );
+    }
+    // Preconditions come before the range (§13.2.2).
+    let res = s
+        .proxy
+        .get("/r", &[("range", "bytes=0-0"), ("if-none-match", "\"v1\"")])
+        .await;
+    assert_eq!(res.status, StatusCode::NOT_MODIFIED);
+    // HEAD ignores Range (§14.2).
+    let res = s.proxy.head("/r", &[("range", "bytes=0-0")]).await;
+    assert_eq!(res.status, StatusCode::OK);
+
+    assert_eq!(
+        calls.get(),
+        2,
+        "every range after the fill came from the cache"
+    );
+}

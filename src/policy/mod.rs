@@ -45,7 +45,9 @@
 //! # What is not implemented
 //!
 //! - Partial content (RFC 9111 §3.3, §3.4): `206` responses and any response with
-//!   `Content-Range` are never stored, and combining ranges is not done.
+//!   `Content-Range` are never stored, and combining ranges is not done. (The response
+//!   cache answers a single `Range` from a fresh stored full response:
+//!   [`semantics::range`](crate::semantics::range).)
 //! - Heuristic freshness uses the customary 10 % of `Date − Last-Modified` (§4.2.2), capped at
 //!   [`PolicyOptions::heuristic_max`].
 //! - `must-understand` (§5.2.2.3) makes a response storable only with a status code this

@@ -3,7 +3,10 @@
 //!
 //! The parser is lenient and total: any input gives a value, never a panic. Where a directive
 //! is malformed or repeated with different values, the reading that caches less is taken:
-//! a bad or conflicting `max-age` counts as `0` (stale), a bad `stale-*` window as absent.
+//! a bad `max-age` counts as `0` (stale), duplicates with different values keep the
+//! smallest (RFC 9111 §4.2.1 lets a cache take the first one or consider the response
+//! stale; the smallest is the cautious reading between the two), and a bad `stale-*` window
+//! is absent.
 //!
 //! ```
 //! use http::{HeaderMap, HeaderValue, header::CACHE_CONTROL};

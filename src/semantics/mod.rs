@@ -7,6 +7,7 @@ pub mod conditional;
 pub(crate) mod dates;
 pub mod etag;
 pub(crate) mod headers;
+pub mod range;
 pub mod request;
 pub(crate) mod structured;
 pub mod targeted;

@@ -20,7 +20,7 @@ use crate::{
 };
 use bytes::Bytes;
 use http::{
-    header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE},
+    header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE},
     request, HeaderMap, HeaderName, Method, Request, Response,
 };
 use std::{
@@ -133,6 +133,18 @@ struct Found {
     coalesce_key: String,
 }
 
+/// A ranged request's `Range` and its conditional fields (`If-Range` among them), as it
+/// came: what its answer from a stored response reads, and what goes on if there is none.
+fn range_fields(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in std::iter::once(&RANGE).chain(CONDITIONAL_FIELDS.iter()) {
+        for value in headers.get_all(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
 /// The validators of the client's conditional GET that may go on when nothing is stored
 /// (RFC 9111 §4.3.2): `If-None-Match` and `If-Modified-Since`. The cache answers the others
 /// (`If-Match`, `If-Unmodified-Since`, `If-Range`) itself, from what it gets.
@@ -212,10 +224,6 @@ impl<St: Store> ResponseCache<St> {
             // What the origin made of the body would be served to requests without it.
             return Class::Bypass(Fwd::Bypass, "request-body");
         }
-        if head.range {
-            // Partial content is not stored (RFC 9111 §3.4 is not implemented).
-            return Class::Bypass(Fwd::Bypass, "range");
-        }
         if head.cache_control.no_store {
             return Class::Bypass(Fwd::Request, "request-no-store");
         }
@@ -232,6 +240,11 @@ impl<St: Store> ResponseCache<St> {
         mut parts: request::Parts,
         body: ReqBody,
     ) -> LookupResult<ReqBody> {
+        // A GET with `Range` is answered from a fresh stored full response (RFC 9110 §14);
+        // anything else about it goes to the inner service as it came (partial content is
+        // not stored: RFC 9111 §3.4 is not implemented). HEAD ignores `Range` (§14.2).
+        let ranged =
+            (head.range && head.method == Method::GET).then(|| range_fields(&parts.headers));
         // The cache answers the client's preconditions itself, from what it stores; the
         // inner service sees the cache's own validators, or on a miss the client's (below):
         // unless the cache mints tags, for then a client's tag may be one the origin never
@@ -270,8 +283,12 @@ impl<St: Store> ResponseCache<St> {
                         ttl: Some(ttl.as_secs() as i64),
                         ..CacheStatus::hit()
                     };
-                    let response =
-                        self.respond(&entry.policy, headers, entry.body.clone(), &head, &status);
+                    let response = match &ranged {
+                        Some(fields) => self.respond_range(&entry, headers, &head, fields, &status),
+                        None => {
+                            self.respond(&entry.policy, headers, entry.body.clone(), &head, &status)
+                        }
+                    };
                     if self.shared.config.refresh_ahead.is_some_and(|w| ttl < w) {
                         let validators = entry.policy.revalidation_headers(&parts);
                         let job = Job {
@@ -340,6 +357,11 @@ impl<St: Store> ResponseCache<St> {
             if revalidation.is_none() && head.cache_control.only_if_cached {
                 // RFC 9111 §5.2.1.7: nothing suitable stored.
                 return Lookup::Hit(self.only_if_cached());
+            }
+            if let Some(fields) = ranged {
+                // Nothing fresh to take the range from: the request goes on as it came.
+                parts.headers.extend(fields);
+                return bypass(Request::from_parts(parts, body), Fwd::Bypass, "range");
             }
             // A revalidation is coalesced on its entry, a miss on what it will fill. A miss
             // that carries the client's validators is not: its answer may be the client's

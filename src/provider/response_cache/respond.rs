@@ -12,12 +12,16 @@ use crate::{
     middleware::body::NoBody,
     policy::CachePolicy,
     semantics::{
-        headers::{answer_preconditions, Answer},
+        headers::{answer_preconditions, bodiless_fields, Answer},
+        range::{self, RangeAnswer},
         request::RequestHead,
     },
 };
 use bytes::Bytes;
-use http::{header::CONTENT_LENGTH, HeaderMap, HeaderValue, Response, StatusCode};
+use http::{
+    header::{CONTENT_LENGTH, CONTENT_RANGE, IF_RANGE, RANGE},
+    HeaderMap, HeaderValue, Response, StatusCode,
+};
 use http_body::SizeHint;
 use std::time::SystemTime;
 
@@ -46,6 +50,56 @@ impl<St> ResponseCache<St> {
             Answer::PreconditionFailed => HitBody::bytes(Bytes::new()),
         };
         self.with_status(Response::from_parts(parts, body), status)
+    }
+
+    /// A fresh hit for a GET with `Range` (RFC 9110 §14), whose `Range` and `If-Range` lines
+    /// are in `request`: the client's preconditions first (§13.2.2, steps 1 to 4), then
+    /// `If-Range` (step 5), then the range: `206 Partial Content` with `Content-Range`, `416
+    /// Range Not Satisfiable` when nothing of the body is asked for, or the whole `200` (an
+    /// `If-Range` that does not hold, several ranges, one that cannot be read, a stored
+    /// status other than 200). The part is a slice of the stored bytes: nothing is copied.
+    pub(crate) fn respond_range(
+        &self,
+        entry: &StoredEntry,
+        headers: HeaderMap,
+        head: &RequestHead,
+        request: &HeaderMap,
+        status: &CacheStatus,
+    ) -> Response<HitBody> {
+        let body = entry.body.clone();
+        let whole = self.respond(&entry.policy, headers, body.clone(), head, status);
+        if whole.status() != StatusCode::OK {
+            return whole;
+        }
+        let if_range = request.get(IF_RANGE);
+        if if_range.is_some_and(|v| !range::if_range_holds(v, whole.headers())) {
+            return whole;
+        }
+        let len = body.len() as u64;
+        let (mut parts, _) = whole.into_parts();
+        let (status, content_range, part) = match range::answer(request.get_all(RANGE), len) {
+            RangeAnswer::Full => return Response::from_parts(parts, HitBody::bytes(body)),
+            RangeAnswer::Partial { start, end } => {
+                // `end < len` and `start <= end`: within the body.
+                let part = body.slice(start as usize..=end as usize);
+                let value = format!("bytes {start}-{end}/{len}");
+                (StatusCode::PARTIAL_CONTENT, value, part)
+            }
+            RangeAnswer::Unsatisfiable => {
+                // Like a 412, an answer to this request's Range only: not for caches.
+                bodiless_fields(&mut parts.headers, StatusCode::PRECONDITION_FAILED);
+                let value = format!("bytes */{len}");
+                (StatusCode::RANGE_NOT_SATISFIABLE, value, Bytes::new())
+            }
+        };
+        parts.status = status;
+        if let Ok(value) = HeaderValue::from_str(&content_range) {
+            parts.headers.insert(CONTENT_RANGE, value);
+        }
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(part.len()));
+        Response::from_parts(parts, HitBody::bytes(part))
     }
 
     /// A response made from a stored entry that is stale at `now` (served while it is
