@@ -1188,3 +1188,35 @@ async fn ranges_are_answered_from_a_stored_full_response() {
         "every range after the fill came from the cache"
     );
 }
+
+/// RFC 9211 §2: a cache adds its member after those of the caches before it, keeping them.
+#[tokio::test]
+async fn cache_status_keeps_the_members_of_caches_upstream() {
+    let calls = Counter::new();
+    let headers: &'static [(&'static str, &'static str)] = &[
+        ("cache-control", "max-age=60"),
+        ("cache-status", "origin-cache; hit"),
+    ];
+    let s = setup(Router::new().route("/a", route(&calls, headers, "a"))).await;
+    for expected in ["fwd=uri-miss", "hit"] {
+        let res = s.proxy.get("/a", &[]).await;
+        let members: Vec<String> = res
+            .headers
+            .get_all("cache-status")
+            .iter()
+            .flat_map(|v| {
+                v.to_str()
+                    .unwrap()
+                    .split(',')
+                    .map(|m| m.trim().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(members.len(), 2, "{members:?}");
+        assert_eq!(members[0], "origin-cache; hit");
+        assert!(
+            members[1].starts_with("tower-etag") && members[1].contains(expected),
+            "{members:?}"
+        );
+    }
+}

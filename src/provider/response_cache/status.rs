@@ -115,13 +115,15 @@ impl CacheStatus {
 pub(crate) fn issue(headers: &mut HeaderMap, status: &CacheStatus, name: &str) {
     let value = status.to_header_value(name);
     crate::middleware::observe::cache_status(status.outcome(), &value);
-    headers.insert(CACHE_STATUS, value);
+    // RFC 9211 §2: a cache adds its member after those of the caches before it ("caches
+    // SHOULD preserve the existing field value"); a line of its own is that member.
+    headers.append(CACHE_STATUS, value);
 }
 
 /// The `Cache-Status` of a response nobody receives (a background refresh): the field only,
 /// not counted as a response.
 pub(crate) fn label(headers: &mut HeaderMap, status: &CacheStatus, name: &str) {
-    headers.insert(CACHE_STATUS, status.to_header_value(name));
+    headers.append(CACHE_STATUS, status.to_header_value(name));
 }
 
 /// Whether `name` may stand as a Structured Fields token (RFC 8941 §3.3.4); otherwise it is
