@@ -1220,3 +1220,41 @@ async fn cache_status_keeps_the_members_of_caches_upstream() {
         );
     }
 }
+
+/// What the cache answers itself never reaches the origin: a conditional miss that carries
+/// `If-Match` (RFC 9110 §13.2.2 evaluates it first, and an origin's 304 would skip it), and
+/// the `Range` of a HEAD (§14.2: ignored) or of a request the cache fills for the whole.
+#[tokio::test]
+async fn what_the_cache_answers_itself_never_goes_upstream() {
+    type Seen = Arc<Mutex<Vec<(Option<String>, Option<String>)>>>;
+    let seen: Seen = Arc::default();
+    let app = {
+        let seen = seen.clone();
+        Router::new().route(
+            "/{name}",
+            axum::routing::get(move |headers: HeaderMap| {
+                let field = |n: &str| headers.get(n).map(|v| v.to_str().unwrap().to_owned());
+                seen.lock()
+                    .unwrap()
+                    .push((field("if-none-match"), field("range")));
+                async move {
+                    let h = [("cache-control", "max-age=60"), ("etag", "\"v1\"")];
+                    response(200, &h, "0123456789")
+                }
+            }),
+        )
+    };
+    let s = setup(app).await;
+    let res = s
+        .proxy
+        .get("/x", &[("if-match", "\"a\""), ("if-none-match", "\"v1\"")])
+        .await;
+    assert_eq!(
+        res.status,
+        StatusCode::PRECONDITION_FAILED,
+        "If-Match first"
+    );
+    let res = s.proxy.head("/y", &[("range", "bytes=0-1")]).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(*seen.lock().unwrap(), vec![(None, None), (None, None)]);
+}

@@ -174,8 +174,10 @@ pub struct PolicyParts {
     pub uri: Uri,
     /// The values, in the request, of the fields named by the response's `Vary`: lower-case
     /// field name and normalised value (lines joined with `", "`, `%` and non-ASCII bytes
-    /// percent-encoded, white space runs folded to
-    /// one space, ends trimmed); `None` when the request lacked the field. Sorted by name.
+    /// percent-encoded, white space runs folded to one space, ends trimmed; for the
+    /// `Accept*` lists no white space around commas, and `Accept-Language` and
+    /// `Accept-Encoding` lower-cased); `None` when the request lacked the field. Sorted by
+    /// name.
     pub vary_request: Vec<(String, Option<String>)>,
     /// The response status.
     pub status: StatusCode,

@@ -1,7 +1,6 @@
 //! Whether a response may be stored (RFC 9111 §3, §3.5).
 
 use super::{head::covers_all, CachePolicy};
-use crate::policy::freshness::explicit_lifetime;
 use http::{
     header::{CONTENT_RANGE, EXPIRES, SET_COOKIE},
     Method, StatusCode,
@@ -127,8 +126,10 @@ impl CachePolicy {
         if shared && self.response_headers.contains_key(SET_COOKIE) {
             return Err(NotStorable::SetCookie);
         }
-        let explicit = self.response_headers.contains_key(EXPIRES)
-            || explicit_lifetime(cc, &self.response_headers, shared, self.response_time).is_some();
+        // An `Expires` (even invalid) is explicit freshness, unless a targeted field replaces
+        // it (RFC 9213 §2.2).
+        let explicit = (self.targeted.is_none() && self.response_headers.contains_key(EXPIRES))
+            || self.explicit_lifetime().is_some();
         if !(explicit
             || cc.public
             || (!shared && cc.private.is_present())

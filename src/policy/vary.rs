@@ -35,6 +35,9 @@ pub(crate) fn normalized_into(headers: &HeaderMap, name: &str, out: &mut String)
         if i > 0 {
             out.push_str(if list { "," } else { ", " });
         }
+        // A quoted string keeps every byte: its commas and spaces are content.
+        let quoted = line.as_bytes().contains(&b'"');
+        let (list, caseless) = (list && !quoted, caseless && !quoted);
         let mut gap = false;
         let mut after_comma = false;
         for &b in line.as_bytes().trim_ascii() {
@@ -173,6 +176,11 @@ mod tests {
         assert_ne!(
             norm("accept", &["Text/HTML"]),
             norm("accept", &["text/html"])
+        );
+        // A quoted string is content: its commas and spaces count.
+        assert_ne!(
+            norm("accept", &["a/b;p=\"x ,y\""]),
+            norm("accept", &["a/b;p=\"x,y\""])
         );
         // Not a list field: as it is, but for runs of white space.
         assert_eq!(norm("user-agent", &["A ,  B"]), "A , B");

@@ -168,23 +168,30 @@ impl CacheControl {
 
     /// The directives of a targeted field (RFC 9213 §2.1), a Structured Fields Dictionary
     /// already parsed. Each member is a directive with the same meaning as in
-    /// `Cache-Control`; one whose value has a type the directive cannot have (a Decimal
-    /// `max-age`, a String `no-store`) is ignored, and `?0` means absent.
+    /// `Cache-Control`, and `?0` means absent. A value of a type the directive cannot have
+    /// is read as this module reads a bad value: the reading that caches less. A restriction
+    /// (`no-store`, `no-cache`, `private`, `must-revalidate`, `proxy-revalidate`) applies
+    /// unqualified, a bad `max-age` / `s-maxage` is 0 (stale), and a permission (`public`,
+    /// `immutable`, `stale-*`) is absent.
     pub(crate) fn from_dictionary(members: &[(String, Bare)]) -> Self {
         let mut cc = Self::default();
         for (name, value) in members {
+            if *value == Bare::Boolean(false) {
+                continue;
+            }
             let value: Option<Cow<'_, str>> = match (name.as_str(), value) {
-                (_, Bare::Boolean(false)) => continue,
                 (
                     "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error",
                     Bare::Integer(n),
                 ) if *n >= 0 => Some(Cow::Owned(n.to_string())),
-                ("no-cache" | "private", Bare::String(fields)) => Some(Cow::Borrowed(fields)),
+                // A bad lifetime: "bad" reads as 0 for freshness, as absent for permissions.
                 ("max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error", _) => {
-                    continue
+                    Some(Cow::Borrowed("bad"))
                 }
-                (_, Bare::Boolean(true)) => None,
-                _ => continue,
+                ("no-cache" | "private", Bare::String(fields)) => Some(Cow::Borrowed(fields)),
+                ("public" | "immutable", v) if *v != Bare::Boolean(true) => continue,
+                // Boolean true, or a restriction with a value it cannot have: unqualified.
+                _ => None,
             };
             cc.apply(name, value.as_deref());
         }

@@ -222,7 +222,8 @@ impl Preconditions {
             }
         }
 
-        // Step 5 (If-Range) concerns range requests, which this crate passes through.
+        // Step 5 (If-Range) concerns range requests: `semantics::range::if_range_holds`,
+        // for the response cache's answers to them.
         Outcome::Proceed
     }
 

@@ -15,8 +15,9 @@ pub(crate) fn single_date(headers: &HeaderMap, name: HeaderName) -> Option<Syste
 
 /// The date of one field line: `None` unless it is one valid HTTP-date, in any of the three
 /// formats of RFC 9110 §5.6.7 (IMF-fixdate, RFC 850, asctime). Day and month names and `GMT`
-/// are read without regard to case, as recipients are encouraged to be robust there
-/// (§5.6.7); anything else must be exact.
+/// are read without regard to case: "although all date formats are specified to be
+/// case-sensitive, a cache recipient SHOULD match the field value case-insensitively"
+/// (RFC 9111 §4.2). Anything else must be exact.
 pub(crate) fn http_date(line: &HeaderValue) -> Option<SystemTime> {
     let text = line.to_str().ok()?.trim();
     httpdate::parse_http_date(text)

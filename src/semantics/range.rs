@@ -7,7 +7,7 @@
 
 use super::{dates::http_date, etag::EntityTag};
 use http::{
-    header::{ETAG, LAST_MODIFIED},
+    header::{DATE, ETAG, LAST_MODIFIED},
     HeaderMap, HeaderValue,
 };
 
@@ -108,7 +108,8 @@ fn digits(s: &str) -> Option<u64> {
 /// Whether the `If-Range` of a request lets its `Range` apply to the stored response with
 /// `headers` (RFC 9110 §13.1.5): an entity tag must match the stored `ETag` by strong
 /// comparison (a weak tag never does), a date must equal the stored `Last-Modified`
-/// exactly. Anything else, or no stored validator, means the whole representation.
+/// exactly and be strong (the stored `Date` at least a minute later, §8.8.2.2). Anything
+/// else, or no stored validator, means the whole representation.
 pub fn if_range_holds(if_range: &HeaderValue, headers: &HeaderMap) -> bool {
     let text = if_range.as_bytes().trim_ascii();
     if text.starts_with(b"\"") || text.starts_with(b"W/") {
@@ -120,11 +121,21 @@ pub fn if_range_holds(if_range: &HeaderValue, headers: &HeaderMap) -> bool {
         };
         return wanted.strong_eq(&stored);
     }
+    // §8.8.2.2: for a cache, a Last-Modified is a strong validator only when the stored
+    // `Date` is at least a minute after it (a representation changed twice within a
+    // second would have the same date).
+    let date = headers.get(DATE).and_then(http_date);
     match (
         http_date(if_range),
         headers.get(LAST_MODIFIED).and_then(http_date),
     ) {
-        (Some(wanted), Some(stored)) => wanted == stored,
+        (Some(wanted), Some(stored)) => {
+            wanted == stored
+                && date.is_some_and(|d| {
+                    d.duration_since(stored)
+                        .is_ok_and(|gap| gap.as_secs() >= 60)
+                })
+        }
         _ => false,
     }
 }
@@ -203,6 +214,11 @@ mod tests {
             LAST_MODIFIED,
             HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
         );
+        // A minute after the last modification: the date is a strong validator.
+        stored.insert(
+            DATE,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:50:37 GMT"),
+        );
         let holds = |v: &'static str| if_range_holds(&HeaderValue::from_static(v), &stored);
         assert!(holds("\"v1\""));
         assert!(!holds("\"v2\""));
@@ -210,6 +226,15 @@ mod tests {
         assert!(holds("Sun, 06 Nov 1994 08:49:37 GMT"));
         assert!(!holds("Sun, 06 Nov 1994 08:49:38 GMT"));
         assert!(!holds("garbage"));
+        // A date less than a minute before the stored Date is weak: never a match.
+        stored.insert(
+            DATE,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:50:36 GMT"),
+        );
+        assert!(!if_range_holds(
+            &HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+            &stored
+        ));
         assert!(!if_range_holds(
             &HeaderValue::from_static("\"v1\""),
             &HeaderMap::new()

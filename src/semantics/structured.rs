@@ -28,6 +28,11 @@ pub(crate) enum Bare {
 /// member in place (RFC 8941 §4.2.2).
 pub(crate) type Dictionary = Vec<(String, Bare)>;
 
+/// The most members a Dictionary may have here: a cache-control field has a handful, and a
+/// bound keeps a hostile one (up to the size of the response head) from costing more than
+/// a linear pass. More makes the field invalid, hence ignored.
+const MAX_MEMBERS: usize = 64;
+
 /// Parses the lines of one field as a Dictionary (lines joined with `,`, RFC 8941 §4.2);
 /// `None` when it is not one (the field is then ignored as a whole). An empty field is an
 /// empty Dictionary.
@@ -94,8 +99,10 @@ impl Parser<'_> {
                 self.parameters()?;
                 Bare::Boolean(true)
             };
+            let full = members.len() == MAX_MEMBERS;
             match members.iter_mut().find(|(k, _)| *k == key) {
                 Some(existing) => existing.1 = value,
+                None if full => return None,
                 None => members.push((key, value)),
             }
             self.skip_ows();
@@ -340,6 +347,18 @@ mod tests {
         ] {
             assert_eq!(parse(&[bad]), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn too_many_members_make_it_invalid() {
+        let many: Vec<String> = (0..=MAX_MEMBERS).map(|i| format!("k{i}")).collect();
+        let line = HeaderValue::from_str(&many.join(", ")).unwrap();
+        assert_eq!(parse_dictionary([&line]), None);
+        let enough = HeaderValue::from_str(&many[..MAX_MEMBERS].join(", ")).unwrap();
+        assert_eq!(
+            parse_dictionary([&enough]).map(|d| d.len()),
+            Some(MAX_MEMBERS)
+        );
     }
 
     #[test]

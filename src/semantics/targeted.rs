@@ -94,12 +94,17 @@ mod tests {
         assert_eq!(cc.stale_while_revalidate, Some(Duration::from_secs(30)));
         assert_eq!(cc.stale_if_error, None, "?0 is absent");
         assert!(!cc.public);
-        // A value of the wrong type is ignored, not read as 0.
+        // A value of the wrong type is read as caching less: a restriction applies
+        // unqualified, a lifetime is 0, a permission is absent.
         let h = headers(&[(
             "cdn-cache-control",
-            "max-age=60.5, no-store=\"x\", s-maxage=-1",
+            "max-age=60.5, s-maxage=-1, no-store=1, private=x-user, no-cache=(a), public=1, stale-if-error=tok",
         )]);
         let cc = directives(&h, &CDN).unwrap();
-        assert_eq!((cc.max_age, cc.s_maxage, cc.no_store), (None, None, false));
+        let zero = Some(Duration::ZERO);
+        assert_eq!((cc.max_age, cc.s_maxage), (zero, zero));
+        assert!(cc.no_store && cc.private.is_all() && cc.no_cache.is_all());
+        assert!(!cc.public);
+        assert_eq!(cc.stale_if_error, None);
     }
 }

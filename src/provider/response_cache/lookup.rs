@@ -146,10 +146,15 @@ fn range_fields(headers: &HeaderMap) -> HeaderMap {
 }
 
 /// The validators of the client's conditional GET that may go on when nothing is stored
-/// (RFC 9111 §4.3.2): `If-None-Match` and `If-Modified-Since`. The cache answers the others
-/// (`If-Match`, `If-Unmodified-Since`, `If-Range`) itself, from what it gets.
+/// (RFC 9111 §4.3.2): `If-None-Match` and `If-Modified-Since`, when the request has no
+/// `If-Match` or `If-Unmodified-Since` (which the cache then answers, from what it gets).
 fn client_validators(headers: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
+    if headers.contains_key(IF_MATCH) || headers.contains_key(IF_UNMODIFIED_SINCE) {
+        // §13.2.2 evaluates those first, and an origin's 304 would skip them: the cache
+        // answers such a request itself, from a full response.
+        return out;
+    }
     for name in [IF_NONE_MATCH, IF_MODIFIED_SINCE] {
         for value in headers.get_all(&name) {
             out.append(name.clone(), value.clone());
@@ -245,6 +250,9 @@ impl<St: Store> ResponseCache<St> {
         // not stored: RFC 9111 §3.4 is not implemented). HEAD ignores `Range` (§14.2).
         let ranged =
             (head.range && head.method == Method::GET).then(|| range_fields(&parts.headers));
+        // Never on what the cache sends itself (fills, revalidations, refreshes): they are
+        // for the whole representation. A ranged request that goes on gets it back.
+        parts.headers.remove(RANGE);
         // The cache answers the client's preconditions itself, from what it stores; the
         // inner service sees the cache's own validators, or on a miss the client's (below):
         // unless the cache mints tags, for then a client's tag may be one the origin never

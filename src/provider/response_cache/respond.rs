@@ -71,8 +71,14 @@ impl<St> ResponseCache<St> {
         if whole.status() != StatusCode::OK {
             return whole;
         }
-        let if_range = request.get(IF_RANGE);
-        if if_range.is_some_and(|v| !range::if_range_holds(v, whole.headers())) {
+        // `If-Range` is one value: several lines are not a validator that holds.
+        let mut if_range = request.get_all(IF_RANGE).iter();
+        let holds = match (if_range.next(), if_range.next()) {
+            (None, _) => true,
+            (Some(v), None) => range::if_range_holds(v, whole.headers()),
+            (Some(_), Some(_)) => false,
+        };
+        if !holds {
             return whole;
         }
         let len = body.len() as u64;
