@@ -130,6 +130,17 @@ impl Coalescer {
         })
     }
 
+    /// A handle to wait for the fill of `key` running now, if there is one; never becomes
+    /// the filler (for a request whose own answer may fill nothing for the others).
+    pub(crate) fn follow(&self, key: &str) -> Option<Waiter> {
+        if self.is_hit_for_miss(key) {
+            return None;
+        }
+        lock(&self.inner.in_flight)
+            .get(key)
+            .map(|rx| Waiter(rx.clone()))
+    }
+
     /// Whether a fill of `key` is running in this process.
     #[cfg(test)]
     pub(crate) fn is_filling(&self, key: &str) -> bool {
@@ -199,6 +210,17 @@ mod tests {
             Join::Follower(w) => w,
             other => panic!("expected to follow: {other:?}"),
         }
+    }
+
+    #[test]
+    fn following_never_leads() {
+        let c = Coalescer::default();
+        assert!(c.follow("k").is_none(), "nothing to follow");
+        assert!(!c.is_filling("k"), "and no fill started for it");
+        let guard = leader(&c, "k");
+        assert!(c.follow("k").is_some());
+        drop(guard);
+        assert!(c.follow("k").is_none());
     }
 
     #[tokio::test]

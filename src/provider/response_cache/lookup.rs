@@ -372,15 +372,19 @@ impl<St: Store> ResponseCache<St> {
                 return bypass(Request::from_parts(parts, body), Fwd::Bypass, "range");
             }
             // A revalidation is coalesced on its entry, a miss on what it will fill. A miss
-            // that carries the client's validators is not: its answer may be the client's
-            // 304, which fills nothing for the others.
+            // that carries the client's validators waits for a fill already running (whose
+            // entry then answers it) but never leads one: its answer may be the client's 304,
+            // which fills nothing for the others.
             let conditional_miss = revalidation.is_none() && !client_validators.is_empty();
             let coalesce_key = match &revalidation {
                 Some(revalidation) => revalidation.entry.key.clone(),
                 None => found.coalesce_key,
             };
             let join = if conditional_miss {
-                Join::Alone
+                self.shared
+                    .coalescer
+                    .follow(&coalesce_key)
+                    .map_or(Join::Alone, Join::Follower)
             } else {
                 self.shared.coalescer.join(&coalesce_key)
             };
