@@ -44,11 +44,17 @@ pub(crate) fn bodiless_fields(headers: &mut HeaderMap, status: StatusCode) {
     for name in CONTENT_FIELDS {
         headers.remove(name);
     }
+    without_freshness_if_412(headers, status);
+    merge_vary(headers);
+}
+
+/// A `412`'s fields without the freshness of the response it stands for (see
+/// [`bodiless_fields`]); other statuses keep theirs.
+pub(crate) fn without_freshness_if_412(headers: &mut HeaderMap, status: StatusCode) {
     if status == StatusCode::PRECONDITION_FAILED {
         headers.remove(CACHE_CONTROL);
         headers.remove(EXPIRES);
     }
-    merge_vary(headers);
 }
 
 /// The size a bodiless answer states: none for a `304` (RFC 9110 §8.6: not the 200's

@@ -16,7 +16,7 @@ use crate::{
     semantics::dates::single_date,
     semantics::etag::EntityTag,
     semantics::headers::{
-        bodiless_fields, bodiless_hint, copy_with_room, seconds_value, vary_names,
+        bodiless_hint, copy_with_room, seconds_value, vary_names, without_freshness_if_412,
     },
 };
 use http::{
@@ -442,7 +442,8 @@ fn request_wants_revalidation(cc: &CacheControl, age: Duration) -> bool {
 }
 
 fn bodiless(mut headers: HeaderMap, status: StatusCode) -> Response<NoBody> {
-    bodiless_fields(&mut headers, status);
+    // The entry keeps no content fields: only a 412 has something to lose.
+    without_freshness_if_412(&mut headers, status);
     let mut res = Response::new(NoBody::with_hint(bodiless_hint(status)));
     *res.status_mut() = status;
     *res.headers_mut() = headers;
