@@ -1139,6 +1139,10 @@ async fn ranges_are_answered_from_a_stored_full_response() {
         }
     };
     partial("bytes=2-4", "234", "bytes 2-4/10").await;
+    // RFC 9110 §15.3.7: a 206 carries the fields a 200 would (here ETag, Cache-Control).
+    let res = s.proxy.get("/r", &[("range", "bytes=2-4")]).await;
+    assert_eq!(res.header("etag").as_deref(), Some("\"v1\""));
+    assert_eq!(res.header("cache-control").as_deref(), Some("max-age=60"));
     partial("bytes=7-", "789", "bytes 7-9/10").await;
     partial("bytes=-3", "789", "bytes 7-9/10").await;
     partial("bytes=-30", "0123456789", "bytes 0-9/10").await;
@@ -1172,12 +1176,28 @@ async fn ranges_are_answered_from_a_stored_full_response() {
             "{stale}"
         );
     }
-    // Preconditions come before the range (§13.2.2).
+    // Two If-Range lines are no validator that holds: the whole.
+    let res = s
+        .proxy
+        .get(
+            "/r",
+            &[
+                ("range", "bytes=0-0"),
+                ("if-range", "\"v1\""),
+                ("if-range", "\"v1\""),
+            ],
+        )
+        .await;
+    assert_eq!((res.status, res.text()), (StatusCode::OK, "0123456789"));
+    // Preconditions come before the range (§13.2.2); the 304 keeps the 200's fields
+    // (§15.4.5).
     let res = s
         .proxy
         .get("/r", &[("range", "bytes=0-0"), ("if-none-match", "\"v1\"")])
         .await;
     assert_eq!(res.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(res.header("etag").as_deref(), Some("\"v1\""));
+    assert_eq!(res.header("cache-control").as_deref(), Some("max-age=60"));
     // HEAD ignores Range (§14.2).
     let res = s.proxy.head("/r", &[("range", "bytes=0-0")]).await;
     assert_eq!(res.status, StatusCode::OK);

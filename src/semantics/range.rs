@@ -56,9 +56,10 @@ pub fn answer<'a>(lines: impl IntoIterator<Item = &'a HeaderValue>, len: u64) ->
             start: first,
             end: last.map_or(len - 1, |l| l.min(len - 1)),
         },
-        // A suffix of length 0, or of an empty representation, asks for nothing.
+        // A suffix of length 0 asks for nothing (§14.1.1). One longer than the representation
+        // is all of it, even an empty one: there is no 206 of no bytes, so the whole 200.
         Spec::Suffix(0) => RangeAnswer::Unsatisfiable,
-        Spec::Suffix(_) if len == 0 => RangeAnswer::Unsatisfiable,
+        Spec::Suffix(_) if len == 0 => RangeAnswer::Full,
         Spec::Suffix(n) => RangeAnswer::Partial {
             start: len - n.min(len),
             end: len - 1,
@@ -182,7 +183,8 @@ mod tests {
             assert_eq!(ask(range, 10), RangeAnswer::Unsatisfiable, "{range}");
         }
         assert_eq!(ask("bytes=0-", 0), RangeAnswer::Unsatisfiable);
-        assert_eq!(ask("bytes=-5", 0), RangeAnswer::Unsatisfiable);
+        // §14.1.1: only a zero suffix fails to overlap; a longer one is all of an empty body.
+        assert_eq!(ask("bytes=-5", 0), RangeAnswer::Full);
     }
 
     /// What is not one usable range is answered with the whole representation.
