@@ -12,7 +12,7 @@ use http::{
 };
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1, RFC 9111 §3.1), besides those `Connection` names.
-const HOP_BY_HOP: [&str; 9] = [
+const HOP_BY_HOP: [&str; 10] = [
     "connection",
     "keep-alive",
     "te",
@@ -20,6 +20,7 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
     "proxy-connection",
     "proxy-authenticate",
+    "proxy-authentication-info",
     "proxy-authorization",
     "trailer",
 ];
@@ -154,6 +155,7 @@ mod tests {
                 ("proxy-connection", "keep-alive"),
                 ("proxy-authenticate", "Basic"),
                 ("proxy-authorization", "Basic x"),
+                ("proxy-authentication-info", "nextnonce=\"x\""),
                 ("trailer", "x-t"),
                 ("x-hop", "1"),
                 ("cache-control", "max-age=5"),
