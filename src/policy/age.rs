@@ -241,6 +241,31 @@ mod tests {
         assert_eq!(p.time_to_live(at(10)), secs(60));
     }
 
+    /// RFC 9111 §5.3: a shared cache ignores `Expires` where `s-maxage` is present (and
+    /// every cache where `max-age` is); a private cache reads `Expires` past an `s-maxage`.
+    #[test]
+    fn s_maxage_makes_a_shared_cache_ignore_expires() {
+        let expires = date(t0() + secs(100));
+        let headers = [
+            ("date", &*date(t0())),
+            ("cache-control", "s-maxage=10"),
+            ("expires", &*expires),
+        ];
+        assert_eq!(shared(&headers).freshness_lifetime(), secs(10));
+        let private = policy(&[], &headers, CacheMode::Private);
+        assert_eq!(private.freshness_lifetime(), secs(100));
+    }
+
+    /// RFC 9111 §4, §5.1: a response served from the cache carries its current age, in
+    /// place of the `Age` the origin sent (one line, never two).
+    #[test]
+    fn the_served_age_replaces_the_origins() {
+        let p = shared(&[("cache-control", "max-age=100"), ("age", "30")]);
+        let headers = p.headers_with_age(at(10));
+        let ages: Vec<_> = headers.get_all("age").iter().collect();
+        assert_eq!(ages, ["40"]);
+    }
+
     /// An `Age` nobody can read (a suffix, parameters, a sign) makes the response stale: it
     /// is never fresh on the strength of it (and never taken as 0).
     #[test]
