@@ -396,10 +396,10 @@ async fn a_get_with_a_body_bypasses_the_cache() {
 }
 
 #[tokio::test]
-async fn conditional_fields_the_cache_ignores_never_reach_the_origin() {
-    // Two `If-Unmodified-Since` lines are no precondition to the cache (RFC 9110 §13.1.4:
-    // not one valid date), but an origin reading the first would answer 412, and a 412 with
-    // freshness would be stored for everyone.
+async fn an_origins_412_to_its_own_precondition_is_never_stored() {
+    // An origin that answers an `If-Unmodified-Since` (here two lines, no valid date to the
+    // cache: RFC 9110 §13.1.4) with a 412 that has freshness: stored, it would be served
+    // to everyone.
     let calls = Counter::new();
     let app = Router::new().route(
         "/c",
@@ -414,6 +414,8 @@ async fn conditional_fields_the_cache_ignores_never_reach_the_origin() {
     );
     let s = setup(app).await;
     let date = "Thu, 01 Jan 1970 00:00:00 GMT";
+    // The proxy does not speak for the origin: an `If-Unmodified-Since` is the origin's to
+    // evaluate (RFC 9111 §4.3.2), so it goes there, and its 412 to this client only.
     let odd = s
         .proxy
         .get(
@@ -421,7 +423,14 @@ async fn conditional_fields_the_cache_ignores_never_reach_the_origin() {
             &[("if-unmodified-since", date), ("if-unmodified-since", date)],
         )
         .await;
-    assert_eq!(odd.text(), "content");
+    assert_eq!(odd.status, StatusCode::PRECONDITION_FAILED);
+    assert!(
+        odd.header("cache-status")
+            .unwrap()
+            .contains("detail=origin-precondition"),
+        "{:?}",
+        odd.header("cache-status")
+    );
     let clean = s.proxy.get("/c", &[]).await;
     assert_eq!(
         clean.status,
@@ -644,7 +653,10 @@ async fn a_304_answer_does_not_hide_what_the_response_is() {
         ("content-type", "text/event-stream"),
         ("cache-control", "max-age=60"),
     ];
-    let s = setup(live_stream(&calls, headers)).await;
+    // A cache that speaks for the origin (it mints tags) answers the client's `*` itself;
+    // the proxy, which does not, sends it on (RFC 9111 §4.3.2).
+    let cache = ResponseCache::new(MemoryStore::new());
+    let s = setup_with(live_stream(&calls, headers), cache, false).await;
     let r = s
         .proxy
         .send_streaming(Method::GET, "/live", &[("if-none-match", "*")])

@@ -204,3 +204,16 @@ async fn an_inserted_response_is_tagged_at_once() {
     assert_eq!(res.header("etag"), Some(tag));
     assert_eq!(calls.get(), 0);
 }
+
+/// A cache that mints tags speaks for the origin: it answers `If-Match` from its entry
+/// (the origin could not: it never issued the tag).
+#[tokio::test]
+async fn if_match_is_answered_against_the_minted_tag() {
+    let (server, calls, _) = server(ResponseCache::new(MemoryStore::new())).await;
+    let tag = server.get("/json", &[]).await.header("etag").unwrap();
+    let res = server.get("/json", &[("if-match", &tag)]).await;
+    assert_eq!(res.status, 200);
+    let res = server.get("/json", &[("if-match", "\"other\"")]).await;
+    assert_eq!(res.status, 412);
+    assert_eq!(calls.get(), 1, "both answered by the cache");
+}

@@ -308,7 +308,12 @@ where
                 }
                 StateProj::Store { fut, head } => {
                     let Ok(res) = ready!(fut.poll(cx));
-                    let res = answer_client(head, res.map(ResponseBody::stored));
+                    let res = res.map(ResponseBody::stored);
+                    let res = if <P as CacheProvider<ReqBody, ResBody>>::ANSWERS_PRECONDITIONS {
+                        res
+                    } else {
+                        answer_client(head, res)
+                    };
                     state.set(State::Done);
                     return Poll::Ready(Ok(res));
                 }

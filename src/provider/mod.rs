@@ -192,6 +192,13 @@ pub trait CacheProvider<ReqBody, ResBody>: Service<
         Error = Infallible,
     > + Service<StoreRequest<Self::Key, ResBody>, Response = Response<Self::Body>, Error = Infallible>
 {
+    /// Whether this provider answers the client's preconditions itself, everywhere it is
+    /// allowed to (a cache that evaluates them only where RFC 9111 §4.3.2 lets it): the
+    /// middleware then leaves the store service's responses as they are. `false` by
+    /// default: the middleware answers them against the validators of the 2xx response the
+    /// store service returns (see above).
+    const ANSWERS_PRECONDITIONS: bool = false;
+
     /// What lookup hands to store.
     type Key;
     /// The body of the responses lookup answers with.

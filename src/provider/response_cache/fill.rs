@@ -71,6 +71,9 @@ where
     ResBody: Body + BytesBody + Send + 'static,
     ResBody::Error: Send,
 {
+    // It answers them from what it stores or fetches where it speaks for the origin, and
+    // leaves them to the origin where RFC 9111 §4.3.2 says it must (see `lookup`).
+    const ANSWERS_PRECONDITIONS: bool = true;
     type Key = ResponseCacheKey;
     type HitBody = HitBody;
     type Body = CacheBody<ResBody, St::Writer>;
@@ -184,8 +187,14 @@ impl<St: Store> ResponseCache<St> {
         } else {
             FillBody::streaming(Box::pin(body))
         };
-        let answer = if background {
-            Answer::Full
+        let answer = if background || fill.client_conditional {
+            // No client; or the origin answered the client's own conditional request
+            // (RFC 9111 §4.3.2: nothing was stored for it, so not the cache's to evaluate).
+            if head.is_head() && !background {
+                Answer::Head
+            } else {
+                Answer::Full
+            }
         } else {
             answer_preconditions(&mut parts, &head.preconditions, head.is_head())
         };

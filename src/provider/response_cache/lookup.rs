@@ -145,16 +145,14 @@ fn range_fields(headers: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// The validators of the client's conditional GET that may go on when nothing is stored
-/// (RFC 9111 §4.3.2): `If-None-Match` and `If-Modified-Since`, when the request has no
-/// `If-Match` or `If-Unmodified-Since` (which the cache then answers, from what it gets).
+/// The validators of the client's conditional GET that go on when nothing is stored (RFC
+/// 9111 §4.3.2: the cache "MUST NOT evaluate" preconditions for a target it has no stored
+/// response for): `If-None-Match` and `If-Modified-Since`. The origin's answer, a 304 or a
+/// full response, goes to the client as it is.
 fn client_validators(headers: &HeaderMap) -> HeaderMap {
+    // `If-Match` and `If-Unmodified-Since` never get here: such a request bypasses a cache
+    // that does not speak for the origin (`classify`).
     let mut out = HeaderMap::new();
-    if headers.contains_key(IF_MATCH) || headers.contains_key(IF_UNMODIFIED_SINCE) {
-        // §13.2.2 evaluates those first, and an origin's 304 would skip them: the cache
-        // answers such a request itself, from a full response.
-        return out;
-    }
     for name in [IF_NONE_MATCH, IF_MODIFIED_SINCE] {
         for value in headers.get_all(&name) {
             out.append(name.clone(), value.clone());
@@ -231,6 +229,15 @@ impl<St: Store> ResponseCache<St> {
         }
         if head.cache_control.no_store {
             return Class::Bypass(Fwd::Request, "request-no-store");
+        }
+        if !self.shared.config.mint_etags
+            && (parts.headers.contains_key(IF_MATCH)
+                || parts.headers.contains_key(IF_UNMODIFIED_SINCE))
+        {
+            // RFC 9111 §4.3.2: a cache MUST NOT evaluate preconditions that only apply to an
+            // origin server: the request goes there as it came. (A cache that mints tags
+            // speaks for the origin, and answers them.)
+            return Class::Bypass(Fwd::Request, "origin-precondition");
         }
         match self.place(head, parts) {
             Some(place) => Class::Cacheable(place),

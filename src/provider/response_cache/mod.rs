@@ -263,9 +263,12 @@ impl<St: Store> ResponseCacheBuilder<St> {
     ///   does not tag, turn minting off (or tag in the application, with the ETag layer or
     ///   [`EtagCacheLayer::from_fn`](crate::EtagCacheLayer::from_fn) inside the cache).
     ///
-    /// - With minting on, a client's `If-None-Match` on a miss is answered by the cache
-    ///   from the full response; with it off, it goes on to the origin, whose `304` then
-    ///   reaches the client without a body (RFC 9111 §4.3.2).
+    /// - With minting on, the cache speaks for the origin: it answers every precondition
+    ///   itself, from its entry or the full response it fetches (the origin never issued
+    ///   its tags). With it off, it keeps to RFC 9111 §4.3.2: a request with `If-Match` or
+    ///   `If-Unmodified-Since` goes to the origin as it came, and on a miss the client's
+    ///   `If-None-Match` / `If-Modified-Since` go on too, the origin's answer (a `304`
+    ///   without a body, or the full response, which is stored) passed through.
     ///
     /// Leave it on where the cache is part of the application (it then speaks for the
     /// origin). Turn it off in a proxy in front of origins you do not control, whose clients
