@@ -1289,3 +1289,107 @@ async fn the_origins_preconditions_go_to_it_and_a_heads_range_never_does() {
         vec![(Some("\"v1\"".to_owned()), None), (None, None)]
     );
 }
+
+/// RFC 9111 §4.3.2: a 304 to the cache's own revalidation freshens the entry, and the
+/// client, whose `If-None-Match` names another tag, gets the full stored response (never
+/// the 304 meant for the cache).
+#[tokio::test]
+async fn a_revalidation_304_reaches_a_client_with_another_tag_as_the_full_response() {
+    let calls = Counter::new();
+    let app = {
+        let calls = calls.clone();
+        Router::new().route(
+            "/a",
+            axum::routing::get(move |headers: HeaderMap| {
+                calls.inc();
+                let revalidating = headers.get("if-none-match").is_some_and(|v| v == "\"v1\"");
+                async move {
+                    if revalidating {
+                        response(
+                            304,
+                            &[("cache-control", "max-age=60"), ("etag", "\"v1\"")],
+                            "",
+                        )
+                    } else {
+                        response(
+                            200,
+                            &[("cache-control", "max-age=1"), ("etag", "\"v1\"")],
+                            "v1",
+                        )
+                    }
+                }
+            }),
+        )
+    };
+    let s = setup(app).await;
+    s.proxy.get("/a", &[]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let res = s.proxy.get("/a", &[("if-none-match", "\"v0\"")]).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.text(), "v1");
+    assert!(
+        status_of(&res).contains("fwd-status=304"),
+        "{}",
+        status_of(&res)
+    );
+    assert_eq!(calls.get(), 2);
+}
+
+/// RFC 9111 §5.2.1.7: `only-if-cached` takes what is stored and fresh, or a 504: a stale
+/// entry is not served by it (nor revalidated). §5.2.1.5: a request's `no-store` goes on
+/// and nothing of its exchange is stored. RFC 9110 §13.1.5: `If-Range` without `Range` is
+/// ignored.
+#[tokio::test]
+async fn request_directives_through_the_lookup() {
+    let calls = Counter::new();
+    let app = Router::new()
+        .route(
+            "/stale",
+            route(&calls, &[("cache-control", "max-age=1")], "s"),
+        )
+        .route(
+            "/fresh",
+            route(
+                &calls,
+                &[("cache-control", "max-age=60"), ("etag", "\"v1\"")],
+                "f",
+            ),
+        )
+        .route(
+            "/ns",
+            route(&calls, &[("cache-control", "max-age=60")], "n"),
+        );
+    let s = setup(app).await;
+    s.proxy.get("/stale", &[]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let res = s
+        .proxy
+        .get("/stale", &[("cache-control", "only-if-cached")])
+        .await;
+    assert_eq!(
+        res.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        status_of(&res)
+    );
+    assert_eq!(calls.get(), 1, "only-if-cached never reaches the origin");
+
+    let res = s.proxy.get("/ns", &[("cache-control", "no-store")]).await;
+    assert!(
+        status_of(&res).contains("detail=request-no-store"),
+        "{}",
+        status_of(&res)
+    );
+    let res = s.proxy.get("/ns", &[]).await;
+    assert!(
+        status_of(&res).contains("fwd=uri-miss"),
+        "nothing was stored: {}",
+        status_of(&res)
+    );
+    assert_eq!(calls.get(), 3);
+
+    s.proxy.get("/fresh", &[]).await;
+    let res = s.proxy.get("/fresh", &[("if-range", "\"v0\"")]).await;
+    assert_eq!((res.status, res.text()), (StatusCode::OK, "f"));
+    assert!(status_of(&res).contains("hit"), "{}", status_of(&res));
+}
