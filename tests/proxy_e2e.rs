@@ -1393,3 +1393,49 @@ async fn request_directives_through_the_lookup() {
     assert_eq!((res.status, res.text()), (StatusCode::OK, "f"));
     assert!(status_of(&res).contains("hit"), "{}", status_of(&res));
 }
+
+/// RFC 9110 §13.2.1: a stored response that is not a 2xx ignores the client's
+/// preconditions; §14.2: a Range on it gets it whole. RFC 9111 §5.2: request directives
+/// go on to the origin.
+#[tokio::test]
+async fn stored_errors_ignore_preconditions_and_ranges() {
+    let calls = Counter::new();
+    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let app = {
+        let (calls, seen) = (calls.clone(), seen.clone());
+        Router::new().route(
+            "/{name}",
+            axum::routing::get(move |uri: axum::http::Uri, headers: HeaderMap| {
+                calls.inc();
+                let cc = headers
+                    .get("cache-control")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                seen.lock().unwrap().push(cc);
+                async move {
+                    let h = [("cache-control", "max-age=60"), ("etag", "\"v1\"")];
+                    if uri.path() == "/gone" {
+                        response(404, &h, "gone")
+                    } else {
+                        response(200, &h, "here")
+                    }
+                }
+            }),
+        )
+    };
+    let s = setup(app).await;
+    s.proxy
+        .get("/gone", &[("cache-control", "min-fresh=1")])
+        .await;
+    assert_eq!(
+        seen.lock().unwrap()[0].as_deref(),
+        Some("min-fresh=1"),
+        "passed on"
+    );
+    let res = s.proxy.get("/gone", &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!((res.status, res.text()), (StatusCode::NOT_FOUND, "gone"));
+    assert!(status_of(&res).contains("hit"), "{}", status_of(&res));
+    let res = s.proxy.get("/gone", &[("range", "bytes=0-0")]).await;
+    assert_eq!((res.status, res.text()), (StatusCode::NOT_FOUND, "gone"));
+
+    assert_eq!(calls.get(), 1);
+}

@@ -452,3 +452,37 @@ async fn cache_status_claims_only_what_the_store_holds() {
     let res = empty.clone().oneshot(get("/empty")).await.unwrap();
     assert!(cache_status(&res).contains("hit"), "{}", cache_status(&res));
 }
+
+/// RFC 9111 §3.1: trailer fields are never merged into a stored header section; this cache
+/// does not store a body that has them at all (the client still gets them).
+#[tokio::test]
+async fn a_body_with_trailers_is_not_stored() {
+    let calls = Counter::new();
+    let inner = {
+        let calls = calls.clone();
+        service_fn(move |_req: Request<Full<Bytes>>| {
+            calls.inc();
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("x-checksum", http::HeaderValue::from_static("abc"));
+            let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
+                Ok(Frame::data(Bytes::from_static(b"body"))),
+                Ok(Frame::trailers(trailers)),
+            ];
+            ready(Ok::<_, Infallible>(cacheable_stream(frames)))
+        })
+    };
+    let cache = ResponseCache::new(MemoryStore::new());
+    let svc = cache.layer().layer(inner);
+    for _ in 0..2 {
+        let res = svc.clone().oneshot(get("/t")).await.unwrap();
+        assert!(
+            !cache_status(&res).contains("hit"),
+            "{}",
+            cache_status(&res)
+        );
+        let collected = res.into_body().collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["x-checksum"], "abc");
+        assert_eq!(collected.to_bytes(), "body");
+    }
+    assert_eq!(calls.get(), 2);
+}
