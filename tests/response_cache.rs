@@ -486,3 +486,51 @@ async fn a_body_with_trailers_is_not_stored() {
     }
     assert_eq!(calls.get(), 2);
 }
+
+/// RFC 9110 §15.4.5 and §15.3.7: a 304 and a 206 made from an entry carry the `Date` (and
+/// the other fields) a 200 would: the stored ones. In process, so that no server adds a
+/// `Date` of its own.
+#[tokio::test]
+async fn answers_made_from_an_entry_carry_its_date() {
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let inner = {
+        let date = date.clone();
+        service_fn(move |_req: Request<Full<Bytes>>| {
+            let res = Response::builder()
+                .header("date", date.as_str())
+                .header("cache-control", "max-age=60")
+                .header("etag", "\"v1\"")
+                .header("vary", "accept-language")
+                .header("content-location", "/a.txt")
+                .body(Full::new(Bytes::from_static(b"0123456789")))
+                .unwrap();
+            ready(Ok::<_, Infallible>(res))
+        })
+    };
+    let cache = ResponseCache::new(MemoryStore::new());
+    let svc = cache.layer().layer(inner);
+    send(&svc, get("/a")).await;
+    let conditional = Request::get("/a")
+        .header("host", "example.test")
+        .header("if-none-match", "\"v1\"")
+        .body(Full::default())
+        .unwrap();
+    let ranged = Request::get("/a")
+        .header("host", "example.test")
+        .header("range", "bytes=0-1")
+        .body(Full::default())
+        .unwrap();
+    for (req, status) in [
+        (conditional, StatusCode::NOT_MODIFIED),
+        (ranged, StatusCode::PARTIAL_CONTENT),
+    ] {
+        let (res, _) = send(&svc, req).await;
+        assert_eq!(res.status(), status);
+        let h = res.headers();
+        assert_eq!(h["date"], date.as_str(), "{status}");
+        assert_eq!(h["etag"], "\"v1\"");
+        assert_eq!(h["cache-control"], "max-age=60");
+        assert_eq!(h["vary"], "accept-language");
+        assert_eq!(h["content-location"], "/a.txt");
+    }
+}
