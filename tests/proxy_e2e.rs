@@ -1439,3 +1439,21 @@ async fn stored_errors_ignore_preconditions_and_ranges() {
 
     assert_eq!(calls.get(), 1);
 }
+
+/// RFC 9111 §4.3.2: for a stored response without `Last-Modified`, the cache reads a
+/// client's `If-Modified-Since` against its `Date`.
+#[tokio::test]
+async fn if_modified_since_is_read_against_the_stored_date() {
+    let calls = Counter::new();
+    let s = setup_a(&calls, &[("cache-control", "max-age=60")], "a").await;
+    let first = s.proxy.get("/a", &[]).await;
+    let date = first.header("date").expect("the origin's Date");
+    let res = s.proxy.get("/a", &[("if-modified-since", &date)]).await;
+    assert_eq!(res.status, StatusCode::NOT_MODIFIED, "{}", status_of(&res));
+    let earlier = httpdate::fmt_http_date(
+        httpdate::parse_http_date(&date).unwrap() - Duration::from_secs(3600),
+    );
+    let res = s.proxy.get("/a", &[("if-modified-since", &earlier)]).await;
+    assert_eq!((res.status, res.text()), (StatusCode::OK, "a"));
+    assert_eq!(calls.get(), 1);
+}

@@ -184,6 +184,18 @@ impl Preconditions {
     /// The caller must only do so when the response without preconditions would be 2xx
     /// (§13.2.1): a 404 is never turned into a 304.
     pub fn evaluate(&self, current: Validators<'_>) -> Outcome {
+        self.evaluate_in_cache(current, None)
+    }
+
+    /// [`Preconditions::evaluate`] by a cache for a stored response (RFC 9111 §4.3.2): when
+    /// the response has no `Last-Modified`, `If-Modified-Since` is compared with
+    /// `stored_date` (its `Date`) instead of being ignored. `If-Unmodified-Since` never is:
+    /// without a modification date it is ignored (RFC 9110 §13.1.4).
+    pub fn evaluate_in_cache(
+        &self,
+        current: Validators<'_>,
+        stored_date: Option<SystemTime>,
+    ) -> Outcome {
         // Step 1: If-Match (§13.1.1, strong comparison).
         if let Some(kind) = list_kind(self.if_match.iter()) {
             if !self.if_match_holds(kind, current) {
@@ -217,7 +229,8 @@ impl Preconditions {
         } else if let Some(date) = self.if_modified_since {
             // Step 4: If-Modified-Since, only for GET/HEAD and without If-None-Match (§13.1.3).
             // "False" (not modified) when the last modification is at or before the date.
-            if matches!(current.last_modified, Some(lm) if lm <= date) {
+            let modified = current.last_modified.or(stored_date);
+            if matches!(modified, Some(lm) if lm <= date) {
                 return Outcome::NotModified;
             }
         }
@@ -469,6 +482,39 @@ mod tests {
         assert_eq!(
             eval(Method::DELETE, &pairs, "\"a\"", None),
             Outcome::PreconditionFailed
+        );
+    }
+
+    /// RFC 9111 §4.3.2: a cache compares If-Modified-Since with a stored response's `Date`
+    /// when it has no `Last-Modified`; If-Unmodified-Since still is ignored then.
+    #[test]
+    fn a_cache_reads_if_modified_since_against_the_stored_date() {
+        let stored_date = Some(lm());
+        let pre = |pairs: &[(&'static str, &str)]| {
+            Preconditions::from_request(&Method::GET, &headers(pairs))
+        };
+        let current = Validators::default();
+        let later = date(10);
+        let earlier = date(-10);
+        let ims = pre(&[("if-modified-since", &later)]);
+        assert_eq!(
+            ims.evaluate_in_cache(current, stored_date),
+            Outcome::NotModified
+        );
+        assert_eq!(
+            ims.evaluate(current),
+            Outcome::Proceed,
+            "an origin ignores it"
+        );
+        let ims = pre(&[("if-modified-since", &earlier)]);
+        assert_eq!(
+            ims.evaluate_in_cache(current, stored_date),
+            Outcome::Proceed
+        );
+        let ius = pre(&[("if-unmodified-since", &earlier)]);
+        assert_eq!(
+            ius.evaluate_in_cache(current, stored_date),
+            Outcome::Proceed
         );
     }
 

@@ -5,7 +5,7 @@ use super::{
     dates::single_date,
     etag::EntityTag,
 };
-use http::header::{CACHE_CONTROL, ETAG, EXPIRES, LAST_MODIFIED};
+use http::header::{CACHE_CONTROL, DATE, ETAG, EXPIRES, LAST_MODIFIED};
 use http::{
     header::{
         CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, TRAILER,
@@ -88,16 +88,40 @@ pub(crate) fn answer_preconditions(
     preconditions: &Preconditions,
     is_head: bool,
 ) -> Answer {
+    answer_preconditions_as(parts, preconditions, is_head, Role::Origin)
+}
+
+/// Who answers: the origin (through the ETag layer) or a cache from a response it stores,
+/// which reads `If-Modified-Since` against the stored `Date` when there is no
+/// `Last-Modified` (RFC 9111 §4.3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    Origin,
+    Cache,
+}
+
+/// [`answer_preconditions`] in the given role.
+pub(crate) fn answer_preconditions_as(
+    parts: &mut Parts,
+    preconditions: &Preconditions,
+    is_head: bool,
+    role: Role,
+) -> Answer {
     if !preconditions.is_empty() && parts.status.is_success() {
         let etag = parts
             .headers
             .get(ETAG)
             .and_then(EntityTag::from_header_value);
         let last_modified = single_date(&parts.headers, LAST_MODIFIED);
-        match preconditions.evaluate(Validators {
+        let stored_date = match role {
+            Role::Cache => single_date(&parts.headers, DATE),
+            Role::Origin => None,
+        };
+        let current = Validators {
             etag: etag.as_ref(),
             last_modified,
-        }) {
+        };
+        match preconditions.evaluate_in_cache(current, stored_date) {
             Outcome::Proceed => {}
             Outcome::NotModified => {
                 into_bodiless(parts, StatusCode::NOT_MODIFIED);

@@ -20,7 +20,7 @@ use crate::{
     policy::{invalidated_uris, vary, AfterResponse, CachePolicy},
     provider::{drain, spawn_bounded, CacheProvider, RequestHead, StoreRequest},
     semantics::{
-        headers::{answer_preconditions, bodiless_hint, Answer},
+        headers::{answer_preconditions_as, bodiless_hint, Answer, Role},
         request::absolute_target,
     },
     store::{Expect, Store},
@@ -196,7 +196,7 @@ impl<St: Store> ResponseCache<St> {
                 Answer::Full
             }
         } else {
-            answer_preconditions(&mut parts, &head.preconditions, head.is_head())
+            answer_preconditions_as(&mut parts, &head.preconditions, head.is_head(), Role::Cache)
         };
         let written = Written {
             worth,

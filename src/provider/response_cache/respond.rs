@@ -12,7 +12,7 @@ use crate::{
     middleware::body::NoBody,
     policy::CachePolicy,
     semantics::{
-        headers::{answer_preconditions, bodiless_fields, Answer},
+        headers::{answer_preconditions_as, bodiless_fields, Answer, Role},
         range::{self, RangeAnswer},
         request::RequestHead,
     },
@@ -41,7 +41,12 @@ impl<St> ResponseCache<St> {
         *response.status_mut() = policy.status();
         *response.headers_mut() = headers;
         let (mut parts, ()) = response.into_parts();
-        let body = match answer_preconditions(&mut parts, &head.preconditions, head.is_head()) {
+        let body = match answer_preconditions_as(
+            &mut parts,
+            &head.preconditions,
+            head.is_head(),
+            Role::Cache,
+        ) {
             Answer::Full => HitBody::bytes(body),
             Answer::Head => {
                 HitBody::None(NoBody::with_hint(SizeHint::with_exact(body.len() as u64)))
