@@ -3,7 +3,7 @@ use super::{body::ResponseBody, predicate::PassthroughPredicate};
 use crate::provider::{
     spawn_bounded, CacheProvider, Lookup, LookupRequest, RequestHead, StoreOf, StoreRequest,
 };
-use crate::semantics::headers::{answer_preconditions, bodiless_hint, Answer};
+use crate::semantics::headers::{answer_preconditions_as, bodiless_hint, Answer, Role};
 use http::{Request, Response, StatusCode};
 use http_body::{Body, SizeHint};
 use pin_project_lite::pin_project;
@@ -343,7 +343,7 @@ fn answer_client<B, H, T>(
         return res;
     }
     let (mut parts, body) = res.into_parts();
-    let body = match answer_preconditions(&mut parts, &head.preconditions, false) {
+    let body = match answer_preconditions_as(&mut parts, &head.preconditions, false, Role::Origin) {
         Answer::Full | Answer::Head => body,
         Answer::NotModified | Answer::PreconditionFailed => {
             ResponseBody::empty(bodiless_hint(parts.status))

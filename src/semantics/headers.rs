@@ -80,17 +80,6 @@ pub(crate) enum Answer {
     PreconditionFailed,
 }
 
-/// Answers the client's preconditions on a response head about to be sent, from the head's
-/// own `ETag` and `Last-Modified`, only when it is 2xx (RFC 9110 §13.2.1), turning the head
-/// into a 304 or 412 where they say so (§13.2.2).
-pub(crate) fn answer_preconditions(
-    parts: &mut Parts,
-    preconditions: &Preconditions,
-    is_head: bool,
-) -> Answer {
-    answer_preconditions_as(parts, preconditions, is_head, Role::Origin)
-}
-
 /// Who answers: the origin (through the ETag layer) or a cache from a response it stores,
 /// which reads `If-Modified-Since` against the stored `Date` when there is no
 /// `Last-Modified` (RFC 9111 §4.3.2).
@@ -100,7 +89,10 @@ pub(crate) enum Role {
     Cache,
 }
 
-/// [`answer_preconditions`] in the given role.
+/// Answers the client's preconditions on a response head about to be sent, from the head's
+/// own `ETag` and `Last-Modified` (and, for a cache, its `Date`: see [`Role`]), only when it
+/// is 2xx (RFC 9110 §13.2.1), turning the head into a 304 or 412 where they say so
+/// (§13.2.2).
 pub(crate) fn answer_preconditions_as(
     parts: &mut Parts,
     preconditions: &Preconditions,

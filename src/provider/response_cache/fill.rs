@@ -187,10 +187,12 @@ impl<St: Store> ResponseCache<St> {
         } else {
             FillBody::streaming(Box::pin(body))
         };
-        let answer = if background || fill.client_conditional {
-            // No client; or the origin answered the client's own conditional request
-            // (RFC 9111 §4.3.2: nothing was stored for it, so not the cache's to evaluate).
-            if head.is_head() && !background {
+        let answer = if background {
+            Answer::Full
+        } else if fill.client_conditional {
+            // The origin answered the client's own conditional request: nothing was stored
+            // for it, so it is not the cache's to evaluate (RFC 9111 §4.3.2).
+            if head.is_head() {
                 Answer::Head
             } else {
                 Answer::Full

@@ -259,7 +259,9 @@ impl<St: Store> ResponseCache<St> {
             (head.range && head.method == Method::GET).then(|| range_fields(&parts.headers));
         // Never on what the cache sends itself (fills, revalidations, refreshes): they are
         // for the whole representation. A ranged request that goes on gets it back.
-        parts.headers.remove(RANGE);
+        if head.range {
+            parts.headers.remove(RANGE);
+        }
         // The cache answers the client's preconditions itself, from what it stores; the
         // inner service sees the cache's own validators, or on a miss the client's (below):
         // unless the cache mints tags, for then a client's tag may be one the origin never
