@@ -1457,3 +1457,63 @@ async fn if_modified_since_is_read_against_the_stored_date() {
     assert_eq!((res.status, res.text()), (StatusCode::OK, "a"));
     assert_eq!(calls.get(), 1);
 }
+
+#[tokio::test]
+async fn an_origins_unquoted_etag_is_compared_as_its_recipients_compare_it() {
+    // RFC 9110 §8.8.3 gives `ETag: v1` no meaning; browsers echo it verbatim and the origin
+    // that sent it recognises it. The cache does the same, weakly and byte for byte.
+    let full = Counter::new();
+    let revalidated = Counter::new();
+    let app = {
+        let (full, revalidated) = (full.clone(), revalidated.clone());
+        Router::new().route(
+            "/a",
+            any(move |headers: HeaderMap| {
+                let (full, revalidated) = (full.clone(), revalidated.clone());
+                async move {
+                    let h = [("cache-control", "max-age=60"), ("etag", "v1")];
+                    if headers.get("if-none-match").is_some_and(|v| v == "v1") {
+                        revalidated.inc();
+                        response(304, &h, Body::empty())
+                    } else {
+                        full.inc();
+                        response(200, &h, "body-v1")
+                    }
+                }
+            }),
+        )
+    };
+    let s = setup(app).await;
+    let first = s.proxy.get("/a", &[]).await;
+    assert_eq!(
+        first.header("etag").as_deref(),
+        Some("v1"),
+        "sent as it came"
+    );
+    wait_until_stored(&s, "/a").await;
+
+    // A request's `no-cache` makes the cache revalidate, with the origin's own text; its
+    // 304 (same text) freshens the entry.
+    let again = s.proxy.get("/a", &[("cache-control", "no-cache")]).await;
+    assert_eq!((again.status, again.text()), (StatusCode::OK, "body-v1"));
+    assert!(
+        status_of(&again).contains("fwd-status=304"),
+        "{}",
+        status_of(&again)
+    );
+    assert_eq!((full.get(), revalidated.get()), (1, 1));
+
+    // The client's echo gets a 304 from the cache.
+    let echoed = s.proxy.get("/a", &[("if-none-match", "v1")]).await;
+    assert_eq!(echoed.status, StatusCode::NOT_MODIFIED);
+    // Negative cases: a quoted tag with the same text is another tag, and an unquoted tag
+    // never passes a strong comparison (If-Range): the full body both times.
+    let quoted = s.proxy.get("/a", &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!((quoted.status, quoted.text()), (StatusCode::OK, "body-v1"));
+    let ranged = s
+        .proxy
+        .get("/a", &[("range", "bytes=0-3"), ("if-range", "v1")])
+        .await;
+    assert_eq!((ranged.status, ranged.text()), (StatusCode::OK, "body-v1"));
+    assert_eq!(full.get(), 1, "every answer came from the one stored body");
+}

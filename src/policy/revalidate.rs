@@ -157,14 +157,15 @@ pub fn only_if_cached_unsatisfied(head: &RequestHead, outcome: Option<&BeforeReq
     head.cache_control.only_if_cached && !outcome.is_some_and(BeforeRequest::is_fresh)
 }
 
-/// The one `ETag` of a head, if it is valid.
+/// The one `ETag` of a head, if it is valid or a legacy unquoted tag (read as recipients
+/// read one: [`EntityTag::from_origin_header_value`]).
 fn etag(headers: &HeaderMap) -> Option<EntityTag> {
     let mut lines = headers.get_all(ETAG).iter();
     let first = lines.next()?;
     if lines.next().is_some() {
         return None;
     }
-    EntityTag::from_header_value(first)
+    EntityTag::from_origin_header_value(first)
 }
 
 /// Whether two URIs name the same target: same path and query, and the same authority when
@@ -878,9 +879,13 @@ mod tests {
         assert!(shared(&[("cache-control", "max-age=0")])
             .revalidation_headers(&get(&[]))
             .is_empty());
-        // Invalid validators are not sent.
-        let p = shared(&[("etag", "no-quotes"), ("last-modified", "yesterday")]);
+        // Invalid validators are not sent; a legacy unquoted tag is, as the origin sent it.
+        let p = shared(&[("etag", "\"a b\""), ("last-modified", "yesterday")]);
         assert!(p.revalidation_headers(&get(&[])).is_empty());
+        let p = shared(&[("etag", "no-quotes"), ("last-modified", "yesterday")]);
+        let h = p.revalidation_headers(&get(&[]));
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[IF_NONE_MATCH], "no-quotes");
     }
 
     #[test]

@@ -20,9 +20,16 @@ use std::{fmt, str::FromStr};
 ///
 /// RFC 9110 §8.8.3: `entity-tag = [ weak ] opaque-tag`, `opaque-tag = DQUOTE *etagc DQUOTE`,
 /// `etagc = %x21 / %x23-7E / obs-text`.
+///
+/// Every constructor is strict. The one exception is the crate's reading of an origin's
+/// `ETag` field ([`EntityTag::from_origin_header_value`]): a legacy *unquoted* tag such as
+/// `ETag: abc` is kept as it was sent, weak, and matched byte for byte, as the ecosystem's
+/// recipients do (browsers echo it verbatim; nginx and Varnish compare it as a string).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct EntityTag {
     weak: bool,
+    /// `false` for an origin's unquoted tag, whose `tag` is then the whole field value.
+    quoted: bool,
     /// The opaque part, without its quotes.
     tag: Box<str>,
 }
@@ -61,6 +68,7 @@ impl EntityTag {
         if tag.bytes().all(is_etagc) {
             Ok(Self {
                 weak,
+                quoted: true,
                 tag: tag.into(),
             })
         } else {
@@ -73,6 +81,7 @@ impl EntityTag {
         let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hash.as_bytes());
         Self {
             weak: false,
+            quoted: true,
             tag: tag.into(),
         }
     }
@@ -82,12 +91,13 @@ impl EntityTag {
         Self::from_blake3(&blake3::hash(body))
     }
 
-    /// Whether this tag is weak (`W/` prefix).
+    /// Whether this tag is weak (`W/` prefix). An origin's unquoted tag is weak: nothing
+    /// says it is byte-for-byte the same representation.
     pub fn is_weak(&self) -> bool {
         self.weak
     }
 
-    /// The opaque part, without its quotes.
+    /// The opaque part, without its quotes (an unquoted tag: the whole value).
     pub fn tag(&self) -> &str {
         &self.tag
     }
@@ -98,14 +108,19 @@ impl EntityTag {
     }
 
     /// Weak comparison (RFC 9110 §8.8.3.2): the opaque parts identical, weakness ignored.
+    /// An unquoted tag equals only the same unquoted text.
     pub fn weak_eq(&self, other: &Self) -> bool {
-        self.tag == other.tag
+        self.quoted == other.quoted && self.tag == other.tag
     }
 
     /// The header value for an `ETag` field.
     pub fn to_header_value(&self) -> HeaderValue {
         // Every byte was checked to be `etagc` (or comes from base64), all of which are
         // valid header value bytes, so this cannot fail.
+        if !self.quoted {
+            // Checked to be visible ASCII when it was read from a header value.
+            return HeaderValue::from_str(&self.tag).expect("read from a header value");
+        }
         let mut v = String::with_capacity(self.tag.len() + 4);
         if self.weak {
             v.push_str("W/");
@@ -121,6 +136,28 @@ impl EntityTag {
     pub fn from_header_value(value: &HeaderValue) -> Option<Self> {
         parse_one(value.as_bytes())
     }
+
+    /// Reads an origin's `ETag` field as its recipients do: a valid entity tag as
+    /// [`EntityTag::from_header_value`] does, else a legacy unquoted tag (one token of
+    /// visible ASCII without `"` or `,`, such as `abc` or `W/abc`) as a weak tag that matches
+    /// only the same text in an `If-None-Match` list. RFC 9110 §8.8.3 gives it no meaning;
+    /// reading it this way lets a client's echo of it and a revalidation with it work, and
+    /// it never passes a strong comparison (`If-Match`, `If-Range`). Anything else is `None`.
+    pub(crate) fn from_origin_header_value(value: &HeaderValue) -> Option<Self> {
+        Self::from_header_value(value).or_else(|| {
+            let text = trim_ows(value.as_bytes());
+            let legacy = !text.is_empty()
+                && text
+                    .iter()
+                    .all(|&b| b.is_ascii_graphic() && b != b'"' && b != b',');
+            legacy.then(|| Self {
+                weak: true,
+                quoted: false,
+                // ASCII checked above.
+                tag: String::from_utf8_lossy(text).into(),
+            })
+        })
+    }
 }
 
 fn parse_one(bytes: &[u8]) -> Option<EntityTag> {
@@ -128,6 +165,7 @@ fn parse_one(bytes: &[u8]) -> Option<EntityTag> {
     match next_tag(trimmed) {
         Some((RawTag { weak, opaque }, rest)) if trim_ows(rest).is_empty() => Some(EntityTag {
             weak,
+            quoted: true,
             // `opaque` is `etagc` only; obs-text bytes are kept by lossy conversion.
             tag: String::from_utf8_lossy(opaque).into(),
         }),
@@ -145,6 +183,9 @@ impl FromStr for EntityTag {
 
 impl fmt::Display for EntityTag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.quoted {
+            return f.write_str(&self.tag);
+        }
         if self.weak {
             f.write_str("W/")?;
         }
@@ -222,6 +263,9 @@ pub(crate) fn list_matches<'a>(
 
 fn line_matches(mut rest: &[u8], current: &EntityTag, strong: bool) -> bool {
     let wanted = current.tag.as_bytes();
+    if !current.quoted {
+        return !strong && line_has_unquoted(rest, wanted);
+    }
     loop {
         while let [b' ' | b'\t' | b',', tail @ ..] = rest {
             rest = tail;
@@ -249,6 +293,32 @@ fn line_matches(mut rest: &[u8], current: &EntityTag, strong: bool) -> bool {
             return false;
         }
         rest = &tail[end + 1..];
+    }
+}
+
+/// Whether the list `rest` has a member that is the unquoted text `wanted`. Quoted members
+/// are read whole (a comma inside one does not split it), so part of a quoted tag never
+/// matches; a malformed quoted member ends the list, as in [`line_matches`].
+fn line_has_unquoted(mut rest: &[u8], wanted: &[u8]) -> bool {
+    loop {
+        while let [b' ' | b'\t' | b',', tail @ ..] = rest {
+            rest = tail;
+        }
+        if rest.is_empty() {
+            return false;
+        }
+        if rest.starts_with(b"\"") || rest.starts_with(b"W/\"") {
+            match next_tag(rest) {
+                Some((_, tail)) => rest = tail,
+                None => return false,
+            }
+            continue;
+        }
+        let end = rest.iter().position(|&c| c == b',').unwrap_or(rest.len());
+        if trim_ows(&rest[..end]) == wanted {
+            return true;
+        }
+        rest = &rest[end..];
     }
 }
 
@@ -374,6 +444,50 @@ mod tests {
         assert!(list_matches([hv("\"v\", garbage")].iter(), &current, false));
     }
 
+    #[test]
+    fn an_origins_unquoted_tag_matches_only_its_own_text_and_only_weakly() {
+        let legacy = EntityTag::from_origin_header_value(&hv(" abc ")).unwrap();
+        assert!(legacy.is_weak());
+        assert_eq!(legacy.to_string(), "abc");
+        assert_eq!(legacy.to_header_value(), "abc");
+        // The client's echo matches, in a list and on another line too.
+        assert!(list_matches([hv("abc")].iter(), &legacy, false));
+        assert!(list_matches([hv("\"x\", abc")].iter(), &legacy, false));
+        assert!(list_matches(
+            [hv("\"x\""), hv("zz , abc")].iter(),
+            &legacy,
+            false
+        ));
+        // Never by strong comparison (If-Match, If-Range).
+        assert!(!list_matches([hv("abc")].iter(), &legacy, true));
+        // Not a quoted tag with the same text, nor part of one, nor another text.
+        assert!(!list_matches([hv("\"abc\"")].iter(), &legacy, false));
+        assert!(!list_matches([hv("W/\"abc\"")].iter(), &legacy, false));
+        assert!(!list_matches([hv("\"x,abc,y\"")].iter(), &legacy, false));
+        assert!(!list_matches([hv("abcd, ab")].iter(), &legacy, false));
+        // A malformed quoted member ends the list, as for quoted tags.
+        assert!(!list_matches([hv("\"x, abc")].iter(), &legacy, false));
+        // A quoted tag and an unquoted one with the same text are different tags.
+        let quoted: EntityTag = "\"abc\"".parse().unwrap();
+        assert!(!legacy.weak_eq(&quoted) && !quoted.weak_eq(&legacy));
+        assert!(!list_matches([hv("abc")].iter(), &quoted, false));
+        // `W/abc` is kept whole; valid tags read as before; junk is still no tag.
+        let w = EntityTag::from_origin_header_value(&hv("W/abc")).unwrap();
+        assert!(list_matches([hv("W/abc")].iter(), &w, false));
+        assert!(!list_matches([hv("abc")].iter(), &w, false));
+        assert_eq!(
+            EntityTag::from_origin_header_value(&hv("W/\"v\"")),
+            Some(EntityTag::weak("v").unwrap())
+        );
+        for junk in ["", "  ", "a b", "a,b", "\"a", "a\"b"] {
+            assert_eq!(
+                EntityTag::from_origin_header_value(&hv(junk)),
+                None,
+                "{junk:?}"
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn parse_never_panics(s in "\\PC*") {
@@ -381,6 +495,10 @@ mod tests {
             if let Ok(v) = HeaderValue::from_str(&s) {
                 let current = EntityTag::for_body(s.as_bytes());
                 let _ = list_matches([v.clone()].iter(), &current, true);
+                if let Some(legacy) = EntityTag::from_origin_header_value(&v) {
+                    let _ = list_matches([v.clone()].iter(), &legacy, false);
+                    prop_assert!(!list_matches([v.clone()].iter(), &legacy, true));
+                }
                 let _ = list_kind([v].iter());
             }
         }

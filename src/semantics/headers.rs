@@ -103,7 +103,7 @@ pub(crate) fn answer_preconditions_as(
         let etag = parts
             .headers
             .get(ETAG)
-            .and_then(EntityTag::from_header_value);
+            .and_then(EntityTag::from_origin_header_value);
         let last_modified = single_date(&parts.headers, LAST_MODIFIED);
         let stored_date = match role {
             Role::Cache => single_date(&parts.headers, DATE),
