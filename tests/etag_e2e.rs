@@ -441,6 +441,65 @@ async fn post_passes_through_untouched() {
     assert_eq!(res.etag(), expected_etag(b"GET body"));
 }
 
+/// A handler that answers with the conditional fields it received, one per line of `seen`.
+fn echo_conditionals(counter: &Counter) -> axum::routing::MethodRouter {
+    counted(counter, |_, headers| {
+        let seen: Vec<String> = ["if-match", "if-none-match", "if-range", "range"]
+            .iter()
+            .filter_map(|n| Some(format!("{n}={}", headers.get(*n)?.to_str().ok()?)))
+            .collect();
+        response(200, &[], format!("seen:{}", seen.join("\n")))
+    })
+}
+
+#[tokio::test]
+async fn conditionals_the_layer_does_not_evaluate_reach_the_handler() {
+    // RFC 9110 §13.2.1: what the layer does not evaluate, it forwards untouched.
+    let counter = Counter::new();
+    let provider = Provider::init();
+    let plain_calls = Counter::new();
+    let app = Router::new()
+        .route("/c", echo_conditionals(&counter))
+        .route(
+            "/plain",
+            counted(&plain_calls, |_, _| response(200, &[], "plain")),
+        );
+    let server = TestServer::start(with_etag(app, &provider)).await;
+
+    let post = server
+        .request(
+            Method::POST,
+            "/c",
+            &[("if-match", "\"a\""), ("if-none-match", "*")],
+        )
+        .await;
+    assert_eq!(post.status, 200);
+    assert_eq!(post.text(), "seen:if-match=\"a\"\nif-none-match=*");
+
+    let ranged = server
+        .get(
+            "/c",
+            &[
+                ("range", "bytes=0-1"),
+                ("if-range", "\"r\""),
+                ("if-none-match", "\"n\""),
+            ],
+        )
+        .await;
+    assert_eq!(
+        ranged.text(),
+        "seen:if-none-match=\"n\"\nif-range=\"r\"\nrange=bytes=0-1"
+    );
+    assert_eq!(counter.get(), 2);
+    // Negative: where the layer does evaluate (a GET it tags), the handler's answer is not
+    // what goes out: the handler never answers 304.
+    let plain = server.get("/plain", &[]).await;
+    let again = server
+        .get("/plain", &[("if-none-match", &plain.etag())])
+        .await;
+    assert_eq!(again.status, 304);
+}
+
 #[tokio::test]
 async fn empty_responses_get_no_etag() {
     let counter = Counter::new();

@@ -1517,3 +1517,116 @@ async fn an_origins_unquoted_etag_is_compared_as_its_recipients_compare_it() {
     assert_eq!((ranged.status, ranged.text()), (StatusCode::OK, "body-v1"));
     assert_eq!(full.get(), 1, "every answer came from the one stored body");
 }
+
+#[tokio::test]
+async fn of_two_stored_responses_that_fit_the_most_recent_by_date_is_used() {
+    // RFC 9111 §4 (MUST) and §4.1: when the origin's `Vary` changed, a request can match a
+    // stored response under each `Vary` set; the one with the latest `Date` answers, even
+    // when it was stored first.
+    let calls = Counter::new();
+    let app = Router::new().route(
+        "/v",
+        counted(&calls, |_, headers| {
+            if headers.contains_key("accept-language") {
+                let h = [
+                    ("cache-control", "max-age=3600"),
+                    ("vary", "accept-language"),
+                ];
+                response(200, &h, "by-language")
+            } else {
+                // An older Date (a copy from a cache upstream, say), stored later.
+                let older =
+                    httpdate::fmt_http_date(std::time::SystemTime::now() - Duration::from_secs(30));
+                let h = [
+                    ("cache-control", "max-age=3600"),
+                    ("vary", "accept-encoding"),
+                    ("date", older.as_str()),
+                ];
+                response(200, &h, "by-encoding")
+            }
+        }),
+    );
+    let s = setup(app).await;
+    let language = [("accept-language", "en")];
+    assert_eq!(s.proxy.get("/v", &language).await.text(), "by-language");
+    let stored_for = |name: &'static str, value: &'static str| {
+        let proxy = &s.proxy;
+        common::eventually(move || async move {
+            let probe = [(name, value), ("cache-control", "only-if-cached")];
+            proxy.get("/v", &probe).await.status == StatusCode::OK
+        })
+    };
+    assert!(stored_for("accept-language", "en").await, "never stored");
+    let encoding = [("accept-encoding", "gzip")];
+    assert_eq!(s.proxy.get("/v", &encoding).await.text(), "by-encoding");
+    assert!(stored_for("accept-encoding", "gzip").await, "never stored");
+    assert_eq!(calls.get(), 2);
+
+    // Both stored responses fit this request; the first one stored has the later Date.
+    let both = s
+        .proxy
+        .get(
+            "/v",
+            &[("accept-language", "en"), ("accept-encoding", "gzip")],
+        )
+        .await;
+    assert_eq!(both.text(), "by-language", "{}", status_of(&both));
+    assert!(status_of(&both).contains("hit"), "{}", status_of(&both));
+    // Negative: a request only the older one fits still gets it.
+    assert_eq!(s.proxy.get("/v", &encoding).await.text(), "by-encoding");
+    assert_eq!(calls.get(), 2, "all from the cache");
+}
+
+#[tokio::test]
+async fn conditionals_the_cache_does_not_evaluate_reach_the_origin() {
+    // RFC 9110 §13.2.1: a request the cache writes through or passes on keeps its
+    // conditional fields (RFC 9111 §4.3.2: a range that goes on keeps its conditionals).
+    let calls = Counter::new();
+    let app = Router::new().route(
+        "/c",
+        counted(&calls, |_, headers| {
+            let seen: Vec<String> = ["if-match", "if-none-match", "if-range", "range"]
+                .iter()
+                .filter_map(|n| Some(format!("{n}={}", headers.get(*n)?.to_str().ok()?)))
+                .collect();
+            response(
+                200,
+                &[("cache-control", "no-store")],
+                format!("seen:{}", seen.join("\n")),
+            )
+        }),
+    );
+    let s = setup(app).await;
+    let put = s
+        .proxy
+        .request(
+            Method::PUT,
+            "/c",
+            &[("if-match", "\"a\""), ("if-unmodified-since", "x")],
+        )
+        .await;
+    assert_eq!(put.text(), "seen:if-match=\"a\"");
+    let ranged = s
+        .proxy
+        .get(
+            "/c",
+            &[
+                ("range", "bytes=0-1"),
+                ("if-range", "\"r\""),
+                ("if-none-match", "\"n\""),
+            ],
+        )
+        .await;
+    assert_eq!(
+        ranged.text(),
+        "seen:if-none-match=\"n\"\nif-range=\"r\"\nrange=bytes=0-1"
+    );
+    let get_if_match = s.proxy.get("/c", &[("if-match", "\"m\"")]).await;
+    assert_eq!(get_if_match.text(), "seen:if-match=\"m\"");
+    assert!(
+        status_of(&get_if_match).contains("origin-precondition"),
+        "{}",
+        status_of(&get_if_match)
+    );
+    assert_eq!(calls.get(), 3);
+}

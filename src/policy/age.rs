@@ -23,6 +23,14 @@ impl CachePolicy {
         single_date(&self.response_headers, DATE).unwrap_or(self.response_time)
     }
 
+    /// Whether this stored response is more recent than `other` by their `Date` (RFC 9111
+    /// §4: "When more than one suitable response is stored, a cache MUST use the most recent
+    /// one (as determined by the Date header field)"; §4.1 for several selected by `Vary`).
+    /// Equal dates are not more recent.
+    pub fn more_recent_than(&self, other: &CachePolicy) -> bool {
+        self.date_value() > other.date_value()
+    }
+
     /// The explicit freshness lifetime: `s-maxage` (shared only), `max-age`,
     /// `Expires − Date` (§4.2.1). An invalid `Expires` gives zero.
     pub(super) fn explicit_lifetime(&self) -> Option<Duration> {

@@ -112,6 +112,35 @@ mod tests {
     }
 
     #[test]
+    fn an_invalid_max_age_is_stale_not_a_number_and_not_absent() {
+        // RFC 9111 §4.2.1: "caches are encouraged to consider responses that have invalid
+        // freshness information (e.g., a max-age directive with non-integer content) to be
+        // stale". Invalid is not the number's prefix (3600), and not absent either: a future
+        // Expires (or a heuristic, which needs no explicit lifetime) must not make it fresh.
+        for bad in [
+            "max-age=3600.0",
+            "max-age=3600.5",
+            "max-age=100a",
+            "max-age=a100",
+            "max-age='3600'",
+            "max-age=",
+            "max-age=-1",
+            "max-age=3600, max-age=x",
+        ] {
+            let pairs = [(CACHE_CONTROL, bad), (DATE, DATE_V), (EXPIRES, PLUS_100)];
+            assert_eq!(lifetime(&pairs, true), Some(Duration::ZERO), "{bad:?}");
+            assert_eq!(lifetime(&pairs, false), Some(Duration::ZERO), "{bad:?}");
+        }
+        // Quoted digits are the same number (RFC 9111 §5.2: either form is accepted).
+        let quoted = [(CACHE_CONTROL, "max-age=\"3600\"")];
+        assert_eq!(lifetime(&quoted, true), Some(Duration::from_secs(3600)));
+        // A shared cache reads s-maxage, which overrides max-age (§5.2.2.10), valid or not.
+        let s_maxage = [(CACHE_CONTROL, "max-age=1.5, s-maxage=20")];
+        assert_eq!(lifetime(&s_maxage, true), Some(Duration::from_secs(20)));
+        assert_eq!(lifetime(&s_maxage, false), Some(Duration::ZERO));
+    }
+
+    #[test]
     fn invalid_expires_means_stale() {
         assert_eq!(lifetime(&[(EXPIRES, "0")], true), Some(Duration::ZERO));
         assert_eq!(

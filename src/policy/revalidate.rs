@@ -712,6 +712,21 @@ mod tests {
     }
 
     #[test]
+    fn a_responses_pragma_no_cache_is_no_cache_only_without_cache_control() {
+        // RFC 9111 §5.4 keeps no requirement; RFC 7234 §5.4 read `Pragma: no-cache` as
+        // `no-cache` where `Cache-Control` is absent, and so does this cache, for responses
+        // too: the reading that caches less.
+        let expires = date(t0() + secs(100));
+        let p = shared(&[("expires", &expires), ("pragma", "no-cache")]);
+        assert_eq!(p.storable(), Ok(()));
+        let o = p.before(&get(&[]), at(1));
+        assert_eq!(stale_reason(&o), Some(StaleReason::ResponseNoCache));
+        // Negative: with a Cache-Control line, Pragma is not read.
+        let p = shared(&[("cache-control", "max-age=100"), ("pragma", "no-cache")]);
+        assert!(fresh(&p.before(&get(&[]), at(1))));
+    }
+
+    #[test]
     fn request_max_age() {
         let p = shared(&[("cache-control", "max-age=100")]);
         let r = get(&[("cache-control", "max-age=10")]);

@@ -497,7 +497,8 @@ mod tests {
                 let _ = list_matches([v.clone()].iter(), &current, true);
                 if let Some(legacy) = EntityTag::from_origin_header_value(&v) {
                     let _ = list_matches([v.clone()].iter(), &legacy, false);
-                    prop_assert!(!list_matches([v.clone()].iter(), &legacy, true));
+                    // An unquoted one never passes a strong comparison.
+                    prop_assert!(legacy.quoted || !list_matches([v.clone()].iter(), &legacy, true));
                 }
                 let _ = list_kind([v].iter());
             }

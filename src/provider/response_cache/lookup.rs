@@ -490,9 +490,10 @@ impl<St: Store> ResponseCache<St> {
         }
     }
 
-    /// The entry of `place` selected for the request: under each of the URL's `Vary` sets,
-    /// most recent first, the first listed variant the policy does not reject (RFC 9111
-    /// §4.1).
+    /// The entry of `place` selected for the request: of the variants listed under the URL's
+    /// `Vary` sets that the policy does not reject (RFC 9111 §4.1), the most recent by `Date`
+    /// (§4); equal dates go by storage order, most recently stored first. A URL has at most
+    /// a few sets (`keyspace::MAX_VARY_SETS`), and most have one.
     async fn find(
         &self,
         place: &Place,
@@ -511,6 +512,7 @@ impl<St: Store> ResponseCache<St> {
         let mut first_key = None;
         let mut tried = Vec::with_capacity(index.vary_sets().len());
         let mut stored_variant = false;
+        let mut best: Option<(StoredEntry, BeforeRequest)> = None;
         for names in index.vary_sets() {
             let selector = Selector::of(names, &parts.headers);
             let key = place.variant_key(epoch, selector);
@@ -523,11 +525,13 @@ impl<St: Store> ResponseCache<St> {
                 Ok(entry) => {
                     let decision = entry.policy.before_request(parts, head, now);
                     if decision != BeforeRequest::VaryMismatch {
-                        return Found {
-                            entry: Some((entry, decision)),
-                            miss: Fwd::VaryMiss,
-                            coalesce_key: String::new(),
-                        };
+                        let newer = best
+                            .as_ref()
+                            .is_none_or(|(b, _)| entry.policy.more_recent_than(&b.policy));
+                        if newer {
+                            best = Some((entry, decision));
+                        }
+                        continue;
                     }
                     stored_variant = true;
                     first_key.get_or_insert(entry.key);
@@ -536,6 +540,13 @@ impl<St: Store> ResponseCache<St> {
                     first_key.get_or_insert(key);
                 }
             }
+        }
+        if let Some(found) = best {
+            return Found {
+                entry: Some(found),
+                miss: Fwd::VaryMiss,
+                coalesce_key: String::new(),
+            };
         }
         // RFC 9211 §2.2: `vary-miss` says a response for the URI is stored, just not one for
         // this request. The index lists what fills claimed, so look one up before saying it.
