@@ -415,6 +415,55 @@ mod targeted_tests {
     }
 
     #[test]
+    fn a_304_chooses_the_targeted_field_again() {
+        use super::super::revalidate::AfterResponse;
+        let stored = targeted(&[("cache-control", "max-age=60"), ("etag", "\"v\"")]);
+        assert_eq!(stored.targeted(), None);
+        let after = |p: &CachePolicy, cdn: &str| {
+            let res = res_with(304, &[("etag", "\"v\""), ("cdn-cache-control", cdn)]);
+            p.after_revalidation_with_targets(&get(&[]), &res, at(5), at(5), &[CDN])
+        };
+        // A 304 that brings the targeted field: it decides, for the client and the store.
+        match after(&stored, "max-age=600") {
+            AfterResponse::NotModified { served, stored } => {
+                assert_eq!(served.targeted(), Some(&CDN));
+                assert_eq!(served.freshness_lifetime(), secs(600));
+                assert_eq!(stored.unwrap().freshness_lifetime(), secs(600));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Its no-store too: nothing more is stored.
+        match after(&stored, "no-store") {
+            AfterResponse::NotModified { stored, .. } => assert!(stored.is_err()),
+            other => panic!("{other:?}"),
+        }
+        // A 304 that spoils the followed field hands over to Cache-Control.
+        let following = targeted(&[
+            ("cache-control", "max-age=60"),
+            ("cdn-cache-control", "max-age=600"),
+            ("etag", "\"v\""),
+        ]);
+        match after(&following, "max-age=6OO") {
+            AfterResponse::NotModified { served, .. } => {
+                assert_eq!(
+                    (served.targeted(), served.freshness_lifetime()),
+                    (None, secs(60))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Negative: without the list, the policy keeps following what it followed.
+        let res = res_with(304, &[("etag", "\"v\""), ("cdn-cache-control", "no-store")]);
+        match stored.after_revalidation(&get(&[]), &res, at(5), at(5)) {
+            AfterResponse::NotModified { served, stored } => {
+                assert_eq!(served.targeted(), None);
+                assert!(stored.is_ok());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn parts_round_trip_keeps_the_targeted_field() {
         let p = targeted(&[
             ("cache-control", "no-store"),

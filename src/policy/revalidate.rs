@@ -8,13 +8,14 @@ use crate::semantics::{
     etag::EntityTag,
     headers::{copy_with_room, seconds_value},
     request::RequestHead,
+    targeted,
 };
 use http::header::SET_COOKIE;
 use http::{
     header::{
         AGE, AUTHORIZATION, CONTENT_LENGTH, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
     },
-    request, response, HeaderMap, HeaderValue, Method, StatusCode, Uri,
+    request, response, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri,
 };
 use std::time::{Duration, SystemTime};
 
@@ -487,27 +488,35 @@ impl CachePolicy {
         !origin_tagged && !stored.contains_key(LAST_MODIFIED)
     }
 
-    /// This stored response with its header fields updated from `new` (§3.2) and new times.
+    /// This stored response with its header fields updated from `new` (§3.2) and new times,
+    /// following the first valid field of `targets` in the updated fields (RFC 9213 §2.2):
+    /// `new` may bring a targeted field of higher precedence, or spoil the one followed.
     fn freshened(
         &self,
         req: &request::Parts,
         new: &response::Parts,
         request_time: SystemTime,
         response_time: SystemTime,
+        targets: &[HeaderName],
     ) -> CachePolicy {
-        let response_headers = head::updated_headers(
-            &self.response_headers,
-            &new.headers,
-            self.mode,
-            self.targeted.as_ref(),
-        );
-        self.with_headers(req, response_headers, request_time, response_time)
+        // Which fields of `new` are stored depends on the directives followed (a qualified
+        // `no-cache` names fields), so merge again when the choice changed.
+        let merge = |targeted: Option<&HeaderName>| {
+            head::updated_headers(&self.response_headers, &new.headers, self.mode, targeted)
+        };
+        let mut response_headers = merge(self.targeted.as_ref());
+        let targeted = targeted::select(&response_headers, targets).map(|(name, _)| name.clone());
+        if targeted != self.targeted {
+            response_headers = merge(targeted.as_ref());
+        }
+        self.with_headers(req, response_headers, targeted, request_time, response_time)
     }
 
     fn with_headers(
         &self,
         req: &request::Parts,
         response_headers: HeaderMap,
+        targeted: Option<HeaderName>,
         request_time: SystemTime,
         response_time: SystemTime,
     ) -> CachePolicy {
@@ -528,7 +537,7 @@ impl CachePolicy {
             options: self.options,
             // A 304 keeps the stored tag (it never matched it: see `validators_match`).
             etag_minted: self.etag_minted,
-            targeted: self.targeted.clone(),
+            targeted,
         })
     }
 
@@ -556,6 +565,10 @@ impl CachePolicy {
     ///
     /// A `304` that matches nothing gives [`AfterResponse::Mismatch`]; anything else
     /// [`AfterResponse::Modified`].
+    ///
+    /// The targeted field followed stays the one this policy follows
+    /// ([`CachePolicy::targeted`]); a cache with a list of targeted fields calls
+    /// [`CachePolicy::after_revalidation_with_targets`].
     pub fn after_revalidation(
         &self,
         req: &request::Parts,
@@ -563,27 +576,45 @@ impl CachePolicy {
         request_time: SystemTime,
         response_time: SystemTime,
     ) -> AfterResponse {
+        let targets = self.targeted.as_slice();
+        self.after_revalidation_with_targets(req, res, request_time, response_time, targets)
+    }
+
+    /// [`CachePolicy::after_revalidation`] for a cache that follows the targeted fields
+    /// `targets` (RFC 9213; in precedence order, as given to [`CachePolicy::with_targets`]):
+    /// the updated fields choose again which one decides, so a `304` that adds a targeted
+    /// field of higher precedence (its `no-store` included) is followed, and one that makes
+    /// the followed field invalid hands over to the next, or to `Cache-Control`.
+    pub fn after_revalidation_with_targets(
+        &self,
+        req: &request::Parts,
+        res: &response::Parts,
+        request_time: SystemTime,
+        response_time: SystemTime,
+        targets: &[HeaderName],
+    ) -> AfterResponse {
         if res.status != StatusCode::NOT_MODIFIED {
-            return AfterResponse::Modified(CachePolicy::with_options(
+            return AfterResponse::Modified(CachePolicy::with_targets(
                 req,
                 res,
-                request_time,
-                response_time,
+                (request_time, response_time),
                 self.mode,
                 self.options,
+                targets,
             ));
         }
         if !self.validators_match(&res.headers) {
             return AfterResponse::Mismatch;
         }
-        let served = self.freshened(req, res, request_time, response_time);
+        let served = self.freshened(req, res, request_time, response_time, targets);
         let stored = if self.mode == CacheMode::Shared && res.headers.contains_key(SET_COOKIE) {
             // The 304 updates what is stored (§3.2), but a cookie is one client's: what a
             // shared cache keeps never carries it. The stored response had none (it would
             // not have been stored).
             let mut headers = served.response_headers.clone();
             headers.remove(SET_COOKIE);
-            self.with_headers(req, headers, request_time, response_time)
+            let targeted = served.targeted.clone();
+            self.with_headers(req, headers, targeted, request_time, response_time)
         } else {
             served.clone()
         };
@@ -631,7 +662,8 @@ impl CachePolicy {
             ok &= matches!((len(new), len(stored)), (Some(n), Some(s)) if n == s);
         }
         if any && ok {
-            HeadUpdate::Freshened(self.freshened(req, res, request_time, response_time))
+            let targets = self.targeted.as_slice();
+            HeadUpdate::Freshened(self.freshened(req, res, request_time, response_time, targets))
         } else {
             HeadUpdate::Invalidate
         }

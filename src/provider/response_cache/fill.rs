@@ -499,10 +499,13 @@ impl<St: Store> ResponseCache<St> {
         response_time: SystemTime,
     ) -> Response<HitBody> {
         let entry = &stale.entry;
-        let outcome =
-            entry
-                .policy
-                .after_revalidation(&fill.request, res, fill.request_time, response_time);
+        let outcome = entry.policy.after_revalidation_with_targets(
+            &fill.request,
+            res,
+            fill.request_time,
+            response_time,
+            &self.shared.config.targets,
+        );
         let mut status = CacheStatus {
             fwd: Some(fill.fwd),
             fwd_status: Some(304),
