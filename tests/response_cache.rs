@@ -15,7 +15,7 @@ use std::{convert::Infallible, future::ready, time::Duration};
 use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_etag::{
     response_cache::{CacheBody, CacheBypass, HitBody, ResponseCache},
-    store::{Expect, MemoryStore, MemoryWriter, Meta, Store, StoreError, StoreWriter, Stored},
+    store::{Expect, Key, MemoryStore, MemoryWriter, Meta, Store, StoreError, StoreWriter, Stored},
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -255,33 +255,39 @@ fn broken() -> StoreError {
 }
 
 impl StoreWriter for BrokenWriter {
-    fn write(&mut self, _: &Bytes) -> Result<(), StoreError> {
+    async fn write(self, _: Bytes) -> Result<Self, StoreError> {
         Err(broken())
     }
     fn replace_meta(&mut self, _: Meta) {}
-    fn commit(self) -> Result<(), StoreError> {
+    async fn commit(self) -> Result<(), StoreError> {
         Err(broken())
     }
 }
 
 impl Store for BrokenStore {
     type Writer = BrokenWriter;
-    async fn get(&self, _: &str) -> Result<Option<Stored>, StoreError> {
+    async fn get(&self, _: &Key) -> Result<Option<Stored>, StoreError> {
         Err(broken())
     }
-    fn writer(&self, _: &str, _: Meta, _: Duration, _: Expect) -> Result<BrokenWriter, StoreError> {
+    async fn writer(
+        &self,
+        _: &Key,
+        _: Meta,
+        _: Duration,
+        _: Expect,
+    ) -> Result<BrokenWriter, StoreError> {
         Err(broken())
     }
     async fn update_meta(
         &self,
-        _: &str,
+        _: &Key,
         _: Expect,
         _: Meta,
         _: Duration,
     ) -> Result<bool, StoreError> {
         Err(broken())
     }
-    async fn remove(&self, _: &str, _: Expect) -> Result<bool, StoreError> {
+    async fn remove(&self, _: &Key, _: Expect) -> Result<bool, StoreError> {
         Err(broken())
     }
     async fn clear(&self) -> Result<(), StoreError> {

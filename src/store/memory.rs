@@ -1,6 +1,6 @@
 //! [`MemoryStore`]: a bounded, sharded in-memory LRU.
 
-use super::{Expect, Meta, Store, StoreError, StoreWriter, Stored, StoredBody};
+use super::{Expect, Key, Meta, Store, StoreError, StoreWriter, Stored, StoredBody};
 use bytes::{Bytes, BytesMut};
 use lru::LruCache;
 use std::{
@@ -339,8 +339,8 @@ impl Drop for Reservation {
     }
 }
 
-impl StoreWriter for MemoryWriter {
-    fn write(&mut self, chunk: &Bytes) -> Result<(), StoreError> {
+impl MemoryWriter {
+    fn write_now(&mut self, chunk: &Bytes) -> Result<(), StoreError> {
         let len = self.body.len() as u64 + chunk.len() as u64;
         let limit = self.store.inner.max_entry_bytes;
         if entry_size(&self.key, &self.meta, len) > limit {
@@ -358,7 +358,7 @@ impl StoreWriter for MemoryWriter {
         Ok(())
     }
 
-    fn replace_meta(&mut self, meta: Meta) {
+    fn replace_meta_now(&mut self, meta: Meta) {
         // A head that would take the entry past its limit is not taken: the entry is stored
         // with the head it was opened with (a minted tag is a nicety, the entry is not).
         let len = self.body.len() as u64;
@@ -367,7 +367,7 @@ impl StoreWriter for MemoryWriter {
         }
     }
 
-    fn commit(self) -> Result<(), StoreError> {
+    fn commit_now(self) -> Result<(), StoreError> {
         // Shrink to fit: the buffer grew by doubling.
         let body = Bytes::copy_from_slice(&self.body);
         let size = entry_size(&self.key, &self.meta, body.len() as u64);
@@ -388,22 +388,26 @@ impl StoreWriter for MemoryWriter {
     }
 }
 
+impl StoreWriter for MemoryWriter {
+    fn write(mut self, chunk: Bytes) -> impl Future<Output = Result<Self, StoreError>> + Send {
+        ready(self.write_now(&chunk).map(|()| self))
+    }
+
+    fn replace_meta(&mut self, meta: Meta) {
+        self.replace_meta_now(meta);
+    }
+
+    fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(self.commit_now())
+    }
+}
+
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
-impl Store for MemoryStore {
-    type Writer = MemoryWriter;
-
-    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Stored>, StoreError>> + Send {
-        ready(Ok(self.get_now(key)))
-    }
-
-    fn max_entry_bytes(&self) -> Option<u64> {
-        Some(self.inner.max_entry_bytes)
-    }
-
-    fn writer(
+impl MemoryStore {
+    fn writer_now(
         &self,
         key: &str,
         meta: Meta,
@@ -428,33 +432,62 @@ impl Store for MemoryStore {
         })
     }
 
-    fn update_meta(
-        &self,
-        key: &str,
-        expect: Expect,
-        meta: Meta,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        ready(self.update_meta_now(key, expect, meta, ttl))
-    }
-
-    fn remove(
-        &self,
-        key: &str,
-        expect: Expect,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+    fn remove_now(&self, key: &str, expect: Expect) -> bool {
         let mut shard = self.shard(key);
-        let removed = holds(current(&shard, key, Instant::now()), expect)
-            && shard.map.pop(key).map(|e| shard.bytes -= e.size).is_some();
-        ready(Ok(removed))
+        holds(current(&shard, key, Instant::now()), expect)
+            && shard.map.pop(key).map(|e| shard.bytes -= e.size).is_some()
     }
 
-    fn clear(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+    fn clear_now(&self) {
         for s in self.inner.shards.iter() {
             let mut shard = lock(s);
             shard.map.clear();
             shard.bytes = 0;
         }
+    }
+}
+
+impl Store for MemoryStore {
+    type Writer = MemoryWriter;
+
+    fn get(&self, key: &Key) -> impl Future<Output = Result<Option<Stored>, StoreError>> + Send {
+        ready(Ok(self.get_now(key.as_str())))
+    }
+
+    fn max_entry_bytes(&self) -> Option<u64> {
+        Some(self.inner.max_entry_bytes)
+    }
+
+    fn writer(
+        &self,
+        key: &Key,
+        meta: Meta,
+        ttl: Duration,
+        expect: Expect,
+    ) -> impl Future<Output = Result<MemoryWriter, StoreError>> + Send {
+        ready(self.writer_now(key.as_str(), meta, ttl, expect))
+    }
+
+    fn update_meta(
+        &self,
+        key: &Key,
+        expect: Expect,
+        meta: Meta,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        ready(self.update_meta_now(key.as_str(), expect, meta, ttl))
+    }
+
+    fn remove(
+        &self,
+        key: &Key,
+        expect: Expect,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        ready(Ok(self.remove_now(key.as_str(), expect)))
+    }
+
+    fn clear(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.clear_now();
         ready(Ok(()))
     }
 }
@@ -464,21 +497,22 @@ mod tests {
     use super::*;
 
     fn put(store: &MemoryStore, key: &str, body: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        let mut w = store.writer(
+        let mut w = store.writer_now(
             key,
             Meta::encoded(Bytes::from_static(b"meta")),
             ttl,
             Expect::Any,
         )?;
         for chunk in body.chunks(7) {
-            w.write(&Bytes::copy_from_slice(chunk))?;
+            w.write_now(&Bytes::copy_from_slice(chunk))?;
         }
-        w.commit()
+        w.commit_now()
     }
 
     fn body(store: &MemoryStore, key: &str) -> Option<Bytes> {
         store.get_now(key).map(|s| match s.body {
             StoredBody::Bytes(b) => b,
+            StoredBody::Reader(_) => unreachable!("the memory store holds bodies"),
         })
     }
 
@@ -489,16 +523,16 @@ mod tests {
         let limit = 1 + 3 + 90 + ENTRY_OVERHEAD; // key, head, body: exactly at the limit
         let store = MemoryStore::builder().max_entry_bytes(limit).build();
         let mut w = store
-            .writer(
+            .writer_now(
                 "k",
                 Meta::encoded(Bytes::from_static(b"old")),
                 HOUR,
                 Expect::Any,
             )
             .unwrap();
-        w.write(&Bytes::from(vec![b'x'; 90])).unwrap();
-        w.replace_meta(Meta::encoded(Bytes::from(vec![b'm'; 50])));
-        w.commit().expect("committed with the head that fits");
+        w.write_now(&Bytes::from(vec![b'x'; 90])).unwrap();
+        w.replace_meta_now(Meta::encoded(Bytes::from(vec![b'm'; 50])));
+        w.commit_now().expect("committed with the head that fits");
         assert_eq!(store.get_now("k").unwrap().meta.bytes, "old");
     }
 
@@ -506,17 +540,17 @@ mod tests {
     fn written_entry_is_visible_only_after_commit() {
         let store = MemoryStore::new();
         let mut w = store
-            .writer(
+            .writer_now(
                 "k",
                 Meta::encoded(Bytes::from_static(b"m")),
                 HOUR,
                 Expect::Any,
             )
             .unwrap();
-        w.write(&Bytes::from_static(b"hello ")).unwrap();
-        w.write(&Bytes::from_static(b"world")).unwrap();
+        w.write_now(&Bytes::from_static(b"hello ")).unwrap();
+        w.write_now(&Bytes::from_static(b"world")).unwrap();
         assert!(store.get_now("k").is_none());
-        w.commit().unwrap();
+        w.commit_now().unwrap();
         assert_eq!(body(&store, "k").unwrap(), "hello world");
     }
 
@@ -524,9 +558,9 @@ mod tests {
     fn dropped_writer_aborts() {
         let store = MemoryStore::new();
         let mut w = store
-            .writer("k", Meta::encoded(Bytes::new()), HOUR, Expect::Any)
+            .writer_now("k", Meta::encoded(Bytes::new()), HOUR, Expect::Any)
             .unwrap();
-        w.write(&Bytes::from_static(b"partial")).unwrap();
+        w.write_now(&Bytes::from_static(b"partial")).unwrap();
         drop(w);
         assert!(store.get_now("k").is_none());
         assert_eq!(store.bytes(), 0);
@@ -560,15 +594,15 @@ mod tests {
     fn too_large_entries_are_refused_without_holding_them() {
         let store = MemoryStore::builder().max_bytes(4096).shards(1).build();
         let mut w = store
-            .writer("big", Meta::encoded(Bytes::new()), HOUR, Expect::Any)
+            .writer_now("big", Meta::encoded(Bytes::new()), HOUR, Expect::Any)
             .unwrap();
-        assert!(w.write(&Bytes::from(vec![0u8; 2000])).is_ok());
+        assert!(w.write_now(&Bytes::from(vec![0u8; 2000])).is_ok());
         assert!(matches!(
-            w.write(&Bytes::from(vec![0u8; 2000])),
+            w.write_now(&Bytes::from(vec![0u8; 2000])),
             Err(StoreError::TooLarge { .. })
         ));
         assert!(w.body.is_empty());
-        assert_eq!(store.max_entry_bytes(), Some(4096));
+        assert_eq!(Store::max_entry_bytes(&store), Some(4096));
         drop(w);
         assert!(store.is_empty());
     }
@@ -581,63 +615,57 @@ mod tests {
         assert_eq!(store.bytes(), 0);
     }
 
-    #[tokio::test]
-    async fn update_meta_remove_and_clear() {
+    #[test]
+    fn update_meta_remove_and_clear() {
         let store = MemoryStore::new();
         put(&store, "k", b"body", HOUR).unwrap();
         let v = store.get_now("k").unwrap().version;
         assert!(store
-            .update_meta(
+            .update_meta_now(
                 "k",
                 Expect::Version(v),
                 Meta::encoded(Bytes::from_static(b"new")),
                 HOUR
             )
-            .await
             .unwrap());
-        let s = store.get("k").await.unwrap().unwrap();
+        let s = store.get_now("k").unwrap();
         assert_eq!(s.meta.bytes, "new");
         assert_eq!(body(&store, "k").unwrap(), "body", "the body is kept");
         assert_ne!(s.version, v, "an update is a new version");
         // The version read before the update no longer matches.
         assert!(!store
-            .update_meta("k", Expect::Version(v), Meta::encoded(Bytes::new()), HOUR)
-            .await
+            .update_meta_now("k", Expect::Version(v), Meta::encoded(Bytes::new()), HOUR)
             .unwrap());
         assert!(!store
-            .update_meta(
+            .update_meta_now(
                 "missing",
                 Expect::Version(v),
                 Meta::encoded(Bytes::new()),
                 HOUR
             )
-            .await
             .unwrap());
         let v = store.get_now("k").unwrap().version;
-        assert!(!store.remove("k", Expect::Version(v + 1000)).await.unwrap());
-        assert!(store.remove("k", Expect::Version(v)).await.unwrap());
-        assert!(!store.remove("k", Expect::Any).await.unwrap());
+        assert!(!store.remove_now("k", Expect::Version(v + 1000)));
+        assert!(store.remove_now("k", Expect::Version(v)));
+        assert!(!store.remove_now("k", Expect::Any));
         put(&store, "a", b"1", HOUR).unwrap();
-        store.clear().await.unwrap();
+        store.clear_now();
         assert!(store.is_empty());
         assert_eq!(store.bytes(), 0);
     }
 
-    #[tokio::test]
-    async fn update_meta_creates_only_where_absence_is_expected_or_allowed() {
+    #[test]
+    fn update_meta_creates_only_where_absence_is_expected_or_allowed() {
         let store = MemoryStore::new();
         let meta = || Meta::encoded(Bytes::from_static(b"i"));
         assert!(store
-            .update_meta("i", Expect::Absent, meta(), HOUR)
-            .await
+            .update_meta_now("i", Expect::Absent, meta(), HOUR)
             .unwrap());
         assert!(!store
-            .update_meta("i", Expect::Absent, meta(), HOUR)
-            .await
+            .update_meta_now("i", Expect::Absent, meta(), HOUR)
             .unwrap());
         assert!(store
-            .update_meta("j", Expect::Any, meta(), HOUR)
-            .await
+            .update_meta_now("j", Expect::Any, meta(), HOUR)
             .unwrap());
         assert!(body(&store, "j").unwrap().is_empty());
     }
@@ -647,22 +675,24 @@ mod tests {
         let store = MemoryStore::new();
         let meta = || Meta::encoded(Bytes::new());
         // Two writers that both saw the key absent: the first commit wins.
-        let first = store.writer("k", meta(), HOUR, Expect::Absent).unwrap();
-        let second = store.writer("k", meta(), HOUR, Expect::Absent).unwrap();
-        first.commit().unwrap();
-        assert!(matches!(second.commit(), Err(StoreError::Conflict)));
+        let first = store.writer_now("k", meta(), HOUR, Expect::Absent).unwrap();
+        let second = store.writer_now("k", meta(), HOUR, Expect::Absent).unwrap();
+        first.commit_now().unwrap();
+        assert!(matches!(second.commit_now(), Err(StoreError::Conflict)));
         let v = store.get_now("k").unwrap().version;
-        let mut stale = store.writer("k", meta(), HOUR, Expect::Version(v)).unwrap();
-        stale.write(&Bytes::from_static(b"older")).unwrap();
+        let mut stale = store
+            .writer_now("k", meta(), HOUR, Expect::Version(v))
+            .unwrap();
+        stale.write_now(&Bytes::from_static(b"older")).unwrap();
         put(&store, "k", b"newer", HOUR).unwrap();
-        assert!(matches!(stale.commit(), Err(StoreError::Conflict)));
+        assert!(matches!(stale.commit_now(), Err(StoreError::Conflict)));
         assert_eq!(body(&store, "k").unwrap(), "newer");
         // An expired entry counts as absent.
         put(&store, "e", b"x", Duration::ZERO).unwrap();
         store
-            .writer("e", meta(), HOUR, Expect::Absent)
+            .writer_now("e", meta(), HOUR, Expect::Absent)
             .unwrap()
-            .commit()
+            .commit_now()
             .unwrap();
     }
 
@@ -671,10 +701,10 @@ mod tests {
         let store = MemoryStore::new();
         let big = Bytes::from(vec![7u8; 8192]);
         let mut w = store
-            .writer("k", Meta::encoded(Bytes::new()), HOUR, Expect::Any)
+            .writer_now("k", Meta::encoded(Bytes::new()), HOUR, Expect::Any)
             .unwrap();
-        w.write(&big.slice(0..1024)).unwrap();
-        w.commit().unwrap();
+        w.write_now(&big.slice(0..1024)).unwrap();
+        w.commit_now().unwrap();
         drop(store.get_now("k"));
         // Only our handle is left on the 8 KiB buffer: the store copied its 1 KiB.
         assert!(big.is_unique());
@@ -687,15 +717,15 @@ mod tests {
             .max_bytes(1 << 30)
             .max_entry_bytes(4096)
             .build();
-        assert_eq!(store.max_entry_bytes(), Some(4096));
+        assert_eq!(Store::max_entry_bytes(&store), Some(4096));
         let mut w = store
-            .writer("k", Meta::encoded(Bytes::new()), HOUR, Expect::Any)
+            .writer_now("k", Meta::encoded(Bytes::new()), HOUR, Expect::Any)
             .unwrap();
-        assert!(w.write(&Bytes::from(vec![0u8; 8192])).is_err());
+        assert!(w.write_now(&Bytes::from(vec![0u8; 8192])).is_err());
         assert!(w.body.is_empty(), "nothing held past the limit");
         // Never more than a shard's share of the total.
         let small = MemoryStore::builder().max_bytes(8 * 1024).shards(8).build();
-        assert_eq!(small.max_entry_bytes(), Some(1024));
+        assert_eq!(Store::max_entry_bytes(&small), Some(1024));
     }
 
     #[test]
@@ -710,7 +740,7 @@ mod tests {
         let mut writers: Vec<MemoryWriter> = (0..4)
             .map(|i| {
                 store
-                    .writer(
+                    .writer_now(
                         &format!("k{i}"),
                         Meta::encoded(Bytes::new()),
                         HOUR,
@@ -721,7 +751,7 @@ mod tests {
             .collect();
         let refused = writers
             .iter_mut()
-            .map(|w| w.write(&chunk))
+            .map(|w| w.write_now(&chunk))
             .filter(|r| matches!(r, Err(StoreError::Busy)))
             .count();
         assert_eq!(
@@ -735,10 +765,10 @@ mod tests {
             "all given back"
         );
         let mut w = store
-            .writer("k", Meta::encoded(Bytes::new()), HOUR, Expect::Any)
+            .writer_now("k", Meta::encoded(Bytes::new()), HOUR, Expect::Any)
             .unwrap();
-        w.write(&chunk).unwrap();
-        w.commit().unwrap();
+        w.write_now(&chunk).unwrap();
+        w.commit_now().unwrap();
         assert_eq!(
             store.inner.pending.load(Ordering::Relaxed),
             0,

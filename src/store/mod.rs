@@ -1,22 +1,38 @@
 //! Where a [`ResponseCache`](crate::response_cache::ResponseCache) keeps its entries.
 //!
-//! A [`Store`] maps string keys to entries: an opaque, versioned head (`meta`, encoded by the
+//! A [`Store`] maps [`Key`]s to entries: an opaque, versioned head (`meta`, encoded by the
 //! cache) and a body. Bodies are written through a [`StoreWriter`] chunk by chunk while they
-//! stream to the client, and become visible only on [`StoreWriter::commit`]; a writer dropped
-//! before that aborts, so a truncated body is never served.
+//! stream to the client (async, one chunk at a time: backpressure), and become visible only
+//! on [`StoreWriter::commit`]; a writer dropped before that aborts, so a truncated body is
+//! never served. A hit reads the head at once and streams the body from the store as the
+//! client reads it ([`StoredBody`]).
 //!
 //! A store that fails never fails a request: the cache logs the error (`tracing`) and steps
 //! aside. [`MemoryStore`] is the embedded default.
 
+mod dynamic;
+mod key;
 mod memory;
 
+pub use dynamic::{AnyStore, AnyWriter, DynStore};
+pub use key::Key;
 pub use memory::{
     MemoryStore, MemoryStoreBuilder, MemoryWriter, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES,
     DEFAULT_MAX_ENTRY_BYTES,
 };
 
 use bytes::Bytes;
-use std::{any::Any, fmt, future::Future, sync::Arc, time::Duration};
+use futures_core::Stream;
+use std::{
+    any::Any,
+    fmt,
+    future::Future,
+    ops::Range,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 /// An entry's head as the cache hands it to a store: the encoded bytes (what a store that
 /// serializes keeps) and, for stores that keep objects in memory, the decoded value, so a
@@ -88,11 +104,15 @@ pub enum Expect {
     Version(u64),
 }
 
-/// The body of a stored entry.
+/// The body of a stored entry: in memory, or read from the store as the client reads it.
+///
+/// Cloning is cheap (a reference count), and each clone can be read on its own.
 #[derive(Debug, Clone)]
 pub enum StoredBody {
     /// Held in memory, whole.
     Bytes(Bytes),
+    /// Read from the store on demand, in chunks.
+    Reader(Arc<dyn BodyReader>),
 }
 
 impl StoredBody {
@@ -100,6 +120,7 @@ impl StoredBody {
     pub fn len(&self) -> u64 {
         match self {
             Self::Bytes(b) => b.len() as u64,
+            Self::Reader(r) => r.len(),
         }
     }
 
@@ -107,6 +128,51 @@ impl StoredBody {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Bytes `range` of the body (within `0..len`) as a stream of chunks.
+    pub fn stream(&self, range: Range<u64>) -> BodyStream {
+        match self {
+            Self::Bytes(b) => {
+                let part = b.slice(range.start as usize..range.end as usize);
+                Box::pin(once(part))
+            }
+            Self::Reader(r) => r.read(range),
+        }
+    }
+}
+
+/// A stream of body chunks read from a store. An error ends the body: the client's
+/// response breaks off rather than end early looking complete.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, StoreError>> + Send>>;
+
+/// The body of an entry a store reads on demand (from a file, from Redis) rather than holds
+/// in memory: [`StoredBody::Reader`].
+pub trait BodyReader: fmt::Debug + Send + Sync + 'static {
+    /// The body's length in bytes.
+    fn len(&self) -> u64;
+
+    /// Whether the body is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Streams bytes `range` of the body (`range.end <= len`), in chunks of a bounded size,
+    /// read as the stream is polled: a large body never sits in memory whole. Reading goes
+    /// on from the entry that was read, even if it was replaced or removed meanwhile, or
+    /// fails (the stream yields an error).
+    fn read(&self, range: Range<u64>) -> BodyStream;
+}
+
+/// One chunk, then the end.
+fn once(chunk: Bytes) -> impl Stream<Item = Result<Bytes, StoreError>> + Send {
+    struct Once(Option<Bytes>);
+    impl Stream for Once {
+        type Item = Result<Bytes, StoreError>;
+        fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            Poll::Ready(self.0.take().filter(|b| !b.is_empty()).map(Ok))
+        }
+    }
+    Once(Some(chunk))
 }
 
 /// A failure of a store. The cache logs it and serves the request without the store.
@@ -124,8 +190,26 @@ pub enum StoreError {
     /// A conditional write found something else under its key than it expected
     /// ([`Expect`]): nothing was written. Not a failure of the store.
     Conflict,
+    /// The store is not used for now: it failed or was too slow too often, and is given a
+    /// moment before it is tried again (a circuit breaker).
+    Unavailable,
+    /// The store did not answer within its deadline.
+    Timeout,
     /// The store could not be reached or failed.
     Backend(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// A backend failure from any error.
+    pub fn backend(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Backend(e.into())
+    }
+
+    /// Whether the store itself failed (not a refusal of this entry): the cache says
+    /// `detail=store-error` (RFC 9211) when it served without the store because of it.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Self::Unavailable | Self::Timeout | Self::Backend(_))
+    }
 }
 
 impl fmt::Display for StoreError {
@@ -136,6 +220,8 @@ impl fmt::Display for StoreError {
             }
             Self::Conflict => f.write_str("the entry changed since it was read"),
             Self::Busy => f.write_str("the store is full of entries being written"),
+            Self::Unavailable => f.write_str("the store is not used for now (circuit open)"),
+            Self::Timeout => f.write_str("the store did not answer in time"),
             Self::Backend(e) => write!(f, "store backend error: {e}"),
         }
     }
@@ -145,17 +231,28 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Backend(e) => Some(&**e),
-            Self::TooLarge { .. } | Self::Conflict | Self::Busy => None,
+            Self::TooLarge { .. }
+            | Self::Conflict
+            | Self::Busy
+            | Self::Unavailable
+            | Self::Timeout => None,
         }
     }
 }
 
-/// Writes one entry's body. Dropping it without [`commit`](StoreWriter::commit) aborts:
-/// nothing becomes visible.
+/// Writes one entry's body. Dropping it (or a future of its) without
+/// [`commit`](StoreWriter::commit) aborts: nothing becomes visible, and what was written is
+/// cleaned up (in the background where the store needs I/O for that).
+///
+/// Writes are async and consume the writer, which they give back: the cache waits for one
+/// chunk to be taken before it reads the next from the origin, so a slow store slows the
+/// fill (backpressure) instead of buffering it.
 pub trait StoreWriter: Send + 'static {
-    /// Appends a chunk of the body. Must not block: a store that does I/O buffers or hands
-    /// the chunk to a task. After an error the writer is abandoned.
-    fn write(&mut self, chunk: &Bytes) -> Result<(), StoreError>;
+    /// Appends a chunk of the body. After an error the writer is gone: the entry is not
+    /// stored.
+    fn write(self, chunk: Bytes) -> impl Future<Output = Result<Self, StoreError>> + Send
+    where
+        Self: Sized;
 
     /// Replaces the head the entry will be committed with: one that is complete only once
     /// the whole body has been seen (the cache mints an `ETag` from the body). Called at
@@ -164,30 +261,39 @@ pub trait StoreWriter: Send + 'static {
     fn replace_meta(&mut self, meta: Meta);
 
     /// Makes the entry visible, replacing the entry under the same key if the writer's
-    /// [`Expect`] still holds (else [`StoreError::Conflict`], and nothing changes). Called
+    /// [`Expect`] still holds (else [`StoreError::Conflict`], and nothing changes), at once
+    /// for every reader: a reader sees the old entry or the new one, never a mix. Called
     /// only when the body ended cleanly.
-    fn commit(self) -> Result<(), StoreError>;
+    fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send
+    where
+        Self: Sized;
 }
 
 /// A place for cache entries. Clones share the same entries.
 ///
-/// Every method may be called concurrently; none may hold a lock across an await.
+/// Every method may be called concurrently; none may hold a lock across an await, nor block
+/// the async worker it runs on (file and network I/O goes to tasks or `spawn_blocking`).
+///
+/// A store picked at run time (from configuration) is an [`AnyStore`], which wraps any
+/// store behind one type.
 pub trait Store: Clone + Send + Sync + 'static {
     /// The writer of this store.
     type Writer: StoreWriter;
 
-    /// The entry under `key`, if any (and not expired).
-    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Stored>, StoreError>> + Send;
+    /// The entry under `key`, if any (and not expired): its head at once, and its body as a
+    /// handle that reads it only when it is streamed ([`StoredBody`]), so a lookup that
+    /// needs the head only (a `HEAD`, a `304`, a `Vary` mismatch) reads no body.
+    fn get(&self, key: &Key) -> impl Future<Output = Result<Option<Stored>, StoreError>> + Send;
 
     /// Starts writing an entry that will live for `ttl` once committed, if what is under
     /// `key` at commit time is what `expect` says.
     fn writer(
         &self,
-        key: &str,
+        key: &Key,
         meta: Meta,
         ttl: Duration,
         expect: Expect,
-    ) -> Result<Self::Writer, StoreError>;
+    ) -> impl Future<Output = Result<Self::Writer, StoreError>> + Send;
 
     /// The largest body this store accepts, if it has a limit: the cache does not start
     /// writing a body announced to be larger.
@@ -202,7 +308,7 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Atomic: between checking `expect` and writing, no other write of `key` happens.
     fn update_meta(
         &self,
-        key: &str,
+        key: &Key,
         expect: Expect,
         meta: Meta,
         ttl: Duration,
@@ -212,10 +318,11 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// between is never removed in its place); returns whether one was removed.
     fn remove(
         &self,
-        key: &str,
+        key: &Key,
         expect: Expect,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Removes every entry.
+    /// Removes every entry of this store (of this cache's namespace, for a shared backend),
+    /// and nothing else.
     fn clear(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -2,8 +2,8 @@
 
 use super::tee::TeeBody;
 use crate::{
-    middleware::body::{BufferedBody, NoBody},
-    store::StoreWriter,
+    middleware::body::{BoxError, BufferedBody, NoBody},
+    store::{BodyStream, StoreError, StoreWriter, StoredBody},
 };
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -14,40 +14,94 @@ use std::{
     pin::Pin,
     task::{Context, Poll},
 };
+use std::{ops::Range, task::ready};
+use sync_wrapper::SyncWrapper;
 
-/// The body of an answer made from a stored entry: its bytes, or none (HEAD, 304) with the
-/// size the client is told about.
+/// The body of an answer made from a stored entry: its bytes (in memory, or read from the
+/// store as the client reads it), or none (HEAD, 304) with the size the client is told
+/// about.
+///
+/// A body read from the store that fails or ends short gives an error, never an early end:
+/// the client's response breaks off instead of looking complete.
 #[derive(Debug)]
 pub enum HitBody {
-    /// The stored bytes.
+    /// The stored bytes, in memory.
     Full(Full<Bytes>),
+    /// Read from the store.
+    Stream(StoreStream),
     /// No bytes.
     None(NoBody),
+}
+
+/// A body read from the store: [`HitBody::Stream`].
+pub struct StoreStream {
+    stream: SyncWrapper<BodyStream>,
+    remaining: u64,
+}
+
+impl std::fmt::Debug for StoreStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreStream")
+            .field("remaining", &self.remaining)
+            .finish()
+    }
 }
 
 impl HitBody {
     pub(crate) fn bytes(bytes: Bytes) -> Self {
         Self::Full(Full::new(bytes))
     }
+
+    /// Bytes `range` of a stored body.
+    pub(crate) fn stored(body: &StoredBody, range: Range<u64>) -> Self {
+        match body {
+            StoredBody::Bytes(b) => Self::bytes(b.slice(range.start as usize..range.end as usize)),
+            StoredBody::Reader(_) => Self::Stream(StoreStream {
+                remaining: range.end - range.start,
+                stream: SyncWrapper::new(body.stream(range)),
+            }),
+        }
+    }
 }
 
 impl Body for HitBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = StoreError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, StoreError>>> {
+        let infallible = |p: Poll<Option<Result<Frame<Bytes>, Infallible>>>| {
+            p.map(|f| f.map(|r| r.map_err(|never| match never {})))
+        };
         match self.get_mut() {
-            Self::Full(b) => Pin::new(b).poll_frame(cx),
-            Self::None(b) => Pin::new(b).poll_frame(cx),
+            Self::Full(b) => infallible(Pin::new(b).poll_frame(cx)),
+            Self::None(b) => infallible(Pin::new(b).poll_frame(cx)),
+            Self::Stream(s) => {
+                if s.remaining == 0 {
+                    return Poll::Ready(None);
+                }
+                let next = ready!(s.stream.get_mut().as_mut().poll_next(cx));
+                Poll::Ready(Some(match next {
+                    Some(Ok(chunk)) if chunk.len() as u64 <= s.remaining => {
+                        s.remaining -= chunk.len() as u64;
+                        Ok(Frame::data(chunk))
+                    }
+                    Some(Ok(_)) => Err(StoreError::backend(
+                        "the stored body is longer than its length",
+                    )),
+                    Some(Err(e)) => Err(e),
+                    None => Err(StoreError::backend("the stored body ended short")),
+                }))
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             Self::Full(b) => b.is_end_stream(),
+            Self::Stream(s) => s.remaining == 0,
             Self::None(b) => b.is_end_stream(),
         }
     }
@@ -55,6 +109,7 @@ impl Body for HitBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Full(b) => b.size_hint(),
+            Self::Stream(s) => SizeHint::with_exact(s.remaining),
             Self::None(b) => b.size_hint(),
         }
     }
@@ -121,28 +176,31 @@ impl<B: Body, W> CacheBody<B, W> {
     }
 }
 
-/// The error of a [`CacheBody`]: the inner body's.
-fn never<E>(e: Infallible) -> E {
-    match e {}
-}
-
+/// The error of a [`CacheBody`]: the inner body's, or the store's for a body read from it
+/// (a stale answer in place of an error).
 impl<B, W> Body for CacheBody<B, W>
 where
     B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
     W: StoreWriter,
 {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        fn boxed<E: Into<BoxError>>(
+            p: Poll<Option<Result<Frame<Bytes>, E>>>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            p.map(|f| f.map(|r| r.map_err(Into::into)))
+        }
         match self.project().kind.project() {
-            KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Fill { body } => body.poll_frame(cx),
-            KindProj::Tee { body } => body.poll_frame(cx),
-            KindProj::Stored { body } => body.poll_frame(cx).map(|f| f.map(|r| r.map_err(never))),
+            KindProj::Inner { body } => boxed(body.poll_frame(cx)),
+            KindProj::Fill { body } => boxed(body.poll_frame(cx)),
+            KindProj::Tee { body } => boxed(body.poll_frame(cx)),
+            KindProj::Stored { body } => boxed(body.poll_frame(cx)),
         }
     }
 

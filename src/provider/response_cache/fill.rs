@@ -23,7 +23,7 @@ use crate::{
         headers::{answer_preconditions_as, bodiless_hint, Answer, Role},
         request::absolute_target,
     },
-    store::{Expect, Store},
+    store::{Expect, Key, Store},
 };
 use bytes::Bytes;
 use http::{
@@ -69,7 +69,7 @@ where
     St: Store,
     ReqBody: Send + 'static,
     ResBody: Body + BytesBody + Send + 'static,
-    ResBody::Error: Send,
+    ResBody::Error: Into<crate::middleware::body::BoxError> + Send,
 {
     // It answers them from what it stores or fetches where it speaks for the origin, and
     // leaves them to the origin where RFC 9111 §4.3.2 says it must (see `lookup`).
@@ -364,11 +364,10 @@ impl<St: Store> ResponseCache<St> {
             }
         };
         status.ttl = Some(policy.time_to_live(now).as_secs() as i64);
-        if body.whole().is_some() {
-            // Read ahead to its end: stored before the head goes out, and said so.
-            status.stored = body
-                .whole()
-                .is_some_and(|chunks| store_whole(writer, held, chunks));
+        if body.whole().is_some() || body.is_end_stream() {
+            // Read ahead to its end (or empty): stored before the head goes out, and said so.
+            let chunks: Vec<Bytes> = body.whole().into_iter().flatten().cloned().collect();
+            status.stored = store_whole(writer, held, chunks).await;
             return (CacheBody::fill(body), status);
         }
         if let Some(guard) = &held.guard {
@@ -381,10 +380,9 @@ impl<St: Store> ResponseCache<St> {
             .mint_etags
             .then(|| Minter::for_policy(policy))
             .flatten();
+        // The head goes out before the body is written, so it does not say `stored`: the
+        // entry is committed when the body ends.
         let tee = TeeBody::new(body, writer, held).minting(minter);
-        // The head goes out before the body is written: `stored` only where the entry is
-        // committed already (an empty body). The others commit when their body ends.
-        status.stored = tee.is_committed();
         let body = match drain {
             Some(permit) => {
                 self.drain_in_background(tee.into_drain(permit));
@@ -482,9 +480,15 @@ impl<St: Store> ResponseCache<St> {
         self.shared
             .store
             .writer(&key, entry::meta(policy), ttl, expect)
+            .await
             .map_err(|e| {
-                tracing::debug!(error = %e, "not storing a response");
-                None
+                if e.is_failure() {
+                    tracing::warn!(error = %e, "cache store failed; not storing a response");
+                    Some("store-error")
+                } else {
+                    tracing::debug!(error = %e, "not storing a response");
+                    None
+                }
             })
     }
 
@@ -539,7 +543,7 @@ impl<St: Store> ResponseCache<St> {
         };
         status.ttl = Some(served.time_to_live(response_time).as_secs() as i64);
         let headers = served.headers_with_age(response_time);
-        self.respond(&served, headers, entry.body.clone(), head, &status)
+        self.respond(&served, headers, &entry.body, head, &status)
     }
 
     /// Removes `entry`, if it is still what is stored.
@@ -642,5 +646,5 @@ struct Target<'a> {
     names: &'a [String],
     selector: Selector,
     /// The entry the fill revalidated: its key and version.
-    stale: Option<&'a (String, u64)>,
+    stale: Option<&'a (Key, u64)>,
 }

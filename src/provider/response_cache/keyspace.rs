@@ -13,7 +13,7 @@
 //!   stays short whatever clients send; the stored policy keeps the values themselves and is
 //!   checked on every use (RFC 9111 §4.1), so even a digest collision never serves the wrong
 //!   variant.
-//! - **epoch** (`e\0{url}`, private mode only): the URL's epoch, shared by every user's
+//! - **epoch** (`e\0{url}\0`, private mode only): the URL's epoch, shared by every user's
 //!   index.
 //!
 //! Invalidation gives the URL a new epoch. Variants are keyed under the epoch they were
@@ -27,7 +27,7 @@ use super::codec::{Reader, Writer};
 use crate::{
     policy::vary::normalized_into,
     semantics::headers::push_hex,
-    store::{Expect, Meta, Store, StoreError},
+    store::{Expect, Key, Meta, Store, StoreError},
 };
 use bytes::Bytes;
 use http::{HeaderMap, Uri};
@@ -94,42 +94,30 @@ pub(crate) struct Place {
 }
 
 impl Place {
-    fn index_key(&self) -> String {
-        let user = self.user.as_deref().unwrap_or("");
-        let mut key = String::with_capacity(self.url.0.len() + user.len() + 4);
-        key.push_str("i\0");
-        key.push_str(&self.url.0);
-        key.push('\0');
-        key.push_str(user);
-        key
+    fn index_key(&self) -> Key {
+        Key::new("i", &self.url.0, self.user.as_deref().unwrap_or(""))
     }
 
-    fn epoch_key(&self) -> String {
-        let mut key = String::with_capacity(self.url.0.len() + 2);
-        key.push_str("e\0");
-        key.push_str(&self.url.0);
-        key
+    fn epoch_key(&self) -> Key {
+        Key::new("e", &self.url.0, "")
     }
 
     /// The key of the variant `selector` stored under `epoch`.
-    pub(crate) fn variant_key(&self, epoch: u64, selector: Selector) -> String {
+    pub(crate) fn variant_key(&self, epoch: u64, selector: Selector) -> Key {
         let user = self.user.as_deref().unwrap_or("");
-        let mut key = String::with_capacity(self.url.0.len() + user.len() + 54);
-        key.push_str("v\0");
-        key.push_str(&self.url.0);
-        key.push('\0');
-        key.push_str(user);
-        key.push('\0');
-        push_hex(&mut key, u128::from(epoch), 16);
+        let mut rest = String::with_capacity(user.len() + 50);
+        rest.push_str(user);
+        rest.push('\0');
+        push_hex(&mut rest, u128::from(epoch), 16);
         if selector != Selector::NONE {
-            key.push('\0');
-            push_hex(&mut key, selector.0, 32);
+            rest.push('\0');
+            push_hex(&mut rest, selector.0, 32);
         }
-        key
+        Key::new("v", &self.url.0, &rest)
     }
 
     /// What coalesced requests for this place wait on before a variant is known.
-    pub(crate) fn coalesce_key(&self) -> String {
+    pub(crate) fn coalesce_key(&self) -> Key {
         self.index_key()
     }
 }
@@ -388,7 +376,7 @@ impl<St: Store> Keyspace<'_, St> {
         })
     }
 
-    async fn read_index(&self, key: &str) -> Result<Option<(Arc<Index>, u64)>, StoreError> {
+    async fn read_index(&self, key: &Key) -> Result<Option<(Arc<Index>, u64)>, StoreError> {
         Ok(match self.store.get(key).await? {
             Some(stored) => Index::of(&stored.meta).map(|i| (i, stored.version)),
             None => None,

@@ -16,9 +16,8 @@ use super::{
 use crate::{
     policy::{BeforeRequest, CachePolicy},
     provider::{fill_request, Lookup, LookupRequest, RequestHead},
-    store::{Expect, Store, StoredBody},
+    store::{Expect, Key, Store, StoredBody},
 };
-use bytes::Bytes;
 use http::{
     header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE},
     request, HeaderMap, HeaderName, Method, Request, Response,
@@ -77,12 +76,12 @@ pub(crate) struct Stale {
 /// An entry read from the store.
 #[derive(Debug)]
 pub(crate) struct StoredEntry {
-    pub(crate) key: String,
+    pub(crate) key: Key,
     /// The store's version of it: a write based on this read names it.
     pub(crate) version: u64,
     pub(crate) selector: Selector,
     pub(crate) policy: Arc<CachePolicy>,
-    pub(crate) body: Bytes,
+    pub(crate) body: StoredBody,
 }
 
 /// Request fields that make a request conditional; the cache answers them itself and sends
@@ -129,8 +128,8 @@ struct Found {
     entry: Option<(StoredEntry, BeforeRequest)>,
     /// What a miss is: nothing stored for the URL, or not for this selection.
     miss: Fwd,
-    /// What coalesced misses wait on (unused when an entry was found: it is the entry's).
-    coalesce_key: String,
+    /// What coalesced misses wait on (none when an entry was found: it is the entry's).
+    coalesce_key: Option<Key>,
 }
 
 /// A ranged request's `Range` and its conditional fields (`If-Range` among them), as it
@@ -302,9 +301,7 @@ impl<St: Store> ResponseCache<St> {
                     };
                     let response = match &ranged {
                         Some(fields) => self.respond_range(&entry, headers, &head, fields, &status),
-                        None => {
-                            self.respond(&entry.policy, headers, entry.body.clone(), &head, &status)
-                        }
+                        None => self.respond(&entry.policy, headers, &entry.body, &head, &status),
                     };
                     if self.shared.config.refresh_ahead.is_some_and(|w| ttl < w) {
                         let validators = entry.policy.revalidation_headers(&parts);
@@ -387,15 +384,15 @@ impl<St: Store> ResponseCache<St> {
             let conditional_miss = revalidation.is_none() && !client_validators.is_empty();
             let coalesce_key = match &revalidation {
                 Some(revalidation) => revalidation.entry.key.clone(),
-                None => found.coalesce_key,
+                None => found.coalesce_key.unwrap_or_else(|| place.coalesce_key()),
             };
             let join = if conditional_miss {
                 self.shared
                     .coalescer
-                    .follow(&coalesce_key)
+                    .follow(coalesce_key.as_str())
                     .map_or(Join::Alone, Join::Follower)
             } else {
-                self.shared.coalescer.join(&coalesce_key)
+                self.shared.coalescer.join(coalesce_key.as_str())
             };
             let guard = match join {
                 Join::Leader(guard) => Some(guard),
@@ -506,7 +503,7 @@ impl<St: Store> ResponseCache<St> {
             return Found {
                 entry: None,
                 miss: Fwd::UriMiss,
-                coalesce_key: place.coalesce_key(),
+                coalesce_key: None,
             };
         };
         let mut first_key = None;
@@ -545,7 +542,7 @@ impl<St: Store> ResponseCache<St> {
             return Found {
                 entry: Some(found),
                 miss: Fwd::VaryMiss,
-                coalesce_key: String::new(),
+                coalesce_key: None,
             };
         }
         // RFC 9211 §2.2: `vary-miss` says a response for the URI is stored, just not one for
@@ -564,7 +561,7 @@ impl<St: Store> ResponseCache<St> {
             } else {
                 Fwd::UriMiss
             },
-            coalesce_key: first_key.unwrap_or_else(|| place.coalesce_key()),
+            coalesce_key: first_key,
         }
     }
 
@@ -579,7 +576,7 @@ impl<St: Store> ResponseCache<St> {
         validators: HeaderMap,
         job: Job<ReqBody>,
     ) -> LookupResult<ReqBody> {
-        let guard = match self.shared.coalescer.join(&entry.key) {
+        let guard = match self.shared.coalescer.join(entry.key.as_str()) {
             Join::Leader(guard) => Some(guard),
             Join::Alone => None,
             Join::Follower(_) => return Lookup::Hit(response),
@@ -647,9 +644,9 @@ impl<St: Store> ResponseCache<St> {
     /// can read).
     pub(crate) async fn read_entry(
         &self,
-        key: String,
+        key: Key,
         selector: Selector,
-    ) -> Result<StoredEntry, String> {
+    ) -> Result<StoredEntry, Key> {
         let stored = match self.shared.store.get(&key).await {
             Ok(Some(stored)) => stored,
             Ok(None) => return Err(key),
@@ -668,13 +665,12 @@ impl<St: Store> ResponseCache<St> {
                 .await;
             return Err(key);
         };
-        let StoredBody::Bytes(body) = stored.body;
         Ok(StoredEntry {
             key,
             version: stored.version,
             selector,
             policy,
-            body,
+            body: stored.body,
         })
     }
 

@@ -507,14 +507,17 @@ impl<St: Store> ResponseCache<St> {
             .then(|| entry::minted(&policy, body.len() as u64, &blake3::hash(&body)))
             .flatten();
         let policy = Arc::new(minted.unwrap_or(policy));
-        let mut writer = self.shared.store.writer(
-            &place.variant_key(epoch, selector),
-            entry::meta(&policy),
-            ttl,
-            Expect::Any,
-        )?;
-        writer.write(&body)?;
-        writer.commit()?;
+        let writer = self
+            .shared
+            .store
+            .writer(
+                &place.variant_key(epoch, selector),
+                entry::meta(&policy),
+                ttl,
+                Expect::Any,
+            )
+            .await?;
+        writer.write(body).await?.commit().await?;
         Ok(true)
     }
 

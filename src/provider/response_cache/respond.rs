@@ -8,6 +8,7 @@ use super::{
     status::{issue, CacheStatus},
     ResponseCache,
 };
+use crate::store::StoredBody;
 use crate::{
     middleware::body::NoBody,
     policy::CachePolicy,
@@ -22,7 +23,7 @@ use http::{
     header::{CONTENT_LENGTH, CONTENT_RANGE, IF_RANGE, RANGE},
     HeaderMap, HeaderValue, Response, StatusCode,
 };
-use http_body::SizeHint;
+use http_body::{Body as _, SizeHint};
 use std::time::SystemTime;
 
 impl<St> ResponseCache<St> {
@@ -33,7 +34,7 @@ impl<St> ResponseCache<St> {
         &self,
         policy: &CachePolicy,
         headers: HeaderMap,
-        body: Bytes,
+        body: &StoredBody,
         head: &RequestHead,
         status: &CacheStatus,
     ) -> Response<HitBody> {
@@ -47,10 +48,8 @@ impl<St> ResponseCache<St> {
             head.is_head(),
             Role::Cache,
         ) {
-            Answer::Full => HitBody::bytes(body),
-            Answer::Head => {
-                HitBody::None(NoBody::with_hint(SizeHint::with_exact(body.len() as u64)))
-            }
+            Answer::Full => HitBody::stored(body, 0..body.len()),
+            Answer::Head => HitBody::None(NoBody::with_hint(SizeHint::with_exact(body.len()))),
             Answer::NotModified => HitBody::None(NoBody::unknown()),
             Answer::PreconditionFailed => HitBody::bytes(Bytes::new()),
         };
@@ -62,7 +61,8 @@ impl<St> ResponseCache<St> {
     /// `If-Range` (step 5), then the range: `206 Partial Content` with `Content-Range`, `416
     /// Range Not Satisfiable` when nothing of the body is asked for, or the whole `200` (an
     /// `If-Range` that does not hold, several ranges, one that cannot be read, a stored
-    /// status other than 200). The part is a slice of the stored bytes: nothing is copied.
+    /// status other than 200). The part is a slice of the stored bytes, or read from the store
+    /// alone: nothing is copied, and the rest of the body is not read.
     pub(crate) fn respond_range(
         &self,
         entry: &StoredEntry,
@@ -71,8 +71,8 @@ impl<St> ResponseCache<St> {
         request: &HeaderMap,
         status: &CacheStatus,
     ) -> Response<HitBody> {
-        let body = entry.body.clone();
-        let whole = self.respond(&entry.policy, headers, body.clone(), head, status);
+        let body = &entry.body;
+        let whole = self.respond(&entry.policy, headers, body, head, status);
         if whole.status() != StatusCode::OK {
             return whole;
         }
@@ -86,13 +86,14 @@ impl<St> ResponseCache<St> {
         if !holds {
             return whole;
         }
-        let len = body.len() as u64;
-        let (mut parts, _) = whole.into_parts();
+        let len = body.len();
+        let (mut parts, whole) = whole.into_parts();
         let (status, content_range, part) = match range::answer(request.get_all(RANGE), len) {
-            RangeAnswer::Full => return Response::from_parts(parts, HitBody::bytes(body)),
+            RangeAnswer::Full => return Response::from_parts(parts, whole),
             RangeAnswer::Partial { start, end } => {
-                // `end < len` and `start <= end`: within the body.
-                let part = body.slice(start as usize..=end as usize);
+                // `end < len` and `start <= end`: within the body, read from the store
+                // without the rest of it.
+                let part = HitBody::stored(body, start..end + 1);
                 let value = format!("bytes {start}-{end}/{len}");
                 (StatusCode::PARTIAL_CONTENT, value, part)
             }
@@ -100,17 +101,19 @@ impl<St> ResponseCache<St> {
                 // Like a 412, an answer to this request's Range only: not for caches.
                 bodiless_fields(&mut parts.headers, StatusCode::PRECONDITION_FAILED);
                 let value = format!("bytes */{len}");
-                (StatusCode::RANGE_NOT_SATISFIABLE, value, Bytes::new())
+                let none = HitBody::bytes(Bytes::new());
+                (StatusCode::RANGE_NOT_SATISFIABLE, value, none)
             }
         };
         parts.status = status;
         if let Ok(value) = HeaderValue::from_str(&content_range) {
             parts.headers.insert(CONTENT_RANGE, value);
         }
+        let part_len = part.size_hint().exact().unwrap_or(0);
         parts
             .headers
-            .insert(CONTENT_LENGTH, HeaderValue::from(part.len()));
-        Response::from_parts(parts, HitBody::bytes(part))
+            .insert(CONTENT_LENGTH, HeaderValue::from(part_len));
+        Response::from_parts(parts, part)
     }
 
     /// A response made from a stored entry that is stale at `now` (served while it is
@@ -123,7 +126,7 @@ impl<St> ResponseCache<St> {
         status: &CacheStatus,
     ) -> Response<HitBody> {
         let headers = entry.policy.headers_with_age(now);
-        self.respond(&entry.policy, headers, entry.body.clone(), head, status)
+        self.respond(&entry.policy, headers, &entry.body, head, status)
     }
 
     /// `504 Gateway Timeout`: the request cannot be answered without the origin and may not

@@ -10,9 +10,11 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::sync::Arc;
 use std::{
+    future::Future,
     pin::Pin,
     task::{ready, Context, Poll},
 };
+use sync_wrapper::SyncWrapper;
 use tokio::sync::OwnedSemaphorePermit;
 
 /// What a fill holds until its body ends: the coalescing guard (waiters wake when it goes)
@@ -62,26 +64,103 @@ impl std::fmt::Debug for Minter {
     }
 }
 
+/// A future of the crate's background work, boxed to be kept in a body.
+type BoxFuture<T> = SyncWrapper<Pin<Box<dyn Future<Output = T> + Send>>>;
+
+/// A write of the store in flight, or the writer between writes.
+enum Write<W> {
+    Idle(W),
+    Writing(BoxFuture<Result<W, StoreError>>),
+}
+
+impl<W: StoreWriter> Write<W> {
+    /// Starts writing `chunk`, and drives it as far as it goes now.
+    fn start(w: W, chunk: Bytes, cx: &mut Context<'_>) -> Result<Self, StoreError> {
+        Self::Writing(SyncWrapper::new(Box::pin(w.write(chunk)))).poll_idle(cx)
+    }
+
+    /// Drives a write in flight; `Idle` once it is done.
+    fn poll_idle(self, cx: &mut Context<'_>) -> Result<Self, StoreError> {
+        match self {
+            Self::Writing(mut fut) => match fut.get_mut().as_mut().poll(cx) {
+                Poll::Ready(Ok(w)) => Ok(Self::Idle(w)),
+                Poll::Ready(Err(e)) => Err(e),
+                Poll::Pending => Ok(Self::Writing(fut)),
+            },
+            idle => Ok(idle),
+        }
+    }
+
+    /// The writer once the write in flight is done.
+    async fn into_writer(self) -> Result<W, StoreError> {
+        match self {
+            Self::Idle(w) => Ok(w),
+            Self::Writing(fut) => fut.into_inner().await,
+        }
+    }
+}
+
+/// The end of a fill's write, its commit, running: polled by the body while the client
+/// reads on, and given to a task when the body is dropped first (hyper stops reading at
+/// `Content-Length`), so a complete body is committed whoever stops polling it.
+#[derive(Default)]
+struct Finishing(Option<BoxFuture<bool>>);
+
+impl Finishing {
+    /// Starts `finish` and drives it as far as it goes now.
+    fn start(&mut self, finish: impl Future<Output = bool> + Send + 'static, cx: &mut Context<'_>) {
+        self.0 = Some(SyncWrapper::new(Box::pin(finish)));
+        let _ = self.poll(cx);
+    }
+
+    /// Ready (and gone) once the commit is done.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(fut) = self.0.as_mut() {
+            ready!(fut.get_mut().as_mut().poll(cx));
+            self.0 = None;
+        }
+        Poll::Ready(())
+    }
+
+    fn is_running(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl Drop for Finishing {
+    fn drop(&mut self) {
+        if let Some(fut) = self.0.take() {
+            // Bounded: one task per fill, which ends with the store's own deadlines.
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn(fut.into_inner())),
+                Err(_) => tracing::debug!("no runtime to commit an entry on; dropped"),
+            }
+        }
+    }
+}
+
 pin_project! {
-    /// A body passed to the client chunk by chunk and, as it goes, to a store writer. The
-    /// entry is committed only when the body ends cleanly; an error, trailers (not stored),
-    /// a store failure or the client going away (drop) abandon it. Either way what the fill
-    /// held (coalescing, a background permit) is released at the end, waking coalesced
-    /// requests.
+    /// A body passed to the client chunk by chunk and, as it goes, to a store writer, one
+    /// chunk at a time: the next chunk is read from the inner body only once the store took
+    /// the last one (backpressure; at most one chunk is in flight). The entry is committed
+    /// only when the body ends cleanly; an error, trailers (not stored), a store failure or
+    /// the client going away (drop) before the end abandon it. Either way what the fill held
+    /// (coalescing, a background permit) is released at the end, after the commit, waking
+    /// coalesced requests.
     ///
     /// A body only a background drain reads ends as soon as the store gives up on it: the
     /// rest is read by nobody, and dropping it closes the connection to the origin.
     pub struct TeeBody<B, W> {
         #[pin]
         body: B,
-        writer: Option<W>,
+        write: Option<Write<W>>,
+        finishing: Finishing,
         held: Held,
         written: u64,
         // The exact length the body announced: once that much is written the body is
         // complete, even if nobody polls it again (hyper stops at Content-Length).
         expected: Option<u64>,
         background: bool,
-        committed: bool,
         // Boxed: a blake3 hasher is 2 KiB, and the body moves from future to future.
         mint: Option<Box<Minter>>,
     }
@@ -91,44 +170,34 @@ impl<B: std::fmt::Debug, W> std::fmt::Debug for TeeBody<B, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TeeBody")
             .field("body", &self.body)
-            .field("writing", &self.writer.is_some())
+            .field("writing", &self.write.is_some())
+            .field("committing", &self.finishing.is_running())
             .field("background", &self.background)
             .finish()
     }
 }
 
 impl<B: Body, W: StoreWriter> TeeBody<B, W> {
+    /// `body` written to `writer` as it streams. A body that is already at its end is
+    /// stored with [`store_whole`] instead: nobody would poll it.
     pub(crate) fn new(body: B, writer: W, held: Held) -> Self {
         let expected = body.size_hint().exact();
-        let mut tee = Self {
+        Self {
             body,
-            writer: Some(writer),
+            write: Some(Write::Idle(writer)),
+            finishing: Finishing::default(),
             held,
             written: 0,
             expected,
             background: false,
-            committed: false,
             mint: None,
-        };
-        if tee.body.is_end_stream() {
-            // Nobody will poll an empty body: commit now.
-            tee.committed = finish(&mut tee.writer, &mut tee.held, None, End::Complete);
         }
-        tee
     }
 
     /// Mints an `ETag` for the entry while the body streams (see [`Minter`]).
     pub(crate) fn minting(mut self, minter: Option<Minter>) -> Self {
-        if self.writer.is_some() {
-            self.mint = minter.map(Box::new);
-        }
+        self.mint = minter.map(Box::new);
         self
-    }
-
-    /// Whether the entry is committed already (an empty body is, before the head goes out):
-    /// only then may the head say `stored` (RFC 9211 §2.6).
-    pub(crate) fn is_committed(&self) -> bool {
-        self.committed
     }
 
     /// Only a background task reads this body (see the type's docs).
@@ -144,66 +213,61 @@ impl<B: Body, W: StoreWriter> TeeBody<B, W> {
     }
 }
 
-/// Stores a body that is whole in memory already (read ahead to its end) before the head
-/// goes out: written, and committed at once. Returns whether it was committed. What the
+/// Stores a body that is whole in memory already (read ahead to its end, or empty) before
+/// the head goes out: written, and committed. Returns whether it was committed. What the
 /// fill held is released either way.
-pub(crate) fn store_whole<'a, W: StoreWriter>(
+pub(crate) async fn store_whole<W: StoreWriter>(
     writer: W,
-    mut held: Held,
-    chunks: impl Iterator<Item = &'a Bytes>,
+    held: Held,
+    chunks: impl IntoIterator<Item = Bytes>,
 ) -> bool {
-    let mut writer = Some(writer);
+    let mut writer = writer;
     for chunk in chunks {
-        if let Some(Err(e)) = writer.as_mut().map(|w| w.write(chunk)) {
-            return finish(&mut writer, &mut held, None, End::Refused(e));
-        }
+        writer = match writer.write(chunk).await {
+            Ok(w) => w,
+            Err(e) => return refused(e, held),
+        };
     }
-    finish(&mut writer, &mut held, None, End::Complete)
+    complete(Write::Idle(writer), held, None).await
 }
 
-/// How a write ends.
-enum End {
-    /// The body ended cleanly: commit.
-    Complete,
-    /// The body failed or had trailers: abandon.
-    Abandoned,
-    /// The store refused the entry (too large, or failed): abandon; a response too large
-    /// for the store will not be stored next time either, so its key goes hit-for-miss.
-    Refused(StoreError),
-}
-
-/// Ends the write; returns whether the entry was committed.
-fn finish<W: StoreWriter>(
-    writer: &mut Option<W>,
-    held: &mut Held,
-    mint: Option<Box<Minter>>,
-    end: End,
-) -> bool {
-    let Some(mut w) = writer.take() else {
-        return false;
+/// Commits the entry once the last write is done; returns whether it was committed. What
+/// the fill held goes after that, waking the requests coalesced on it.
+async fn complete<W: StoreWriter>(write: Write<W>, held: Held, mint: Option<Box<Minter>>) -> bool {
+    let mut w = match write.into_writer().await {
+        Ok(w) => w,
+        Err(e) => return refused(e, held),
     };
-    let guard = held.guard.take();
-    held.permit.take();
-    match end {
-        End::Complete => {
-            if let Some(minter) = mint {
-                minter.tag(&mut w);
-            }
-            match w.commit() {
-                Ok(()) => return true,
-                Err(StoreError::Conflict) => {
-                    tracing::debug!("a newer entry was stored meanwhile; this one is dropped")
-                }
-                Err(e) => tracing::warn!(error = %e, "cache store failed to commit an entry"),
-            }
+    if let Some(minter) = mint {
+        minter.tag(&mut w);
+    }
+    let committed = match w.commit().await {
+        Ok(()) => true,
+        Err(StoreError::Conflict) => {
+            tracing::debug!("a newer entry was stored meanwhile; this one is dropped");
+            false
         }
-        End::Refused(StoreError::TooLarge { .. }) => {
-            if let Some(guard) = guard {
+        Err(e) => {
+            tracing::warn!(error = %e, "cache store failed to commit an entry");
+            false
+        }
+    };
+    drop(held);
+    committed
+}
+
+/// The store refused the entry (too large, busy, or failed): nothing is stored. A response
+/// too large for the store will not be stored next time either, so its key goes
+/// hit-for-miss.
+fn refused(e: StoreError, mut held: Held) -> bool {
+    match e {
+        StoreError::TooLarge { .. } => {
+            if let Some(guard) = held.guard.take() {
                 guard.not_stored();
             }
         }
-        End::Refused(e) => tracing::debug!(error = %e, "not storing a response"),
-        End::Abandoned => {}
+        e if e.is_failure() => tracing::warn!(error = %e, "cache store failed; not storing"),
+        e => tracing::debug!(error = %e, "not storing a response"),
     }
     false
 }
@@ -221,7 +285,22 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
-        if *this.background && this.writer.is_none() {
+        // The store takes one chunk at a time: the next is read once it has the last.
+        if let Some(write) = this.write.take() {
+            match write.poll_idle(cx) {
+                Ok(Write::Writing(fut)) => {
+                    *this.write = Some(Write::Writing(fut));
+                    return Poll::Pending;
+                }
+                Ok(idle) => *this.write = Some(idle),
+                Err(e) => {
+                    refused(e, std::mem::take(this.held));
+                }
+            }
+        }
+        // The end is reported once the entry is committed (or given up).
+        ready!(this.finishing.poll(cx));
+        if *this.background && this.write.is_none() {
             return Poll::Ready(None);
         }
         let polled = if this.body.is_end_stream() {
@@ -231,11 +310,18 @@ where
         };
         let frame = match polled {
             None => {
-                *this.committed |= finish(this.writer, this.held, this.mint.take(), End::Complete);
+                if let Some(write) = this.write.take() {
+                    let held = std::mem::take(this.held);
+                    let finish = complete(write, held, this.mint.take());
+                    this.finishing.start(finish, cx);
+                    ready!(this.finishing.poll(cx));
+                }
                 return Poll::Ready(None);
             }
             Some(Err(e)) => {
-                finish(this.writer, this.held, None, End::Abandoned);
+                // Abandoned: nothing is stored, and what the fill held goes now.
+                this.write.take();
+                drop(std::mem::take(this.held));
                 return Poll::Ready(Some(Err(e)));
             }
             Some(Ok(frame)) => frame,
@@ -244,23 +330,34 @@ where
             Ok(mut data) => {
                 let data = data.copy_to_bytes(data.remaining());
                 *this.written += data.len() as u64;
-                if let Some(w) = this.writer.as_mut() {
+                if let Some(w) = this.write.take() {
                     if let Some(minter) = this.mint.as_mut() {
                         minter.update(&data);
                     }
-                    if let Err(e) = w.write(&data) {
-                        finish(this.writer, this.held, None, End::Refused(e));
-                    } else if this.body.is_end_stream() || *this.expected == Some(*this.written) {
+                    let w = match w {
+                        Write::Idle(w) => w,
+                        Write::Writing(_) => unreachable!("a write in flight was polled first"),
+                    };
+                    match Write::start(w, data.clone(), cx) {
+                        Ok(write) => *this.write = Some(write),
+                        Err(e) => {
+                            refused(e, std::mem::take(this.held));
+                        }
+                    }
+                    let last = this.body.is_end_stream() || *this.expected == Some(*this.written);
+                    if let Some(write) = this.write.take().filter(|_| last) {
                         // The last chunk: commit now, the client may never poll again.
-                        let mint = this.mint.take();
-                        *this.committed |= finish(this.writer, this.held, mint, End::Complete);
+                        let held = std::mem::take(this.held);
+                        this.finishing
+                            .start(complete(write, held, this.mint.take()), cx);
                     }
                 }
                 Frame::data(data)
             }
             Err(frame) => {
                 // Trailers are not kept by the stores: do not store a body that has them.
-                finish(this.writer, this.held, None, End::Abandoned);
+                this.write.take();
+                drop(std::mem::take(this.held));
                 frame.map_data(|mut d: B::Data| d.copy_to_bytes(d.remaining()))
             }
         };
@@ -269,7 +366,9 @@ where
 
     fn is_end_stream(&self) -> bool {
         // Report the end only once the entry is committed, so the last poll happens.
-        self.writer.is_none() && (self.background || self.body.is_end_stream())
+        self.write.is_none()
+            && !self.finishing.is_running()
+            && (self.background || self.body.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
