@@ -8,13 +8,18 @@
 //! client reads it ([`StoredBody`]).
 //!
 //! A store that fails never fails a request: the cache logs the error (`tracing`) and steps
-//! aside. [`MemoryStore`] is the embedded default.
+//! aside. [`MemoryStore`] is the embedded default; [`FsStore`] keeps entries in files,
+//! across restarts.
 
 mod dynamic;
+#[cfg(unix)]
+mod fs;
 mod key;
 mod memory;
 
 pub use dynamic::{AnyStore, AnyWriter, DynStore};
+#[cfg(unix)]
+pub use fs::{FsStore, FsStoreBuilder, FsWriter, DEFAULT_FS_MAX_BYTES, DEFAULT_FS_MAX_ENTRIES};
 pub use key::Key;
 pub use memory::{
     MemoryStore, MemoryStoreBuilder, MemoryWriter, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES,
