@@ -1630,3 +1630,25 @@ async fn conditionals_the_cache_does_not_evaluate_reach_the_origin() {
     );
     assert_eq!(calls.get(), 3);
 }
+
+#[tokio::test]
+async fn a_body_that_arrives_in_many_chunks_is_stored_whole() {
+    // Through the proxy the origin's body arrives in many reads: each goes to the store
+    // in turn, and the entry is committed after the last.
+    let calls = Counter::new();
+    let body: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let served = body.clone();
+    let app = Router::new().route(
+        "/big",
+        counted(&calls, move |_, _| {
+            response(200, &[("cache-control", "max-age=60")], served.clone())
+        }),
+    );
+    let s = setup(app).await;
+    assert!(s.proxy.get("/big", &[]).await.body == body);
+    wait_until_stored(&s, "/big").await;
+    let hit = s.proxy.get("/big", &[]).await;
+    assert!(hit.body == body, "the whole body");
+    assert!(status_of(&hit).contains("hit"), "{}", status_of(&hit));
+    assert_eq!(calls.get(), 1);
+}

@@ -17,7 +17,7 @@ use hyper_util::{
 };
 use std::net::SocketAddr;
 use tower::util::MapRequestLayer;
-use tower_etag::{response_cache::ResponseCache, store::MemoryStore};
+use tower_etag::{response_cache::ResponseCache, store::Store};
 
 /// Where and how to forward.
 #[derive(Clone, Debug, Default)]
@@ -176,9 +176,9 @@ pub fn forwarder(config: &ProxyConfig) -> Result<Router, String> {
 
 /// The caching reverse proxy: the forwarding behind `cache`'s layer, and the preparation of
 /// requests in front of the cache.
-pub fn caching_proxy(
+pub fn caching_proxy<St: Store>(
     config: &ProxyConfig,
-    cache: &ResponseCache<MemoryStore>,
+    cache: &ResponseCache<St>,
 ) -> Result<Router, String> {
     Ok(upstream(config)?
         .layer(cache.layer())
@@ -213,7 +213,7 @@ impl Default for CacheFlags {
 }
 
 /// The proxy's cache over `store`: a shared cache, read as `flags` say.
-pub fn proxy_cache(store: MemoryStore, flags: &CacheFlags) -> ResponseCache<MemoryStore> {
+pub fn proxy_cache<St: Store>(store: St, flags: &CacheFlags) -> ResponseCache<St> {
     ResponseCache::builder(store)
         .mint_etags(flags.mint_etags)
         .targeted_cache_control(flags.targeted.iter().cloned())

@@ -7,22 +7,25 @@
 use crate::app::{caching_proxy, proxy_cache, CacheFlags, ProxyConfig};
 use crate::common::{eventually, Resp, TestServer};
 use axum::{http::StatusCode, Router};
-use tower_etag::{response_cache::ResponseCache, store::MemoryStore};
+use tower_etag::{
+    response_cache::ResponseCache,
+    store::{MemoryStore, Store},
+};
 
 /// An origin on 127.0.0.1 and the caching proxy in front of it.
-pub struct Setup {
+pub struct Setup<St = MemoryStore> {
     pub origin: TestServer,
     pub proxy: TestServer,
-    pub cache: ResponseCache<MemoryStore>,
+    pub cache: ResponseCache<St>,
 }
 
 /// `app` as the origin behind a proxy with `cache`, keeping the client's `Host` if
 /// `preserve_host`.
-pub async fn setup_with(
+pub async fn setup_with<St: Store>(
     app: Router,
-    cache: ResponseCache<MemoryStore>,
+    cache: ResponseCache<St>,
     preserve_host: bool,
-) -> Setup {
+) -> Setup<St> {
     let origin = TestServer::start(app).await;
     let config = ProxyConfig {
         upstream: format!("http://{}", origin.addr).parse().unwrap(),
@@ -49,7 +52,7 @@ pub async fn setup(app: Router) -> Setup {
 
 /// Waits until the proxy has `path` stored, probing with `only-if-cached` (which never
 /// reaches the origin): stores commit in the background after the response was sent.
-pub async fn wait_until_stored(s: &Setup, path: &str) {
+pub async fn wait_until_stored<St>(s: &Setup<St>, path: &str) {
     let stored = eventually(|| async {
         let probe = s
             .proxy

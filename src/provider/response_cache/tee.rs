@@ -345,7 +345,7 @@ where
                         }
                     }
                     let last = this.body.is_end_stream() || *this.expected == Some(*this.written);
-                    if let Some(write) = this.write.take().filter(|_| last) {
+                    if let Some(write) = last.then(|| this.write.take()).flatten() {
                         // The last chunk: commit now, the client may never poll again.
                         let held = std::mem::take(this.held);
                         this.finishing
