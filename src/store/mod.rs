@@ -16,7 +16,11 @@ mod dynamic;
 mod fs;
 mod key;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisStore, RedisStoreBuilder, RedisWriter};
 pub use dynamic::{AnyStore, AnyWriter, DynStore};
 #[cfg(unix)]
 pub use fs::{FsStore, FsStoreBuilder, FsWriter, DEFAULT_FS_MAX_BYTES, DEFAULT_FS_MAX_ENTRIES};

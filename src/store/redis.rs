@@ -1,0 +1,821 @@
+//! [`RedisStore`]: the shared store for a fleet, on Redis (feature `redis`).
+
+use super::{
+    BodyReader, BodyStream, Expect, Key, Meta, Store, StoreError, StoreWriter, Stored, StoredBody,
+};
+use bytes::{Bytes, BytesMut};
+use redis::{aio::ConnectionManager, AsyncCommands as _, RedisResult, Script};
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU32, AtomicU64, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+/// The size of a body chunk, and the bodies read whole with their head.
+const CHUNK: usize = 128 * 1024;
+
+/// How long the chunks of a replaced or removed body stay, for the clients reading them.
+const REPLACED_GRACE: Duration = Duration::from_secs(60);
+
+/// The default prefix of every key.
+const DEFAULT_PREFIX: &str = "tower-etag";
+
+/// Sets the chunks of body `bver` (`n` of them, under `prefix`) to expire in `ms`; with
+/// `shorten`, only those that would live longer.
+const CHUNK_TTL_LUA: &str = r"
+local function chunk_ttl(prefix, bver, n, ms, shorten)
+  for i = 0, n - 1 do
+    local k = prefix .. bver .. ':' .. i
+    if shorten then
+      local left = redis.call('PTTL', k)
+      if left == -1 or left > ms then redis.call('PEXPIRE', k, ms) end
+    else
+      redis.call('PEXPIRE', k, ms)
+    end
+  end
+end
+local function holds(cur, kind, want)
+  if kind == 'absent' then return not cur end
+  if kind == 'ver' then return cur == want end
+  return true
+end
+";
+
+/// KEYS[1] entry; ARGV: expect kind, expected version, key, version, meta, len, chunks,
+/// bver, ttl ms, chunk prefix, grace ms. 1: committed; 0: conflict; -1: a chunk is gone.
+const COMMIT_LUA: &str = r"
+local cur = redis.call('HMGET', KEYS[1], 'ver', 'bver', 'chunks')
+if not holds(cur[1], ARGV[1], ARGV[2]) then return 0 end
+local n = tonumber(ARGV[7])
+for i = 0, n - 1 do
+  if redis.call('EXISTS', ARGV[10] .. ARGV[8] .. ':' .. i) == 0 then return -1 end
+end
+if cur[1] and cur[2] ~= ARGV[8] then
+  chunk_ttl(ARGV[10], cur[2], tonumber(cur[3]) or 0, tonumber(ARGV[11]), true)
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'key', ARGV[3], 'ver', ARGV[4], 'meta', ARGV[5], 'len', ARGV[6],
+  'chunks', ARGV[7], 'bver', ARGV[8])
+redis.call('PEXPIRE', KEYS[1], ARGV[9])
+chunk_ttl(ARGV[10], ARGV[8], n, tonumber(ARGV[9]), false)
+return 1
+";
+
+/// KEYS[1] entry; ARGV: expect kind, expected version, key, version, meta, ttl ms, chunk
+/// prefix. 1: written; 0: the expectation failed.
+const UPDATE_LUA: &str = r"
+local cur = redis.call('HMGET', KEYS[1], 'ver', 'bver', 'chunks')
+if not holds(cur[1], ARGV[1], ARGV[2]) then return 0 end
+if cur[1] then
+  redis.call('HSET', KEYS[1], 'ver', ARGV[4], 'meta', ARGV[5])
+  chunk_ttl(ARGV[7], cur[2], tonumber(cur[3]) or 0, tonumber(ARGV[6]), false)
+else
+  redis.call('HSET', KEYS[1], 'key', ARGV[3], 'ver', ARGV[4], 'meta', ARGV[5], 'len', 0,
+    'chunks', 0, 'bver', 0)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return 1
+";
+
+/// KEYS[1] entry; ARGV: expect kind, expected version, chunk prefix, grace ms.
+const REMOVE_LUA: &str = r"
+local cur = redis.call('HMGET', KEYS[1], 'ver', 'bver', 'chunks')
+if not cur[1] or not holds(cur[1], ARGV[1], ARGV[2]) then return 0 end
+chunk_ttl(ARGV[3], cur[2], tonumber(cur[3]) or 0, tonumber(ARGV[4]), true)
+redis.call('DEL', KEYS[1])
+return 1
+";
+
+/// KEYS[1] entry; ARGV: chunk prefix, the largest body read with the head. The entry's
+/// fields, and its body when it is that small.
+const GET_LUA: &str = r"
+local h = redis.call('HMGET', KEYS[1], 'key', 'ver', 'meta', 'len', 'chunks', 'bver')
+if not h[2] then return false end
+local len = tonumber(h[4]) or 0
+local body = false
+if len > 0 and len <= tonumber(ARGV[2]) then
+  body = redis.call('GET', ARGV[1] .. h[6] .. ':0')
+  if not body then return false end
+end
+return {h[1], h[2], h[3], h[4], h[5], h[6], body}
+";
+
+/// What `GET_LUA` returns.
+type GetReply = Option<(Vec<u8>, u64, Vec<u8>, u64, u64, u64, Option<Vec<u8>>)>;
+
+struct Scripts {
+    commit: Script,
+    update: Script,
+    remove: Script,
+    get: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        let with_helpers = |body: &str| Script::new(&format!("{CHUNK_TTL_LUA}{body}"));
+        Self {
+            commit: with_helpers(COMMIT_LUA),
+            update: with_helpers(UPDATE_LUA),
+            remove: with_helpers(REMOVE_LUA),
+            get: Script::new(GET_LUA),
+        }
+    }
+}
+
+/// Fails calls at once while the backend keeps failing (see the module docs).
+#[derive(Debug)]
+struct Breaker {
+    failures: AtomicU32,
+    /// Until when calls fail at once: milliseconds since `epoch`, 0 when closed.
+    open_until: AtomicU64,
+    epoch: Instant,
+    threshold: u32,
+    cooldown: Duration,
+}
+
+impl Breaker {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        let until = self.open_until.load(Ordering::Relaxed);
+        if until != 0 && self.now() < until {
+            return Err(StoreError::Unavailable);
+        }
+        Ok(())
+    }
+
+    fn success(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        self.open_until.store(0, Ordering::Relaxed);
+    }
+
+    fn failure(&self) {
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= self.threshold {
+            let until = self.now() + self.cooldown.as_millis() as u64;
+            self.open_until.store(until.max(1), Ordering::Relaxed);
+            tracing::warn!(
+                failures,
+                "redis store failing: not used for {:?}",
+                self.cooldown
+            );
+        }
+    }
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    prefix: String,
+    deadline: Duration,
+    max_entry_bytes: u64,
+    breaker: Breaker,
+    scripts: Scripts,
+}
+
+/// Entries in Redis, shared by every process that opens the same server with the same
+/// prefix: a response stored through one node of a fleet is a hit on all of them.
+///
+/// # Key layout
+///
+/// Every key starts with the store's prefix (`tower-etag` by default) and the hash tag of
+/// its URL, `{u}` (the first 16 bytes of the blake3 digest of [`Key::url`], in hex), so all
+/// the records of one URL live in one Redis Cluster slot:
+///
+/// - `{prefix}:{u}:e:{k}`: a hash, one entry: `key` (the full [`Key`], checked on every
+///   read), `ver` (its version), `meta` (the cache's head), `len` (body bytes), `chunks` and
+///   `bver` (which body it uses). `{k}` is the first 16 bytes of the digest of the full key.
+/// - `{prefix}:{u}:b:{k}:{bver}:{i}`: chunk `i` of a body, 128 KiB (the last one
+///   shorter).
+///
+/// Every key has a TTL: chunks get the entry's when written, and the commit gives the
+/// entry's hash and all its chunks the same one, so nothing outlives its entry and nothing
+/// is left without a TTL (an index record without one grew without bound in a peer cache).
+/// An abandoned write's chunks are removed in the background, and expire anyway.
+///
+/// Commits, head updates and removals are Lua scripts: each checks the entry's version
+/// (compare-and-swap) and changes the hash in one step, so a reader sees the old entry or
+/// the new one, never a mix. A replaced or removed body is not deleted at once: its chunks
+/// get a minute to live, so a client reading it finishes. [`Store::clear`] scans
+/// the prefix and unlinks what it finds (an operator's action, never on a request's path);
+/// no request runs `KEYS` or `SCAN`, nor `FLUSHDB`.
+///
+/// # Failures
+///
+/// Every operation has a deadline ([`RedisStoreBuilder::deadline`], 50 ms by default; a body
+/// chunk gets it too). After [`RedisStoreBuilder::breaker_threshold`] failures in a row
+/// the store is not used for [`RedisStoreBuilder::breaker_cooldown`] (a circuit breaker:
+/// every call fails at once with [`StoreError::Unavailable`], and the cache serves without
+/// it, `Cache-Status: ...; detail=store-error`), then it is tried again. The connection
+/// reconnects by itself.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), tower_etag::store::StoreError> {
+/// use tower_etag::{response_cache::ResponseCache, store::RedisStore};
+///
+/// let store = RedisStore::builder()
+///     .prefix("my-app")
+///     .connect("redis://127.0.0.1:6379")
+///     .await?;
+/// let cache = ResponseCache::new(store);
+/// # let _ = cache;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.inner.prefix)
+            .field("deadline", &self.inner.deadline)
+            .finish()
+    }
+}
+
+/// Builds a [`RedisStore`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RedisStoreBuilder {
+    prefix: String,
+    deadline: Duration,
+    connect_timeout: Duration,
+    max_entry_bytes: u64,
+    breaker_threshold: u32,
+    breaker_cooldown: Duration,
+}
+
+impl RedisStoreBuilder {
+    /// The prefix of every key (letters, digits, `_`, `-`, `.` and `:`): what tells this
+    /// cache's keys from others on the same server, and what [`Store::clear`] removes.
+    /// Default `tower-etag`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The deadline of each operation (one round trip, or one body chunk). Default 50 ms.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// How long connecting may take. Default 1 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The largest entry stored. Default 128 MiB.
+    pub fn max_entry_bytes(mut self, bytes: u64) -> Self {
+        self.max_entry_bytes = bytes;
+        self
+    }
+
+    /// Failures in a row that make the store step aside. Default 5.
+    pub fn breaker_threshold(mut self, failures: u32) -> Self {
+        self.breaker_threshold = failures.max(1);
+        self
+    }
+
+    /// How long it steps aside before it is tried again. Default 1 s.
+    pub fn breaker_cooldown(mut self, cooldown: Duration) -> Self {
+        self.breaker_cooldown = cooldown;
+        self
+    }
+
+    /// Connects to the server at `url` (`redis://host:port[/db]`). Fails if the prefix is
+    /// not allowed or the server cannot be reached now; once connected, the store
+    /// reconnects by itself.
+    pub async fn connect(self, url: &str) -> Result<RedisStore, StoreError> {
+        let prefix_ok = !self.prefix.is_empty()
+            && self
+                .prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+        if !prefix_ok {
+            return Err(StoreError::backend(format!(
+                "invalid redis key prefix {:?}: letters, digits, _ - . : only",
+                self.prefix
+            )));
+        }
+        let client = redis::Client::open(url).map_err(StoreError::backend)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(self.connect_timeout)
+            .set_response_timeout(self.deadline.max(Duration::from_millis(1)) * 4)
+            .set_number_of_retries(2)
+            .set_max_delay(200);
+        let conn = tokio::time::timeout(
+            self.connect_timeout,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| StoreError::Timeout)?
+        .map_err(StoreError::backend)?;
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                conn,
+                prefix: self.prefix,
+                deadline: self.deadline,
+                max_entry_bytes: self.max_entry_bytes,
+                breaker: Breaker {
+                    failures: AtomicU32::new(0),
+                    open_until: AtomicU64::new(0),
+                    epoch: Instant::now(),
+                    threshold: self.breaker_threshold,
+                    cooldown: self.breaker_cooldown,
+                },
+                scripts: Scripts::new(),
+            }),
+        })
+    }
+}
+
+/// The first 16 bytes of a digest, in hex.
+fn short_digest(text: &str) -> String {
+    let hash = blake3::hash(text.as_bytes());
+    let mut out = String::with_capacity(32);
+    for b in &hash.as_bytes()[..16] {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// Where one [`Key`]'s entry lives.
+struct Place {
+    entry: String,
+    /// Chunk keys are this, then `{bver}:{i}`.
+    chunks: String,
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    (ttl.as_millis().min(u128::from(u64::MAX)) as u64).max(1)
+}
+
+fn expect_args(expect: Expect) -> (&'static str, u64) {
+    match expect {
+        Expect::Any => ("any", 0),
+        Expect::Absent => ("absent", 0),
+        Expect::Version(v) => ("ver", v),
+    }
+}
+
+/// A version: random (a per-process random key over a counter), so no counter is shared
+/// across the fleet (and none crosses a Redis Cluster slot). Two writes of one key get the
+/// same one with odds of 2^-64.
+fn new_version() -> u64 {
+    use std::hash::BuildHasher as _;
+    static SEED: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = SEED.get_or_init(std::hash::RandomState::new);
+    loop {
+        let v = seed.hash_one(COUNTER.fetch_add(1, Ordering::Relaxed));
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+impl RedisStore {
+    /// A builder, for other settings than the defaults.
+    pub fn builder() -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            prefix: DEFAULT_PREFIX.into(),
+            deadline: Duration::from_millis(50),
+            connect_timeout: Duration::from_secs(1),
+            max_entry_bytes: 128 << 20,
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(1),
+        }
+    }
+
+    /// Connects with the default settings ([`RedisStoreBuilder::connect`]).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::builder().connect(url).await
+    }
+
+    /// Whether the store steps aside now (its circuit breaker is open).
+    pub fn is_stepping_aside(&self) -> bool {
+        self.inner.breaker.check().is_err()
+    }
+
+    fn place(&self, key: &Key) -> Place {
+        let url = short_digest(key.url());
+        let k = short_digest(key.as_str());
+        let prefix = &self.inner.prefix;
+        Place {
+            entry: format!("{prefix}:{{{url}}}:e:{k}"),
+            chunks: format!("{prefix}:{{{url}}}:b:{k}:"),
+        }
+    }
+
+    /// Runs `call` under the deadline and the breaker.
+    async fn run<T>(&self, call: impl Future<Output = RedisResult<T>>) -> Result<T, StoreError> {
+        self.inner.breaker.check()?;
+        match tokio::time::timeout(self.inner.deadline, call).await {
+            Ok(Ok(v)) => {
+                self.inner.breaker.success();
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                self.inner.breaker.failure();
+                Err(StoreError::backend(e))
+            }
+            Err(_) => {
+                self.inner.breaker.failure();
+                Err(StoreError::Timeout)
+            }
+        }
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    async fn write_chunk(
+        &self,
+        key: String,
+        chunk: Bytes,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        self.run(async move {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(chunk.as_ref())
+                .arg("PX")
+                .arg(ttl_ms(ttl))
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+}
+
+impl Store for RedisStore {
+    type Writer = RedisWriter;
+
+    async fn get(&self, key: &Key) -> Result<Option<Stored>, StoreError> {
+        let place = self.place(key);
+        let mut conn = self.conn();
+        let scripts = &self.inner.scripts;
+        let reply: GetReply = self
+            .run(async {
+                scripts
+                    .get
+                    .key(&place.entry)
+                    .arg(&place.chunks)
+                    .arg(CHUNK)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let Some((stored_key, version, meta, len, chunks, bver, first)) = reply else {
+            return Ok(None);
+        };
+        if stored_key != key.as_str().as_bytes() {
+            // Another key with the same digest: as good as absent.
+            return Ok(None);
+        }
+        let body = match first {
+            Some(bytes) if bytes.len() as u64 == len => StoredBody::Bytes(bytes.into()),
+            Some(_) => return Ok(None),
+            None if len == 0 => StoredBody::Bytes(Bytes::new()),
+            None => StoredBody::Reader(Arc::new(RedisBody {
+                store: self.clone(),
+                chunks: format!("{}{bver}:", place.chunks),
+                count: chunks,
+                len,
+            })),
+        };
+        Ok(Some(Stored {
+            meta: Meta::encoded(meta.into()),
+            body,
+            version,
+        }))
+    }
+
+    async fn writer(
+        &self,
+        key: &Key,
+        meta: Meta,
+        ttl: Duration,
+        expect: Expect,
+    ) -> Result<RedisWriter, StoreError> {
+        let limit = self.inner.max_entry_bytes;
+        if meta.bytes.len() as u64 > limit {
+            return Err(StoreError::TooLarge { limit });
+        }
+        // Fail fast while the store steps aside: no chunk would be written.
+        self.inner.breaker.check()?;
+        Ok(RedisWriter {
+            store: self.clone(),
+            place: self.place(key),
+            key: key.as_str().into(),
+            meta,
+            ttl,
+            expect,
+            bver: new_version(),
+            buffer: BytesMut::new(),
+            chunks: 0,
+            len: 0,
+            done: false,
+        })
+    }
+
+    fn max_entry_bytes(&self) -> Option<u64> {
+        Some(self.inner.max_entry_bytes)
+    }
+
+    async fn update_meta(
+        &self,
+        key: &Key,
+        expect: Expect,
+        meta: Meta,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let place = self.place(key);
+        let (kind, want) = expect_args(expect);
+        let mut conn = self.conn();
+        let scripts = &self.inner.scripts;
+        let written: i64 = self
+            .run(async {
+                scripts
+                    .update
+                    .key(&place.entry)
+                    .arg(kind)
+                    .arg(want)
+                    .arg(key.as_str())
+                    .arg(new_version())
+                    .arg(meta.bytes.as_ref())
+                    .arg(ttl_ms(ttl))
+                    .arg(&place.chunks)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(written == 1)
+    }
+
+    async fn remove(&self, key: &Key, expect: Expect) -> Result<bool, StoreError> {
+        let place = self.place(key);
+        let (kind, want) = expect_args(expect);
+        let mut conn = self.conn();
+        let scripts = &self.inner.scripts;
+        let removed: i64 = self
+            .run(async {
+                scripts
+                    .remove
+                    .key(&place.entry)
+                    .arg(kind)
+                    .arg(want)
+                    .arg(&place.chunks)
+                    .arg(ttl_ms(REPLACED_GRACE))
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(removed == 1)
+    }
+
+    /// Scans this store's prefix and unlinks what it finds, in batches: every entry and
+    /// body of this cache, and nothing of anyone else's. An operator's action: it takes a
+    /// round trip per thousand keys, and no deadline applies to the whole.
+    async fn clear(&self) -> Result<(), StoreError> {
+        self.inner.breaker.check()?;
+        let pattern = format!("{}:*", self.inner.prefix);
+        let mut conn = self.conn();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(StoreError::backend)?;
+            if !keys.is_empty() {
+                let _: () = conn.unlink(keys).await.map_err(StoreError::backend)?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// Writes one entry of a [`RedisStore`]: chunks as they fill, then the commit script.
+/// Dropped without commit, its chunks are removed in the background (and expire anyway).
+pub struct RedisWriter {
+    store: RedisStore,
+    place: Place,
+    key: Box<str>,
+    meta: Meta,
+    ttl: Duration,
+    expect: Expect,
+    bver: u64,
+    buffer: BytesMut,
+    chunks: u64,
+    len: u64,
+    done: bool,
+}
+
+impl fmt::Debug for RedisWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisWriter")
+            .field("len", &self.len)
+            .field("chunks", &self.chunks)
+            .finish()
+    }
+}
+
+impl RedisWriter {
+    fn chunk_key(&self, i: u64) -> String {
+        format!("{}{}:{i}", self.place.chunks, self.bver)
+    }
+
+    async fn flush_chunk(&mut self, all: bool) -> Result<(), StoreError> {
+        while self.buffer.len() >= CHUNK || (all && !self.buffer.is_empty()) {
+            let n = self.buffer.len().min(CHUNK);
+            let chunk = self.buffer.split_to(n).freeze();
+            let key = self.chunk_key(self.chunks);
+            self.store.write_chunk(key, chunk, self.ttl).await?;
+            self.chunks += 1;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RedisWriter {
+    fn drop(&mut self) {
+        if self.done || self.chunks == 0 {
+            return;
+        }
+        let keys: Vec<String> = (0..self.chunks).map(|i| self.chunk_key(i)).collect();
+        let mut conn = self.store.conn();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            // Best effort, bounded by the deadline; the keys expire anyway.
+            let deadline = self.store.inner.deadline * 4;
+            rt.spawn(async move {
+                for batch in keys.chunks(1000) {
+                    let unlink = conn.unlink::<_, ()>(batch.to_vec());
+                    if tokio::time::timeout(deadline, unlink).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+}
+
+impl StoreWriter for RedisWriter {
+    async fn write(mut self, chunk: Bytes) -> Result<Self, StoreError> {
+        self.len += chunk.len() as u64;
+        let limit = self.store.inner.max_entry_bytes;
+        if self.len + self.meta.bytes.len() as u64 > limit {
+            return Err(StoreError::TooLarge { limit });
+        }
+        self.buffer.extend_from_slice(&chunk);
+        self.flush_chunk(false).await?;
+        Ok(self)
+    }
+
+    fn replace_meta(&mut self, meta: Meta) {
+        if self.len + meta.bytes.len() as u64 <= self.store.inner.max_entry_bytes {
+            self.meta = meta;
+        }
+    }
+
+    async fn commit(mut self) -> Result<(), StoreError> {
+        self.flush_chunk(true).await?;
+        let (kind, want) = expect_args(self.expect);
+        let mut conn = self.store.conn();
+        let inner = Arc::clone(&self.store.inner);
+        let bver = if self.len == 0 { 0 } else { self.bver };
+        let committed: i64 = self
+            .store
+            .run(async {
+                inner
+                    .scripts
+                    .commit
+                    .key(&self.place.entry)
+                    .arg(kind)
+                    .arg(want)
+                    .arg(self.key.as_ref())
+                    .arg(new_version())
+                    .arg(self.meta.bytes.as_ref())
+                    .arg(self.len)
+                    .arg(self.chunks)
+                    .arg(bver)
+                    .arg(ttl_ms(self.ttl))
+                    .arg(&self.place.chunks)
+                    .arg(ttl_ms(REPLACED_GRACE))
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        match committed {
+            1 => {
+                self.done = true;
+                Ok(())
+            }
+            0 => Err(StoreError::Conflict),
+            _ => Err(StoreError::backend(
+                "a body chunk expired before the commit",
+            )),
+        }
+    }
+}
+
+/// A body in Redis, read chunk by chunk (`GETRANGE` for the ends of a range).
+#[derive(Debug)]
+struct RedisBody {
+    store: RedisStore,
+    chunks: String,
+    count: u64,
+    len: u64,
+}
+
+impl BodyReader for RedisBody {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read(&self, range: std::ops::Range<u64>) -> BodyStream {
+        Box::pin(RedisChunks {
+            store: self.store.clone(),
+            chunks: self.chunks.clone(),
+            count: self.count,
+            pos: range.start,
+            end: range.end.min(self.len),
+            reading: None,
+        })
+    }
+}
+
+type ChunkFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, StoreError>> + Send>>;
+
+struct RedisChunks {
+    store: RedisStore,
+    chunks: String,
+    count: u64,
+    pos: u64,
+    end: u64,
+    reading: Option<ChunkFuture>,
+}
+
+impl futures_core::Stream for RedisChunks {
+    type Item = Result<Bytes, StoreError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.reading.is_none() {
+            if self.pos >= self.end {
+                return Poll::Ready(None);
+            }
+            let i = self.pos / CHUNK as u64;
+            if i >= self.count {
+                return Poll::Ready(Some(Err(StoreError::backend("a body chunk is missing"))));
+            }
+            let start = self.pos % CHUNK as u64;
+            let last = (self.end - 1 - i * CHUNK as u64).min(CHUNK as u64 - 1);
+            let key = format!("{}{i}", self.chunks);
+            let store = self.store.clone();
+            self.reading = Some(Box::pin(async move {
+                let mut conn = store.conn();
+                store
+                    .run(async move {
+                        redis::cmd("GETRANGE")
+                            .arg(&key)
+                            .arg(start)
+                            .arg(last)
+                            .query_async::<Vec<u8>>(&mut conn)
+                            .await
+                    })
+                    .await
+            }));
+        }
+        let read = std::task::ready!(self.reading.as_mut().expect("set above").as_mut().poll(cx));
+        self.reading = None;
+        Poll::Ready(Some(match read {
+            Ok(bytes) if !bytes.is_empty() => {
+                self.pos += bytes.len() as u64;
+                Ok(bytes.into())
+            }
+            // GETRANGE of a key that is gone is empty.
+            Ok(_) => Err(StoreError::backend("a body chunk is gone")),
+            Err(e) => Err(e),
+        }))
+    }
+}

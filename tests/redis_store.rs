@@ -1,0 +1,269 @@
+//! `RedisStore` on a real `redis-server` started on a free loopback port: the store contract,
+//! its key layout (a TTL on every key, `clear` within its prefix), a fleet of two proxies on
+//! one Redis, and Redis killed under load.
+#![cfg(feature = "redis")]
+
+#[path = "../examples/proxy/app.rs"]
+#[allow(dead_code)]
+mod app;
+mod common;
+#[path = "common/store_contract.rs"]
+mod contract;
+#[path = "common/proxy_setup.rs"]
+mod proxy_setup;
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+use app::{caching_proxy, proxy_cache, CacheFlags, ProxyConfig};
+use axum::{http::StatusCode, Router};
+use common::{counted, response, Counter, TestServer};
+use contract::{key, put, read_all, HOUR};
+use proxy_setup::status_of;
+use redis_server::RedisServer;
+use std::time::{Duration, Instant};
+use tower_etag::store::{Expect, RedisStore, Store};
+
+/// A store on `server`, with a deadline a loaded debug build keeps.
+async fn store(server: &RedisServer, prefix: &str) -> RedisStore {
+    RedisStore::builder()
+        .prefix(prefix)
+        .deadline(Duration::from_secs(2))
+        .max_entry_bytes(1 << 30)
+        .connect(&server.url())
+        .await
+        .unwrap()
+}
+
+async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Every key on the server.
+async fn all_keys(server: &RedisServer) -> Vec<String> {
+    let mut conn = raw(server).await;
+    redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_store_keeps_the_contract() {
+    let Some(server) = RedisServer::start_or_skip("the_redis_store_keeps_the_contract") else {
+        return;
+    };
+    contract::run(&store(&server, "contract").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_has_a_ttl_and_clear_stays_in_its_prefix() {
+    let Some(server) = RedisServer::start_or_skip("every_key_has_a_ttl") else {
+        return;
+    };
+    let ours = store(&server, "ours").await;
+    let theirs = store(&server, "theirs").await;
+    let big: Vec<u8> = (0..400_000u32).map(|i| (i % 13) as u8).collect();
+    put(&ours, &key("big"), "b", &big, 50_000, HOUR, Expect::Any)
+        .await
+        .unwrap();
+    put(&ours, &key("small"), "s", b"s", 1, HOUR, Expect::Any)
+        .await
+        .unwrap();
+    assert!(ours
+        .update_meta(&key("rec"), Expect::Absent, contract::meta("r"), HOUR)
+        .await
+        .unwrap());
+    put(&theirs, &key("big"), "t", b"theirs", 2, HOUR, Expect::Any)
+        .await
+        .unwrap();
+    // A replaced body's chunks stay a little for readers, then go.
+    put(
+        &ours,
+        &key("big"),
+        "b2",
+        &big[..300_000],
+        50_000,
+        HOUR,
+        Expect::Any,
+    )
+    .await
+    .unwrap();
+    let mut conn = raw(&server).await;
+    let keys = all_keys(&server).await;
+    assert!(keys.len() >= 8, "{keys:?}");
+    for k in &keys {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "{k} has no TTL ({ttl})");
+        assert!(k.starts_with("ours:{") || k.starts_with("theirs:{"), "{k}");
+    }
+    // One URL, one hash tag: every key of a URL is in one Redis Cluster slot.
+    let tags: std::collections::HashSet<&str> = keys
+        .iter()
+        .filter(|k| k.starts_with("ours:"))
+        .map(|k| &k[k.find('{').unwrap()..=k.find('}').unwrap()])
+        .collect();
+    assert_eq!(tags.len(), 1, "{tags:?}");
+    ours.clear().await.unwrap();
+    let left = all_keys(&server).await;
+    assert!(left.iter().all(|k| k.starts_with("theirs:")), "{left:?}");
+    assert!(!left.is_empty(), "the other cache's keys are kept");
+    let theirs_entry = theirs.get(&key("big")).await.unwrap().unwrap();
+    assert_eq!(read_all(&theirs_entry.body).await.unwrap(), b"theirs");
+}
+
+/// An origin whose `/p` is public for an hour, counting calls.
+fn origin(calls: &Counter) -> Router {
+    Router::new()
+        .route(
+            "/p",
+            counted(calls, |_, _| {
+                response(200, &[("cache-control", "max-age=3600")], "public page")
+            }),
+        )
+        .route(
+            "/big",
+            counted(calls, |_, _| {
+                let body: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+                response(200, &[("cache-control", "max-age=3600")], body)
+            }),
+        )
+}
+
+/// A proxy in front of `origin` on `store`.
+async fn proxy(origin: &TestServer, store: RedisStore) -> TestServer {
+    let config = ProxyConfig {
+        upstream: format!("http://{}", origin.addr).parse().unwrap(),
+        preserve_host: false,
+        trust_forwarded: false,
+    };
+    let cache = proxy_cache(store, &CacheFlags::default());
+    TestServer::start(caching_proxy(&config, &cache).unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_proxies_on_one_redis_share_entries_and_invalidations() {
+    let Some(server) = RedisServer::start_or_skip("two_proxies_on_one_redis") else {
+        return;
+    };
+    let calls = Counter::new();
+    let origin_server = TestServer::start(origin(&calls)).await;
+    let a = proxy(&origin_server, store(&server, "fleet").await).await;
+    let b = proxy(&origin_server, store(&server, "fleet").await).await;
+    // Both proxies are reached under one name, as behind a load balancer.
+    let host = [("host", "site.example")];
+    let probe = [
+        ("host", "site.example"),
+        ("cache-control", "only-if-cached"),
+    ];
+    assert_eq!(a.get("/p", &host).await.text(), "public page");
+    let big = a.get("/big", &host).await.body;
+    let stored = common::eventually(|| async {
+        b.get("/p", &probe).await.status == StatusCode::OK
+            && b.get("/big", &probe).await.status == StatusCode::OK
+    })
+    .await;
+    assert!(stored, "stored through a, never seen by b");
+    let hit = b.get("/p", &host).await;
+    assert!(status_of(&hit).contains("hit"), "{}", status_of(&hit));
+    assert!(
+        b.get("/big", &host).await.body == big,
+        "the streamed body, whole"
+    );
+    assert_eq!(calls.get(), 2, "b answered from what a stored");
+    // An unsafe request through b invalidates the URL for a too, at once.
+    let post = b.request(axum::http::Method::POST, "/p", &host).await;
+    assert_eq!(post.status, StatusCode::OK);
+    let after = a.get("/p", &host).await;
+    assert!(status_of(&after).contains("miss"), "{}", status_of(&after));
+    assert_eq!(
+        calls.get(),
+        4,
+        "the POST and a's refetch reached the origin"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_under_load_fails_open_and_the_cache_resumes() {
+    let Some(mut server) = RedisServer::start_or_skip("redis_killed_under_load") else {
+        return;
+    };
+    let calls = Counter::new();
+    let origin_server = TestServer::start(origin(&calls)).await;
+    let deadline = Duration::from_millis(100);
+    let store = RedisStore::builder()
+        .prefix("kill")
+        .deadline(deadline)
+        .breaker_cooldown(Duration::from_millis(300))
+        .connect(&server.url())
+        .await
+        .unwrap();
+    let proxy = proxy(&origin_server, store.clone()).await;
+    let host = [("host", "site.example")];
+    assert_eq!(proxy.get("/p", &host).await.text(), "public page");
+    server.kill();
+    // 200 requests while Redis is gone: every one answered with the page, none waiting long.
+    let started = Instant::now();
+    let requests = (0..200).map(|i| {
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            let path = if i % 2 == 0 { "/p" } else { "/big" };
+            let t = Instant::now();
+            let res = proxy.get(path, &[("host", "site.example")]).await;
+            (
+                path,
+                res.status,
+                res.body.len(),
+                t.elapsed(),
+                status_of(&res),
+            )
+        })
+    });
+    let mut slowest = Duration::ZERO;
+    for r in requests {
+        let (path, status, len, took, cache_status) = r.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{path}: {cache_status}");
+        assert_eq!(
+            len,
+            if path == "/p" { 11 } else { 600_000 },
+            "{path}: the whole body"
+        );
+        slowest = slowest.max(took);
+    }
+    // Each request waits at most a few deadlines for Redis (a lookup, an index read, a
+    // write), and once the breaker is open not at all.
+    assert!(
+        slowest < Duration::from_secs(3),
+        "slowest request took {slowest:?}"
+    );
+    eprintln!(
+        "200 requests with Redis down in {:?}, slowest {slowest:?}",
+        started.elapsed()
+    );
+    let status = proxy.get("/p", &host).await;
+    assert!(
+        status_of(&status).contains("store-error") || store.is_stepping_aside(),
+        "{}",
+        status_of(&status)
+    );
+    // Back up: the store reconnects by itself and the cache stores again.
+    server.restart();
+    let resumed = common::eventually(|| async {
+        proxy.get("/p", &host).await;
+        let probe = [
+            ("host", "site.example"),
+            ("cache-control", "only-if-cached"),
+        ];
+        proxy.get("/p", &probe).await.status == StatusCode::OK
+    })
+    .await;
+    assert!(resumed, "the cache never used Redis again");
+}
