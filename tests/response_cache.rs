@@ -259,7 +259,7 @@ impl StoreWriter for BrokenWriter {
         Err(broken())
     }
     fn replace_meta(&mut self, _: Meta) {}
-    async fn commit(self) -> Result<(), StoreError> {
+    async fn commit(self) -> Result<u64, StoreError> {
         Err(broken())
     }
 }

@@ -88,7 +88,7 @@ impl<S: Store + fmt::Debug> DynStore for S {
 trait DynWriter: Send + 'static {
     fn write(self: Box<Self>, chunk: Bytes) -> BoxFuture<'static, Result<AnyWriter, StoreError>>;
     fn replace_meta(&mut self, meta: Meta);
-    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>>;
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<u64, StoreError>>;
 }
 
 impl<W: StoreWriter> DynWriter for W {
@@ -103,7 +103,7 @@ impl<W: StoreWriter> DynWriter for W {
         StoreWriter::replace_meta(self, meta);
     }
 
-    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<u64, StoreError>> {
         Box::pin(StoreWriter::commit(*self))
     }
 }
@@ -126,7 +126,7 @@ impl StoreWriter for AnyWriter {
         self.0.replace_meta(meta);
     }
 
-    fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send {
+    fn commit(self) -> impl Future<Output = Result<u64, StoreError>> + Send {
         self.0.commit()
     }
 }

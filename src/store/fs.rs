@@ -702,7 +702,7 @@ impl StoreWriter for FsWriter {
         }
     }
 
-    async fn commit(self) -> Result<(), StoreError> {
+    async fn commit(self) -> Result<u64, StoreError> {
         let mut w = self.flush().await?;
         let store = w.store.clone();
         let version = store.next_version();
@@ -751,7 +751,7 @@ impl StoreWriter for FsWriter {
         let (key, expect) = (std::mem::take(&mut w.key), w.expect);
         drop(w);
         if store.install(&key, entry, expect).await? {
-            Ok(())
+            Ok(version)
         } else {
             Err(StoreError::Conflict)
         }
@@ -787,11 +787,13 @@ impl Store for FsStore {
                 }
             }
         };
-        Ok(Some(Stored {
-            meta: entry.meta.clone(),
-            body,
-            version: entry.version,
-        }))
+        let left = entry
+            .expires
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        Ok(Some(
+            Stored::new(entry.meta.clone(), body, entry.version).expires_in(left),
+        ))
     }
 
     async fn writer(

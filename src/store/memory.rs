@@ -183,8 +183,8 @@ impl MemoryStore {
         lock(&self.inner.shards[i])
     }
 
-    /// Puts `entry` under `key` if `expect` holds for what is there now.
-    fn insert(&self, key: &str, entry: Entry, expect: Expect) -> Result<(), StoreError> {
+    /// Puts `entry` under `key` if `expect` holds for what is there now; returns its version.
+    fn insert(&self, key: &str, entry: Entry, expect: Expect) -> Result<u64, StoreError> {
         if entry.size > self.inner.max_entry_bytes {
             return Err(StoreError::TooLarge {
                 limit: self.inner.max_entry_bytes,
@@ -194,13 +194,12 @@ impl MemoryStore {
         if !holds(current(&shard, key, Instant::now()), expect) {
             return Err(StoreError::Conflict);
         }
-        self.put_locked(&mut shard, key, entry);
-        Ok(())
+        Ok(self.put_locked(&mut shard, key, entry))
     }
 
     /// Puts `entry` under `key` in a locked shard, evicting least recently used entries to
-    /// make room, with the next version number.
-    fn put_locked(&self, shard: &mut Shard, key: &str, mut entry: Entry) {
+    /// make room, with the next version number, which it returns.
+    fn put_locked(&self, shard: &mut Shard, key: &str, mut entry: Entry) -> u64 {
         if let Some(old) = shard.map.pop(key) {
             shard.bytes -= old.size;
         }
@@ -213,8 +212,10 @@ impl MemoryStore {
             }
         }
         entry.version = self.inner.versions.fetch_add(1, Ordering::Relaxed) + 1;
+        let version = entry.version;
         shard.bytes += entry.size;
         shard.map.put(key.into(), Arc::new(entry));
+        version
     }
 
     fn get_now(&self, key: &str) -> Option<Stored> {
@@ -225,11 +226,15 @@ impl MemoryStore {
             shard.bytes -= entry.size;
             return None;
         }
-        Some(Stored {
-            meta: entry.meta.clone(),
-            body: StoredBody::Bytes(entry.body.clone()),
-            version: entry.version,
-        })
+        let left = entry.expires.saturating_duration_since(Instant::now());
+        Some(
+            Stored::new(
+                entry.meta.clone(),
+                StoredBody::Bytes(entry.body.clone()),
+                entry.version,
+            )
+            .expires_in(left),
+        )
     }
 
     /// [`Store::update_meta`]: check and write under one lock.
@@ -367,7 +372,7 @@ impl MemoryWriter {
         }
     }
 
-    fn commit_now(self) -> Result<(), StoreError> {
+    fn commit_now(self) -> Result<u64, StoreError> {
         // Shrink to fit: the buffer grew by doubling.
         let body = Bytes::copy_from_slice(&self.body);
         let size = entry_size(&self.key, &self.meta, body.len() as u64);
@@ -397,7 +402,7 @@ impl StoreWriter for MemoryWriter {
         self.replace_meta_now(meta);
     }
 
-    fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send {
+    fn commit(self) -> impl Future<Output = Result<u64, StoreError>> + Send {
         ready(self.commit_now())
     }
 }
@@ -506,7 +511,7 @@ mod tests {
         for chunk in body.chunks(7) {
             w.write_now(&Bytes::copy_from_slice(chunk))?;
         }
-        w.commit_now()
+        w.commit_now().map(drop)
     }
 
     fn body(store: &MemoryStore, key: &str) -> Option<Bytes> {

@@ -86,8 +86,9 @@ impl fmt::Debug for Meta {
     }
 }
 
-/// A stored entry: the cache's head and the body.
+/// A stored entry: the cache's head and the body. Made with [`Stored::new`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Stored {
     /// The head, as given to [`Store::writer`] or [`Store::update_meta`].
     pub meta: Meta,
@@ -98,6 +99,36 @@ pub struct Stored {
     /// ([`Expect::Version`]) name it, so that a write based on what was read never replaces
     /// something newer.
     pub version: u64,
+    /// How much longer the entry lives in the store, if the store says: what a
+    /// [`Layered`] store gives the copy it keeps in its first tier.
+    pub expires_in: Option<Duration>,
+    /// Which tier of a layered store answered (`"l1"`, `"l2"`), for `Cache-Status`.
+    pub tier: Option<&'static str>,
+}
+
+impl Stored {
+    /// An entry read from a store.
+    pub fn new(meta: Meta, body: StoredBody, version: u64) -> Self {
+        Self {
+            meta,
+            body,
+            version,
+            expires_in: None,
+            tier: None,
+        }
+    }
+
+    /// How much longer it lives.
+    pub fn expires_in(mut self, left: Duration) -> Self {
+        self.expires_in = Some(left);
+        self
+    }
+
+    /// Which tier answered.
+    pub fn from_tier(mut self, tier: &'static str) -> Self {
+        self.tier = Some(tier);
+        self
+    }
 }
 
 /// What a conditional write expects to find under its key (compare-and-swap). A write whose
@@ -272,8 +303,8 @@ pub trait StoreWriter: Send + 'static {
     /// Makes the entry visible, replacing the entry under the same key if the writer's
     /// [`Expect`] still holds (else [`StoreError::Conflict`], and nothing changes), at once
     /// for every reader: a reader sees the old entry or the new one, never a mix. Called
-    /// only when the body ended cleanly.
-    fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send
+    /// only when the body ended cleanly. Returns the entry's [`Stored::version`].
+    fn commit(self) -> impl Future<Output = Result<u64, StoreError>> + Send
     where
         Self: Sized;
 }

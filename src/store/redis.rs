@@ -103,11 +103,11 @@ if len > 0 and len <= tonumber(ARGV[2]) then
   body = redis.call('GET', ARGV[1] .. h[6] .. ':0')
   if not body then return false end
 end
-return {h[1], h[2], h[3], h[4], h[5], h[6], body}
+return {h[1], h[2], h[3], h[4], h[5], h[6], body, redis.call('PTTL', KEYS[1])}
 ";
 
 /// What `GET_LUA` returns.
-type GetReply = Option<(Vec<u8>, u64, Vec<u8>, u64, u64, u64, Option<Vec<u8>>)>;
+type GetReply = Option<(Vec<u8>, u64, Vec<u8>, u64, u64, u64, Option<Vec<u8>>, i64)>;
 
 struct Scripts {
     commit: Script,
@@ -479,7 +479,7 @@ impl Store for RedisStore {
                     .await
             })
             .await?;
-        let Some((stored_key, version, meta, len, chunks, bver, first)) = reply else {
+        let Some((stored_key, version, meta, len, chunks, bver, first, pttl)) = reply else {
             return Ok(None);
         };
         if stored_key != key.as_str().as_bytes() {
@@ -497,10 +497,10 @@ impl Store for RedisStore {
                 len,
             })),
         };
-        Ok(Some(Stored {
-            meta: Meta::encoded(meta.into()),
-            body,
-            version,
+        let stored = Stored::new(Meta::encoded(meta.into()), body, version);
+        Ok(Some(match u64::try_from(pttl) {
+            Ok(ms) => stored.expires_in(Duration::from_millis(ms)),
+            Err(_) => stored,
         }))
     }
 
@@ -698,12 +698,13 @@ impl StoreWriter for RedisWriter {
         }
     }
 
-    async fn commit(mut self) -> Result<(), StoreError> {
+    async fn commit(mut self) -> Result<u64, StoreError> {
         self.flush_chunk(true).await?;
         let (kind, want) = expect_args(self.expect);
         let mut conn = self.store.conn();
         let inner = Arc::clone(&self.store.inner);
         let bver = if self.len == 0 { 0 } else { self.bver };
+        let version = new_version();
         let committed: i64 = self
             .store
             .run(async {
@@ -714,7 +715,7 @@ impl StoreWriter for RedisWriter {
                     .arg(kind)
                     .arg(want)
                     .arg(self.key.as_ref())
-                    .arg(new_version())
+                    .arg(version)
                     .arg(self.meta.bytes.as_ref())
                     .arg(self.len)
                     .arg(self.chunks)
@@ -729,7 +730,7 @@ impl StoreWriter for RedisWriter {
         match committed {
             1 => {
                 self.done = true;
-                Ok(())
+                Ok(version)
             }
             0 => Err(StoreError::Conflict),
             _ => Err(StoreError::backend(

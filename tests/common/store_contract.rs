@@ -28,7 +28,7 @@ pub async fn put<S: Store>(
     chunk: usize,
     ttl: Duration,
     expect: Expect,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let mut w = store.writer(k, meta(head), ttl, expect).await?;
     for part in body.chunks(chunk.max(1)) {
         w = w.write(Bytes::copy_from_slice(part)).await?;
@@ -78,10 +78,19 @@ async fn commit_makes_an_entry_visible<S: Store>(store: &S) {
     w = w.write(Bytes::from_static(b"hello ")).await.unwrap();
     w = w.write(Bytes::from_static(b"world")).await.unwrap();
     assert!(get(store, &k).await.is_none(), "nothing before the commit");
-    w.commit().await.unwrap();
+    let version = w.commit().await.unwrap();
     let stored = get(store, &k).await.expect("visible after the commit");
     assert_eq!(stored.meta.bytes, "h1");
     assert_ne!(stored.version, 0);
+    assert_eq!(
+        stored.version, version,
+        "the commit says which version it made"
+    );
+    assert!(
+        stored.expires_in.is_none_or(|left| left <= HOUR),
+        "{:?}",
+        stored.expires_in
+    );
     assert_eq!(read_all(&stored.body).await.unwrap(), b"hello world");
     // An empty body is an entry too.
     put(store, &key("empty"), "e", b"", 1, HOUR, Expect::Any)
@@ -254,7 +263,7 @@ async fn concurrent_writers_of_one_key<S: Store>(store: &S) {
     let mut won = 0;
     for w in writers {
         match w.await.unwrap() {
-            Ok(()) => won += 1,
+            Ok(_) => won += 1,
             Err(StoreError::Conflict) => {}
             Err(e) => panic!("{e}"),
         }

@@ -242,7 +242,7 @@ async fn complete<W: StoreWriter>(write: Write<W>, held: Held, mint: Option<Box<
         minter.tag(&mut w);
     }
     let committed = match w.commit().await {
-        Ok(()) => true,
+        Ok(_) => true,
         Err(StoreError::Conflict) => {
             tracing::debug!("a newer entry was stored meanwhile; this one is dropped");
             false
