@@ -21,7 +21,7 @@ use contract::{key, put, read_all, HOUR};
 use proxy_setup::status_of;
 use redis_server::RedisServer;
 use std::time::{Duration, Instant};
-use tower_etag::store::{Expect, RedisStore, Store};
+use tower_etag::store::{Expect, Layered, MemoryStore, RedisStore, Store};
 
 /// A store on `server`, with a deadline a loaded debug build keeps.
 async fn store(server: &RedisServer, prefix: &str) -> RedisStore {
@@ -266,4 +266,69 @@ async fn redis_killed_under_load_fails_open_and_the_cache_resumes() {
     })
     .await;
     assert!(resumed, "the cache never used Redis again");
+}
+
+/// A node of a fleet: a memory L1 over the shared Redis, hearing the others on the bus.
+async fn node(server: &RedisServer) -> Layered<MemoryStore, RedisStore> {
+    let l2 = store(server, "l1fleet").await;
+    let bus = l2.bus();
+    Layered::builder(MemoryStore::new(), l2).bus(bus).build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_nodes_l1_drops_what_another_node_invalidated_or_purged() {
+    let Some(server) = RedisServer::start_or_skip("each_nodes_l1_drops") else {
+        return;
+    };
+    let calls = Counter::new();
+    let origin_server = TestServer::start(origin(&calls)).await;
+    let config = ProxyConfig {
+        upstream: format!("http://{}", origin_server.addr).parse().unwrap(),
+        preserve_host: false,
+        trust_forwarded: false,
+    };
+    let cache_a = proxy_cache(node(&server).await, &CacheFlags::default());
+    let cache_b = proxy_cache(node(&server).await, &CacheFlags::default());
+    let a = TestServer::start(caching_proxy(&config, &cache_a).unwrap()).await;
+    let b = TestServer::start(caching_proxy(&config, &cache_b).unwrap()).await;
+    let host = [("host", "site.example")];
+    let probe = [
+        ("host", "site.example"),
+        ("cache-control", "only-if-cached"),
+    ];
+    a.get("/p", &host).await;
+    assert!(
+        common::eventually(|| async { b.get("/p", &probe).await.status == StatusCode::OK }).await
+    );
+    // b's first hit came from Redis and was copied into its L1; the next is from its L1.
+    let from_l1 =
+        common::eventually(|| async { status_of(&b.get("/p", &host).await).contains("detail=l1") })
+            .await;
+    assert!(from_l1, "b never answered from its L1");
+    assert_eq!(calls.get(), 1);
+
+    // a invalidates the URL: b's L1 must stop serving it, without waiting for its TTL.
+    let started = Instant::now();
+    a.request(axum::http::Method::POST, "/p", &host).await;
+    let dropped = common::eventually(|| async {
+        b.get("/p", &probe).await.status == StatusCode::GATEWAY_TIMEOUT
+    })
+    .await;
+    assert!(dropped, "b's L1 kept serving what a invalidated");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    eprintln!("invalidation through a reached b's L1 in {took:?}");
+
+    // Refill through b, then a purge through a empties b's L1 too.
+    b.get("/p", &host).await;
+    assert!(
+        common::eventually(|| async { status_of(&b.get("/p", &host).await).contains("detail=l1") })
+            .await
+    );
+    cache_a.purge().await.unwrap();
+    let purged = common::eventually(|| async {
+        b.get("/p", &probe).await.status == StatusCode::GATEWAY_TIMEOUT
+    })
+    .await;
+    assert!(purged, "b's L1 kept serving after a purge through a");
 }

@@ -7,7 +7,9 @@ mod contract;
 use bytes::Bytes;
 use contract::{key, meta, put, read_all, HOUR};
 use std::{path::Path, process::Command, time::Duration};
-use tower_etag::store::{AnyStore, Expect, FsStore, MemoryStore, Store, StoreWriter};
+use tower_etag::store::{
+    AnyStore, Expect, FsStore, Layered, MemoryStore, Partitioned, Store, StoreWriter,
+};
 
 #[tokio::test]
 async fn the_memory_store_keeps_the_contract() {
@@ -28,6 +30,68 @@ async fn the_file_store_keeps_the_contract() {
         FsStore::open(dir.path().join("any")).await.unwrap(),
     ))
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layered_stores_keep_the_contract() {
+    contract::run(&Layered::new(MemoryStore::new(), MemoryStore::new())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FsStore::open(dir.path()).await.unwrap();
+    contract::run(&Layered::new(MemoryStore::new(), fs)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_stores_keep_the_contract() {
+    let parts = ["a", "b", "c"].map(|n| (n, MemoryStore::new()));
+    contract::run(&Partitioned::new(parts).unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mixed = Partitioned::new([
+        ("memory", AnyStore::new(MemoryStore::new())),
+        (
+            "fs",
+            AnyStore::new(FsStore::open(dir.path()).await.unwrap()),
+        ),
+    ])
+    .unwrap();
+    contract::run(&mixed).await;
+}
+
+#[tokio::test]
+async fn a_layered_store_answers_from_l1_once_l2_answered_and_drops_what_changes() {
+    let l2 = MemoryStore::new();
+    let layered = Layered::new(MemoryStore::new(), l2.clone());
+    let k = key("tiered");
+    let v = put(&l2, &k, "h", b"from l2", 3, HOUR, Expect::Any)
+        .await
+        .unwrap();
+    let first = layered.get(&k).await.unwrap().unwrap();
+    assert_eq!((first.tier, first.version), (Some("l2"), v));
+    let second = layered.get(&k).await.unwrap().unwrap();
+    assert_eq!(
+        (second.tier, second.version),
+        (Some("l1"), v),
+        "promoted, L2's version"
+    );
+    assert_eq!(second.meta.bytes, "h", "the head as it was stored");
+    assert_eq!(read_all(&second.body).await.unwrap(), b"from l2");
+    // A write through the layered store is in both tiers, with L2's version.
+    let v2 = put(&layered, &k, "h2", b"new", 1, HOUR, Expect::Version(v))
+        .await
+        .unwrap();
+    let again = layered.get(&k).await.unwrap().unwrap();
+    assert_eq!((again.tier, again.version), (Some("l1"), v2));
+    assert_eq!(l2.get(&k).await.unwrap().unwrap().version, v2);
+    // Negative: a change that bypasses this L1 (another node's, without a bus) is not seen
+    // until the copy goes: what the bus is for.
+    put(&l2, &k, "h3", b"behind its back", 4, HOUR, Expect::Any)
+        .await
+        .unwrap();
+    let stale = layered.get(&k).await.unwrap().unwrap();
+    assert_eq!((stale.tier, stale.version), (Some("l1"), v2));
+    // A removal through the store drops both.
+    assert!(layered.remove(&k, Expect::Any).await.unwrap());
+    assert!(layered.get(&k).await.unwrap().is_none());
+    assert!(l2.get(&k).await.unwrap().is_none());
 }
 
 /// The files under `dir` (recursively), as (name, size).

@@ -15,20 +15,26 @@ mod dynamic;
 #[cfg(unix)]
 mod fs;
 mod key;
+mod layered;
 mod memory;
+mod partitioned;
 #[cfg(feature = "redis")]
 mod redis;
 
 #[cfg(feature = "redis")]
-pub use self::redis::{RedisStore, RedisStoreBuilder, RedisWriter};
+pub use self::redis::{RedisBus, RedisStore, RedisStoreBuilder, RedisWriter};
 pub use dynamic::{AnyStore, AnyWriter, DynStore};
 #[cfg(unix)]
 pub use fs::{FsStore, FsStoreBuilder, FsWriter, DEFAULT_FS_MAX_BYTES, DEFAULT_FS_MAX_ENTRIES};
 pub use key::Key;
+pub use layered::{
+    InvalidationBus, InvalidationSink, Layered, LayeredBuilder, LayeredWriter, DEFAULT_L1_TTL,
+};
 pub use memory::{
     MemoryStore, MemoryStoreBuilder, MemoryWriter, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES,
     DEFAULT_MAX_ENTRY_BYTES,
 };
+pub use partitioned::Partitioned;
 
 use bytes::Bytes;
 use futures_core::Stream;

@@ -1,7 +1,8 @@
 //! [`RedisStore`]: the shared store for a fleet, on Redis (feature `redis`).
 
 use super::{
-    BodyReader, BodyStream, Expect, Key, Meta, Store, StoreError, StoreWriter, Stored, StoredBody,
+    BodyReader, BodyStream, Expect, InvalidationBus, InvalidationSink, Key, Meta, Store,
+    StoreError, StoreWriter, Stored, StoredBody,
 };
 use bytes::{Bytes, BytesMut};
 use redis::{aio::ConnectionManager, AsyncCommands as _, RedisResult, Script};
@@ -172,6 +173,7 @@ impl Breaker {
 }
 
 struct Inner {
+    client: redis::Client,
     conn: ConnectionManager,
     prefix: String,
     deadline: Duration,
@@ -316,13 +318,14 @@ impl RedisStoreBuilder {
             .set_max_delay(200);
         let conn = tokio::time::timeout(
             self.connect_timeout,
-            ConnectionManager::new_with_config(client, config),
+            ConnectionManager::new_with_config(client.clone(), config),
         )
         .await
         .map_err(|_| StoreError::Timeout)?
         .map_err(StoreError::backend)?;
         Ok(RedisStore {
             inner: Arc::new(Inner {
+                client,
                 conn,
                 prefix: self.prefix,
                 deadline: self.deadline,
@@ -401,6 +404,16 @@ impl RedisStore {
     /// Connects with the default settings ([`RedisStoreBuilder::connect`]).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::builder().connect(url).await
+    }
+
+    /// An [`InvalidationBus`] on this store's server: Redis pub/sub on the channel
+    /// `{prefix}:invalidations`, for a [`Layered`](super::Layered) store whose L2 this is.
+    pub fn bus(&self) -> Arc<RedisBus> {
+        Arc::new(RedisBus {
+            store: self.clone(),
+            channel: format!("{}:invalidations", self.inner.prefix),
+            node: format!("{:016x}", new_version()),
+        })
     }
 
     /// Whether the store steps aside now (its circuit breaker is open).
@@ -818,5 +831,115 @@ impl futures_core::Stream for RedisChunks {
             Ok(_) => Err(StoreError::backend("a body chunk is gone")),
             Err(e) => Err(e),
         }))
+    }
+}
+
+/// Invalidations between the nodes of a fleet over Redis pub/sub ([`RedisStore::bus`]).
+///
+/// A message is `{node} {digest}` (or `{node} *` for everything): the node that published
+/// it, which ignores its own, and the digest of the record, so no key travels. Publishing
+/// is fire and forget (within the store's deadline, skipped while the store steps aside).
+/// The subscription reconnects by itself, and after every (re)connection tells the sink
+/// that messages may have been lost.
+pub struct RedisBus {
+    store: RedisStore,
+    channel: String,
+    node: String,
+}
+
+impl fmt::Debug for RedisBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBus")
+            .field("channel", &self.channel)
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+impl InvalidationBus for RedisBus {
+    fn publish(&self, digest: Option<&str>) {
+        if self.store.is_stepping_aside() {
+            return;
+        }
+        let message = format!("{} {}", self.node, digest.unwrap_or("*"));
+        let (store, channel) = (self.store.clone(), self.channel.clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let mut conn = store.conn();
+                let publish = conn.publish::<_, _, ()>(channel, message);
+                let _ = store.run(publish).await;
+            });
+        }
+    }
+
+    fn subscribe(&self, sink: std::sync::Weak<dyn InvalidationSink>) {
+        let (client, channel, node) = (
+            self.store.inner.client.clone(),
+            self.channel.clone(),
+            self.node.clone(),
+        );
+        let connect_timeout = Duration::from_secs(1);
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("no tokio runtime: the invalidation bus is not listened to");
+            return;
+        };
+        rt.spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            while sink.strong_count() > 0 {
+                let connected = tokio::time::timeout(connect_timeout, async {
+                    let mut pubsub = client.get_async_pubsub().await?;
+                    pubsub.subscribe(&channel).await?;
+                    RedisResult::Ok(pubsub)
+                })
+                .await;
+                if let Ok(Ok(mut pubsub)) = connected {
+                    backoff = Duration::from_millis(100);
+                    if !listen(&mut pubsub, &sink, &node).await {
+                        return;
+                    }
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+}
+
+/// Delivers messages to `sink` until the connection ends (`true`) or the sink is gone
+/// (`false`).
+async fn listen(
+    pubsub: &mut redis::aio::PubSub,
+    sink: &std::sync::Weak<dyn InvalidationSink>,
+    node: &str,
+) -> bool {
+    use futures_core::Stream;
+    // Whatever was published while this node was not listening is unknown.
+    match sink.upgrade() {
+        Some(s) => s.invalidated(None),
+        None => return false,
+    }
+    let mut messages = std::pin::pin!(pubsub.on_message());
+    loop {
+        let next = std::future::poll_fn(|cx| messages.as_mut().poll_next(cx));
+        match tokio::time::timeout(Duration::from_secs(1), next).await {
+            // Quiet: check that someone still listens.
+            Err(_) if sink.strong_count() == 0 => return false,
+            Err(_) => {}
+            Ok(None) => return true,
+            Ok(Some(message)) => {
+                let payload: Vec<u8> = message.get_payload().unwrap_or_default();
+                let text = String::from_utf8_lossy(&payload);
+                let Some((from, what)) = text.split_once(' ') else {
+                    continue;
+                };
+                if from == node {
+                    continue;
+                }
+                let Some(s) = sink.upgrade() else {
+                    return false;
+                };
+                s.invalidated((what != "*").then_some(what));
+            }
+        }
     }
 }

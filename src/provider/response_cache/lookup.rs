@@ -82,6 +82,8 @@ pub(crate) struct StoredEntry {
     pub(crate) selector: Selector,
     pub(crate) policy: Arc<CachePolicy>,
     pub(crate) body: StoredBody,
+    /// Which tier of a layered store it came from (`Cache-Status` detail of a hit).
+    pub(crate) tier: Option<&'static str>,
 }
 
 /// Request fields that make a request conditional; the cache answers them itself and sends
@@ -297,6 +299,7 @@ impl<St: Store> ResponseCache<St> {
                     let status = CacheStatus {
                         collapsed,
                         ttl: Some(ttl.as_secs() as i64),
+                        detail: entry.tier,
                         ..CacheStatus::hit()
                     };
                     let response = match &ranged {
@@ -671,6 +674,7 @@ impl<St: Store> ResponseCache<St> {
             selector,
             policy,
             body: stored.body,
+            tier: stored.tier,
         })
     }
 
