@@ -9,7 +9,7 @@ mod common;
 #[path = "common/proxy_setup.rs"]
 mod proxy_setup;
 
-use app::{proxy_cache, CacheFlags};
+use app::{open_store, proxy_cache, CacheFlags};
 use axum::{http::StatusCode, Router};
 use common::{counted, response, Counter};
 use proxy_setup::{setup_with, status_of, Setup};
@@ -152,4 +152,36 @@ async fn a_body_file_damaged_on_disk_breaks_the_response_off() {
             assert!(read.is_err(), "the body must fail, not end short");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_opens_the_stores_its_flags_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = format!("fs:{}", dir.path().display());
+    // Bad values get a message that names them; nothing panics.
+    for bad in ["disk", "fs", "mysql://x"] {
+        let e = open_store(&[bad.to_owned()], 1 << 20, None)
+            .await
+            .unwrap_err();
+        assert!(e.contains(bad), "{e}");
+    }
+    let twice = open_store(&[fs.clone(), fs.clone()], 1 << 20, None).await;
+    assert!(twice.unwrap_err().contains("two partitions"));
+    // Memory and files, partitioned, behind a memory L1: hits say which tier answered.
+    let specs = ["memory".to_owned(), fs];
+    let store = open_store(&specs, 64 << 20, Some(8 << 20)).await.unwrap();
+    let calls = Counter::new();
+    let s = setup_with(
+        origin(&calls),
+        proxy_cache(store, &CacheFlags::default()),
+        false,
+    )
+    .await;
+    s.proxy.get("/small", &[]).await;
+    let from_l1 = common::eventually(|| async {
+        status_of(&s.proxy.get("/small", &[]).await).contains("detail=l1")
+    })
+    .await;
+    assert!(from_l1);
+    assert_eq!(calls.get(), 1);
 }

@@ -17,7 +17,10 @@ use hyper_util::{
 };
 use std::net::SocketAddr;
 use tower::util::MapRequestLayer;
-use tower_etag::{response_cache::ResponseCache, store::Store};
+use tower_etag::{
+    response_cache::ResponseCache,
+    store::{AnyStore, FsStore, Layered, MemoryStore, Partitioned, Store},
+};
 
 /// Where and how to forward.
 #[derive(Clone, Debug, Default)]
@@ -250,4 +253,92 @@ fn upstream(config: &ProxyConfig) -> Result<Router, String> {
         authority,
         preserve_host: config.preserve_host,
     }))
+}
+
+/// The proxy's store, from its `--store` values: `memory`, `fs:DIR` or `redis://HOST:PORT`
+/// (with the `redis` feature); several spread the URLs over them ([`Partitioned`], each
+/// named by its value); `l1_bytes` puts a memory L1 of that size in front ([`Layered`],
+/// hearing the other nodes on the first Redis store's bus). `max_bytes` bounds the memory
+/// and file stores.
+pub async fn open_store(
+    specs: &[String],
+    max_bytes: u64,
+    l1_bytes: Option<u64>,
+) -> Result<AnyStore, String> {
+    let specs: Vec<&str> = if specs.is_empty() {
+        vec!["memory"]
+    } else {
+        specs.iter().map(String::as_str).collect()
+    };
+    let mut stores = Vec::with_capacity(specs.len());
+    let mut bus = None;
+    for spec in &specs {
+        let store = if *spec == "memory" {
+            AnyStore::new(MemoryStore::builder().max_bytes(max_bytes).build())
+        } else if let Some(dir) = spec.strip_prefix("fs:") {
+            let store = FsStore::builder()
+                .max_bytes(max_bytes)
+                .open(dir)
+                .await
+                .map_err(|e| format!("--store {spec}: {e}"))?;
+            AnyStore::new(store)
+        } else if spec.starts_with("redis://") {
+            let (store, its_bus) = open_redis(spec).await?;
+            bus.get_or_insert(its_bus);
+            store
+        } else {
+            return Err(format!(
+                "--store {spec}: expected memory, fs:DIR or redis://HOST:PORT"
+            ));
+        };
+        stores.push((spec.to_string(), store));
+    }
+    let base = if stores.len() == 1 {
+        stores.pop().map(|(_, s)| s).expect("one store")
+    } else {
+        AnyStore::new(Partitioned::new(stores).map_err(|e| format!("--store: {e}"))?)
+    };
+    Ok(match l1_bytes {
+        None => base,
+        Some(bytes) => {
+            let l1 = MemoryStore::builder().max_bytes(bytes).build();
+            let layered = Layered::builder(l1, base);
+            AnyStore::new(match bus {
+                Some(bus) => layered.bus(bus).build(),
+                None => layered.build(),
+            })
+        }
+    })
+}
+
+#[cfg(feature = "redis")]
+async fn open_redis(
+    spec: &str,
+) -> Result<
+    (
+        AnyStore,
+        std::sync::Arc<dyn tower_etag::store::InvalidationBus>,
+    ),
+    String,
+> {
+    let store = tower_etag::store::RedisStore::connect(spec)
+        .await
+        .map_err(|e| format!("--store {spec}: {e}"))?;
+    let bus = store.bus();
+    Ok((AnyStore::new(store), bus))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn open_redis(
+    spec: &str,
+) -> Result<
+    (
+        AnyStore,
+        std::sync::Arc<dyn tower_etag::store::InvalidationBus>,
+    ),
+    String,
+> {
+    Err(format!(
+        "--store {spec}: built without Redis; run with --features redis"
+    ))
 }

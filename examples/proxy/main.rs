@@ -9,6 +9,9 @@
 //! (repeatable, most applicable first; `none` for none) names other fields,
 //! `--forward-targeted` keeps them for CDN caches downstream. `--stale-if-unreachable SECS`
 //! serves entries that long past their freshness while the origin cannot be reached.
+//! `--store` picks where entries live: `memory` (the default), `fs:DIR` (files, kept across
+//! restarts) or `redis://HOST:PORT` (shared by a fleet; `--features redis`); given several
+//! times, URLs are spread over them. `--l1-bytes N` puts a memory L1 in front of them.
 //!
 //! ```sh
 //! cargo run --example proxy -- --upstream http://127.0.0.1:8000 --listen 127.0.0.1:8080
@@ -17,14 +20,15 @@
 
 mod app;
 
-use app::{caching_proxy, proxy_cache, CacheFlags, ProxyConfig};
+use app::{caching_proxy, open_store, proxy_cache, CacheFlags, ProxyConfig};
 use std::net::SocketAddr;
-use tower_etag::store::MemoryStore;
 
 struct Args {
     listen: SocketAddr,
     config: ProxyConfig,
     max_bytes: u64,
+    stores: Vec<String>,
+    l1_bytes: Option<u64>,
     cache: CacheFlags,
 }
 
@@ -36,6 +40,8 @@ fn parse_args() -> Result<Args, String> {
     let mut cache = CacheFlags::default();
     let mut targeted = Vec::new();
     let mut max_bytes = 128 * 1024 * 1024;
+    let mut stores = Vec::new();
+    let mut l1_bytes = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -52,6 +58,18 @@ fn parse_args() -> Result<Args, String> {
                     targeted.push(name);
                 }
                 cache.targeted.clear();
+            }
+            "--store" => stores.push(
+                it.next()
+                    .ok_or("--store needs memory, fs:DIR or redis://HOST:PORT")?,
+            ),
+            "--l1-bytes" => {
+                let value = it.next().ok_or("--l1-bytes needs a number of bytes")?;
+                l1_bytes = Some(
+                    value
+                        .parse()
+                        .map_err(|e| format!("--l1-bytes {value}: {e}"))?,
+                );
             }
             "--stale-if-unreachable" => {
                 let value = it.next().ok_or("--stale-if-unreachable needs seconds")?;
@@ -95,6 +113,8 @@ fn parse_args() -> Result<Args, String> {
             trust_forwarded,
         },
         max_bytes,
+        stores,
+        l1_bytes,
         cache,
     })
 }
@@ -102,10 +122,15 @@ fn parse_args() -> Result<Args, String> {
 #[tokio::main]
 async fn main() {
     let args = parse_args().unwrap_or_else(|e| {
-        eprintln!("error: {e}\nusage: proxy --upstream http://127.0.0.1:8000 [--listen 127.0.0.1:8080] [--preserve-host] [--trust-forwarded] [--mint-etags] [--targeted FIELD|none]... [--forward-targeted] [--stale-if-unreachable SECS] [--max-bytes N]");
+        eprintln!("error: {e}\nusage: proxy --upstream http://127.0.0.1:8000 [--listen 127.0.0.1:8080] [--preserve-host] [--trust-forwarded] [--mint-etags] [--targeted FIELD|none]... [--forward-targeted] [--stale-if-unreachable SECS] [--max-bytes N] [--store memory|fs:DIR|redis://HOST:PORT]... [--l1-bytes N]");
         std::process::exit(2);
     });
-    let store = MemoryStore::builder().max_bytes(args.max_bytes).build();
+    let store = open_store(&args.stores, args.max_bytes, args.l1_bytes)
+        .await
+        .unwrap_or_else(|e| {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        });
     let cache = proxy_cache(store, &args.cache);
     let app = caching_proxy(&args.config, &cache).unwrap_or_else(|e| {
         eprintln!("error: {e}");
