@@ -1,6 +1,6 @@
 //! [`AnyStore`]: any [`Store`] behind one type, for a store chosen at run time.
 
-use super::{Expect, Key, Meta, Store, StoreError, StoreWriter, Stored};
+use super::{Expect, Key, Meta, PartialReader, Store, StoreError, StoreWriter, Stored};
 use bytes::Bytes;
 use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -88,6 +88,7 @@ impl<S: Store + fmt::Debug> DynStore for S {
 trait DynWriter: Send + 'static {
     fn write(self: Box<Self>, chunk: Bytes) -> BoxFuture<'static, Result<AnyWriter, StoreError>>;
     fn replace_meta(&mut self, meta: Meta);
+    fn partial(&self) -> Option<Arc<dyn PartialReader>>;
     fn commit(self: Box<Self>) -> BoxFuture<'static, Result<u64, StoreError>>;
 }
 
@@ -101,6 +102,10 @@ impl<W: StoreWriter> DynWriter for W {
 
     fn replace_meta(&mut self, meta: Meta) {
         StoreWriter::replace_meta(self, meta);
+    }
+
+    fn partial(&self) -> Option<Arc<dyn PartialReader>> {
+        StoreWriter::partial(self)
     }
 
     fn commit(self: Box<Self>) -> BoxFuture<'static, Result<u64, StoreError>> {
@@ -124,6 +129,10 @@ impl StoreWriter for AnyWriter {
 
     fn replace_meta(&mut self, meta: Meta) {
         self.0.replace_meta(meta);
+    }
+
+    fn partial(&self) -> Option<Arc<dyn PartialReader>> {
+        self.0.partial()
     }
 
     fn commit(self) -> impl Future<Output = Result<u64, StoreError>> + Send {

@@ -612,6 +612,38 @@ fn open_body(path: &Path, len: u64) -> io::Result<StoredBody> {
     })))
 }
 
+/// What an [`FsWriter`] has on disk so far: the open file (which stays readable once it is
+/// renamed, or removed) and how much of it is written.
+#[derive(Debug, Default)]
+struct FsPartial {
+    file: std::sync::OnceLock<Arc<File>>,
+    flushed: AtomicU64,
+}
+
+impl FsPartial {
+    fn flushed(&self, file: &Arc<File>, len: u64) {
+        let _ = self.file.set(Arc::clone(file));
+        self.flushed.fetch_max(len, Ordering::Release);
+    }
+}
+
+impl super::PartialReader for FsPartial {
+    fn available(&self) -> u64 {
+        self.flushed.load(Ordering::Acquire)
+    }
+
+    fn read(&self, range: std::ops::Range<u64>) -> BodyStream {
+        match self.file.get() {
+            Some(file) => FileBody {
+                file: Arc::clone(file),
+                len: self.available(),
+            }
+            .read(range),
+            None => StoredBody::Bytes(Bytes::new()).stream(0..0),
+        }
+    }
+}
+
 /// Writes one entry of an [`FsStore`] to a file in `tmp/`; dropped without commit, the file
 /// is removed.
 #[derive(Debug)]
@@ -622,7 +654,9 @@ pub struct FsWriter {
     ttl: Duration,
     expect: Expect,
     /// The file being written, once the first bytes go to disk.
-    file: Option<File>,
+    file: Option<Arc<File>>,
+    /// What followers of the fill read ([`StoreWriter::partial`]).
+    partial: Arc<FsPartial>,
     tmp: PathBuf,
     /// Whether `tmp` may exist (its creation was started), and was not renamed into place.
     created: bool,
@@ -642,16 +676,26 @@ impl FsWriter {
         let file = self.file.take();
         let tmp = self.tmp.clone();
         self.created = true;
-        let file = blocking(move || -> io::Result<File> {
-            let mut file = match file {
+        let file = blocking(move || -> io::Result<Arc<File>> {
+            let file = match file {
                 Some(f) => f,
-                None => File::create(&tmp)?,
+                // Readable too: the fill's followers read it while it is written.
+                None => Arc::new(
+                    fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .open(&tmp)?,
+                ),
             };
-            file.write_all(&data)?;
+            (&*file).write_all(&data)?;
             Ok(file)
         })
         .await?
         .map_err(StoreError::backend)?;
+        self.partial
+            .flushed(&file, self.len - self.buffer.len() as u64);
         self.file = Some(file);
         Ok(self)
     }
@@ -693,6 +737,10 @@ impl StoreWriter for FsWriter {
             return self.flush().await;
         }
         Ok(self)
+    }
+
+    fn partial(&self) -> Option<Arc<dyn super::PartialReader>> {
+        Some(Arc::clone(&self.partial) as Arc<dyn super::PartialReader>)
     }
 
     fn replace_meta(&mut self, meta: Meta) {
@@ -814,6 +862,7 @@ impl Store for FsStore {
             ttl,
             expect,
             file: None,
+            partial: Arc::default(),
             tmp: self.tmp_path(),
             created: false,
             buffer: BytesMut::new(),

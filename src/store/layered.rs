@@ -1,7 +1,7 @@
 //! [`Layered`]: a fast first tier (an in-memory L1 on each node) over a shared second tier
 //! (Redis, files), kept honest across a fleet by an [`InvalidationBus`].
 
-use super::{Expect, Key, Meta, Store, StoreError, StoreWriter, Stored, StoredBody};
+use super::{Expect, Key, Meta, PartialReader, Store, StoreError, StoreWriter, Stored, StoredBody};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::{
     fmt,
@@ -419,6 +419,10 @@ impl<L1: Store, L2: Store> StoreWriter for LayeredWriter<L1, L2> {
     fn replace_meta(&mut self, meta: Meta) {
         self.l2.replace_meta(meta.clone());
         self.meta = meta;
+    }
+
+    fn partial(&self) -> Option<Arc<dyn PartialReader>> {
+        self.l2.partial()
     }
 
     async fn commit(self) -> Result<u64, StoreError> {

@@ -307,7 +307,8 @@ pub struct MemoryWriter {
     expect: Expect,
     /// The body so far, copied: holding the caller's `Bytes` would keep whole network read
     /// buffers (often 8 KiB or more for a 1 KiB body) alive for as long as the entry lives.
-    body: BytesMut,
+    /// Shared with the fill's followers ([`StoreWriter::partial`]).
+    body: Arc<Mutex<BytesMut>>,
     /// The share of the store's budget for bodies being written that `body` holds.
     reserved: Reservation,
 }
@@ -346,27 +347,28 @@ impl Drop for Reservation {
 
 impl MemoryWriter {
     fn write_now(&mut self, chunk: &Bytes) -> Result<(), StoreError> {
-        let len = self.body.len() as u64 + chunk.len() as u64;
+        let mut body = lock_body(&self.body);
+        let len = body.len() as u64 + chunk.len() as u64;
         let limit = self.store.inner.max_entry_bytes;
         if entry_size(&self.key, &self.meta, len) > limit {
             // Stop holding memory for an entry that cannot be stored.
-            self.body = BytesMut::new();
+            *body = BytesMut::new();
             self.reserved.release();
             return Err(StoreError::TooLarge { limit });
         }
         if !self.reserved.grow(chunk.len() as u64) {
-            self.body = BytesMut::new();
+            *body = BytesMut::new();
             self.reserved.release();
             return Err(StoreError::Busy);
         }
-        self.body.extend_from_slice(chunk);
+        body.extend_from_slice(chunk);
         Ok(())
     }
 
     fn replace_meta_now(&mut self, meta: Meta) {
         // A head that would take the entry past its limit is not taken: the entry is stored
         // with the head it was opened with (a minted tag is a nicety, the entry is not).
-        let len = self.body.len() as u64;
+        let len = lock_body(&self.body).len() as u64;
         if entry_size(&self.key, &meta, len) <= self.store.inner.max_entry_bytes {
             self.meta = meta;
         }
@@ -374,7 +376,7 @@ impl MemoryWriter {
 
     fn commit_now(self) -> Result<u64, StoreError> {
         // Shrink to fit: the buffer grew by doubling.
-        let body = Bytes::copy_from_slice(&self.body);
+        let body = Bytes::copy_from_slice(&lock_body(&self.body));
         let size = entry_size(&self.key, &self.meta, body.len() as u64);
         let expires = Instant::now()
             .checked_add(self.ttl)
@@ -402,8 +404,33 @@ impl StoreWriter for MemoryWriter {
         self.replace_meta_now(meta);
     }
 
+    fn partial(&self) -> Option<Arc<dyn super::PartialReader>> {
+        Some(Arc::new(MemoryPartial(Arc::clone(&self.body))))
+    }
+
     fn commit(self) -> impl Future<Output = Result<u64, StoreError>> + Send {
         ready(self.commit_now())
+    }
+}
+
+fn lock_body(m: &Mutex<BytesMut>) -> MutexGuard<'_, BytesMut> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a [`MemoryWriter`] has written so far.
+struct MemoryPartial(Arc<Mutex<BytesMut>>);
+
+impl super::PartialReader for MemoryPartial {
+    fn available(&self) -> u64 {
+        lock_body(&self.0).len() as u64
+    }
+
+    fn read(&self, range: std::ops::Range<u64>) -> super::BodyStream {
+        let body = lock_body(&self.0);
+        let end = (range.end as usize).min(body.len());
+        let start = (range.start as usize).min(end);
+        // A copy of the part asked for, outside the lock from here on.
+        StoredBody::Bytes(Bytes::copy_from_slice(&body[start..end])).stream(0..(end - start) as u64)
     }
 }
 
@@ -429,7 +456,7 @@ impl MemoryStore {
             meta,
             ttl,
             expect,
-            body: BytesMut::new(),
+            body: Arc::default(),
             reserved: Reservation {
                 inner: Arc::clone(&self.inner),
                 bytes: 0,
@@ -606,7 +633,7 @@ mod tests {
             w.write_now(&Bytes::from(vec![0u8; 2000])),
             Err(StoreError::TooLarge { .. })
         ));
-        assert!(w.body.is_empty());
+        assert!(lock_body(&w.body).is_empty());
         assert_eq!(Store::max_entry_bytes(&store), Some(4096));
         drop(w);
         assert!(store.is_empty());
@@ -727,7 +754,7 @@ mod tests {
             .writer_now("k", Meta::encoded(Bytes::new()), HOUR, Expect::Any)
             .unwrap();
         assert!(w.write_now(&Bytes::from(vec![0u8; 8192])).is_err());
-        assert!(w.body.is_empty(), "nothing held past the limit");
+        assert!(lock_body(&w.body).is_empty(), "nothing held past the limit");
         // Never more than a shard's share of the total.
         let small = MemoryStore::builder().max_bytes(8 * 1024).shards(8).build();
         assert_eq!(Store::max_entry_bytes(&small), Some(1024));

@@ -209,6 +209,17 @@ pub trait BodyReader: fmt::Debug + Send + Sync + 'static {
     fn read(&self, range: Range<u64>) -> BodyStream;
 }
 
+/// What a writer has written so far, read while it writes: what requests coalesced on a
+/// fill stream from ([`StoreWriter::partial`]). It stays readable after the writer commits
+/// (or is dropped: then reads may fail).
+pub trait PartialReader: Send + Sync + 'static {
+    /// How many bytes from the start can be read now. Only grows.
+    fn available(&self) -> u64;
+
+    /// Streams bytes `range` (`range.end <= available()`), in chunks.
+    fn read(&self, range: Range<u64>) -> BodyStream;
+}
+
 /// One chunk, then the end.
 fn once(chunk: Bytes) -> impl Stream<Item = Result<Bytes, StoreError>> + Send {
     struct Once(Option<Bytes>);
@@ -305,6 +316,13 @@ pub trait StoreWriter: Send + 'static {
     /// most once, after the last [`write`](StoreWriter::write) and before `commit`. A store
     /// whose limits the new head would break keeps the one it was opened with.
     fn replace_meta(&mut self, meta: Meta);
+
+    /// A reader of what this writer has written so far, if the store can give one: requests
+    /// coalesced on the fill then stream the body as it is written instead of waiting for
+    /// the commit. `None` (the default): they wait.
+    fn partial(&self) -> Option<Arc<dyn PartialReader>> {
+        None
+    }
 
     /// Makes the entry visible, replacing the entry under the same key if the writer's
     /// [`Expect`] still holds (else [`StoreError::Conflict`], and nothing changes), at once

@@ -542,6 +542,7 @@ impl Store for RedisStore {
             chunks: 0,
             len: 0,
             done: false,
+            flushed: Arc::default(),
         })
     }
 
@@ -643,6 +644,8 @@ pub struct RedisWriter {
     chunks: u64,
     len: u64,
     done: bool,
+    /// Bytes in chunks written so far, for the fill's followers.
+    flushed: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for RedisWriter {
@@ -664,8 +667,10 @@ impl RedisWriter {
             let n = self.buffer.len().min(CHUNK);
             let chunk = self.buffer.split_to(n).freeze();
             let key = self.chunk_key(self.chunks);
+            let n = chunk.len() as u64;
             self.store.write_chunk(key, chunk, self.ttl).await?;
             self.chunks += 1;
+            self.flushed.fetch_add(n, Ordering::Release);
         }
         Ok(())
     }
@@ -703,6 +708,14 @@ impl StoreWriter for RedisWriter {
         self.buffer.extend_from_slice(&chunk);
         self.flush_chunk(false).await?;
         Ok(self)
+    }
+
+    fn partial(&self) -> Option<Arc<dyn super::PartialReader>> {
+        Some(Arc::new(RedisPartial {
+            store: self.store.clone(),
+            chunks: format!("{}{}:", self.place.chunks, self.bver),
+            flushed: Arc::clone(&self.flushed),
+        }))
     }
 
     fn replace_meta(&mut self, meta: Meta) {
@@ -750,6 +763,30 @@ impl StoreWriter for RedisWriter {
                 "a body chunk expired before the commit",
             )),
         }
+    }
+}
+
+/// The chunks a [`RedisWriter`] has written so far.
+struct RedisPartial {
+    store: RedisStore,
+    chunks: String,
+    flushed: Arc<AtomicU64>,
+}
+
+impl super::PartialReader for RedisPartial {
+    fn available(&self) -> u64 {
+        self.flushed.load(Ordering::Acquire)
+    }
+
+    fn read(&self, range: std::ops::Range<u64>) -> BodyStream {
+        let len = self.available();
+        RedisBody {
+            store: self.store.clone(),
+            chunks: self.chunks.clone(),
+            count: len.div_ceil(CHUNK as u64),
+            len,
+        }
+        .read(range)
     }
 }
 

@@ -86,6 +86,7 @@ async fn main() {
             let config = ProxyConfig {
                 upstream: format!("http://{origin_addr}").parse().expect("valid URI"),
                 preserve_host: false,
+                trust_forwarded: false,
             };
             let cache = ResponseCache::new(MemoryStore::new());
             let proxy_addr = local(caching_proxy(&config, &cache).expect("proxy")).await;

@@ -86,6 +86,7 @@ async fn main() {
             let config = ProxyConfig {
                 upstream: format!("http://{addr}").parse().expect("valid URI"),
                 preserve_host: false,
+                trust_forwarded: false,
             };
             if args.opt("copy-bodies").is_some() {
                 // The same proxy, but each upstream body copied into an allocation of its

@@ -35,6 +35,7 @@ async fn main() {
     let config = ProxyConfig {
         upstream: args.required("upstream"),
         preserve_host: false,
+        trust_forwarded: false,
     };
     let forward = forwarder(&config).unwrap_or_else(|e| {
         eprintln!("error: {e}");

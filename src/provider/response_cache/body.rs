@@ -52,6 +52,14 @@ impl HitBody {
         Self::Full(Full::new(bytes))
     }
 
+    /// A body of exactly `len` bytes read from `stream`.
+    pub(crate) fn streaming(stream: BodyStream, len: u64) -> Self {
+        Self::Stream(StoreStream {
+            remaining: len,
+            stream: SyncWrapper::new(stream),
+        })
+    }
+
     /// Bytes `range` of a stored body.
     pub(crate) fn stored(body: &StoredBody, range: Range<u64>) -> Self {
         match body {

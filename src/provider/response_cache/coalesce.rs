@@ -2,12 +2,14 @@
 //! is likely to pay off.
 //!
 //! A follower waits until the fill is done (stored, abandoned, or known not to be stored),
-//! at most the coalesce timeout. Once the fill's head has come and its body is streaming,
-//! followers wait only [`STREAM_PATIENCE`] more: never the whole timeout behind a live
+//! at most the coalesce timeout. Once the fill's head has come and its body is streaming
+//! into a store that can be read while it is written, followers read it from there at once
+//! ([`Tap`]). Otherwise they wait only [`STREAM_PATIENCE`] more: never the whole timeout behind a live
 //! stream, nor behind a client that reads a large body slowly. A fill whose response will not be stored marks its key *hit-for-miss* for
 //! [`HIT_FOR_MISS`] (as Varnish does): requests for it then go on at once instead of being
 //! serialised behind each other.
 
+use super::tap::Tap;
 use lru::LruCache;
 use std::{
     collections::HashMap,
@@ -29,12 +31,13 @@ pub(crate) const STREAM_PATIENCE: Duration = Duration::from_millis(500);
 const HIT_FOR_MISS_KEYS: usize = 16 * 1024;
 
 /// Where a fill is: followers watch it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 enum Progress {
     /// At the origin.
     Filling,
-    /// Its head has come; its body is streaming to the store.
-    Streaming,
+    /// Its head has come; its body is streaming to the store, readable through the tap
+    /// when there is one.
+    Streaming(Option<Arc<Tap>>),
 }
 
 #[derive(Debug)]
@@ -68,13 +71,29 @@ impl Default for Coalescer {
 pub(crate) struct FillGuard {
     coalescer: Coalescer,
     key: String,
+    /// Other keys requests for what this fill stores look up (its variant's, once known).
+    aliases: Vec<String>,
     progress: watch::Sender<Progress>,
 }
 
 impl FillGuard {
-    /// The fill's head has come and its body streams: followers stop waiting soon.
-    pub(crate) fn streaming(&self) {
-        self.progress.send_replace(Progress::Streaming);
+    /// The fill's head has come and its body streams: followers read it through `tap`, or
+    /// (without one) stop waiting soon.
+    pub(crate) fn streaming(&self, tap: Option<Arc<Tap>>) {
+        self.progress.send_replace(Progress::Streaming(tap));
+    }
+
+    /// Requests that look `key` up from now on follow this fill too (unless another fill
+    /// of it runs already).
+    pub(crate) fn also(&mut self, key: &str) {
+        if key == self.key {
+            return;
+        }
+        let mut map = lock(&self.coalescer.inner.in_flight);
+        if !map.contains_key(key) {
+            map.insert(key.to_owned(), self.progress.subscribe());
+            self.aliases.push(key.to_owned());
+        }
     }
 
     /// The fill's response will not be stored: release the waiters now, and let requests
@@ -86,7 +105,11 @@ impl FillGuard {
 
 impl Drop for FillGuard {
     fn drop(&mut self) {
-        lock(&self.coalescer.inner.in_flight).remove(&self.key);
+        let mut map = lock(&self.coalescer.inner.in_flight);
+        map.remove(&self.key);
+        for alias in &self.aliases {
+            map.remove(alias);
+        }
         // The sender drops after this, which wakes the waiters.
     }
 }
@@ -126,6 +149,7 @@ impl Coalescer {
         Join::Leader(FillGuard {
             coalescer: self.clone(),
             key: key.to_owned(),
+            aliases: Vec::new(),
             progress: tx,
         })
     }
@@ -164,10 +188,21 @@ impl Coalescer {
     }
 }
 
+/// How a follower's wait ended.
+#[derive(Debug)]
+pub(crate) enum Waited {
+    /// The fill is over (stored, or not).
+    Done,
+    /// It took too long.
+    TimedOut,
+    /// Its body streams through this tap: read it from there.
+    Tap(Arc<Tap>),
+}
+
 impl Waiter {
     /// Waits until the fill is done, at most `timeout`, and at most [`STREAM_PATIENCE`] once
-    /// the fill's body streams. Returns whether it finished.
-    pub(crate) async fn wait(mut self, timeout: Duration) -> bool {
+    /// the fill's body streams; returns at once with a tap the fill offers.
+    pub(crate) async fn wait(mut self, timeout: Duration) -> Waited {
         let now = tokio::time::Instant::now();
         let deadline = now
             .checked_add(timeout)
@@ -180,15 +215,15 @@ impl Waiter {
             };
             match tokio::time::timeout_at(until, self.0.changed()).await {
                 // The sender is gone: the fill is over.
-                Ok(Err(_)) => return true,
-                Ok(Ok(())) => {
-                    if *self.0.borrow_and_update() == Progress::Streaming
-                        && streaming_since.is_none()
-                    {
+                Ok(Err(_)) => return Waited::Done,
+                Ok(Ok(())) => match &*self.0.borrow_and_update() {
+                    Progress::Streaming(Some(tap)) => return Waited::Tap(Arc::clone(tap)),
+                    Progress::Streaming(None) if streaming_since.is_none() => {
                         streaming_since = Some(tokio::time::Instant::now());
                     }
-                }
-                Err(_) => return false,
+                    _ => {}
+                },
+                Err(_) => return Waited::TimedOut,
             }
         }
     }
@@ -232,7 +267,10 @@ mod tests {
         let waiter = tokio::spawn(w.wait(Duration::from_secs(5)));
         tokio::task::yield_now().await;
         drop(guard);
-        assert!(waiter.await.unwrap(), "woken before the timeout");
+        assert!(
+            matches!(waiter.await.unwrap(), Waited::Done),
+            "woken before the timeout"
+        );
         assert!(!c.is_filling("k"));
         leader(&c, "k");
     }
@@ -242,7 +280,10 @@ mod tests {
         let c = Coalescer::default();
         let _guard = leader(&c, "k");
         let w = follower(&c, "k");
-        assert!(!w.wait(Duration::from_millis(20)).await);
+        assert!(matches!(
+            w.wait(Duration::from_millis(20)).await,
+            Waited::TimedOut
+        ));
     }
 
     #[tokio::test]
@@ -253,8 +294,11 @@ mod tests {
         let start = tokio::time::Instant::now();
         let waiting = tokio::spawn(w.wait(Duration::from_secs(10)));
         tokio::task::yield_now().await;
-        guard.streaming();
-        assert!(!waiting.await.unwrap(), "the stream never ended");
+        guard.streaming(None);
+        assert!(
+            matches!(waiting.await.unwrap(), Waited::TimedOut),
+            "the stream never ended"
+        );
         let waited = start.elapsed();
         assert!(
             waited >= STREAM_PATIENCE && waited < Duration::from_secs(1),
@@ -269,7 +313,7 @@ mod tests {
         let guard = leader(&c, "k");
         let w = follower(&c, "k");
         guard.not_stored();
-        assert!(w.wait(Duration::from_secs(5)).await);
+        assert!(matches!(w.wait(Duration::from_secs(5)).await, Waited::Done));
         assert!(matches!(c.join("k"), Join::Alone));
         assert!(matches!(c.join("other"), Join::Leader(_)));
     }

@@ -9,6 +9,7 @@ use super::{
     keyspace::{Place, Seen, Selector, Url, WriteRefused},
     lookup::{Fill, KeyKind, ResponseCacheKey, Stale, StoredEntry},
     status::{CacheStatus, Fwd},
+    tap::Tap,
     tee::{store_whole, Minter, TeeBody},
     ResponseCache,
 };
@@ -23,7 +24,7 @@ use crate::{
         headers::{answer_preconditions_as, bodiless_hint, Answer, Role},
         request::absolute_target,
     },
-    store::{Expect, Key, Store},
+    store::{Expect, Key, Store, StoreWriter as _},
 };
 use bytes::Bytes;
 use http::{
@@ -357,7 +358,13 @@ impl<St: Store> ResponseCache<St> {
             stale: stale.as_ref(),
         };
         let writer = match self.writer(target, policy, ttl).await {
-            Ok(writer) => writer,
+            Ok((writer, key)) => {
+                if let Some(guard) = &mut held.guard {
+                    // Requests that come now look this variant up: they follow this fill.
+                    guard.also(key.as_str());
+                }
+                writer
+            }
             Err(detail) => {
                 status.detail = detail;
                 return (unstored(body), status);
@@ -371,8 +378,17 @@ impl<St: Store> ResponseCache<St> {
             return (CacheBody::fill(body), status);
         }
         if let Some(guard) = &held.guard {
-            // The head is here: waiters give the body a moment more, no longer.
-            guard.streaming();
+            // The head is here. Followers read the body through a tap as it is written,
+            // where the store can give what it has so far and the body's length is known
+            // (so the store cannot refuse it halfway for its size); otherwise they give
+            // the body a moment more, no longer.
+            let tap = body
+                .size_hint()
+                .exact()
+                .zip(writer.partial())
+                .map(|(len, reader)| Tap::new(Arc::clone(policy), len, reader));
+            guard.streaming(tap.as_ref().map(|(tap, _)| Arc::clone(tap)));
+            held.tap = tap.map(|(_, handle)| handle);
         }
         let minter = self
             .shared
@@ -442,7 +458,7 @@ impl<St: Store> ResponseCache<St> {
         target: Target<'_>,
         policy: &Arc<CachePolicy>,
         ttl: Duration,
-    ) -> Result<St::Writer, Option<&'static str>> {
+    ) -> Result<(St::Writer, Key), Option<&'static str>> {
         let epoch = match self
             .keyspace()
             .admit(
@@ -481,6 +497,7 @@ impl<St: Store> ResponseCache<St> {
             .store
             .writer(&key, entry::meta(policy), ttl, expect)
             .await
+            .map(|w| (w, key))
             .map_err(|e| {
                 if e.is_failure() {
                     tracing::warn!(error = %e, "cache store failed; not storing a response");

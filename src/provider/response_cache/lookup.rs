@@ -6,7 +6,7 @@
 
 use super::{
     body::HitBody,
-    coalesce::{Join, Waiter},
+    coalesce::{Join, Waited, Waiter},
     copy_head, entry,
     keyspace::{Place, Seen, Selector},
     status::{CacheStatus, Fwd},
@@ -402,7 +402,16 @@ impl<St: Store> ResponseCache<St> {
                 Join::Alone => None,
                 Join::Follower(waiter) if !collapsed => {
                     collapsed = true;
-                    self.wait(waiter).await;
+                    if let Waited::Tap(tap) = self.wait(waiter).await {
+                        // The body streams into the store: read it from there as it comes.
+                        let following = ranged
+                            .is_none()
+                            .then(|| self.respond_following(&tap, &parts, &head))
+                            .flatten();
+                        if let Some(response) = following {
+                            return Lookup::Hit(response);
+                        }
+                    }
                     continue; // Look again: the first request has (probably) stored its response.
                 }
                 // Still nothing after waiting once: go on alone.
@@ -410,7 +419,7 @@ impl<St: Store> ResponseCache<St> {
             };
             let held = Held {
                 guard,
-                permit: None,
+                ..Held::default()
             };
             let job = Job {
                 place,
@@ -484,10 +493,12 @@ impl<St: Store> ResponseCache<St> {
     }
 
     /// Waits for a coalesced fill (bounded by the coalesce timeout).
-    async fn wait(&self, waiter: Waiter) {
-        if !waiter.wait(self.shared.config.coalesce_timeout).await {
+    async fn wait(&self, waiter: Waiter) -> Waited {
+        let waited = waiter.wait(self.shared.config.coalesce_timeout).await;
+        if matches!(waited, Waited::TimedOut) {
             tracing::debug!("a coalesced fill took too long; going on alone");
         }
+        waited
     }
 
     /// The entry of `place` selected for the request: of the variants listed under the URL's
@@ -591,6 +602,7 @@ impl<St: Store> ResponseCache<St> {
         let held = Held {
             guard,
             permit: Some(permit),
+            tap: None,
         };
         let stale = Stale {
             entry,

@@ -62,6 +62,7 @@ mod keyspace;
 mod lookup;
 mod respond;
 mod status;
+mod tap;
 mod tee;
 
 pub use body::{CacheBody, HitBody};

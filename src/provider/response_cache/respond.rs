@@ -6,12 +6,13 @@ use super::{
     body::HitBody,
     lookup::StoredEntry,
     status::{issue, CacheStatus},
+    tap::Tap,
     ResponseCache,
 };
 use crate::store::StoredBody;
 use crate::{
     middleware::body::NoBody,
-    policy::CachePolicy,
+    policy::{BeforeRequest, CachePolicy},
     semantics::{
         headers::{answer_preconditions_as, bodiless_fields, Answer, Role},
         range::{self, RangeAnswer},
@@ -21,10 +22,10 @@ use crate::{
 use bytes::Bytes;
 use http::{
     header::{CONTENT_LENGTH, CONTENT_RANGE, IF_RANGE, RANGE},
-    HeaderMap, HeaderValue, Response, StatusCode,
+    request, HeaderMap, HeaderValue, Response, StatusCode,
 };
 use http_body::{Body as _, SizeHint};
-use std::time::SystemTime;
+use std::{sync::Arc, time::SystemTime};
 
 impl<St> ResponseCache<St> {
     /// A response made from a stored entry: its status, `headers` (the stored fields with
@@ -38,6 +39,27 @@ impl<St> ResponseCache<St> {
         head: &RequestHead,
         status: &CacheStatus,
     ) -> Response<HitBody> {
+        let len = body.len();
+        self.respond_with(
+            policy,
+            headers,
+            len,
+            || HitBody::stored(body, 0..len),
+            head,
+            status,
+        )
+    }
+
+    /// [`ResponseCache::respond`] with a body of `len` bytes that `full` makes, if needed.
+    fn respond_with(
+        &self,
+        policy: &CachePolicy,
+        headers: HeaderMap,
+        len: u64,
+        full: impl FnOnce() -> HitBody,
+        head: &RequestHead,
+        status: &CacheStatus,
+    ) -> Response<HitBody> {
         let mut response = Response::new(());
         *response.status_mut() = policy.status();
         *response.headers_mut() = headers;
@@ -48,12 +70,36 @@ impl<St> ResponseCache<St> {
             head.is_head(),
             Role::Cache,
         ) {
-            Answer::Full => HitBody::stored(body, 0..body.len()),
-            Answer::Head => HitBody::None(NoBody::with_hint(SizeHint::with_exact(body.len()))),
+            Answer::Full => full(),
+            Answer::Head => HitBody::None(NoBody::with_hint(SizeHint::with_exact(len))),
             Answer::NotModified => HitBody::None(NoBody::unknown()),
             Answer::PreconditionFailed => HitBody::bytes(Bytes::new()),
         };
         self.with_status(Response::from_parts(parts, body), status)
+    }
+
+    /// A response for a request coalesced on a fill, its body read through the fill's
+    /// tap as it is written: when the response being stored is one this request may be
+    /// given fresh (the same checks as a hit: `Vary`, request directives); else `None`, and
+    /// the request goes on its own.
+    pub(crate) fn respond_following(
+        &self,
+        tap: &Arc<Tap>,
+        parts: &request::Parts,
+        head: &RequestHead,
+    ) -> Option<Response<HitBody>> {
+        let BeforeRequest::Fresh { headers, ttl, .. } =
+            tap.policy.before_request(parts, head, SystemTime::now())
+        else {
+            return None;
+        };
+        let status = CacheStatus {
+            collapsed: true,
+            ttl: Some(ttl.as_secs() as i64),
+            ..CacheStatus::hit()
+        };
+        let full = || HitBody::streaming(tap.body(), tap.len);
+        Some(self.respond_with(&tap.policy, headers, tap.len, full, head, &status))
     }
 
     /// A fresh hit for a GET with `Range` (RFC 9110 §14), whose `Range` and `If-Range` lines

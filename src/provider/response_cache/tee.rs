@@ -1,6 +1,6 @@
 //! [`TeeBody`]: streams a body to the client while writing it to the store.
 
-use super::{coalesce::FillGuard, entry};
+use super::{coalesce::FillGuard, entry, tap::TapHandle};
 use crate::{
     policy::CachePolicy,
     store::{StoreError, StoreWriter},
@@ -23,6 +23,8 @@ use tokio::sync::OwnedSemaphorePermit;
 pub(crate) struct Held {
     pub(crate) guard: Option<FillGuard>,
     pub(crate) permit: Option<OwnedSemaphorePermit>,
+    /// The fill's followers read through it; dropped before the end, it fails them.
+    pub(crate) tap: Option<TapHandle>,
 }
 
 /// Mints a strong `ETag` for a response stored without a validator: the blake3 hash of the
@@ -222,22 +224,33 @@ pub(crate) async fn store_whole<W: StoreWriter>(
     chunks: impl IntoIterator<Item = Bytes>,
 ) -> bool {
     let mut writer = writer;
+    let mut total = 0;
     for chunk in chunks {
+        total += chunk.len() as u64;
         writer = match writer.write(chunk).await {
             Ok(w) => w,
             Err(e) => return refused(e, held),
         };
     }
-    complete(Write::Idle(writer), held, None).await
+    complete(Write::Idle(writer), held, None, total).await
 }
 
 /// Commits the entry once the last write is done; returns whether it was committed. What
-/// the fill held goes after that, waking the requests coalesced on it.
-async fn complete<W: StoreWriter>(write: Write<W>, held: Held, mint: Option<Box<Minter>>) -> bool {
+/// the fill held goes after that, waking the requests coalesced on it; followers reading
+/// through its tap read to the end (`total` bytes).
+async fn complete<W: StoreWriter>(
+    write: Write<W>,
+    mut held: Held,
+    mint: Option<Box<Minter>>,
+    total: u64,
+) -> bool {
     let mut w = match write.into_writer().await {
         Ok(w) => w,
         Err(e) => return refused(e, held),
     };
+    if let Some(tap) = &held.tap {
+        tap.progress();
+    }
     if let Some(minter) = mint {
         minter.tag(&mut w);
     }
@@ -252,6 +265,9 @@ async fn complete<W: StoreWriter>(write: Write<W>, held: Held, mint: Option<Box<
             false
         }
     };
+    if let Some(tap) = held.tap.take() {
+        tap.complete(total);
+    }
     drop(held);
     committed
 }
@@ -292,7 +308,12 @@ where
                     *this.write = Some(Write::Writing(fut));
                     return Poll::Pending;
                 }
-                Ok(idle) => *this.write = Some(idle),
+                Ok(idle) => {
+                    *this.write = Some(idle);
+                    if let Some(tap) = &this.held.tap {
+                        tap.progress();
+                    }
+                }
                 Err(e) => {
                     refused(e, std::mem::take(this.held));
                 }
@@ -312,7 +333,7 @@ where
             None => {
                 if let Some(write) = this.write.take() {
                     let held = std::mem::take(this.held);
-                    let finish = complete(write, held, this.mint.take());
+                    let finish = complete(write, held, this.mint.take(), *this.written);
                     this.finishing.start(finish, cx);
                     ready!(this.finishing.poll(cx));
                 }
@@ -339,7 +360,14 @@ where
                         Write::Writing(_) => unreachable!("a write in flight was polled first"),
                     };
                     match Write::start(w, data.clone(), cx) {
-                        Ok(write) => *this.write = Some(write),
+                        Ok(write) => {
+                            if matches!(write, Write::Idle(_)) {
+                                if let Some(tap) = &this.held.tap {
+                                    tap.progress();
+                                }
+                            }
+                            *this.write = Some(write);
+                        }
                         Err(e) => {
                             refused(e, std::mem::take(this.held));
                         }
@@ -348,8 +376,8 @@ where
                     if let Some(write) = last.then(|| this.write.take()).flatten() {
                         // The last chunk: commit now, the client may never poll again.
                         let held = std::mem::take(this.held);
-                        this.finishing
-                            .start(complete(write, held, this.mint.take()), cx);
+                        let finish = complete(write, held, this.mint.take(), *this.written);
+                        this.finishing.start(finish, cx);
                     }
                 }
                 Frame::data(data)
