@@ -337,3 +337,46 @@ async fn a_process_killed_mid_write_leaves_no_entry() {
         "cleaned on start"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_file_store_bodies_are_kept_in_memory_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).await.unwrap();
+    put(
+        &store,
+        &key("small"),
+        "s",
+        b"small body",
+        3,
+        HOUR,
+        Expect::Any,
+    )
+    .await
+    .unwrap();
+    put(
+        &store,
+        &key("large"),
+        "l",
+        &[7u8; 100_000],
+        10_000,
+        HOUR,
+        Expect::Any,
+    )
+    .await
+    .unwrap();
+    // Take the files away under the running store: the small body needs none of them.
+    for (name, _) in files(&dir.path().join("entries")) {
+        std::fs::remove_file(name).unwrap();
+    }
+    let small = store.get(&key("small")).await.unwrap().unwrap();
+    assert_eq!(read_all(&small.body).await.unwrap(), b"small body");
+    // Negative: a larger body is read from its file, which is gone.
+    assert!(store.get(&key("large")).await.unwrap().is_none());
+    // On disk it was all along: after a restart (with the files back) it is read from there.
+    drop(store);
+    let store = FsStore::open(dir.path()).await.unwrap();
+    assert!(
+        store.is_empty(),
+        "its files were removed, so after a restart it is gone"
+    );
+}

@@ -40,8 +40,19 @@ use std::{
 /// their lookup (one trip to the blocking pool for a small hit).
 const CHUNK: usize = 64 * 1024;
 
+/// How much of a large body is read from its file at a time as it streams.
+const STREAM_CHUNK: u64 = 256 * 1024;
+
 /// Bytes of body a writer buffers before it writes them to its file.
 const WRITE_BUFFER: usize = 64 * 1024;
+
+/// Bodies this small are kept in memory too, within [`INLINE_BUDGET`] bytes in all, so a hit
+/// on them needs no file I/O at all (they are on disk as well, and read from there after a
+/// restart).
+const INLINE_MAX: u64 = 4 * 1024;
+
+/// The memory all the bodies kept in memory may take.
+const INLINE_BUDGET: u64 = 32 * 1024 * 1024;
 
 /// Bytes counted per entry on top of its head and body (the index node, file system
 /// blocks are not counted).
@@ -65,6 +76,8 @@ struct Entry {
     body_len: u64,
     expires: SystemTime,
     digest: String,
+    /// The body, when it is small and the memory for it was there (see [`INLINE_MAX`]).
+    inline: Option<Bytes>,
 }
 
 impl Entry {
@@ -91,6 +104,8 @@ struct Inner {
     versions: AtomicU64,
     /// Bytes in files being written, in all; at most `max_bytes`.
     pending: AtomicU64,
+    /// The bytes of the bodies kept in memory ([`Entry::inline`]); at most [`INLINE_BUDGET`].
+    inline: AtomicU64,
 }
 
 /// Entries in files under one directory: they survive a restart, and the store is bounded by
@@ -162,6 +177,7 @@ impl FsStoreBuilder {
                 max_entries: self.max_entries,
                 versions: AtomicU64::new(last_version),
                 pending: AtomicU64::new(0),
+                inline: AtomicU64::new(0),
             }),
         };
         let mut evicted = Vec::new();
@@ -222,6 +238,30 @@ impl FsStore {
         self.inner.dir.join("entries")
     }
 
+    /// A copy of `body` to keep in memory beside its file, if it is small and the memory for
+    /// it is there. Given back by [`FsStore::forget`].
+    fn keep_inline(&self, body: &[u8]) -> Option<Bytes> {
+        let len = body.len() as u64;
+        if len == 0 || len > INLINE_MAX {
+            return None;
+        }
+        let used = self.inner.inline.fetch_add(len, Ordering::Relaxed);
+        if used + len > INLINE_BUDGET {
+            self.inner.inline.fetch_sub(len, Ordering::Relaxed);
+            return None;
+        }
+        Some(Bytes::copy_from_slice(body))
+    }
+
+    /// An entry leaves the index: the memory of its body goes back.
+    fn forget(&self, entry: &Entry) {
+        if let Some(b) = &entry.inline {
+            self.inner
+                .inline
+                .fetch_sub(b.len() as u64, Ordering::Relaxed);
+        }
+    }
+
     /// Puts `entry` under `key`, evicting least recently used entries to make room; returns
     /// the files no entry uses any more.
     fn put_locked(&self, index: &mut Index, key: Box<str>, entry: Entry) -> Vec<PathBuf> {
@@ -229,6 +269,7 @@ impl FsStore {
         let dir = self.entries_dir();
         if let Some(old) = index.map.pop(&key) {
             index.bytes -= old.size(&key);
+            self.forget(&old);
             gone.push(head_path(&dir, &old.digest, old.version));
             if old.body_version != entry.body_version {
                 gone.extend(body_path(&dir, &old.digest, old.body_version));
@@ -241,6 +282,7 @@ impl FsStore {
                 break;
             };
             index.bytes -= evicted.size(&k);
+            self.forget(&evicted);
             gone.extend(files_of(&dir, &evicted));
         }
         index.bytes += size;
@@ -254,6 +296,7 @@ impl FsStore {
         if entry.expires <= SystemTime::now() {
             index.map.pop(key);
             index.bytes -= entry.size(key);
+            self.forget(&entry);
             gone.extend(files_of(&self.entries_dir(), &entry));
             return None;
         }
@@ -304,6 +347,7 @@ impl FsStore {
                 gone.extend(self.put_locked(&mut index, key.into(), entry));
                 true
             } else {
+                self.forget(&entry);
                 // The files just written are nobody's.
                 gone.push(head_path(&self.entries_dir(), &entry.digest, entry.version));
                 if current.is_none_or(|c| c.body_version != entry.body_version) {
@@ -408,6 +452,7 @@ fn decode_head(bytes: &[u8]) -> Option<(String, Entry)> {
             body_len,
             expires: UNIX_EPOCH + Duration::from_millis(expires),
             digest,
+            inline: None,
         },
     ))
 }
@@ -557,7 +602,7 @@ impl futures_core::Stream for FileChunks {
                 return Poll::Ready(None);
             }
             let (file, pos) = (Arc::clone(&self.file), self.pos);
-            let n = (self.end - pos).min(CHUNK as u64) as usize;
+            let n = (self.end - pos).min(STREAM_CHUNK) as usize;
             self.reading = Some(tokio::task::spawn_blocking(move || read_at(&file, pos, n)));
         }
         let handle = self.reading.as_mut().expect("set above");
@@ -751,6 +796,11 @@ impl StoreWriter for FsWriter {
     }
 
     async fn commit(self) -> Result<u64, StoreError> {
+        // A small body is all in the buffer still: keep a copy in memory as well.
+        let inline = match self.file {
+            None => self.store.keep_inline(&self.buffer),
+            Some(_) => None,
+        };
         let mut w = self.flush().await?;
         let store = w.store.clone();
         let version = store.next_version();
@@ -764,6 +814,7 @@ impl StoreWriter for FsWriter {
             body_len: w.len,
             expires: expiry(w.ttl),
             digest,
+            inline,
         };
         let head = encode_head(&w.key, &entry);
         let head_tmp = store.tmp_path();
@@ -823,9 +874,11 @@ impl Store for FsStore {
         let Some(entry) = entry else {
             return Ok(None);
         };
-        let body = match body_path(&self.entries_dir(), &entry.digest, entry.body_version) {
-            None => StoredBody::Bytes(Bytes::new()),
-            Some(path) => {
+        let on_disk = body_path(&self.entries_dir(), &entry.digest, entry.body_version);
+        let body = match (&entry.inline, on_disk) {
+            (Some(inline), _) => StoredBody::Bytes(inline.clone()),
+            (None, None) => StoredBody::Bytes(Bytes::new()),
+            (None, Some(path)) => {
                 let len = entry.body_len;
                 match blocking(move || open_body(&path, len)).await? {
                     Ok(body) => body,
@@ -899,6 +952,10 @@ impl Store for FsStore {
         if key.len() as u64 + meta.bytes.len() as u64 + body_len > limit {
             return Err(StoreError::TooLarge { limit });
         }
+        let inline = current
+            .as_ref()
+            .and_then(|c| c.inline.as_deref())
+            .and_then(|b| self.keep_inline(b));
         let entry = Entry {
             meta,
             version: self.next_version(),
@@ -906,6 +963,7 @@ impl Store for FsStore {
             body_len,
             expires: expiry(ttl),
             digest: digest(key),
+            inline,
         };
         self.write_head(key, &entry).await?;
         // Atomic with the check: `install` checks `expect` again under the lock (another
@@ -922,6 +980,7 @@ impl Store for FsStore {
                 Some(entry) if holds(Some(&entry), expect) => {
                     index.map.pop(key.as_str());
                     index.bytes -= entry.size(key.as_str());
+                    self.forget(&entry);
                     gone.extend(files_of(&self.entries_dir(), &entry));
                     true
                 }
@@ -939,7 +998,10 @@ impl Store for FsStore {
             let files = index
                 .map
                 .iter()
-                .flat_map(|(_, e)| files_of(&dir, e))
+                .flat_map(|(_, e)| {
+                    self.forget(e);
+                    files_of(&dir, e)
+                })
                 .collect();
             index.map.clear();
             index.bytes = 0;
