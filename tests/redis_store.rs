@@ -332,3 +332,69 @@ async fn each_nodes_l1_drops_what_another_node_invalidated_or_purged() {
     .await;
     assert!(purged, "b's L1 kept serving after a purge through a");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_that_fails_fails_its_own_keys_only() {
+    let Some(mut server) = RedisServer::start_or_skip("a_partition_that_fails") else {
+        return;
+    };
+    let redis = RedisStore::builder()
+        .prefix("part")
+        .deadline(Duration::from_millis(200))
+        .connect(&server.url())
+        .await
+        .unwrap();
+    let store = tower_etag::store::Partitioned::new([
+        (
+            "memory",
+            tower_etag::store::AnyStore::new(MemoryStore::new()),
+        ),
+        ("redis", tower_etag::store::AnyStore::new(redis)),
+    ])
+    .unwrap();
+    // One URL of each partition (the cache keys a URL by its authority, path and query).
+    let path_in = |wanted: &str| {
+        (0..100)
+            .map(|i| format!("/p?{i}"))
+            .find(|p| store.partition_name(&format!("site.example{p}")) == wanted)
+            .unwrap()
+    };
+    let (on_memory, on_redis) = (path_in("memory"), path_in("redis"));
+    let calls = Counter::new();
+    let origin_server = TestServer::start(origin(&calls)).await;
+    let config = ProxyConfig {
+        upstream: format!("http://{}", origin_server.addr).parse().unwrap(),
+        preserve_host: false,
+        trust_forwarded: false,
+    };
+    let cache = proxy_cache(store, &CacheFlags::default());
+    let proxy = TestServer::start(caching_proxy(&config, &cache).unwrap()).await;
+    let host = [("host", "site.example")];
+    let probe = [
+        ("host", "site.example"),
+        ("cache-control", "only-if-cached"),
+    ];
+    for path in [&on_memory, &on_redis] {
+        proxy.get(path, &host).await;
+        let stored =
+            common::eventually(|| async { proxy.get(path, &probe).await.status == StatusCode::OK })
+                .await;
+        assert!(stored, "{path}");
+    }
+    server.kill();
+    // The memory partition's URL is still a hit; the Redis one's is served without a store.
+    let hit = proxy.get(&on_memory, &host).await;
+    assert!(status_of(&hit).contains("hit"), "{}", status_of(&hit));
+    let failed_open = proxy.get(&on_redis, &host).await;
+    assert_eq!(failed_open.text(), "public page");
+    assert!(
+        status_of(&failed_open).contains("store-error"),
+        "{}",
+        status_of(&failed_open)
+    );
+    assert_eq!(
+        calls.get(),
+        3,
+        "only the failed partition's URL went to the origin again"
+    );
+}

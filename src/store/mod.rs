@@ -7,9 +7,21 @@
 //! never served. A hit reads the head at once and streams the body from the store as the
 //! client reads it ([`StoredBody`]).
 //!
-//! A store that fails never fails a request: the cache logs the error (`tracing`) and steps
-//! aside. [`MemoryStore`] is the embedded default; [`FsStore`] keeps entries in files,
-//! across restarts.
+//! Requests coalesced on a fill read its body while it is written, where the writer can say
+//! what it has so far ([`StoreWriter::partial`]).
+//!
+//! A store that fails never fails a request: the cache logs the error (`tracing`), serves
+//! without it and says `Cache-Status: ...; detail=store-error`.
+//!
+//! - [`MemoryStore`]: the embedded default, bounded by bytes and entries.
+//! - [`FsStore`]: files under one directory, kept across restarts.
+//! - `RedisStore` (feature `redis`): the shared store for a fleet.
+//! - [`Layered`]: an L1 over an L2, kept honest across the fleet by an [`InvalidationBus`].
+//! - [`Partitioned`]: URLs spread over several stores.
+//! - [`AnyStore`]: any of them, chosen at run time.
+//!
+//! Each runs the same contract suite (`tests/common/store_contract.rs`); a store of your
+//! own can run it too.
 
 mod dynamic;
 #[cfg(unix)]
