@@ -19,7 +19,8 @@
 //! All file I/O runs on tokio's blocking pool (`spawn_blocking`), never on an async worker.
 
 use super::{
-    BodyReader, BodyStream, Expect, Key, Meta, Store, StoreError, StoreWriter, Stored, StoredBody,
+    key::hex_digest, BodyReader, BodyStream, Expect, Key, Meta, Store, StoreError, StoreWriter,
+    Stored, StoredBody,
 };
 use bytes::{Bytes, BytesMut};
 use lru::LruCache;
@@ -380,15 +381,6 @@ fn holds(current: Option<&Entry>, expect: Expect) -> bool {
     }
 }
 
-fn digest(key: &str) -> String {
-    let hash = blake3::hash(key.as_bytes());
-    let mut s = String::with_capacity(32);
-    for b in &hash.as_bytes()[..16] {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
-
 fn head_path(dir: &Path, digest: &str, version: u64) -> PathBuf {
     dir.join(format!("{digest}-{version}.head"))
 }
@@ -442,7 +434,7 @@ fn decode_head(bytes: &[u8]) -> Option<(String, Entry)> {
         return None;
     }
     let key = String::from_utf8(key.to_vec()).ok()?;
-    let digest = digest(&key);
+    let digest = hex_digest(&key);
     Some((
         key,
         Entry {
@@ -804,7 +796,7 @@ impl StoreWriter for FsWriter {
         let mut w = self.flush().await?;
         let store = w.store.clone();
         let version = store.next_version();
-        let digest = digest(&w.key);
+        let digest = hex_digest(&w.key);
         let dir = store.entries_dir();
         let body_version = if w.len == 0 { 0 } else { version };
         let entry = Entry {
@@ -962,7 +954,7 @@ impl Store for FsStore {
             body_version,
             body_len,
             expires: expiry(ttl),
-            digest: digest(key),
+            digest: hex_digest(key),
             inline,
         };
         self.write_head(key, &entry).await?;

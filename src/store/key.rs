@@ -45,6 +45,25 @@ impl Key {
     }
 }
 
+impl Key {
+    /// A short name for the whole key ([`hex_digest`] of it): what a store files it under,
+    /// and what an invalidation bus names it by.
+    pub(crate) fn digest(&self) -> String {
+        hex_digest(self.as_str())
+    }
+}
+
+/// The first 16 bytes of the blake3 digest of `text`, in hex: a short name for any text,
+/// safe in a file name or a Redis key, and the same on every node.
+pub(crate) fn hex_digest(text: &str) -> String {
+    let hash = blake3::hash(text.as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&hash.as_bytes()[..16]);
+    let mut out = String::with_capacity(32);
+    crate::semantics::headers::push_hex(&mut out, u128::from_be_bytes(first), 32);
+    out
+}
+
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The name may hold a user's identity (private mode): show its URL only.
@@ -64,5 +83,14 @@ mod tests {
         assert_ne!(k, Key::new("i", "example.com/a?b", "alice\0x1\0ff"));
         // Debug never shows the user.
         assert!(!format!("{k:?}").contains("alice"));
+        // Digests are 32 hex digits, and tell keys apart.
+        let d = k.digest();
+        assert_eq!(d.len(), 32);
+        assert!(d.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(
+            d,
+            Key::new("i", "example.com/a?b", "alice\0x1\0ff").digest()
+        );
+        assert_eq!(d, hex_digest(k.as_str()));
     }
 }

@@ -44,17 +44,6 @@ pub trait InvalidationSink: Send + Sync + 'static {
     fn invalidated(&self, digest: Option<&str>);
 }
 
-/// The digest an invalidation names a record by: no key (nor a user's name in private
-/// mode) travels on the bus.
-pub(crate) fn record_digest(key: &Key) -> String {
-    let hash = blake3::hash(key.as_str().as_bytes());
-    let mut out = String::with_capacity(32);
-    for b in &hash.as_bytes()[..16] {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
-}
-
 struct Inner<L1, L2> {
     l1: L1,
     l2: L2,
@@ -209,7 +198,7 @@ fn l1_key_of_digest(digest: &str) -> Key {
 }
 
 fn l1_key(key: &Key) -> Key {
-    l1_key_of_digest(&record_digest(key))
+    l1_key_of_digest(&key.digest())
 }
 
 /// The L1 head of an entry of L2 `version`.
@@ -245,7 +234,8 @@ impl<L1: Store, L2: Store> Inner<L1, L2> {
     /// Drops the L1 copy of `key` here and, through the bus, on every node.
     async fn changed(&self, key: &Key) {
         self.generation.fetch_add(1, Ordering::Relaxed);
-        let digest = record_digest(key);
+        // No key (nor a user's name in private mode) travels on the bus: its digest does.
+        let digest = key.digest();
         let _ = self
             .l1
             .remove(&l1_key_of_digest(&digest), Expect::Any)

@@ -343,16 +343,6 @@ impl RedisStoreBuilder {
     }
 }
 
-/// The first 16 bytes of a digest, in hex.
-fn short_digest(text: &str) -> String {
-    let hash = blake3::hash(text.as_bytes());
-    let mut out = String::with_capacity(32);
-    for b in &hash.as_bytes()[..16] {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
-}
-
 /// Where one [`Key`]'s entry lives.
 struct Place {
     entry: String,
@@ -422,8 +412,8 @@ impl RedisStore {
     }
 
     fn place(&self, key: &Key) -> Place {
-        let url = short_digest(key.url());
-        let k = short_digest(key.as_str());
+        let url = super::key::hex_digest(key.url());
+        let k = key.digest();
         let prefix = &self.inner.prefix;
         Place {
             entry: format!("{prefix}:{{{url}}}:e:{k}"),
