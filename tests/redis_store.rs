@@ -67,6 +67,11 @@ async fn every_key_has_a_ttl_and_clear_stays_in_its_prefix() {
     };
     let ours = store(&server, "ours").await;
     let theirs = store(&server, "theirs").await;
+    // A prefix that begins with ours is another cache's all the same.
+    let longer = store(&server, "ours:v2").await;
+    put(&longer, &key("kept"), "k", b"kept", 1, HOUR, Expect::Any)
+        .await
+        .unwrap();
     let big: Vec<u8> = (0..400_000u32).map(|i| (i % 13) as u8).collect();
     put(&ours, &key("big"), "b", &big, 50_000, HOUR, Expect::Any)
         .await
@@ -103,18 +108,29 @@ async fn every_key_has_a_ttl_and_clear_stays_in_its_prefix() {
             .await
             .unwrap();
         assert!(ttl > 0, "{k} has no TTL ({ttl})");
-        assert!(k.starts_with("ours:{") || k.starts_with("theirs:{"), "{k}");
+        assert!(
+            k.starts_with("ours:{") || k.starts_with("theirs:{") || k.starts_with("ours:v2:{"),
+            "{k}"
+        );
     }
     // One URL, one hash tag: every key of a URL is in one Redis Cluster slot.
     let tags: std::collections::HashSet<&str> = keys
         .iter()
-        .filter(|k| k.starts_with("ours:"))
+        .filter(|k| k.starts_with("ours:{"))
         .map(|k| &k[k.find('{').unwrap()..=k.find('}').unwrap()])
         .collect();
     assert_eq!(tags.len(), 1, "{tags:?}");
     ours.clear().await.unwrap();
     let left = all_keys(&server).await;
-    assert!(left.iter().all(|k| k.starts_with("theirs:")), "{left:?}");
+    assert!(
+        left.iter()
+            .all(|k| k.starts_with("theirs:") || k.starts_with("ours:v2:")),
+        "{left:?}"
+    );
+    assert!(
+        longer.get(&key("kept")).await.unwrap().is_some(),
+        "ours:v2 is not ours"
+    );
     assert!(!left.is_empty(), "the other cache's keys are kept");
     let theirs_entry = theirs.get(&key("big")).await.unwrap().unwrap();
     assert_eq!(read_all(&theirs_entry.body).await.unwrap(), b"theirs");

@@ -78,7 +78,7 @@ struct Entry {
     expires: SystemTime,
     digest: String,
     /// The body, when it is small and the memory for it was there (see [`INLINE_MAX`]).
-    inline: Option<Bytes>,
+    inline: Option<Inline>,
 }
 
 impl Entry {
@@ -106,7 +106,7 @@ struct Inner {
     /// Bytes in files being written, in all; at most `max_bytes`.
     pending: AtomicU64,
     /// The bytes of the bodies kept in memory ([`Entry::inline`]); at most [`INLINE_BUDGET`].
-    inline: AtomicU64,
+    inline: Arc<AtomicU64>,
 }
 
 /// Entries in files under one directory: they survive a restart, and the store is bounded by
@@ -178,7 +178,7 @@ impl FsStoreBuilder {
                 max_entries: self.max_entries,
                 versions: AtomicU64::new(last_version),
                 pending: AtomicU64::new(0),
-                inline: AtomicU64::new(0),
+                inline: Arc::default(),
             }),
         };
         let mut evicted = Vec::new();
@@ -240,8 +240,8 @@ impl FsStore {
     }
 
     /// A copy of `body` to keep in memory beside its file, if it is small and the memory for
-    /// it is there. Given back by [`FsStore::forget`].
-    fn keep_inline(&self, body: &[u8]) -> Option<Bytes> {
+    /// it is there. The memory goes back when the copy is dropped.
+    fn keep_inline(&self, body: &[u8]) -> Option<Inline> {
         let len = body.len() as u64;
         if len == 0 || len > INLINE_MAX {
             return None;
@@ -251,16 +251,10 @@ impl FsStore {
             self.inner.inline.fetch_sub(len, Ordering::Relaxed);
             return None;
         }
-        Some(Bytes::copy_from_slice(body))
-    }
-
-    /// An entry leaves the index: the memory of its body goes back.
-    fn forget(&self, entry: &Entry) {
-        if let Some(b) = &entry.inline {
-            self.inner
-                .inline
-                .fetch_sub(b.len() as u64, Ordering::Relaxed);
-        }
+        Some(Inline {
+            bytes: Bytes::copy_from_slice(body),
+            budget: Arc::clone(&self.inner.inline),
+        })
     }
 
     /// Puts `entry` under `key`, evicting least recently used entries to make room; returns
@@ -270,7 +264,6 @@ impl FsStore {
         let dir = self.entries_dir();
         if let Some(old) = index.map.pop(&key) {
             index.bytes -= old.size(&key);
-            self.forget(&old);
             gone.push(head_path(&dir, &old.digest, old.version));
             if old.body_version != entry.body_version {
                 gone.extend(body_path(&dir, &old.digest, old.body_version));
@@ -283,7 +276,6 @@ impl FsStore {
                 break;
             };
             index.bytes -= evicted.size(&k);
-            self.forget(&evicted);
             gone.extend(files_of(&dir, &evicted));
         }
         index.bytes += size;
@@ -297,7 +289,6 @@ impl FsStore {
         if entry.expires <= SystemTime::now() {
             index.map.pop(key);
             index.bytes -= entry.size(key);
-            self.forget(&entry);
             gone.extend(files_of(&self.entries_dir(), &entry));
             return None;
         }
@@ -348,7 +339,6 @@ impl FsStore {
                 gone.extend(self.put_locked(&mut index, key.into(), entry));
                 true
             } else {
-                self.forget(&entry);
                 // The files just written are nobody's.
                 gone.push(head_path(&self.entries_dir(), &entry.digest, entry.version));
                 if current.is_none_or(|c| c.body_version != entry.body_version) {
@@ -369,6 +359,21 @@ impl FsStore {
 impl Default for FsStoreBuilder {
     fn default() -> Self {
         FsStore::builder()
+    }
+}
+
+/// A small body kept in memory beside its file; its bytes count against the budget until
+/// it is dropped (with its entry, whichever way the entry goes).
+#[derive(Debug)]
+struct Inline {
+    bytes: Bytes,
+    budget: Arc<AtomicU64>,
+}
+
+impl Drop for Inline {
+    fn drop(&mut self) {
+        self.budget
+            .fetch_sub(self.bytes.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -697,6 +702,9 @@ pub struct FsWriter {
     tmp: PathBuf,
     /// Whether `tmp` may exist (its creation was started), and was not renamed into place.
     created: bool,
+    /// Set when the writer is dropped: a write still running on the blocking pool then
+    /// removes the file it may have created after the drop removed it.
+    abandoned: Arc<std::sync::atomic::AtomicBool>,
     buffer: BytesMut,
     len: u64,
     /// The bytes counted against the store's budget for files being written.
@@ -713,6 +721,7 @@ impl FsWriter {
         let file = self.file.take();
         let tmp = self.tmp.clone();
         self.created = true;
+        let abandoned = Arc::clone(&self.abandoned);
         let file = blocking(move || -> io::Result<Arc<File>> {
             let file = match file {
                 Some(f) => f,
@@ -727,6 +736,9 @@ impl FsWriter {
                 ),
             };
             (&*file).write_all(&data)?;
+            if abandoned.load(Ordering::Acquire) {
+                let _ = fs::remove_file(&tmp);
+            }
             Ok(file)
         })
         .await?
@@ -744,6 +756,7 @@ impl Drop for FsWriter {
             .inner
             .pending
             .fetch_sub(self.reserved, Ordering::Relaxed);
+        self.abandoned.store(true, Ordering::Release);
         if self.created {
             // Not committed (a commit renames it): the partial file goes.
             let tmp = std::mem::take(&mut self.tmp);
@@ -814,37 +827,53 @@ impl StoreWriter for FsWriter {
         let body_dest = body_path(&dir, &entry.digest, body_version);
         let head_dest = head_path(&dir, &entry.digest, version);
         let file = w.file.take();
-        // From here the files are the closure's to clean up.
+        // From here the files are the task's to clean up.
         w.created = false;
-        blocking(move || -> io::Result<()> {
-            // Body first, then the head that names it: a crash in between leaves a body
-            // nobody names, removed on the next start.
-            drop(file);
-            let written = (|| {
-                if let Some(dest) = &body_dest {
-                    fs::rename(&body_tmp, dest)?;
-                }
-                write_file(&head_tmp, &head)?;
-                fs::rename(&head_tmp, &head_dest)
-            })();
-            if written.is_err() {
-                for f in [Some(&body_tmp), body_dest.as_ref(), Some(&head_tmp)]
-                    .into_iter()
-                    .flatten()
-                {
-                    let _ = fs::remove_file(f);
-                }
-            }
-            written
-        })
-        .await?
-        .map_err(StoreError::backend)?;
         let (key, expect) = (std::mem::take(&mut w.key), w.expect);
         drop(w);
-        if store.install(&key, entry, expect).await? {
-            Ok(version)
-        } else {
-            Err(StoreError::Conflict)
+        // Renaming and installing run in a task of their own: a commit whose caller goes
+        // away halfway still either installs its files or removes them, never renames them
+        // into `entries/` and forgets them.
+        let task = tokio::spawn(async move {
+            blocking(move || -> io::Result<()> {
+                let written = (|| {
+                    if let Some(file) = &file {
+                        // On disk before it is named: after a power loss a body is there
+                        // whole, or its head is not.
+                        file.sync_data()?;
+                    }
+                    drop(file);
+                    // Body first, then the head that names it: a crash in between leaves a
+                    // body nobody names, removed on the next start.
+                    if let Some(dest) = &body_dest {
+                        fs::rename(&body_tmp, dest)?;
+                    }
+                    write_file(&head_tmp, &head)?;
+                    fs::rename(&head_tmp, &head_dest)?;
+                    File::open(&dir)?.sync_all()
+                })();
+                if written.is_err() {
+                    for f in [
+                        Some(&body_tmp),
+                        body_dest.as_ref(),
+                        Some(&head_tmp),
+                        Some(&head_dest),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    {
+                        let _ = fs::remove_file(f);
+                    }
+                }
+                written
+            })
+            .await?
+            .map_err(StoreError::backend)?;
+            store.install(&key, entry, expect).await
+        });
+        match task.await.map_err(StoreError::backend)?? {
+            true => Ok(version),
+            false => Err(StoreError::Conflict),
         }
     }
 }
@@ -868,7 +897,7 @@ impl Store for FsStore {
         };
         let on_disk = body_path(&self.entries_dir(), &entry.digest, entry.body_version);
         let body = match (&entry.inline, on_disk) {
-            (Some(inline), _) => StoredBody::Bytes(inline.clone()),
+            (Some(inline), _) => StoredBody::Bytes(inline.bytes.clone()),
             (None, None) => StoredBody::Bytes(Bytes::new()),
             (None, Some(path)) => {
                 let len = entry.body_len;
@@ -910,6 +939,7 @@ impl Store for FsStore {
             partial: Arc::default(),
             tmp: self.tmp_path(),
             created: false,
+            abandoned: Arc::default(),
             buffer: BytesMut::new(),
             len: 0,
             reserved: 0,
@@ -946,8 +976,8 @@ impl Store for FsStore {
         }
         let inline = current
             .as_ref()
-            .and_then(|c| c.inline.as_deref())
-            .and_then(|b| self.keep_inline(b));
+            .and_then(|c| c.inline.as_ref())
+            .and_then(|b| self.keep_inline(&b.bytes));
         let entry = Entry {
             meta,
             version: self.next_version(),
@@ -972,7 +1002,6 @@ impl Store for FsStore {
                 Some(entry) if holds(Some(&entry), expect) => {
                     index.map.pop(key.as_str());
                     index.bytes -= entry.size(key.as_str());
-                    self.forget(&entry);
                     gone.extend(files_of(&self.entries_dir(), &entry));
                     true
                 }
@@ -990,10 +1019,7 @@ impl Store for FsStore {
             let files = index
                 .map
                 .iter()
-                .flat_map(|(_, e)| {
-                    self.forget(e);
-                    files_of(&dir, e)
-                })
+                .flat_map(|(_, e)| files_of(&dir, e))
                 .collect();
             index.map.clear();
             index.bytes = 0;

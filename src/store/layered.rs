@@ -261,6 +261,15 @@ impl<L1: Store, L2: Store> Inner<L1, L2> {
         };
         if self.generation.load(Ordering::Relaxed) == generation {
             let _ = w.commit().await;
+            self.drop_if_moved(key, generation).await;
+        }
+    }
+
+    /// Takes a copy just put in L1 out again if an invalidation came since `generation`
+    /// (while it was being put: the copy may be older than what was invalidated).
+    async fn drop_if_moved(&self, key: &Key, generation: u64) {
+        if self.generation.load(Ordering::Relaxed) != generation {
+            let _ = self.l1.remove(&l1_key(key), Expect::Any).await;
         }
     }
 }
@@ -423,12 +432,18 @@ impl<L1: Store, L2: Store> StoreWriter for LayeredWriter<L1, L2> {
             l1,
             l2,
         } = self;
+        let before = layered.inner.generation.load(Ordering::Relaxed);
         let version = l2.commit().await?;
         // The other nodes' copies are older now; this node's is this one.
         layered.inner.changed(&key).await;
+        // What the generation is if nothing but this write's own change came in between.
+        let generation = before + 1;
         if let Some(mut l1) = l1 {
             l1.replace_meta(l1_meta(&meta, version));
             let _ = l1.commit().await;
+            // Another change (of any key, to be safe) since before the L2 commit: this copy
+            // may be older than what it invalidated.
+            layered.inner.drop_if_moved(&key, generation).await;
         }
         Ok(version)
     }

@@ -423,8 +423,17 @@ impl RedisStore {
 
     /// Runs `call` under the deadline and the breaker.
     async fn run<T>(&self, call: impl Future<Output = RedisResult<T>>) -> Result<T, StoreError> {
+        self.run_within(self.inner.deadline, call).await
+    }
+
+    /// [`RedisStore::run`] with another deadline.
+    async fn run_within<T>(
+        &self,
+        deadline: Duration,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
         self.inner.breaker.check()?;
-        match tokio::time::timeout(self.inner.deadline, call).await {
+        match tokio::time::timeout(deadline, call).await {
             Ok(Ok(v)) => {
                 self.inner.breaker.success();
                 Ok(v)
@@ -596,7 +605,9 @@ impl Store for RedisStore {
     /// round trip per thousand keys, and no deadline applies to the whole.
     async fn clear(&self) -> Result<(), StoreError> {
         self.inner.breaker.check()?;
-        let pattern = format!("{}:*", self.inner.prefix);
+        // Every key is `{prefix}:{u}:...`; `{` is not allowed in a prefix, so another
+        // cache's prefix that begins with this one (`app` and `app:v2`) never matches.
+        let pattern = format!("{}:{{*", self.inner.prefix);
         let mut conn = self.conn();
         let mut cursor: u64 = 0;
         loop {
@@ -671,15 +682,22 @@ impl Drop for RedisWriter {
         if self.done || self.chunks == 0 {
             return;
         }
+        // Not deleted at once but given the grace of a replaced body: followers of the fill
+        // may be reading them (a commit that lost to a newer entry is a whole body), and a
+        // commit whose answer was lost may have made them an entry's. They expire anyway.
         let keys: Vec<String> = (0..self.chunks).map(|i| self.chunk_key(i)).collect();
         let mut conn = self.store.conn();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            // Best effort, bounded by the deadline; the keys expire anyway.
             let deadline = self.store.inner.deadline * 4;
+            let grace = ttl_ms(REPLACED_GRACE);
             rt.spawn(async move {
                 for batch in keys.chunks(1000) {
-                    let unlink = conn.unlink::<_, ()>(batch.to_vec());
-                    if tokio::time::timeout(deadline, unlink).await.is_err() {
+                    let mut pipe = redis::pipe();
+                    for key in batch {
+                        pipe.cmd("PEXPIRE").arg(key).arg(grace).ignore();
+                    }
+                    let shorten = pipe.query_async::<()>(&mut conn);
+                    if tokio::time::timeout(deadline, shorten).await.is_err() {
                         return;
                     }
                 }
@@ -721,9 +739,13 @@ impl StoreWriter for RedisWriter {
         let inner = Arc::clone(&self.store.inner);
         let bver = if self.len == 0 { 0 } else { self.bver };
         let version = new_version();
+        // The script touches every chunk: a large body's commit gets more time. Until its
+        // answer comes, the chunks are the entry's (a lost answer may hide a commit).
+        let deadline = self.store.inner.deadline * (1 + (self.chunks / 256) as u32);
+        self.done = true;
         let committed: i64 = self
             .store
-            .run(async {
+            .run_within(deadline, async {
                 inner
                     .scripts
                     .commit
@@ -743,11 +765,9 @@ impl StoreWriter for RedisWriter {
                     .await
             })
             .await?;
+        self.done = committed == 1;
         match committed {
-            1 => {
-                self.done = true;
-                Ok(version)
-            }
+            1 => Ok(version),
             0 => Err(StoreError::Conflict),
             _ => Err(StoreError::backend(
                 "a body chunk expired before the commit",

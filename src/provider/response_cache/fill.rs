@@ -80,6 +80,10 @@ where
     type Body = CacheBody<ResBody, St::Writer>;
 }
 
+/// Room left under a store's entry limit for a body followers read while it is written:
+/// the key, the head and the store's own overhead, so the store does not refuse it halfway.
+const TAP_MARGIN: u64 = 128 * 1024;
+
 /// The most field names a stored response may vary on: more would make every key and
 /// index record large for a selection no client repeats.
 const MAX_VARY_NAMES: usize = 32;
@@ -382,9 +386,15 @@ impl<St: Store> ResponseCache<St> {
             // where the store can give what it has so far and the body's length is known
             // (so the store cannot refuse it halfway for its size); otherwise they give
             // the body a moment more, no longer.
+            // The margin covers the key and the head, which the store counts too.
+            let fits = |len: u64| {
+                let max = self.shared.store.max_entry_bytes();
+                max.is_none_or(|max| len.saturating_add(TAP_MARGIN) <= max)
+            };
             let tap = body
                 .size_hint()
                 .exact()
+                .filter(|len| fits(*len))
                 .zip(writer.partial())
                 .map(|(len, reader)| Tap::new(Arc::clone(policy), len, reader));
             guard.streaming(tap.as_ref().map(|(tap, _)| Arc::clone(tap)));

@@ -27,6 +27,11 @@ use tokio::sync::watch;
 /// The most bytes a follower reads from the store at once.
 const READ_CHUNK: u64 = 256 * 1024;
 
+/// How long a follower waits for the fill to move on before it gives up (its response
+/// breaks off). The fill reads the origin as fast as its own client reads; a client that
+/// stalls stalls the fill, and this bounds how long the followers wait behind it.
+const STALL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How far a fill is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct State {
@@ -133,13 +138,15 @@ impl Drop for TapHandle {
     }
 }
 
-type Changed = Pin<Box<dyn Future<Output = watch::Receiver<State>> + Send>>;
+/// The wait for the fill to move on: the receiver back, or `None` when it stalled.
+type Changed = Pin<Box<dyn Future<Output = Option<watch::Receiver<State>>> + Send>>;
 
 /// A follower's body: reads what is there, then waits for more.
 struct TapStream {
     tap: Arc<Tap>,
     pos: u64,
-    reading: Option<BodyStream>,
+    /// A read from the store in flight, and where it is to end.
+    reading: Option<(BodyStream, u64)>,
     /// The receiver, moved into the wait for a change while there is nothing to read.
     waiting: Option<Changed>,
     state: watch::Receiver<State>,
@@ -150,26 +157,38 @@ impl Stream for TapStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
-            if let Some(reading) = self.reading.as_mut() {
+            let pos = self.pos;
+            if let Some((reading, end)) = self.reading.as_mut() {
                 match ready!(reading.as_mut().poll_next(cx)) {
                     Some(Ok(chunk)) => {
                         self.pos += chunk.len() as u64;
                         return Poll::Ready(Some(Ok(chunk)));
                     }
                     Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                    // The store gave less than it said it had (the fill was refused and
+                    // let go of its bytes): never read the same nothing again.
+                    None if pos < *end => {
+                        return Poll::Ready(Some(Err(StoreError::backend(
+                            "the fill's body is no longer readable",
+                        ))))
+                    }
                     None => self.reading = None,
                 }
                 continue;
             }
             if let Some(waiting) = self.waiting.as_mut() {
-                let state = ready!(waiting.as_mut().poll(cx));
+                let Some(state) = ready!(waiting.as_mut().poll(cx)) else {
+                    return Poll::Ready(Some(Err(StoreError::backend(
+                        "the fill stalled behind its own client",
+                    ))));
+                };
                 self.waiting = None;
                 self.state = state;
             }
             let state = *self.state.borrow_and_update();
             if self.pos < state.available {
                 let end = state.available.min(self.pos + READ_CHUNK);
-                self.reading = Some(self.tap.reader.read(self.pos..end));
+                self.reading = Some((self.tap.reader.read(self.pos..end), end));
                 continue;
             }
             match state.complete {
@@ -188,9 +207,73 @@ impl Stream for TapStream {
             let mut rx = self.state.clone();
             self.waiting = Some(Box::pin(async move {
                 // A closed channel cannot happen while the tap lives (it holds the sender).
-                let _ = rx.changed().await;
-                rx
+                match tokio::time::timeout(STALL, rx.changed()).await {
+                    Ok(_) => Some(rx),
+                    Err(_) => None,
+                }
             }));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::test_util::{get, res, t0};
+    use crate::policy::{CacheMode, PolicyOptions};
+
+    /// Says it has `available` bytes, gives none (a writer that let go of its buffer).
+    struct Emptied(u64);
+
+    impl PartialReader for Emptied {
+        fn available(&self) -> u64 {
+            self.0
+        }
+        fn read(&self, _: std::ops::Range<u64>) -> BodyStream {
+            crate::store::StoredBody::Bytes(Bytes::new()).stream(0..0)
+        }
+    }
+
+    fn policy() -> Arc<CachePolicy> {
+        let (req, res) = (get(&[]), res(&[("cache-control", "max-age=60")]));
+        let p = CachePolicy::with_options(
+            &req,
+            &res,
+            t0(),
+            t0(),
+            CacheMode::Shared,
+            PolicyOptions::default(),
+        );
+        Arc::new(p)
+    }
+
+    async fn next(body: &mut BodyStream) -> Option<Result<Bytes, StoreError>> {
+        std::future::poll_fn(|cx| body.as_mut().poll_next(cx)).await
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_gives_less_than_it_has_fails_the_follower_at_once() {
+        let (tap, handle) = Tap::new(policy(), 100, Arc::new(Emptied(50)));
+        handle.progress();
+        let mut body = tap.body();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(1), next(&mut body))
+            .await
+            .expect("an answer, not a spin");
+        assert!(matches!(got, Some(Err(_))), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_fill_fails_and_a_complete_one_ends() {
+        let (tap, handle) = Tap::new(policy(), 0, Arc::new(Emptied(0)));
+        let mut body = tap.body();
+        drop(handle);
+        assert!(matches!(next(&mut body).await, Some(Err(_))));
+        let (tap, handle) = Tap::new(policy(), 0, Arc::new(Emptied(0)));
+        let mut body = tap.body();
+        handle.complete(0);
+        assert!(
+            next(&mut body).await.is_none(),
+            "an empty body ends cleanly"
+        );
     }
 }

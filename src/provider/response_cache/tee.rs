@@ -331,6 +331,12 @@ where
         };
         let frame = match polled {
             None => {
+                // A body that ends before the length it announced is not the whole one.
+                let short = this.expected.is_some_and(|e| e != *this.written);
+                if short {
+                    this.write.take();
+                    drop(std::mem::take(this.held));
+                }
                 if let Some(write) = this.write.take() {
                     let held = std::mem::take(this.held);
                     let finish = complete(write, held, this.mint.take(), *this.written);
