@@ -36,37 +36,8 @@ chmod 755 "$RUN"
 REPORT=$OUT/report.md
 : >"$REPORT"
 
-say() { printf '%s\n' "$*" >&2; }
-die() { say "error: $*"; exit 1; }
-out() { printf '%s\n' "$*" | tee -a "$REPORT"; }
-
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$RUN"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-start() { # start NAME CMD...
-    local name=$1
-    shift
-    "$@" >"$OUT/$name.log" 2>&1 &
-    PIDS+=($!)
-}
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-wait_http() {
-    local i
-    for i in $(seq 150); do
-        curl -s -o /dev/null --max-time 1 "$1" && return 0
-        sleep 0.1
-    done
-    return 1
-}
+# shellcheck source=bench-load/common.sh
+. "$HERE/common.sh"
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)

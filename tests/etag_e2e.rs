@@ -444,11 +444,7 @@ async fn post_passes_through_untouched() {
 /// A handler that answers with the conditional fields it received, one per line of `seen`.
 fn echo_conditionals(counter: &Counter) -> axum::routing::MethodRouter {
     counted(counter, |_, headers| {
-        let seen: Vec<String> = ["if-match", "if-none-match", "if-range", "range"]
-            .iter()
-            .filter_map(|n| Some(format!("{n}={}", headers.get(*n)?.to_str().ok()?)))
-            .collect();
-        response(200, &[], format!("seen:{}", seen.join("\n")))
+        response(200, &[], common::seen_conditionals(headers))
     })
 }
 

@@ -11,15 +11,10 @@ mod proxy_setup;
 
 use app::{open_store, proxy_cache, CacheFlags};
 use axum::{http::StatusCode, Router};
-use common::{counted, response, Counter};
-use proxy_setup::{setup_with, status_of, Setup};
+use common::{counted, pattern, response, Counter};
+use proxy_setup::{setup_with, status_of, stored, Setup};
 use std::path::Path;
 use tower_etag::store::FsStore;
-
-/// A body of `len` bytes that tells its offsets apart.
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8).collect()
-}
 
 fn origin(calls: &Counter) -> Router {
     Router::new()
@@ -44,35 +39,21 @@ async fn proxy_on(dir: &Path, calls: &Counter) -> Setup<FsStore> {
     setup_with(origin(calls), cache, false).await
 }
 
-/// Waits until the proxy answers `path` from its store (an `only-if-cached` probe).
-async fn stored(s: &Setup<FsStore>, path: &str) -> bool {
-    common::eventually(|| async {
-        let probe = [("cache-control", "only-if-cached")];
-        s.proxy.get(path, &probe).await.status == StatusCode::OK
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_proxy_stored_is_served_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let calls = Counter::new();
     // The cache keys by the client's `Host`; the restarted proxy listens on another port.
     let host = [("host", "site.example")];
-    let probe = [
-        ("host", "site.example"),
-        ("cache-control", "only-if-cached"),
-    ];
     {
         let s = proxy_on(dir.path(), &calls).await;
         assert_eq!(s.proxy.get("/small", &host).await.text(), "small body");
         assert_eq!(s.proxy.get("/large", &host).await.body, pattern(1 << 20));
         for path in ["/small", "/large"] {
-            let stored = common::eventually(|| async {
-                s.proxy.get(path, &probe).await.status == StatusCode::OK
-            })
-            .await;
-            assert!(stored, "{path} was never stored");
+            assert!(
+                stored(&s.proxy, path, &host).await,
+                "{path} was never stored"
+            );
         }
         assert_eq!(calls.get(), 2);
     }
@@ -103,7 +84,7 @@ async fn ranges_are_read_from_the_file() {
     let calls = Counter::new();
     let s = proxy_on(dir.path(), &calls).await;
     s.proxy.get("/large", &[]).await;
-    assert!(stored(&s, "/large").await);
+    assert!(stored(&s.proxy, "/large", &[]).await);
     let body = pattern(1 << 20);
     for (range, start, end) in [
         ("bytes=0-9", 0, 10),
@@ -132,7 +113,7 @@ async fn a_body_file_damaged_on_disk_breaks_the_response_off() {
     let calls = Counter::new();
     let s = proxy_on(dir.path(), &calls).await;
     s.proxy.get("/large", &[]).await;
-    assert!(stored(&s, "/large").await);
+    assert!(stored(&s.proxy, "/large", &[]).await);
     for e in std::fs::read_dir(dir.path().join("entries")).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "body") {

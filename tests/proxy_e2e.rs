@@ -17,7 +17,7 @@ use axum::{
     Router,
 };
 use common::{counted, response, Counter, TestServer};
-use proxy_setup::{setup, setup_with, status_of, wait_until_stored, Setup};
+use proxy_setup::{setup, setup_with, status_of, stored, wait_until_stored, Setup};
 use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -1549,17 +1549,10 @@ async fn of_two_stored_responses_that_fit_the_most_recent_by_date_is_used() {
     let s = setup(app).await;
     let language = [("accept-language", "en")];
     assert_eq!(s.proxy.get("/v", &language).await.text(), "by-language");
-    let stored_for = |name: &'static str, value: &'static str| {
-        let proxy = &s.proxy;
-        common::eventually(move || async move {
-            let probe = [(name, value), ("cache-control", "only-if-cached")];
-            proxy.get("/v", &probe).await.status == StatusCode::OK
-        })
-    };
-    assert!(stored_for("accept-language", "en").await, "never stored");
+    assert!(stored(&s.proxy, "/v", &language).await, "never stored");
     let encoding = [("accept-encoding", "gzip")];
     assert_eq!(s.proxy.get("/v", &encoding).await.text(), "by-encoding");
-    assert!(stored_for("accept-encoding", "gzip").await, "never stored");
+    assert!(stored(&s.proxy, "/v", &encoding).await, "never stored");
     assert_eq!(calls.get(), 2);
 
     // Both stored responses fit this request; the first one stored has the later Date.
@@ -1585,15 +1578,8 @@ async fn conditionals_the_cache_does_not_evaluate_reach_the_origin() {
     let app = Router::new().route(
         "/c",
         counted(&calls, |_, headers| {
-            let seen: Vec<String> = ["if-match", "if-none-match", "if-range", "range"]
-                .iter()
-                .filter_map(|n| Some(format!("{n}={}", headers.get(*n)?.to_str().ok()?)))
-                .collect();
-            response(
-                200,
-                &[("cache-control", "no-store")],
-                format!("seen:{}", seen.join("\n")),
-            )
+            let seen = common::seen_conditionals(headers);
+            response(200, &[("cache-control", "no-store")], seen)
         }),
     );
     let s = setup(app).await;
@@ -1636,7 +1622,7 @@ async fn a_body_that_arrives_in_many_chunks_is_stored_whole() {
     // Through the proxy the origin's body arrives in many reads: each goes to the store
     // in turn, and the entry is committed after the last.
     let calls = Counter::new();
-    let body: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let body = common::pattern(1 << 20);
     let served = body.clone();
     let app = Router::new().route(
         "/big",

@@ -18,7 +18,7 @@ use app::{caching_proxy, proxy_cache, CacheFlags, ProxyConfig};
 use axum::{http::StatusCode, Router};
 use common::{counted, response, Counter, TestServer};
 use contract::{key, put, read_all, HOUR};
-use proxy_setup::status_of;
+use proxy_setup::{status_of, stored};
 use redis_server::RedisServer;
 use std::time::{Duration, Instant};
 use tower_etag::store::{Expect, Layered, MemoryStore, RedisStore, Store};
@@ -148,7 +148,7 @@ fn origin(calls: &Counter) -> Router {
         .route(
             "/big",
             counted(calls, |_, _| {
-                let body: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+                let body = common::pattern(600_000);
                 response(200, &[("cache-control", "max-age=3600")], body)
             }),
         )
@@ -176,18 +176,10 @@ async fn two_proxies_on_one_redis_share_entries_and_invalidations() {
     let b = proxy(&origin_server, store(&server, "fleet").await).await;
     // Both proxies are reached under one name, as behind a load balancer.
     let host = [("host", "site.example")];
-    let probe = [
-        ("host", "site.example"),
-        ("cache-control", "only-if-cached"),
-    ];
     assert_eq!(a.get("/p", &host).await.text(), "public page");
     let big = a.get("/big", &host).await.body;
-    let stored = common::eventually(|| async {
-        b.get("/p", &probe).await.status == StatusCode::OK
-            && b.get("/big", &probe).await.status == StatusCode::OK
-    })
-    .await;
-    assert!(stored, "stored through a, never seen by b");
+    let seen = stored(&b, "/p", &host).await && stored(&b, "/big", &host).await;
+    assert!(seen, "stored through a, never seen by b");
     let hit = b.get("/p", &host).await;
     assert!(status_of(&hit).contains("hit"), "{}", status_of(&hit));
     assert!(
@@ -274,11 +266,7 @@ async fn redis_killed_under_load_fails_open_and_the_cache_resumes() {
     server.restart();
     let resumed = common::eventually(|| async {
         proxy.get("/p", &host).await;
-        let probe = [
-            ("host", "site.example"),
-            ("cache-control", "only-if-cached"),
-        ];
-        proxy.get("/p", &probe).await.status == StatusCode::OK
+        stored(&proxy, "/p", &host).await
     })
     .await;
     assert!(resumed, "the cache never used Redis again");
@@ -313,9 +301,7 @@ async fn each_nodes_l1_drops_what_another_node_invalidated_or_purged() {
         ("cache-control", "only-if-cached"),
     ];
     a.get("/p", &host).await;
-    assert!(
-        common::eventually(|| async { b.get("/p", &probe).await.status == StatusCode::OK }).await
-    );
+    assert!(stored(&b, "/p", &host).await);
     // b's first hit came from Redis and was copied into its L1; the next is from its L1.
     let from_l1 =
         common::eventually(|| async { status_of(&b.get("/p", &host).await).contains("detail=l1") })
@@ -386,16 +372,9 @@ async fn a_partition_that_fails_fails_its_own_keys_only() {
     let cache = proxy_cache(store, &CacheFlags::default());
     let proxy = TestServer::start(caching_proxy(&config, &cache).unwrap()).await;
     let host = [("host", "site.example")];
-    let probe = [
-        ("host", "site.example"),
-        ("cache-control", "only-if-cached"),
-    ];
     for path in [&on_memory, &on_redis] {
         proxy.get(path, &host).await;
-        let stored =
-            common::eventually(|| async { proxy.get(path, &probe).await.status == StatusCode::OK })
-                .await;
-        assert!(stored, "{path}");
+        assert!(stored(&proxy, path, &host).await, "{path}");
     }
     server.kill();
     // The memory partition's URL is still a hit; the Redis one's is served without a store.

@@ -112,6 +112,22 @@ where
     })
 }
 
+/// `len` bytes that tell their offsets apart (byte `i` is `i % 251`), for bodies whose every
+/// byte a test checks.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// The conditional fields and `Range` a handler received, as `seen:name=value` lines: what
+/// a handler answers to show what reached it.
+pub fn seen_conditionals(headers: &HeaderMap) -> String {
+    let seen: Vec<String> = ["if-match", "if-none-match", "if-range", "range"]
+        .iter()
+        .filter_map(|n| Some(format!("{n}={}", headers.get(*n)?.to_str().ok()?)))
+        .collect();
+    format!("seen:{}", seen.join("\n"))
+}
+
 /// A response with `status`, `headers` and `body`.
 pub fn response(status: u16, headers: &[(&str, &str)], body: impl Into<Body>) -> Response<Body> {
     let mut builder = Response::builder().status(status);

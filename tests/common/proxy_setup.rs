@@ -53,15 +53,17 @@ pub async fn setup(app: Router) -> Setup {
 /// Waits until the proxy has `path` stored, probing with `only-if-cached` (which never
 /// reaches the origin): stores commit in the background after the response was sent.
 pub async fn wait_until_stored<St>(s: &Setup<St>, path: &str) {
-    let stored = eventually(|| async {
-        let probe = s
-            .proxy
-            .get(path, &[("cache-control", "only-if-cached")])
-            .await;
-        probe.status != StatusCode::GATEWAY_TIMEOUT
-    })
-    .await;
-    assert!(stored, "{path} was never stored");
+    assert!(stored(&s.proxy, path, &[]).await, "{path} was never stored");
+}
+
+/// Whether `proxy` comes to answer `path` from its store for a request with `headers`
+/// (the `Host`, the fields a `Vary` selects on), polled with `only-if-cached` probes until
+/// one is answered from the store (anything but a 504) or the deadline passes.
+pub async fn stored(proxy: &TestServer, path: &str, headers: &[(&str, &str)]) -> bool {
+    let mut probe = headers.to_vec();
+    probe.push(("cache-control", "only-if-cached"));
+    eventually(|| async { proxy.get(path, &probe).await.status != StatusCode::GATEWAY_TIMEOUT })
+        .await
 }
 
 /// The response's `Cache-Status`, or "".
