@@ -470,10 +470,12 @@ fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     f.write_all(bytes)
 }
 
+/// The live entries found on disk, oldest first, and the highest version seen.
+type Loaded = (Vec<(Box<str>, Entry)>, u64);
+
 /// What `open` finds on disk: the newest live head of each key (oldest first) and the
 /// highest version seen. Removes everything else.
-#[allow(clippy::type_complexity)]
-fn load(dir: &Path) -> io::Result<(Vec<(Box<str>, Entry)>, u64)> {
+fn load(dir: &Path) -> io::Result<Loaded> {
     let tmp = dir.join("tmp");
     let entries = dir.join("entries");
     // What a crash left being written is never an entry.

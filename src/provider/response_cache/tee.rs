@@ -37,6 +37,15 @@ pub(crate) struct Minter {
     len: u64,
 }
 
+impl Held {
+    /// A write reached the store: the fill's followers may read on.
+    fn wrote(&self) {
+        if let Some(tap) = &self.tap {
+            tap.progress();
+        }
+    }
+}
+
 impl Minter {
     /// A minter for the entry of `policy`, if it wants one (a `200` without validators).
     pub(crate) fn for_policy(policy: &Arc<CachePolicy>) -> Option<Self> {
@@ -248,9 +257,7 @@ async fn complete<W: StoreWriter>(
         Ok(w) => w,
         Err(e) => return refused(e, held),
     };
-    if let Some(tap) = &held.tap {
-        tap.progress();
-    }
+    held.wrote();
     if let Some(minter) = mint {
         minter.tag(&mut w);
     }
@@ -310,9 +317,7 @@ where
                 }
                 Ok(idle) => {
                     *this.write = Some(idle);
-                    if let Some(tap) = &this.held.tap {
-                        tap.progress();
-                    }
+                    this.held.wrote();
                 }
                 Err(e) => {
                     refused(e, std::mem::take(this.held));
@@ -357,20 +362,15 @@ where
             Ok(mut data) => {
                 let data = data.copy_to_bytes(data.remaining());
                 *this.written += data.len() as u64;
-                if let Some(w) = this.write.take() {
+                // Idle here: a write in flight was finished above before reading on.
+                if let Some(Write::Idle(w)) = this.write.take() {
                     if let Some(minter) = this.mint.as_mut() {
                         minter.update(&data);
                     }
-                    let w = match w {
-                        Write::Idle(w) => w,
-                        Write::Writing(_) => unreachable!("a write in flight was polled first"),
-                    };
                     match Write::start(w, data.clone(), cx) {
                         Ok(write) => {
                             if matches!(write, Write::Idle(_)) {
-                                if let Some(tap) = &this.held.tap {
-                                    tap.progress();
-                                }
+                                this.held.wrote();
                             }
                             *this.write = Some(write);
                         }
