@@ -330,6 +330,30 @@ async fn a_failing_store_never_fails_a_request() {
     );
 }
 
+/// RFC 9111 §5.2.1.7: with `only-if-cached` a cache answers from its store or with a 504;
+/// a store it cannot reach is no reason to go to the origin.
+#[tokio::test]
+async fn only_if_cached_with_a_failing_store_is_a_504_not_a_fetch() {
+    let calls = Counter::new();
+    let cache = ResponseCache::new(BrokenStore);
+    let svc = cache
+        .layer()
+        .layer(origin(&calls, "max-age=60", usize::MAX));
+    let probe = Request::get("/a")
+        .header("host", "example.test")
+        .header("cache-control", "only-if-cached")
+        .body(Full::default())
+        .unwrap();
+    let res = svc.clone().oneshot(probe).await.unwrap();
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        cache_status(&res).contains("detail=store-error"),
+        "{}",
+        cache_status(&res)
+    );
+    assert_eq!(calls.get(), 0, "the origin was not asked");
+}
+
 #[tokio::test]
 async fn bypass_extension_skips_the_cache() {
     let calls = Counter::new();

@@ -60,10 +60,14 @@ pub async fn wait_until_stored<St>(s: &Setup<St>, path: &str) {
 /// (the `Host`, the fields a `Vary` selects on), polled with `only-if-cached` probes until
 /// one is answered from the store (anything but a 504) or the deadline passes.
 pub async fn stored(proxy: &TestServer, path: &str, headers: &[(&str, &str)]) -> bool {
+    eventually(|| stored_now(proxy, path, headers)).await
+}
+
+/// Whether `proxy` answers `path` from its store now: one `only-if-cached` probe.
+pub async fn stored_now(proxy: &TestServer, path: &str, headers: &[(&str, &str)]) -> bool {
     let mut probe = headers.to_vec();
     probe.push(("cache-control", "only-if-cached"));
-    eventually(|| async { proxy.get(path, &probe).await.status != StatusCode::GATEWAY_TIMEOUT })
-        .await
+    proxy.get(path, &probe).await.status != StatusCode::GATEWAY_TIMEOUT
 }
 
 /// The response's `Cache-Status`, or "".

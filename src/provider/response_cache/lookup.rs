@@ -288,6 +288,13 @@ impl<St: Store> ResponseCache<St> {
                 Ok(seen) => seen,
                 Err(e) => {
                     tracing::warn!(error = %e, "cache store failed; serving without it");
+                    if head.cache_control.only_if_cached {
+                        // RFC 9111 §5.2.1.7: a stored response or a 504, never the origin.
+                        return Lookup::Hit(self.gateway_timeout(&CacheStatus {
+                            detail: Some("store-error"),
+                            ..CacheStatus::fwd(Fwd::UriMiss)
+                        }));
+                    }
                     return bypass(Request::from_parts(parts, body), Fwd::Bypass, "store-error");
                 }
             };
