@@ -73,14 +73,17 @@ redis-cli -p "$P_REDIS" ping >/dev/null || die "redis-server did not start"
 
 start origin "$BIN/origin" --listen "127.0.0.1:$P_ORIGIN"
 wait_http "$ORIGIN/cached" || die "the origin did not start"
+# Every store takes the 64 MiB body (entries up to 128 MiB; the memory store gives each of
+# its 8 shards an eighth of --max-bytes, so 1 GiB).
+SIZES=(--max-bytes 1073741824 --max-entry-bytes 134217728)
 start proxy_memory "$BIN/proxy" --listen "127.0.0.1:$P_MEM" --upstream "$ORIGIN" \
-    --max-bytes 536870912 --store memory
+    "${SIZES[@]}" --store memory
 start proxy_fs "$BIN/proxy" --listen "127.0.0.1:$P_FS" --upstream "$ORIGIN" \
-    --max-bytes 536870912 --store "fs:$RUN/fs"
+    "${SIZES[@]}" --store "fs:$RUN/fs"
 start proxy_redis "$BIN/proxy" --listen "127.0.0.1:$P_REDIS_PROXY" --upstream "$ORIGIN" \
-    --store "$REDIS"
+    "${SIZES[@]}" --store "$REDIS"
 start proxy_redis_l1 "$BIN/proxy" --listen "127.0.0.1:$P_L1" --upstream "$ORIGIN" \
-    --store "$REDIS" --l1-bytes 67108864
+    "${SIZES[@]}" --store "$REDIS" --l1-bytes 67108864
 
 mkdir -p "$RUN/nginx/cache"
 sed -e "s#@PREFIX@#$RUN/nginx#g" -e "s/@ORIGIN_PORT@/$P_ORIGIN/g" -e "s/@NGINX_PORT@/$P_NGINX/g" \
@@ -98,7 +101,18 @@ for p in $P_MEM $P_FS $P_REDIS_PROXY $P_L1 $P_NGINX; do
         curl -s -o /dev/null "http://127.0.0.1:$p$BIG"
     done
 done
-sleep 1 # stores commit after the body ends
+# A "hit" row must measure hits: every cache answers both paths from its store now (the
+# stores commit after the body ends, so poll a little).
+is_hit() { # is_hit PORT PATH
+    curl -s -o /dev/null -D - "http://127.0.0.1:$1$2" |
+        grep -qiE '^(cache-status: tower-etag; hit|x-cache-status: hit)'
+}
+for p in $P_MEM $P_FS $P_REDIS_PROXY $P_L1 $P_NGINX; do
+    for path in /cached "$BIG"; do
+        for _ in $(seq 50); do is_hit "$p" "$path" && break; sleep 0.1; done
+        is_hit "$p" "$path" || die "127.0.0.1:$p$path is not a hit after warming (logs in $OUT)"
+    done
+done
 
 out "# tower-etag stores under loopback load"
 out ""

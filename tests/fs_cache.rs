@@ -9,12 +9,12 @@ mod common;
 #[path = "common/proxy_setup.rs"]
 mod proxy_setup;
 
-use app::{open_store, proxy_cache, CacheFlags};
+use app::{open_store, proxy_cache, CacheFlags, StoreSizes};
 use axum::{http::StatusCode, Router};
 use common::{counted, pattern, response, Counter};
 use proxy_setup::{setup_with, status_of, stored, Setup};
 use std::path::Path;
-use tower_etag::store::FsStore;
+use tower_etag::store::{FsStore, Store};
 
 fn origin(calls: &Counter) -> Router {
     Router::new()
@@ -141,16 +141,29 @@ async fn the_proxy_opens_the_stores_its_flags_name() {
     let fs = format!("fs:{}", dir.path().display());
     // Bad values get a message that names them; nothing panics.
     for bad in ["disk", "fs", "mysql://x"] {
-        let e = open_store(&[bad.to_owned()], 1 << 20, None)
+        let e = open_store(&[bad.to_owned()], StoreSizes::new(1 << 20))
             .await
             .unwrap_err();
         assert!(e.contains(bad), "{e}");
     }
-    let twice = open_store(&[fs.clone(), fs.clone()], 1 << 20, None).await;
+    let twice = open_store(&[fs.clone(), fs.clone()], StoreSizes::new(1 << 20)).await;
     assert!(twice.unwrap_err().contains("two partitions"));
+    // --max-entry-bytes reaches the memory and file stores.
+    for spec in ["memory".to_owned(), fs.clone()] {
+        let sizes = StoreSizes {
+            max_entry_bytes: Some(3000),
+            ..StoreSizes::new(1 << 20)
+        };
+        let store = open_store(&[spec], sizes).await.unwrap();
+        assert_eq!(store.max_entry_bytes(), Some(3000));
+    }
     // Memory and files, partitioned, behind a memory L1: hits say which tier answered.
     let specs = ["memory".to_owned(), fs];
-    let store = open_store(&specs, 64 << 20, Some(8 << 20)).await.unwrap();
+    let sizes = StoreSizes {
+        l1_bytes: Some(8 << 20),
+        ..StoreSizes::new(64 << 20)
+    };
+    let store = open_store(&specs, sizes).await.unwrap();
     let calls = Counter::new();
     let s = setup_with(
         origin(&calls),

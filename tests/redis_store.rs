@@ -18,7 +18,7 @@ use app::{caching_proxy, proxy_cache, CacheFlags, ProxyConfig};
 use axum::{http::StatusCode, Router};
 use common::{counted, response, Counter, TestServer};
 use contract::{key, put, read_all, HOUR};
-use proxy_setup::{status_of, stored};
+use proxy_setup::{status_of, stored, stored_now};
 use redis_server::RedisServer;
 use std::time::{Duration, Instant};
 use tower_etag::store::{Expect, Layered, MemoryStore, RedisStore, Store};
@@ -266,10 +266,55 @@ async fn redis_killed_under_load_fails_open_and_the_cache_resumes() {
     server.restart();
     let resumed = common::eventually(|| async {
         proxy.get("/p", &host).await;
-        stored(&proxy, "/p", &host).await
+        stored_now(&proxy, "/p", &host).await
     })
     .await;
     assert!(resumed, "the cache never used Redis again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_while_redis_is_down_serves_and_connects_when_it_is_up() {
+    let Some(mut server) = RedisServer::start_or_skip("a_node_started_while_redis_is_down") else {
+        return;
+    };
+    server.kill();
+    // `connect` says Redis is not there; `connect_in_background` starts anyway.
+    let strict = RedisStore::builder()
+        .connect_timeout(Duration::from_millis(300))
+        .connect(&server.url())
+        .await;
+    assert!(strict.is_err(), "connected to nothing");
+    let store = RedisStore::builder()
+        .prefix("late")
+        .connect_timeout(Duration::from_millis(300))
+        .connect_in_background(&server.url())
+        .unwrap();
+    let calls = Counter::new();
+    let origin_server = TestServer::start(origin(&calls)).await;
+    let proxy = proxy(&origin_server, store.clone()).await;
+    let host = [("host", "site.example")];
+    for _ in 0..3 {
+        let res = proxy.get("/p", &host).await;
+        assert_eq!(res.text(), "public page");
+        assert!(status_of(&res).contains("fwd="), "{}", status_of(&res));
+    }
+    assert_eq!(calls.get(), 3, "nothing stored without Redis");
+    // Redis comes up: the store connects by itself and the cache stores through it.
+    server.restart();
+    let connected = common::eventually(|| async {
+        proxy.get("/p", &host).await;
+        stored_now(&proxy, "/p", &host).await
+    })
+    .await;
+    assert!(connected, "the store never connected");
+    assert!(
+        all_keys(&server)
+            .await
+            .iter()
+            .any(|k| k.starts_with("late:")),
+        "the entry is in Redis: {:?}",
+        all_keys(&server).await
+    );
 }
 
 /// A node of a fleet: a memory L1 over the shared Redis, hearing the others on the bus.

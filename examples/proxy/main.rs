@@ -20,15 +20,14 @@
 
 mod app;
 
-use app::{caching_proxy, open_store, proxy_cache, CacheFlags, ProxyConfig};
+use app::{caching_proxy, open_store, proxy_cache, CacheFlags, ProxyConfig, StoreSizes};
 use std::net::SocketAddr;
 
 struct Args {
     listen: SocketAddr,
     config: ProxyConfig,
-    max_bytes: u64,
+    sizes: StoreSizes,
     stores: Vec<String>,
-    l1_bytes: Option<u64>,
     cache: CacheFlags,
 }
 
@@ -39,9 +38,8 @@ fn parse_args() -> Result<Args, String> {
     let mut trust_forwarded = false;
     let mut cache = CacheFlags::default();
     let mut targeted = Vec::new();
-    let mut max_bytes = 128 * 1024 * 1024;
+    let mut sizes = StoreSizes::new(128 * 1024 * 1024);
     let mut stores = Vec::new();
-    let mut l1_bytes = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -63,13 +61,15 @@ fn parse_args() -> Result<Args, String> {
                 it.next()
                     .ok_or("--store needs memory, fs:DIR or redis://HOST:PORT")?,
             ),
-            "--l1-bytes" => {
-                let value = it.next().ok_or("--l1-bytes needs a number of bytes")?;
-                l1_bytes = Some(
-                    value
-                        .parse()
-                        .map_err(|e| format!("--l1-bytes {value}: {e}"))?,
-                );
+            "--l1-bytes" | "--max-entry-bytes" => {
+                let value = it
+                    .next()
+                    .ok_or_else(|| format!("{flag} needs a number of bytes"))?;
+                let bytes = value.parse().map_err(|e| format!("{flag} {value}: {e}"))?;
+                match flag.as_str() {
+                    "--l1-bytes" => sizes.l1_bytes = Some(bytes),
+                    _ => sizes.max_entry_bytes = Some(bytes),
+                }
             }
             "--stale-if-unreachable" => {
                 let value = it.next().ok_or("--stale-if-unreachable needs seconds")?;
@@ -94,7 +94,7 @@ fn parse_args() -> Result<Args, String> {
                         )
                     }
                     _ => {
-                        max_bytes = value
+                        sizes.max_bytes = value
                             .parse()
                             .map_err(|e| format!("--max-bytes {value}: {e}"))?
                     }
@@ -112,9 +112,8 @@ fn parse_args() -> Result<Args, String> {
             preserve_host,
             trust_forwarded,
         },
-        max_bytes,
+        sizes,
         stores,
-        l1_bytes,
         cache,
     })
 }
@@ -122,10 +121,10 @@ fn parse_args() -> Result<Args, String> {
 #[tokio::main]
 async fn main() {
     let args = parse_args().unwrap_or_else(|e| {
-        eprintln!("error: {e}\nusage: proxy --upstream http://127.0.0.1:8000 [--listen 127.0.0.1:8080] [--preserve-host] [--trust-forwarded] [--mint-etags] [--targeted FIELD|none]... [--forward-targeted] [--stale-if-unreachable SECS] [--max-bytes N] [--store memory|fs:DIR|redis://HOST:PORT]... [--l1-bytes N]");
+        eprintln!("error: {e}\nusage: proxy --upstream http://127.0.0.1:8000 [--listen 127.0.0.1:8080] [--preserve-host] [--trust-forwarded] [--mint-etags] [--targeted FIELD|none]... [--forward-targeted] [--stale-if-unreachable SECS] [--max-bytes N] [--max-entry-bytes N] [--store memory|fs:DIR|redis://HOST:PORT]... [--l1-bytes N]");
         std::process::exit(2);
     });
-    let store = open_store(&args.stores, args.max_bytes, args.l1_bytes)
+    let store = open_store(&args.stores, args.sizes)
         .await
         .unwrap_or_else(|e| {
             eprintln!("error: {e}");

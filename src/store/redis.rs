@@ -5,14 +5,18 @@ use super::{
     StoreError, StoreWriter, Stored, StoredBody,
 };
 use bytes::{Bytes, BytesMut};
-use redis::{aio::ConnectionManager, AsyncCommands as _, RedisResult, Script};
+use redis::{
+    aio::{ConnectionManager, ConnectionManagerConfig},
+    AsyncCommands as _, RedisResult, Script,
+};
 use std::{
+    collections::VecDeque,
     fmt,
     future::Future,
     pin::Pin,
     sync::{
         atomic::{AtomicU32, AtomicU64, Ordering},
-        Arc,
+        Arc, OnceLock, Weak,
     },
     task::{Context, Poll},
     time::{Duration, Instant},
@@ -174,7 +178,9 @@ impl Breaker {
 
 struct Inner {
     client: redis::Client,
-    conn: ConnectionManager,
+    /// Set once the first connection is made; it reconnects by itself after that.
+    conn: OnceLock<ConnectionManager>,
+    connect_timeout: Duration,
     prefix: String,
     deadline: Duration,
     max_entry_bytes: u64,
@@ -299,6 +305,37 @@ impl RedisStoreBuilder {
     /// not allowed or the server cannot be reached now; once connected, the store
     /// reconnects by itself.
     pub async fn connect(self, url: &str) -> Result<RedisStore, StoreError> {
+        let (store, config) = self.open(url)?;
+        let inner = &store.inner;
+        let conn = tokio::time::timeout(
+            inner.connect_timeout,
+            ConnectionManager::new_with_config(inner.client.clone(), config),
+        )
+        .await
+        .map_err(|_| StoreError::Timeout)?
+        .map_err(StoreError::backend)?;
+        let _ = inner.conn.set(conn);
+        Ok(store)
+    }
+
+    /// The store at `url`, at once, connecting in the background: until the first
+    /// connection is made (tried again every 100 ms, doubling to every 5 s, while the
+    /// store lives), every operation fails at once with [`StoreError::Unavailable`] and the
+    /// cache serves without it. For a node that must start while Redis is down. Fails only
+    /// for a bad URL or prefix, or outside a tokio runtime.
+    pub fn connect_in_background(self, url: &str) -> Result<RedisStore, StoreError> {
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| {
+            StoreError::backend("connecting in the background needs a tokio runtime")
+        })?;
+        let (store, config) = self.open(url)?;
+        let (client, timeout) = (store.inner.client.clone(), store.inner.connect_timeout);
+        let weak = Arc::downgrade(&store.inner);
+        rt.spawn(connect_until_done(weak, client, config, timeout));
+        Ok(store)
+    }
+
+    /// A store on `url`, not connected yet, and how its connection is to be made.
+    fn open(self, url: &str) -> Result<(RedisStore, ConnectionManagerConfig), StoreError> {
         let prefix_ok = !self.prefix.is_empty()
             && self
                 .prefix
@@ -311,22 +348,16 @@ impl RedisStoreBuilder {
             )));
         }
         let client = redis::Client::open(url).map_err(StoreError::backend)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
+        let config = ConnectionManagerConfig::new()
             .set_connection_timeout(self.connect_timeout)
             .set_response_timeout(self.deadline.max(Duration::from_millis(1)) * 4)
             .set_number_of_retries(2)
             .set_max_delay(200);
-        let conn = tokio::time::timeout(
-            self.connect_timeout,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        .map_err(|_| StoreError::Timeout)?
-        .map_err(StoreError::backend)?;
-        Ok(RedisStore {
+        let store = RedisStore {
             inner: Arc::new(Inner {
                 client,
-                conn,
+                conn: OnceLock::new(),
+                connect_timeout: self.connect_timeout,
                 prefix: self.prefix,
                 deadline: self.deadline,
                 max_entry_bytes: self.max_entry_bytes,
@@ -339,7 +370,46 @@ impl RedisStoreBuilder {
                 },
                 scripts: Scripts::new(),
             }),
-        })
+        };
+        Ok((store, config))
+    }
+}
+
+/// Makes the first connection of a store opened with
+/// [`RedisStoreBuilder::connect_in_background`]: one attempt at a time, backing off, and
+/// given up when the store is dropped.
+async fn connect_until_done(
+    store: Weak<Inner>,
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    timeout: Duration,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let attempt = tokio::time::timeout(
+            timeout,
+            ConnectionManager::new_with_config(client.clone(), config.clone()),
+        )
+        .await;
+        let Some(inner) = store.upgrade() else {
+            return;
+        };
+        match attempt {
+            Ok(Ok(conn)) => {
+                let _ = inner.conn.set(conn);
+                tracing::info!("redis store connected");
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "redis store not connected yet; trying again in {backoff:?}")
+            }
+            Err(_) => tracing::warn!(
+                "redis store not connected yet (timed out); trying again in {backoff:?}"
+            ),
+        }
+        drop(inner);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -449,8 +519,13 @@ impl RedisStore {
         }
     }
 
-    fn conn(&self) -> ConnectionManager {
-        self.inner.conn.clone()
+    /// The connection, or [`StoreError::Unavailable`] before the first one is made.
+    fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        self.inner
+            .conn
+            .get()
+            .cloned()
+            .ok_or(StoreError::Unavailable)
     }
 
     async fn write_chunk(
@@ -459,7 +534,7 @@ impl RedisStore {
         chunk: Bytes,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         self.run(async move {
             redis::cmd("SET")
                 .arg(&key)
@@ -478,7 +553,7 @@ impl Store for RedisStore {
 
     async fn get(&self, key: &Key) -> Result<Option<Stored>, StoreError> {
         let place = self.place(key);
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let scripts = &self.inner.scripts;
         let reply: GetReply = self
             .run(async {
@@ -558,7 +633,7 @@ impl Store for RedisStore {
     ) -> Result<bool, StoreError> {
         let place = self.place(key);
         let (kind, want) = expect_args(expect);
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let scripts = &self.inner.scripts;
         let written: i64 = self
             .run(async {
@@ -582,7 +657,7 @@ impl Store for RedisStore {
     async fn remove(&self, key: &Key, expect: Expect) -> Result<bool, StoreError> {
         let place = self.place(key);
         let (kind, want) = expect_args(expect);
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let scripts = &self.inner.scripts;
         let removed: i64 = self
             .run(async {
@@ -608,7 +683,7 @@ impl Store for RedisStore {
         // Every key is `{prefix}:{u}:...`; `{` is not allowed in a prefix, so another
         // cache's prefix that begins with this one (`app` and `app:v2`) never matches.
         let pattern = format!("{}:{{*", self.inner.prefix);
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         let mut cursor: u64 = 0;
         loop {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -686,7 +761,9 @@ impl Drop for RedisWriter {
         // may be reading them (a commit that lost to a newer entry is a whole body), and a
         // commit whose answer was lost may have made them an entry's. They expire anyway.
         let keys: Vec<String> = (0..self.chunks).map(|i| self.chunk_key(i)).collect();
-        let mut conn = self.store.conn();
+        let Ok(mut conn) = self.store.conn() else {
+            return;
+        };
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let deadline = self.store.inner.deadline * 4;
             let grace = ttl_ms(REPLACED_GRACE);
@@ -735,7 +812,7 @@ impl StoreWriter for RedisWriter {
     async fn commit(mut self) -> Result<u64, StoreError> {
         self.flush_chunk(true).await?;
         let (kind, want) = expect_args(self.expect);
-        let mut conn = self.store.conn();
+        let mut conn = self.store.conn()?;
         let inner = Arc::clone(&self.store.inner);
         let bver = if self.len == 0 { 0 } else { self.bver };
         let version = new_version();
@@ -819,63 +896,103 @@ impl BodyReader for RedisBody {
             store: self.store.clone(),
             chunks: self.chunks.clone(),
             count: self.count,
-            pos: range.start,
+            next: range.start,
             end: range.end.min(self.len),
-            reading: None,
+            reading: VecDeque::with_capacity(READ_AHEAD),
         })
     }
 }
 
+/// How many chunk reads of one body are in flight at once: the next chunk is on its way
+/// while the client takes this one (at most this many chunks held per reader).
+const READ_AHEAD: usize = 2;
+
 type ChunkFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, StoreError>> + Send>>;
+
+/// A chunk read: under way, or done and waiting for the ones before it.
+struct ChunkRead {
+    /// The bytes it must bring.
+    want: u64,
+    future: ChunkFuture,
+    done: Option<Result<Vec<u8>, StoreError>>,
+}
 
 struct RedisChunks {
     store: RedisStore,
     chunks: String,
     count: u64,
-    pos: u64,
+    /// The first byte not asked for yet.
+    next: u64,
     end: u64,
-    reading: Option<ChunkFuture>,
+    /// The reads in flight, in body order.
+    reading: VecDeque<ChunkRead>,
+}
+
+impl RedisChunks {
+    /// Asks for the part of the chunk at `self.next` up to `self.end`.
+    fn ask(&mut self) -> Result<(), StoreError> {
+        let i = self.next / CHUNK as u64;
+        if i >= self.count {
+            return Err(StoreError::backend("a body chunk is missing"));
+        }
+        let start = self.next % CHUNK as u64;
+        let last = (self.end - 1 - i * CHUNK as u64).min(CHUNK as u64 - 1);
+        let key = format!("{}{i}", self.chunks);
+        let store = self.store.clone();
+        let read: ChunkFuture = Box::pin(async move {
+            let mut conn = store.conn()?;
+            store
+                .run(async move {
+                    redis::cmd("GETRANGE")
+                        .arg(&key)
+                        .arg(start)
+                        .arg(last)
+                        .query_async::<Vec<u8>>(&mut conn)
+                        .await
+                })
+                .await
+        });
+        self.reading.push_back(ChunkRead {
+            want: last - start + 1,
+            future: read,
+            done: None,
+        });
+        self.next = i * CHUNK as u64 + last + 1;
+        Ok(())
+    }
 }
 
 impl futures_core::Stream for RedisChunks {
     type Item = Result<Bytes, StoreError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.reading.is_none() {
-            if self.pos >= self.end {
-                return Poll::Ready(None);
+        let this = &mut *self;
+        while this.reading.len() < READ_AHEAD && this.next < this.end {
+            if let Err(e) = this.ask() {
+                if this.reading.is_empty() {
+                    return Poll::Ready(Some(Err(e)));
+                }
+                break; // Said once the reads before it are given out.
             }
-            let i = self.pos / CHUNK as u64;
-            if i >= self.count {
-                return Poll::Ready(Some(Err(StoreError::backend("a body chunk is missing"))));
-            }
-            let start = self.pos % CHUNK as u64;
-            let last = (self.end - 1 - i * CHUNK as u64).min(CHUNK as u64 - 1);
-            let key = format!("{}{i}", self.chunks);
-            let store = self.store.clone();
-            self.reading = Some(Box::pin(async move {
-                let mut conn = store.conn();
-                store
-                    .run(async move {
-                        redis::cmd("GETRANGE")
-                            .arg(&key)
-                            .arg(start)
-                            .arg(last)
-                            .query_async::<Vec<u8>>(&mut conn)
-                            .await
-                    })
-                    .await
-            }));
         }
-        let read = std::task::ready!(self.reading.as_mut().expect("set above").as_mut().poll(cx));
-        self.reading = None;
-        Poll::Ready(Some(match read {
-            Ok(bytes) if !bytes.is_empty() => {
-                self.pos += bytes.len() as u64;
-                Ok(bytes.into())
+        // Every read in flight is polled, so the ones behind the first are on their way.
+        for read in this.reading.iter_mut().filter(|r| r.done.is_none()) {
+            if let Poll::Ready(done) = read.future.as_mut().poll(cx) {
+                read.done = Some(done);
             }
+        }
+        let Some(first) = this.reading.front_mut() else {
+            return Poll::Ready(None);
+        };
+        let (want, Some(read)) = (first.want, first.done.take()) else {
+            return Poll::Pending;
+        };
+        this.reading.pop_front();
+        Poll::Ready(Some(match read {
+            Ok(bytes) if bytes.len() as u64 == want => Ok(bytes.into()),
             // GETRANGE of a key that is gone is empty.
-            Ok(_) => Err(StoreError::backend("a body chunk is gone")),
+            Ok(bytes) if bytes.is_empty() => Err(StoreError::backend("a body chunk is gone")),
+            Ok(_) => Err(StoreError::backend("a body chunk is short")),
             Err(e) => Err(e),
         }))
     }
@@ -912,7 +1029,9 @@ impl InvalidationBus for RedisBus {
         let (store, channel) = (self.store.clone(), self.channel.clone());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                let mut conn = store.conn();
+                let Ok(mut conn) = store.conn() else {
+                    return;
+                };
                 let publish = conn.publish::<_, _, ()>(channel, message);
                 let _ = store.run(publish).await;
             });

@@ -1,12 +1,12 @@
 //! Our caching reverse proxy (`examples/proxy/app.rs`, unchanged):
-//! `proxy --listen 127.0.0.1:PORT --upstream http://127.0.0.1:ORIGIN [--max-bytes N] [--no-cache]
+//! `proxy --listen 127.0.0.1:PORT --upstream http://127.0.0.1:ORIGIN [--max-bytes N] [--max-entry-bytes N] [--no-cache]
 //! [--store memory|fs:DIR|redis://HOST:PORT] [--l1-bytes N]`.
 //!
 //! `--no-cache` runs the same forwarder without the cache: the cost of the proxy hop alone.
 //! `--store` and `--l1-bytes` as in the proxy example (one store here).
 
 use bench_load::{
-    app::{caching_proxy, forwarder, open_store, ProxyConfig},
+    app::{caching_proxy, forwarder, open_store, ProxyConfig, StoreSizes},
     serve, Args,
 };
 use std::net::SocketAddr;
@@ -25,15 +25,19 @@ async fn main() {
         forwarder(&config)
     } else {
         let specs: Vec<String> = args.opt("store").map(str::to_owned).into_iter().collect();
-        let l1 = args
-            .opt("l1-bytes")
-            .map(|v| v.parse().expect("--l1-bytes N"));
-        let store = open_store(&specs, args.get("max-bytes", 128 << 20), l1)
-            .await
-            .unwrap_or_else(|e| {
-                eprintln!("error: {e}");
-                std::process::exit(2);
-            });
+        let sizes = StoreSizes {
+            max_bytes: args.get("max-bytes", 128 << 20),
+            max_entry_bytes: args
+                .opt("max-entry-bytes")
+                .map(|v| v.parse().expect("--max-entry-bytes N")),
+            l1_bytes: args
+                .opt("l1-bytes")
+                .map(|v| v.parse().expect("--l1-bytes N")),
+        };
+        let store = open_store(&specs, sizes).await.unwrap_or_else(|e| {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        });
         caching_proxy(&config, &ResponseCache::new(store))
     };
     let app = app.unwrap_or_else(|e| {
