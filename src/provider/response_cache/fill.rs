@@ -132,7 +132,8 @@ impl<St: Store> ResponseCache<St> {
     async fn invalidate_all(&self, head: &RequestHead, targets: Vec<Uri>) -> bool {
         let mut any = false;
         for target in targets {
-            let Some(url) = Url::of_uri(&target, head.authority.as_deref()) else {
+            let scheme = self.key_scheme(head);
+            let Some(url) = Url::of_uri(&target, scheme, head.authority.as_deref()) else {
                 continue;
             };
             match self.invalidate(url).await {

@@ -58,30 +58,42 @@ const EPOCH_TTL: Duration = Duration::from_secs(24 * 3600);
 const INDEX_RETRIES: usize = 3;
 
 /// The URL of a request as the cache keys it: the authority (lower-cased, without the
-/// default port), then the path and query.
+/// default port), then the path and query; in a client cache (`ResponseCacheBuilder::client`)
+/// the scheme first (`https://host/path`), as a client reaches both `http` and `https`
+/// origins under one name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Url(String);
 
 impl Url {
-    /// The URL of a request for `uri` whose normalised authority is `authority`.
-    pub(crate) fn new(authority: Option<&str>, uri: &Uri) -> Self {
+    /// The URL of a request for `uri` whose normalised authority is `authority`, with
+    /// `scheme` in a client cache.
+    pub(crate) fn new(scheme: Option<&str>, authority: Option<&str>, uri: &Uri) -> Self {
         let authority = authority.unwrap_or("");
         let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut url = String::with_capacity(authority.len() + pq.len());
+        let mut url = String::with_capacity(authority.len() + pq.len() + 8);
+        if let Some(scheme) = scheme {
+            url.extend(scheme.chars().map(|c| c.to_ascii_lowercase()));
+            url.push_str("://");
+        }
         url.push_str(authority);
         url.push_str(pq);
         Self(url)
     }
 
-    /// The URL an absolute URI names, or a path with `default_authority`; `None` when the
-    /// authority is not valid.
-    pub(crate) fn of_uri(uri: &Uri, default_authority: Option<&str>) -> Option<Self> {
+    /// The URL an absolute URI names, or a reference with the request's `default_authority`
+    /// (and, in a client cache, `default_scheme`); `None` when the authority is not valid.
+    pub(crate) fn of_uri(
+        uri: &Uri,
+        default_scheme: Option<&str>,
+        default_authority: Option<&str>,
+    ) -> Option<Self> {
         match uri.authority() {
             Some(_) => {
                 let authority = crate::semantics::request::uri_authority(uri)?;
-                Some(Self::new(Some(authority.as_str()), uri))
+                let scheme = default_scheme.map(|s| uri.scheme_str().unwrap_or(s));
+                Some(Self::new(scheme, Some(authority.as_str()), uri))
             }
-            None => Some(Self::new(default_authority, uri)),
+            None => Some(Self::new(default_scheme, default_authority, uri)),
         }
     }
 }
@@ -591,9 +603,26 @@ mod tests {
 
     fn place(user: Option<&str>) -> Place {
         Place {
-            url: Url::new(Some("example.com"), &"/a?b=1".parse().unwrap()),
+            url: Url::new(None, Some("example.com"), &"/a?b=1".parse().unwrap()),
             user: user.map(str::to_owned),
         }
+    }
+
+    #[test]
+    fn a_client_caches_urls_by_scheme_and_a_server_by_authority_and_path() {
+        let uri: Uri = "/a?b=1".parse().unwrap();
+        let server = Url::new(None, Some("example.com"), &uri);
+        assert_eq!(server.0, "example.com/a?b=1", "server keys are unchanged");
+        let http = Url::new(Some("http"), Some("example.com"), &uri);
+        let https = Url::new(Some("HTTPS"), Some("example.com"), &uri);
+        assert_eq!(https.0, "https://example.com/a?b=1");
+        assert_ne!(http, https);
+        assert_ne!(http, server);
+        // A reference from a response: its own scheme when absolute, the request's if not.
+        let absolute: Uri = "https://Example.com:443/a?b=1".parse().unwrap();
+        assert_eq!(Url::of_uri(&absolute, Some("http"), None), Some(https.clone()));
+        assert_eq!(Url::of_uri(&uri, Some("https"), Some("example.com")), Some(https));
+        assert_eq!(Url::of_uri(&absolute, None, None), Some(server));
     }
 
     #[test]

@@ -241,8 +241,8 @@ impl<St: Store> ResponseCache<St> {
             return Class::Bypass(Fwd::Request, "origin-precondition");
         }
         match self.place(head, parts) {
-            Some(place) => Class::Cacheable(place),
-            None => Class::Bypass(Fwd::Bypass, "no-user"),
+            Ok(place) => Class::Cacheable(place),
+            Err(why) => Class::Bypass(Fwd::Bypass, why),
         }
     }
 

@@ -131,6 +131,8 @@ pub(crate) struct Config {
     pub(crate) name: String,
     pub(crate) mode: CacheMode,
     pub(crate) user_key: Option<UserKey>,
+    /// In front of an HTTP client: keys are absolute URLs, scheme included.
+    pub(crate) client: bool,
     pub(crate) mint_etags: bool,
     /// The targeted cache-control fields this cache follows (RFC 9213), most applicable
     /// first, and whether they go on downstream.
@@ -194,9 +196,12 @@ impl<St: fmt::Debug> fmt::Debug for ResponseCache<St> {
 pub struct ResponseCacheBuilder<St> {
     store: St,
     name: String,
-    mode: CacheMode,
+    /// `None` until chosen: shared, or a user agent's private cache in front of a client.
+    mode: Option<CacheMode>,
     user_key: Option<UserKey>,
-    mint_etags: bool,
+    client: bool,
+    /// `None` until chosen: on, or off in front of a client.
+    mint_etags: Option<bool>,
     targets: Vec<HeaderName>,
     forward_targeted: bool,
     unreachable_grace: Duration,
@@ -234,8 +239,50 @@ impl<St: Store> ResponseCacheBuilder<St> {
     where
         F: Fn(&request::Parts) -> Option<String> + Send + Sync + 'static,
     {
-        self.mode = CacheMode::Private;
+        self.mode = Some(CacheMode::Private);
         self.user_key = Some(Arc::new(user_key));
+        self
+    }
+
+    /// A user agent's cache: private (RFC 9111 §1), for the one user of the application
+    /// it runs in. `private` responses and answers to requests with `Authorization` are
+    /// stored, `s-maxage` and `proxy-revalidate` do not apply. The default mode of a
+    /// [`client`](Self::client) cache; never put it in front of a server that many users
+    /// reach.
+    pub fn user_agent(mut self) -> Self {
+        self.mode = Some(CacheMode::Private);
+        self.user_key = None;
+        self
+    }
+
+    /// A shared cache (RFC 9111 §1): what one user gets may be served to another, so
+    /// `private` responses, `Set-Cookie` and answers to `Authorization` are not stored. The
+    /// default, except in front of a [`client`](Self::client). Undoes
+    /// [`user_agent`](Self::user_agent) and [`private`](Self::private).
+    pub fn shared(mut self) -> Self {
+        self.mode = Some(CacheMode::Shared);
+        self.user_key = None;
+        self
+    }
+
+    /// A cache in front of an HTTP client (hyper-util's `Client`, any tower HTTP client
+    /// service) rather than a server:
+    ///
+    /// - requests name absolute URIs (`https://api.example/v1/x`), and entries are keyed by
+    ///   scheme, authority, path and query; a request without a scheme and an authority
+    ///   goes to the client untouched (`Cache-Status: ...; detail=relative-uri`);
+    /// - the mode is [`user_agent`](Self::user_agent) unless [`shared`](Self::shared) or
+    ///   [`private`](Self::private) says otherwise (a backend that calls APIs for many users
+    ///   wants one of those);
+    /// - no tags are minted ([`mint_etags`](Self::mint_etags) is off unless turned on): the
+    ///   application sees the origin's headers.
+    ///
+    /// Stale entries are revalidated with the origin (the application gets a `200` made
+    /// from the stored response after a `304`), `stale-if-error` (and
+    /// [`stale_if_unreachable`](Self::stale_if_unreachable)) cover a client that fails to
+    /// connect, and concurrent calls for one URL are coalesced.
+    pub fn client(mut self) -> Self {
+        self.client = true;
         self
     }
 
@@ -275,7 +322,7 @@ impl<St: Store> ResponseCacheBuilder<St> {
     /// origin). Turn it off in a proxy in front of origins you do not control, whose clients
     /// should see the origin's headers only (the proxy example does, unless `--mint-etags`).
     pub fn mint_etags(mut self, on: bool) -> Self {
-        self.mint_etags = on;
+        self.mint_etags = Some(on);
         self
     }
 
@@ -374,9 +421,14 @@ impl<St: Store> ResponseCacheBuilder<St> {
                 store: self.store,
                 config: Config {
                     name: self.name,
-                    mode: self.mode,
+                    mode: self.mode.unwrap_or(if self.client {
+                        CacheMode::Private
+                    } else {
+                        CacheMode::Shared
+                    }),
                     user_key: self.user_key,
-                    mint_etags: self.mint_etags,
+                    client: self.client,
+                    mint_etags: self.mint_etags.unwrap_or(!self.client),
                     targets: self.targets.into(),
                     forward_targeted: self.forward_targeted,
                     unreachable_grace: self.unreachable_grace,
@@ -411,9 +463,10 @@ impl<St: Store> ResponseCache<St> {
         ResponseCacheBuilder {
             store,
             name: "tower-etag".to_owned(),
-            mode: CacheMode::Shared,
+            mode: None,
             user_key: None,
-            mint_etags: true,
+            client: false,
+            mint_etags: None,
             targets: Vec::new(),
             forward_targeted: false,
             unreachable_grace: Duration::ZERO,
@@ -482,7 +535,7 @@ impl<St: Store> ResponseCache<St> {
         let Ok(head) = RequestHead::from_parts(&req_parts) else {
             return Ok(false);
         };
-        let Some(place) = self.place(&head, &req_parts) else {
+        let Ok(place) = self.place(&head, &req_parts) else {
             return Ok(false);
         };
         let now = SystemTime::now();
@@ -526,7 +579,8 @@ impl<St: Store> ResponseCache<St> {
     /// without case and default port), of every user in private mode. Returns whether
     /// anything was stored for it.
     pub async fn invalidate_url(&self, uri: &Uri) -> Result<bool, StoreError> {
-        let Some(url) = Url::of_uri(uri, None) else {
+        let scheme = self.shared.config.client.then_some("http");
+        let Some(url) = Url::of_uri(uri, scheme, None) else {
             return Ok(false);
         };
         self.invalidate(url).await
@@ -543,17 +597,42 @@ impl<St: Store> ResponseCache<St> {
         self.shared.store.clear().await
     }
 
-    /// Where the entries of a request live; `None` in private mode when it has no user.
-    pub(crate) fn place(&self, head: &RequestHead, parts: &request::Parts) -> Option<Place> {
+    /// Where the entries of a request live, or why it has no place: `no-user` in private
+    /// mode when it names no user, `relative-uri` in a client cache when it names no scheme
+    /// and authority.
+    pub(crate) fn place(
+        &self,
+        head: &RequestHead,
+        parts: &request::Parts,
+    ) -> Result<Place, &'static str> {
         let user = match &self.shared.config.user_key {
             // A NUL is the keys' separator: a user name holding one could pose as another.
-            Some(user_key) => Some(user_key(parts).filter(|u| !u.contains('\0'))?),
+            Some(user_key) => Some(
+                user_key(parts)
+                    .filter(|u| !u.contains('\0'))
+                    .ok_or("no-user")?,
+            ),
             None => None,
         };
-        Some(Place {
-            url: Url::new(head.authority.as_deref(), &parts.uri),
+        let scheme = match (self.shared.config.client, &head.scheme, &head.authority) {
+            (false, _, _) => None,
+            (true, Some(scheme), Some(_)) => Some(scheme.as_str()),
+            (true, _, _) => return Err("relative-uri"),
+        };
+        Ok(Place {
+            url: Url::new(scheme, head.authority.as_deref(), &parts.uri),
             user,
         })
+    }
+
+    /// The scheme that goes into the keys of URLs `head` refers to: the request's, in a
+    /// client cache.
+    pub(crate) fn key_scheme<'h>(&self, head: &'h RequestHead) -> Option<&'h str> {
+        if self.shared.config.client {
+            Some(head.scheme.as_ref().map_or("http", |s| s.as_str()))
+        } else {
+            None
+        }
     }
 
     fn is_filling(&self, url: &Url) -> bool {

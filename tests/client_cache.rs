@@ -1,0 +1,478 @@
+//! The response cache in front of an HTTP client (`ResponseCacheBuilder::client`): a real
+//! hyper-util `Client` under the layer, real origins on 127.0.0.1, the memory and Redis
+//! stores.
+
+mod common;
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+use axum::{
+    http::{HeaderMap, Method, StatusCode},
+    routing, Router,
+};
+use bytes::Bytes;
+use common::{counted, response, Counter, TestServer};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+use std::{net::SocketAddr, time::Duration};
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_etag::{
+    response_cache::ResponseCache,
+    store::{MemoryStore, Store},
+};
+
+/// What a call through the cached client gave.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Answer {
+    fn cache_status(&self) -> &str {
+        self.headers
+            .get("cache-status")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+}
+
+/// A hyper-util client that opens a connection per request (so an origin that stops is
+/// refused at once), as the cached service sees it.
+fn upstream() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build_http()
+}
+
+/// `GET url` with `headers` through `svc`, the body read whole.
+async fn call<S, B>(svc: &S, method: Method, url: &str, headers: &[(&str, &str)]) -> Answer
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let mut request = Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Full::default()).unwrap();
+    let res = tokio::time::timeout(Duration::from_secs(10), svc.clone().oneshot(request))
+        .await
+        .expect("an answer in time")
+        .expect("the call succeeded");
+    let (parts, body) = res.into_parts();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+async fn get<S, B>(svc: &S, url: &str) -> Answer
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    call(svc, Method::GET, url, &[]).await
+}
+
+/// An API with the cache headers the tests need, counting every call.
+fn api(calls: &Counter, conditional: &Counter) -> Router {
+    let conditional = conditional.clone();
+    Router::new()
+        .route(
+            "/data",
+            counted(calls, |_, _| {
+                response(200, &[("cache-control", "max-age=60")], "data")
+            }),
+        )
+        .route(
+            "/private",
+            counted(calls, |_, _| {
+                response(200, &[("cache-control", "private, max-age=60")], "mine")
+            }),
+        )
+        .route(
+            "/tagged",
+            counted(calls, move |_, headers| {
+                if headers.get("if-none-match").is_some_and(|v| v == "\"v1\"") {
+                    conditional.inc();
+                    return response(
+                        304,
+                        &[("etag", "\"v1\""), ("cache-control", "max-age=0")],
+                        "",
+                    );
+                }
+                response(
+                    200,
+                    &[("etag", "\"v1\""), ("cache-control", "max-age=0")],
+                    "tagged",
+                )
+            }),
+        )
+        .route(
+            "/kept",
+            counted(calls, |_, _| {
+                response(
+                    200,
+                    &[
+                        ("cache-control", "max-age=0, stale-if-error=60"),
+                        ("etag", "\"k\""),
+                    ],
+                    "kept",
+                )
+            }),
+        )
+        .route(
+            "/slow",
+            routing::get({
+                let calls = calls.clone();
+                move || {
+                    let calls = calls.clone();
+                    async move {
+                        calls.inc();
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        response(200, &[("cache-control", "max-age=60")], "slow")
+                    }
+                }
+            }),
+        )
+}
+
+/// Repeated GETs of one URL reach the origin once; the second and third are hits.
+async fn repeated_gets_are_answered_from<St: Store + Clone>(store: St) {
+    let (calls, conditional) = (Counter::new(), Counter::new());
+    let origin = TestServer::start(api(&calls, &conditional)).await;
+    let cache = ResponseCache::builder(store).client().build();
+    let client = ServiceBuilder::new()
+        .layer(cache.layer())
+        .service(upstream());
+    let url = format!("http://{}/data", origin.addr);
+    let first = get(&client, &url).await;
+    assert_eq!(first.body, "data");
+    assert!(
+        first.cache_status().contains("fwd=uri-miss"),
+        "{}",
+        first.cache_status()
+    );
+    for _ in 0..2 {
+        let again = get(&client, &url).await;
+        assert_eq!(
+            (again.status, &again.body[..]),
+            (StatusCode::OK, &b"data"[..])
+        );
+        assert!(
+            again.cache_status().contains("hit"),
+            "{}",
+            again.cache_status()
+        );
+    }
+    assert_eq!(calls.get(), 1, "one call reached the origin");
+    // A client cache names the origin's headers only: no tag of its own.
+    assert!(first.headers.get("etag").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_gets_through_a_client_are_hits_on_the_memory_store() {
+    repeated_gets_are_answered_from(MemoryStore::new()).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_gets_through_a_client_are_hits_on_the_redis_store() {
+    let Some(server) = redis_server::RedisServer::start_or_skip("client_cache_on_redis") else {
+        return;
+    };
+    let store = tower_etag::store::RedisStore::builder()
+        .prefix("client")
+        .deadline(Duration::from_secs(2))
+        .connect(&server.url())
+        .await
+        .unwrap();
+    repeated_gets_are_answered_from(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_origin_has_its_own_entries() {
+    // Two origins with the same path: the key is the whole URL, authority and port too.
+    let (a_calls, b_calls) = (Counter::new(), Counter::new());
+    let a = TestServer::start(Router::new().route(
+        "/same",
+        counted(&a_calls, |_, _| {
+            response(200, &[("cache-control", "max-age=60")], "from a")
+        }),
+    ))
+    .await;
+    let b = TestServer::start(Router::new().route(
+        "/same",
+        counted(&b_calls, |_, _| {
+            response(200, &[("cache-control", "max-age=60")], "from b")
+        }),
+    ))
+    .await;
+    let cache = ResponseCache::builder(MemoryStore::new()).client().build();
+    let client = ServiceBuilder::new()
+        .layer(cache.layer())
+        .service(upstream());
+    for _ in 0..2 {
+        assert_eq!(
+            get(&client, &format!("http://{}/same", a.addr)).await.body,
+            "from a"
+        );
+        assert_eq!(
+            get(&client, &format!("http://{}/same", b.addr)).await.body,
+            "from b"
+        );
+    }
+    assert_eq!((a_calls.get(), b_calls.get()), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_agent_cache_stores_private_responses_and_a_shared_one_does_not() {
+    let (calls, conditional) = (Counter::new(), Counter::new());
+    let origin = TestServer::start(api(&calls, &conditional)).await;
+    let url = format!("http://{}/private", origin.addr);
+    // The default in front of a client: the cache of one user agent.
+    let mine = ResponseCache::builder(MemoryStore::new()).client().build();
+    let client = ServiceBuilder::new()
+        .layer(mine.layer())
+        .service(upstream());
+    get(&client, &url).await;
+    assert!(get(&client, &url).await.cache_status().contains("hit"));
+    assert_eq!(calls.get(), 1);
+    // A backend calling for many users: `private` is not stored (RFC 9111 §5.2.2.7).
+    let shared = ResponseCache::builder(MemoryStore::new())
+        .client()
+        .shared()
+        .build();
+    let client = ServiceBuilder::new()
+        .layer(shared.layer())
+        .service(upstream());
+    for _ in 0..2 {
+        let res = get(&client, &url).await;
+        assert_eq!(res.body, "mine");
+        assert!(
+            !res.cache_status().contains("hit"),
+            "{}",
+            res.cache_status()
+        );
+    }
+    assert_eq!(calls.get(), 3, "both went to the origin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_entry_is_revalidated_and_the_client_gets_the_stored_body() {
+    let (calls, conditional) = (Counter::new(), Counter::new());
+    let origin = TestServer::start(api(&calls, &conditional)).await;
+    let cache = ResponseCache::builder(MemoryStore::new()).client().build();
+    let client = ServiceBuilder::new()
+        .layer(cache.layer())
+        .service(upstream());
+    let url = format!("http://{}/tagged", origin.addr);
+    assert_eq!(get(&client, &url).await.body, "tagged");
+    // `max-age=0`: stale at once, so the next call asks with the stored tag; the origin's
+    // 304 freshens the entry and the application gets a whole 200 (RFC 9111 §4.3.4).
+    let again = get(&client, &url).await;
+    assert_eq!(
+        (again.status, &again.body[..]),
+        (StatusCode::OK, &b"tagged"[..])
+    );
+    assert!(
+        again.cache_status().contains("fwd=stale"),
+        "{}",
+        again.cache_status()
+    );
+    assert!(
+        again.cache_status().contains("fwd-status=304"),
+        "{}",
+        again.cache_status()
+    );
+    assert_eq!((calls.get(), conditional.get()), (2, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_if_error_covers_a_refused_connection() {
+    let (calls, conditional) = (Counter::new(), Counter::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let app = api(&calls, &conditional);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let cache = ResponseCache::builder(MemoryStore::new()).client().build();
+    let client = ServiceBuilder::new()
+        .layer(cache.layer())
+        .service(upstream());
+    let url = format!("http://{addr}/kept");
+    assert_eq!(get(&client, &url).await.body, "kept");
+    // The origin goes away: connecting is refused (the client keeps no idle connection).
+    server.abort();
+    let _ = server.await;
+    let refused = upstream()
+        .request(Request::get(&url).body(Full::default()).unwrap())
+        .await;
+    assert!(refused.is_err(), "the origin still answers");
+    // RFC 5861 §4: within stale-if-error the stored response stands in for the error.
+    let res = get(&client, &url).await;
+    assert_eq!((res.status, &res.body[..]), (StatusCode::OK, &b"kept"[..]));
+    // Without an entry the client's error comes through, untouched.
+    let unknown = ServiceBuilder::new()
+        .layer(cache.layer())
+        .service(upstream())
+        .oneshot(
+            Request::get(format!("http://{addr}/data"))
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert!(unknown.is_err(), "nothing stored stands in for /data");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_for_one_url_are_coalesced() {
+    let (calls, conditional) = (Counter::new(), Counter::new());
+    let origin = TestServer::start(api(&calls, &conditional)).await;
+    let cache = ResponseCache::builder(MemoryStore::new()).client().build();
+    let client = ServiceBuilder::new()
+        .layer(cache.layer())
+        .service(upstream());
+    let url = format!("http://{}/slow", origin.addr);
+    let calls_at_once = (0..10).map(|_| {
+        let (client, url) = (client.clone(), url.clone());
+        tokio::spawn(async move { get(&client, &url).await.body })
+    });
+    for body in calls_at_once {
+        assert_eq!(body.await.unwrap(), "slow");
+    }
+    assert_eq!(calls.get(), 1, "ten calls, one reached the origin");
+}
+
+#[tokio::test]
+async fn a_request_without_an_absolute_uri_goes_to_the_client_untouched() {
+    let seen = Counter::new();
+    let inner = {
+        let seen = seen.clone();
+        tower::service_fn(move |req: Request<Full<Bytes>>| {
+            seen.inc();
+            let uri = req.uri().to_string();
+            async move {
+                Ok::<_, std::convert::Infallible>(response(
+                    200,
+                    &[("cache-control", "max-age=60")],
+                    uri,
+                ))
+            }
+        })
+    };
+    let cache = ResponseCache::builder(MemoryStore::new()).client().build();
+    let client = ServiceBuilder::new().layer(cache.layer()).service(inner);
+    for _ in 0..2 {
+        let res = call(
+            &client,
+            Method::GET,
+            "/relative",
+            &[("host", "api.example")],
+        )
+        .await;
+        assert_eq!(res.body, "/relative");
+        assert!(
+            res.cache_status().contains("detail=relative-uri"),
+            "{}",
+            res.cache_status()
+        );
+    }
+    assert_eq!(seen.get(), 2, "never stored");
+}
+
+#[tokio::test]
+async fn http_and_https_urls_are_apart_and_host_comes_from_the_uri() {
+    let seen = Counter::new();
+    let inner = {
+        let seen = seen.clone();
+        tower::service_fn(move |req: Request<Full<Bytes>>| {
+            seen.inc();
+            let host = req.headers().get("host").cloned();
+            let said = format!("{} host={host:?}", req.uri());
+            async move {
+                Ok::<_, std::convert::Infallible>(response(
+                    200,
+                    &[("cache-control", "max-age=60")],
+                    said,
+                ))
+            }
+        })
+    };
+    let cache = ResponseCache::builder(MemoryStore::new()).client().build();
+    let client = ServiceBuilder::new().layer(cache.layer()).service(inner);
+    for _ in 0..2 {
+        let plain = call(&client, Method::GET, "http://API.example/x", &[]).await;
+        assert_eq!(
+            plain.body,
+            "http://API.example/x host=Some(\"api.example\")"
+        );
+        // Same authority and path, another scheme: another resource (and its default port
+        // is left out of the key as 443 is for https).
+        let tls = call(&client, Method::GET, "https://api.example:443/x", &[]).await;
+        assert_eq!(
+            tls.body,
+            "https://api.example:443/x host=Some(\"api.example\")"
+        );
+    }
+    assert_eq!(seen.get(), 2, "one call per scheme, then hits");
+    // An invalidation names the scheme too.
+    let https: http::Uri = "https://api.example/x".parse().unwrap();
+    assert!(cache.invalidate_url(&https).await.unwrap());
+    let tls = call(&client, Method::GET, "https://api.example/x", &[]).await;
+    assert!(
+        tls.cache_status().contains("fwd=uri-miss"),
+        "{}",
+        tls.cache_status()
+    );
+    let plain = call(&client, Method::GET, "http://api.example/x", &[]).await;
+    assert!(
+        plain.cache_status().contains("hit"),
+        "{}",
+        plain.cache_status()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_inserted_later_answers_the_next_call() {
+    // Delayed caching: the application combines two calls into one answer and stores it
+    // under a URL of its own choosing, later; the next call for that URL is a hit.
+    let (calls, conditional) = (Counter::new(), Counter::new());
+    let origin = TestServer::start(api(&calls, &conditional)).await;
+    let cache = ResponseCache::builder(MemoryStore::new()).client().build();
+    let client = ServiceBuilder::new()
+        .layer(cache.layer())
+        .service(upstream());
+    let data = get(&client, &format!("http://{}/data", origin.addr)).await;
+    let tagged = get(&client, &format!("http://{}/tagged", origin.addr)).await;
+    let combined = [data.body, tagged.body].concat();
+    let url = format!("http://{}/combined", origin.addr);
+    let response = Response::builder()
+        .header("cache-control", "max-age=60")
+        .body(Bytes::from(combined))
+        .unwrap();
+    let request = Request::get(&url).body(()).unwrap();
+    assert!(cache.insert(request, response).await.unwrap(), "stored");
+    let res = get(&client, &url).await;
+    assert_eq!(res.body, "datatagged");
+    assert!(res.cache_status().contains("hit"), "{}", res.cache_status());
+    assert_eq!(calls.get(), 2, "/combined never reached the origin");
+    // What may not be stored is refused, not stored: `no-store`.
+    let refused = Response::builder()
+        .header("cache-control", "no-store")
+        .body(Bytes::from_static(b"x"))
+        .unwrap();
+    let request = Request::get(format!("http://{}/never", origin.addr))
+        .body(())
+        .unwrap();
+    assert!(!cache.insert(request, refused).await.unwrap());
+}
