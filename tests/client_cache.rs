@@ -476,3 +476,231 @@ async fn a_response_inserted_later_answers_the_next_call() {
         .unwrap();
     assert!(!cache.insert(request, refused).await.unwrap());
 }
+
+/// The user a request is made for, as a backend names its callers: its bearer token, else
+/// its `X-User` (a user known by a session, sending no `Authorization`), else nobody.
+fn user_of(parts: &http::request::Parts) -> Option<String> {
+    let header = |name| parts.headers.get(name)?.to_str().ok().map(str::to_owned);
+    header("authorization")
+        .and_then(|a| a.strip_prefix("Bearer ").map(str::to_owned))
+        .or_else(|| header("x-user"))
+}
+
+/// A route answering with its `cache-control` (and `extra` fields) a body that says which
+/// fetch it is and who it was made for: `{path} #{n} for={who}`.
+fn made_for(
+    path: &'static str,
+    cache_control: &'static str,
+    extra: &'static [(&'static str, &'static str)],
+    calls: &Counter,
+) -> Router {
+    let calls = calls.clone();
+    Router::new().route(
+        path,
+        routing::any(move |headers: HeaderMap| {
+            let n = calls.inc();
+            async move {
+                let who = headers
+                    .get("authorization")
+                    .or_else(|| headers.get("x-user"))
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("anonymous")
+                    .trim_start_matches("Bearer ")
+                    .to_owned();
+                let mut fields = vec![("cache-control", cache_control)];
+                fields.extend_from_slice(extra);
+                response(200, &fields, format!("{path} #{n} for={who}"))
+            }
+        }),
+    )
+}
+
+/// Who asks in the matrix, and how.
+const CALLERS: [(&str, &[(&str, &str)]); 4] = [
+    ("alice", &[("authorization", "Bearer alice")]),
+    ("bob", &[("authorization", "Bearer bob")]),
+    ("carol", &[("x-user", "carol")]),
+    ("anonymous", &[]),
+];
+
+/// Users × private/public × Authorization, through a per-user client cache on `store`.
+async fn per_user_matrix<St: Store + Clone>(store: St) {
+    let counters: Vec<Counter> = (0..4).map(|_| Counter::new()).collect();
+    let app = made_for("/public", "public, max-age=60", &[], &counters[0])
+        .merge(made_for("/plain", "max-age=60", &[], &counters[1]))
+        .merge(made_for(
+            "/private",
+            "private, max-age=60",
+            &[],
+            &counters[2],
+        ))
+        .merge(made_for(
+            "/cookie",
+            "private, max-age=60",
+            &[("set-cookie", "s=1")],
+            &counters[3],
+        ));
+    let origin = TestServer::start(app).await;
+    let cache = ResponseCache::builder(store)
+        .client()
+        .per_user(user_of)
+        .build();
+    let client = ServiceBuilder::new()
+        .layer(cache.layer())
+        .service(upstream());
+    let url = |path: &str| format!("http://{}{path}", origin.addr);
+    let mut first_round = std::collections::HashMap::new();
+    for round in 0..2 {
+        for path in ["/public", "/plain", "/private", "/cookie"] {
+            for (who, headers) in CALLERS {
+                let res = call(&client, Method::GET, &url(path), headers).await;
+                let body = String::from_utf8(res.body.to_vec()).unwrap();
+                let made_for = body.rsplit("for=").next().unwrap().to_owned();
+                // Never another user's: only `public` (the origin allowed it), or what was
+                // fetched without credentials and not marked private, is anyone's.
+                let anyones = path == "/public" || (path == "/plain" && made_for == "carol");
+                assert!(
+                    made_for == who || anyones,
+                    "{who} got {body:?} ({})",
+                    res.cache_status()
+                );
+                if round == 0 {
+                    first_round.insert((path, who), body);
+                    continue;
+                }
+                let stored = match path {
+                    "/public" => true,
+                    "/plain" | "/private" => who != "anonymous" || path == "/plain",
+                    _ => false,
+                };
+                let before = &first_round[&(path, who)];
+                if stored {
+                    assert_eq!(&body, before, "{who} {path}: answered from the cache");
+                    assert!(
+                        res.cache_status().contains("hit"),
+                        "{who} {path}: {}",
+                        res.cache_status()
+                    );
+                } else {
+                    assert_ne!(&body, before, "{who} {path}: fetched again");
+                }
+            }
+        }
+    }
+    // One fetch of /public for everyone; /plain: alice, bob (with credentials, their own)
+    // and carol (stored for everyone, anonymous included); /private: one per user, the
+    // anonymous caller twice; /cookie: every call.
+    let calls: Vec<usize> = counters.iter().map(Counter::get).collect();
+    assert_eq!(calls, [1, 3, 5, 8], "origin calls per path");
+
+    // A purge of alice forgets her entries only.
+    assert!(cache.purge_user("alice").await.unwrap());
+    let alice = call(&client, Method::GET, &url("/private"), CALLERS[0].1).await;
+    assert!(
+        alice.cache_status().contains("fwd="),
+        "{}",
+        alice.cache_status()
+    );
+    assert!(alice.body.ends_with(b"for=alice"));
+    let bob = call(&client, Method::GET, &url("/private"), CALLERS[1].1).await;
+    assert!(bob.cache_status().contains("hit"), "{}", bob.cache_status());
+    assert!(get(&client, &url("/public"))
+        .await
+        .cache_status()
+        .contains("hit"));
+    // An unsafe request reaches every user's entries of its URL.
+    call(&client, Method::POST, &url("/private"), CALLERS[1].1).await;
+    for (who, headers) in &CALLERS[..3] {
+        let res = call(&client, Method::GET, &url("/private"), headers).await;
+        assert!(
+            !res.cache_status().contains("hit"),
+            "{who}: {}",
+            res.cache_status()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_entries_never_reach_another_user_on_the_memory_store() {
+    per_user_matrix(MemoryStore::new()).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_entries_never_reach_another_user_on_the_redis_store() {
+    let Some(server) = redis_server::RedisServer::start_or_skip("per_user_on_redis") else {
+        return;
+    };
+    let store = tower_etag::store::RedisStore::builder()
+        .prefix("users")
+        .deadline(Duration::from_secs(2))
+        .connect(&server.url())
+        .await
+        .unwrap();
+    per_user_matrix(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_of_two_users_never_share_a_fill() {
+    // A slow private answer: alice's calls wait on alice's fetch, bob's on bob's; nobody
+    // reads the other's body while it streams into the store.
+    let calls = Counter::new();
+    let app = Router::new().route(
+        "/slow-private",
+        routing::get({
+            let calls = calls.clone();
+            move |headers: HeaderMap| {
+                let calls = calls.clone();
+                async move {
+                    calls.inc();
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let who = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("anonymous")
+                        .to_owned();
+                    response(
+                        200,
+                        &[("cache-control", "private, max-age=60")],
+                        format!("for {who}"),
+                    )
+                }
+            }
+        }),
+    );
+    let origin = TestServer::start(app).await;
+    let cache = ResponseCache::builder(MemoryStore::new())
+        .client()
+        .per_user(user_of)
+        .build();
+    let client = ServiceBuilder::new()
+        .layer(cache.layer())
+        .service(upstream());
+    let url = format!("http://{}/slow-private", origin.addr);
+    let calls_at_once = (0..12).map(|i| {
+        let (client, url) = (client.clone(), url.clone());
+        let who = ["alice", "bob", ""][i % 3];
+        tokio::spawn(async move {
+            let bearer = format!("Bearer {who}");
+            let headers: Vec<(&str, &str)> = if who.is_empty() {
+                vec![]
+            } else {
+                vec![("authorization", bearer.as_str())]
+            };
+            let res = call(&client, Method::GET, &url, &headers).await;
+            (who, String::from_utf8(res.body.to_vec()).unwrap())
+        })
+    });
+    for call in calls_at_once {
+        let (who, body) = call.await.unwrap();
+        let expected = if who.is_empty() {
+            "for anonymous".to_owned()
+        } else {
+            format!("for Bearer {who}")
+        };
+        assert_eq!(body, expected);
+    }
+    // Alice's four calls made one fetch, so did Bob's; the four anonymous ones are not
+    // stored (`private`), so each reached the origin.
+    assert_eq!(calls.get(), 1 + 1 + 4, "origin calls");
+}

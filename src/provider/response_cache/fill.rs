@@ -174,6 +174,18 @@ impl<St: Store> ResponseCache<St> {
         }
         let times = (fill.request_time, response_time);
         let mut policy = Arc::new(self.policy_of(&fill.request, &parts, times));
+        let mut fill = fill;
+        if let Some((place, seen)) = fill.for_user.take() {
+            if let Some(own) = self.user_policy(&fill.request, &parts, times, &policy) {
+                // Per-user mode: a response only this user may have goes to the user's own
+                // entries, and to nobody waiting on this fill.
+                fill.place = place;
+                fill.seen = seen;
+                fill.stale = None;
+                fill.users_own = true;
+                policy = Arc::new(own);
+            }
+        }
         let hint = body.size_hint();
         // Decided on the head as it came, before it is made the client's answer.
         let worth = self.worth_storing(&policy, &parts, hint, response_time);
@@ -305,6 +317,7 @@ impl<St: Store> ResponseCache<St> {
             fwd,
             mut held,
             stale,
+            users_own,
             ..
         } = fill;
         let mut status = CacheStatus {
@@ -382,7 +395,7 @@ impl<St: Store> ResponseCache<St> {
             status.stored = store_whole(writer, held, chunks).await;
             return (CacheBody::fill(body), status);
         }
-        if let Some(guard) = &held.guard {
+        if let Some(guard) = held.guard.as_ref().filter(|_| !users_own) {
             // The head is here. Followers read the body through a tap as it is written,
             // where the store can give what it has so far and the body's length is known
             // (so the store cannot refuse it halfway for its size); otherwise they give

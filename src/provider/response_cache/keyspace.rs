@@ -13,8 +13,11 @@
 //!   stays short whatever clients send; the stored policy keeps the values themselves and is
 //!   checked on every use (RFC 9111 §4.1), so even a digest collision never serves the wrong
 //!   variant.
-//! - **epoch** (`e\0{url}\0`, private mode only): the URL's epoch, shared by every user's
-//!   index.
+//! - **epoch** (`e\0{url}\0`, private and per-user modes): the URL's epoch, shared by every
+//!   user's index.
+//! - **user** (`u\0{user}\0`, where requests name users): the user's generation. A user's
+//!   entries are keyed under the URL's epoch mixed with it, so a new generation (a purge of
+//!   the user) makes all of them unreachable at once, wherever they are stored.
 //!
 //! Invalidation gives the URL a new epoch. Variants are keyed under the epoch they were
 //! stored in, so every variant of every user becomes unreachable at once, and a fill that
@@ -98,7 +101,7 @@ impl Url {
     }
 }
 
-/// Where a request's entries live: its URL and, in private mode, its user.
+/// Where a request's entries live: its URL and, for a user's own entries, its user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Place {
     pub(crate) url: Url,
@@ -112,6 +115,19 @@ impl Place {
 
     fn epoch_key(&self) -> Key {
         Key::new("e", &self.url.0, "")
+    }
+
+    /// The shared place of the same URL.
+    pub(crate) fn shared(&self) -> Place {
+        Place {
+            url: self.url.clone(),
+            user: None,
+        }
+    }
+
+    /// The record of the place's user's generation.
+    fn user_key(&self) -> Option<Key> {
+        self.user.as_deref().map(user_key)
     }
 
     /// The key of the variant `selector` stored under `epoch`.
@@ -132,6 +148,21 @@ impl Place {
     pub(crate) fn coalesce_key(&self) -> Key {
         self.index_key()
     }
+}
+
+/// The record of `user`'s generation (routed by the user's name, as no URL is its own).
+fn user_key(user: &str) -> Key {
+    Key::new("u", user, "")
+}
+
+/// The epoch a user's entries of a URL are keyed under: the URL's, mixed with the user's
+/// generation (both random, so a new one of either gives keys never used before). The same
+/// on every node.
+fn user_epoch(url_epoch: u64, generation: u64) -> u64 {
+    url_epoch
+        ^ generation
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29)
 }
 
 /// Which variant a request selects under a set of `Vary` names: a digest of the names and
@@ -325,6 +356,9 @@ pub(crate) struct Seen {
     index: Option<(Arc<Index>, u64)>,
     /// Private mode: the epoch of the URL's epoch record, when there is one.
     url_epoch: Option<u64>,
+    /// For a user's place: its generation, when it has a record.
+    user_generation: Option<u64>,
+    has_user: bool,
     private: bool,
 }
 
@@ -332,7 +366,10 @@ impl Seen {
     /// The epoch the place's entries are stored under now, if it has one.
     pub(crate) fn epoch(&self) -> Option<u64> {
         if self.private {
-            self.url_epoch
+            match (self.url_epoch, self.has_user) {
+                (Some(url_epoch), true) => Some(user_epoch(url_epoch, self.user_generation?)),
+                (url_epoch, _) => url_epoch,
+            }
         } else {
             self.index.as_ref().map(|(i, _)| i.epoch)
         }
@@ -381,9 +418,15 @@ impl<St: Store> Keyspace<'_, St> {
         } else {
             None
         };
+        let user_generation = match place.user_key() {
+            Some(key) if self.private => self.read_index(&key).await?.map(|(g, _)| g.epoch),
+            _ => None,
+        };
         Ok(Seen {
             index: self.read_index(&place.index_key()).await?,
             url_epoch,
+            user_generation,
+            has_user: self.private && place.user.is_some(),
             private: self.private,
         })
     }
@@ -407,17 +450,35 @@ impl<St: Store> Keyspace<'_, St> {
         ttl: Duration,
     ) -> Result<u64, WriteRefused> {
         let now = SystemTime::now();
-        let epoch = match (self.private, seen.epoch()) {
-            (true, _) => self.url_epoch_for(place, seen, now, ttl).await?,
-            (false, Some(epoch)) => epoch,
-            (false, None) => new_epoch(),
+        let (url_epoch, epoch) = match (self.private, seen.epoch()) {
+            (true, _) => {
+                let url_epoch = self
+                    .record_for(&place.epoch_key(), seen.url_epoch, now, ttl)
+                    .await?;
+                let epoch = match place.user_key() {
+                    Some(key) => {
+                        let generation = self
+                            .record_for(&key, seen.user_generation, now, ttl)
+                            .await?;
+                        user_epoch(url_epoch, generation)
+                    }
+                    None => url_epoch,
+                };
+                (url_epoch, epoch)
+            }
+            (false, Some(epoch)) => (epoch, epoch),
+            (false, None) => (0, new_epoch()),
         };
         let key = place.index_key();
         let mut current = seen.index.clone();
         for attempt in 0..INDEX_RETRIES {
             if attempt > 0 && self.private {
-                // The user's index changed under this fill: was the URL invalidated?
-                self.url_epoch_is(place, epoch).await?;
+                // The user's index changed under this fill: was the URL invalidated, or the
+                // user purged?
+                self.record_is(&place.epoch_key(), url_epoch).await?;
+                if let (Some(key), Some(generation)) = (place.user_key(), seen.user_generation) {
+                    self.record_is(&key, generation).await?;
+                }
             }
             let (base, expect) = match &current {
                 Some((index, version)) if index.epoch == epoch => {
@@ -460,25 +521,25 @@ impl<St: Store> Keyspace<'_, St> {
         Err(WriteRefused::Superseded)
     }
 
-    /// Private mode: the URL's epoch a fill that read `seen` stores under, made to live as
-    /// long as the entry (its expiry would orphan every user's entries). The URL's first
-    /// entry writes the record; a record written or changed since the lookup (an
-    /// invalidation, or a first fill: one cannot tell which) refuses the fill.
-    async fn url_epoch_for(
+    /// Private mode: the epoch of record `key` (the URL's epoch, a user's generation) a fill
+    /// that saw `seen` stores under, made to live as long as the entry (its expiry would
+    /// orphan the entries keyed under it). The first entry writes the record; a record
+    /// written or changed since the lookup (an invalidation or a purge, or a first fill: one
+    /// cannot tell which) refuses the fill.
+    async fn record_for(
         &self,
-        place: &Place,
-        seen: &Seen,
+        key: &Key,
+        seen: Option<u64>,
         now: SystemTime,
         ttl: Duration,
     ) -> Result<u64, WriteRefused> {
-        let key = place.epoch_key();
         let ttl = ttl.max(EPOCH_TTL);
-        let Some(epoch) = seen.epoch() else {
+        let Some(epoch) = seen else {
             let (record, record_ttl) = Index::empty(new_epoch()).living(now, ttl);
             let record = Arc::new(record);
             return match self
                 .store
-                .update_meta(&key, Expect::Absent, record.meta(), record_ttl)
+                .update_meta(key, Expect::Absent, record.meta(), record_ttl)
                 .await
             {
                 Ok(true) => Ok(record.epoch),
@@ -486,14 +547,14 @@ impl<St: Store> Keyspace<'_, St> {
                 Err(e) => Err(WriteRefused::Store(e)),
             };
         };
-        let (record, version) = self.url_epoch_is(place, epoch).await?;
+        let (record, version) = self.record_is(key, epoch).await?;
         if record.expires < now + ttl.min(EPOCH_TTL) {
             // Extend it (best effort: a conflict is someone else's write, seen next time).
             let (longer, record_ttl) = (*record).clone().living(now, ttl);
             let _ = self
                 .store
                 .update_meta(
-                    &key,
+                    key,
                     Expect::Version(version),
                     Arc::new(longer).meta(),
                     record_ttl,
@@ -503,21 +564,25 @@ impl<St: Store> Keyspace<'_, St> {
         Ok(epoch)
     }
 
-    /// Private mode: the URL's epoch record, if its epoch is still `epoch` (else the URL was
-    /// invalidated).
-    async fn url_epoch_is(
-        &self,
-        place: &Place,
-        epoch: u64,
-    ) -> Result<(Arc<Index>, u64), WriteRefused> {
-        match self
-            .read_index(&place.epoch_key())
-            .await
-            .map_err(WriteRefused::Store)?
-        {
+    /// Record `key`, if its epoch is still `epoch` (else the URL was invalidated, or the
+    /// user purged).
+    async fn record_is(&self, key: &Key, epoch: u64) -> Result<(Arc<Index>, u64), WriteRefused> {
+        match self.read_index(key).await.map_err(WriteRefused::Store)? {
             Some((record, version)) if record.epoch == epoch => Ok((record, version)),
             _ => Err(WriteRefused::Superseded),
         }
+    }
+
+    /// Forgets every entry of `user`, of every URL: a new generation. Fills that looked up
+    /// the old one store nothing. Returns whether the user had a record.
+    pub(crate) async fn purge_user(&self, user: &str) -> Result<bool, StoreError> {
+        let key = user_key(user);
+        let existed = self.read_index(&key).await?.is_some();
+        let (record, ttl) = Index::empty(new_epoch()).living(SystemTime::now(), EPOCH_TTL);
+        self.store
+            .update_meta(&key, Expect::Any, Arc::new(record).meta(), ttl)
+            .await?;
+        Ok(existed)
     }
 
     /// Moves `selector` to the front of `place`'s variants (a hit on an old one). Best
@@ -620,8 +685,14 @@ mod tests {
         assert_ne!(http, server);
         // A reference from a response: its own scheme when absolute, the request's if not.
         let absolute: Uri = "https://Example.com:443/a?b=1".parse().unwrap();
-        assert_eq!(Url::of_uri(&absolute, Some("http"), None), Some(https.clone()));
-        assert_eq!(Url::of_uri(&uri, Some("https"), Some("example.com")), Some(https));
+        assert_eq!(
+            Url::of_uri(&absolute, Some("http"), None),
+            Some(https.clone())
+        );
+        assert_eq!(
+            Url::of_uri(&uri, Some("https"), Some("example.com")),
+            Some(https)
+        );
         assert_eq!(Url::of_uri(&absolute, None, None), Some(server));
     }
 

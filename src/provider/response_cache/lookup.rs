@@ -8,7 +8,7 @@ use super::{
     body::HitBody,
     coalesce::{Join, Waited, Waiter},
     copy_head, entry,
-    keyspace::{Place, Seen, Selector},
+    keyspace::{Keyspace, Place, Seen, Selector},
     status::{CacheStatus, Fwd},
     tee::Held,
     CacheBypass, FillingUrl, ResponseCache,
@@ -16,7 +16,7 @@ use super::{
 use crate::{
     policy::{BeforeRequest, CachePolicy},
     provider::{fill_request, Lookup, LookupRequest, RequestHead},
-    store::{Expect, Key, Store, StoredBody},
+    store::{Expect, Key, Store, StoreError, StoredBody},
 };
 use http::{
     header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE},
@@ -52,6 +52,11 @@ pub(crate) struct Fill {
     pub(crate) place: Place,
     /// The place's records as the lookup saw them: what the fill writes against.
     pub(crate) seen: Seen,
+    /// Per-user mode, a user's request filled at the shared place: the user's own place
+    /// (and its records), for a response only that user may have.
+    pub(crate) for_user: Option<(Place, Seen)>,
+    /// Filed in its user's own entries ([`Fill::for_user`]): never streamed to followers.
+    pub(crate) users_own: bool,
     /// The request as sent on (a GET, without the client's conditionals).
     pub(crate) request: request::Parts,
     pub(crate) request_time: SystemTime,
@@ -122,6 +127,15 @@ enum Class {
     Invalidate,
     /// Looked up at this place.
     Cacheable(Place),
+}
+
+/// Where a request was looked up, and what was found there.
+struct Looked {
+    place: Place,
+    seen: Seen,
+    found: Found,
+    /// See [`Fill::for_user`].
+    for_user: Option<(Place, Seen)>,
 }
 
 /// What was found for a request.
@@ -282,10 +296,19 @@ impl<St: Store> ResponseCache<St> {
         };
         let keyspace = self.keyspace();
         let mut collapsed = false;
+        let request_place = place;
         loop {
             let now = SystemTime::now();
-            let seen = match keyspace.read(&place).await {
-                Ok(seen) => seen,
+            let looked = self
+                .look_up(&keyspace, &request_place, &parts, &head, now)
+                .await;
+            let Looked {
+                place,
+                seen,
+                found,
+                for_user,
+            } = match looked {
+                Ok(looked) => looked,
                 Err(e) => {
                     tracing::warn!(error = %e, "cache store failed; serving without it");
                     if head.cache_control.only_if_cached {
@@ -298,7 +321,6 @@ impl<St: Store> ResponseCache<St> {
                     return bypass(Request::from_parts(parts, body), Fwd::Bypass, "store-error");
                 }
             };
-            let found = self.find(&place, &seen, &parts, &head, now).await;
             let miss = found.miss;
             let revalidation = match found.entry {
                 None => None,
@@ -318,6 +340,7 @@ impl<St: Store> ResponseCache<St> {
                         let job = Job {
                             place,
                             seen,
+                            for_user,
                             parts,
                             body,
                             fwd: Fwd::Stale,
@@ -358,6 +381,7 @@ impl<St: Store> ResponseCache<St> {
                         let job = Job {
                             place,
                             seen,
+                            for_user,
                             parts,
                             body,
                             fwd,
@@ -431,6 +455,7 @@ impl<St: Store> ResponseCache<St> {
             let job = Job {
                 place,
                 seen,
+                for_user,
                 parts,
                 body,
                 fwd: miss,
@@ -497,6 +522,41 @@ impl<St: Store> ResponseCache<St> {
             },
             None => Lookup::Miss { request, key },
         }
+    }
+
+    /// Reads what `place` holds for the request. In per-user mode a user's request that
+    /// finds nothing of its own is looked up at the shared place, and keeps its own place
+    /// for a response only it may have; its misses wait only on that user's requests (what
+    /// they fill may be the user's alone).
+    async fn look_up(
+        &self,
+        keyspace: &Keyspace<'_, St>,
+        place: &Place,
+        parts: &request::Parts,
+        head: &RequestHead,
+        now: SystemTime,
+    ) -> Result<Looked, StoreError> {
+        let seen = keyspace.read(place).await?;
+        let found = self.find(place, &seen, parts, head, now).await;
+        if !self.shared.config.per_user || place.user.is_none() || found.entry.is_some() {
+            return Ok(Looked {
+                place: place.clone(),
+                seen,
+                found,
+                for_user: None,
+            });
+        }
+        let shared = place.shared();
+        let shared_seen = keyspace.read(&shared).await?;
+        let mut shared_found = self.find(&shared, &shared_seen, parts, head, now).await;
+        shared_found.coalesce_key =
+            Some(found.coalesce_key.unwrap_or_else(|| place.coalesce_key()));
+        Ok(Looked {
+            place: shared,
+            seen: shared_seen,
+            found: shared_found,
+            for_user: Some((place.clone(), seen)),
+        })
     }
 
     /// Waits for a coalesced fill (bounded by the coalesce timeout).
@@ -636,6 +696,7 @@ impl<St: Store> ResponseCache<St> {
         let Job {
             place,
             seen,
+            for_user,
             parts,
             body,
             fwd,
@@ -648,6 +709,8 @@ impl<St: Store> ResponseCache<St> {
         let fill = Fill {
             place,
             seen,
+            for_user,
+            users_own: false,
             request,
             request_time: SystemTime::now(),
             fwd,
@@ -720,6 +783,7 @@ struct Revalidation {
 struct Job<ReqBody> {
     place: Place,
     seen: Seen,
+    for_user: Option<(Place, Seen)>,
     parts: request::Parts,
     body: ReqBody,
     fwd: Fwd,

@@ -131,6 +131,8 @@ pub(crate) struct Config {
     pub(crate) name: String,
     pub(crate) mode: CacheMode,
     pub(crate) user_key: Option<UserKey>,
+    /// Shared mode with users: each user's own entries beside the shared ones.
+    pub(crate) per_user: bool,
     /// In front of an HTTP client: keys are absolute URLs, scheme included.
     pub(crate) client: bool,
     pub(crate) mint_etags: bool,
@@ -199,6 +201,7 @@ pub struct ResponseCacheBuilder<St> {
     /// `None` until chosen: shared, or a user agent's private cache in front of a client.
     mode: Option<CacheMode>,
     user_key: Option<UserKey>,
+    per_user: bool,
     client: bool,
     /// `None` until chosen: on, or off in front of a client.
     mint_etags: Option<bool>,
@@ -241,6 +244,37 @@ impl<St: Store> ResponseCacheBuilder<St> {
     {
         self.mode = Some(CacheMode::Private);
         self.user_key = Some(Arc::new(user_key));
+        self.per_user = false;
+        self
+    }
+
+    /// A shared cache that also keeps each user's own entries: what a backend calling APIs
+    /// for many users needs. `user_key` names the user of a request (an account id, a
+    /// digest of its token); requests for which it returns `None` (or an empty name, or
+    /// one with a NUL character) are anonymous.
+    ///
+    /// - A response a shared cache may store (RFC 9111 §3, §3.5) is stored once for
+    ///   everyone, and answers every user's request and anonymous ones.
+    /// - A response only its user may have (`private`, or an answer to a request with
+    ///   `Authorization` that does not allow a shared cache to keep it) is stored in that
+    ///   user's own entries, under the rules of a private cache, and answers only that
+    ///   user's requests: never another user's, never an anonymous one. One with
+    ///   `Set-Cookie` is never stored.
+    /// - A user's request is answered from the user's own entries first. Misses of a user
+    ///   are coalesced with that user's requests only, and a response filed as the user's
+    ///   is never streamed to requests that wait on it.
+    /// - [`ResponseCache::purge_user`] forgets all of one user's entries; an invalidation
+    ///   (an unsafe request, [`ResponseCache::invalidate_url`]) reaches every user's.
+    ///
+    /// A user's request reads one more record (the user's) and, when it has nothing of its
+    /// own for the URL, the shared records too.
+    pub fn per_user<F>(mut self, user_key: F) -> Self
+    where
+        F: Fn(&request::Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        self.mode = Some(CacheMode::Shared);
+        self.user_key = Some(Arc::new(user_key));
+        self.per_user = true;
         self
     }
 
@@ -252,16 +286,19 @@ impl<St: Store> ResponseCacheBuilder<St> {
     pub fn user_agent(mut self) -> Self {
         self.mode = Some(CacheMode::Private);
         self.user_key = None;
+        self.per_user = false;
         self
     }
 
     /// A shared cache (RFC 9111 §1): what one user gets may be served to another, so
     /// `private` responses, `Set-Cookie` and answers to `Authorization` are not stored. The
     /// default, except in front of a [`client`](Self::client). Undoes
-    /// [`user_agent`](Self::user_agent) and [`private`](Self::private).
+    /// [`user_agent`](Self::user_agent), [`private`](Self::private) and
+    /// [`per_user`](Self::per_user).
     pub fn shared(mut self) -> Self {
         self.mode = Some(CacheMode::Shared);
         self.user_key = None;
+        self.per_user = false;
         self
     }
 
@@ -271,9 +308,9 @@ impl<St: Store> ResponseCacheBuilder<St> {
     /// - requests name absolute URIs (`https://api.example/v1/x`), and entries are keyed by
     ///   scheme, authority, path and query; a request without a scheme and an authority
     ///   goes to the client untouched (`Cache-Status: ...; detail=relative-uri`);
-    /// - the mode is [`user_agent`](Self::user_agent) unless [`shared`](Self::shared) or
-    ///   [`private`](Self::private) says otherwise (a backend that calls APIs for many users
-    ///   wants one of those);
+    /// - the mode is [`user_agent`](Self::user_agent) unless [`shared`](Self::shared),
+    ///   [`per_user`](Self::per_user) or [`private`](Self::private) says otherwise (a
+    ///   backend that calls APIs for many users wants one of those);
     /// - no tags are minted ([`mint_etags`](Self::mint_etags) is off unless turned on): the
     ///   application sees the origin's headers.
     ///
@@ -427,6 +464,7 @@ impl<St: Store> ResponseCacheBuilder<St> {
                         CacheMode::Shared
                     }),
                     user_key: self.user_key,
+                    per_user: self.per_user,
                     client: self.client,
                     mint_etags: self.mint_etags.unwrap_or(!self.client),
                     targets: self.targets.into(),
@@ -465,6 +503,7 @@ impl<St: Store> ResponseCache<St> {
             name: "tower-etag".to_owned(),
             mode: None,
             user_key: None,
+            per_user: false,
             client: false,
             mint_etags: None,
             targets: Vec::new(),
@@ -507,6 +546,30 @@ impl<St: Store> ResponseCache<St> {
         )
     }
 
+    /// Per-user mode: the policy of a response that a shared cache may not store (`shared`
+    /// says so) under a private cache's rules, for its user's own entries, when it may be
+    /// stored there. Never one with `Set-Cookie`: a session is not replayed from a cache.
+    pub(crate) fn user_policy(
+        &self,
+        request: &request::Parts,
+        response: &http::response::Parts,
+        times: (SystemTime, SystemTime),
+        shared: &CachePolicy,
+    ) -> Option<CachePolicy> {
+        if shared.storable().is_ok() || response.headers.contains_key(http::header::SET_COOKIE) {
+            return None;
+        }
+        let own = CachePolicy::with_targets(
+            request,
+            response,
+            times,
+            CacheMode::Private,
+            crate::policy::PolicyOptions::default(),
+            &self.shared.config.targets,
+        );
+        own.storable().is_ok().then_some(own)
+    }
+
     /// How long a response is kept in the store: its policy's storage time, and the grace
     /// for an unreachable origin.
     pub(crate) fn storage_ttl(&self, policy: &CachePolicy, now: SystemTime) -> Duration {
@@ -516,7 +579,8 @@ impl<St: Store> ResponseCache<St> {
     pub(crate) fn keyspace(&self) -> Keyspace<'_, St> {
         Keyspace {
             store: &self.shared.store,
-            private: self.shared.config.mode == CacheMode::Private,
+            // Where users have entries of their own, the URL's epoch is a record of its own.
+            private: self.shared.config.mode == CacheMode::Private || self.shared.config.per_user,
             max_variants: self.shared.config.max_variants,
         }
     }
@@ -535,11 +599,18 @@ impl<St: Store> ResponseCache<St> {
         let Ok(head) = RequestHead::from_parts(&req_parts) else {
             return Ok(false);
         };
-        let Ok(place) = self.place(&head, &req_parts) else {
+        let Ok(mut place) = self.place(&head, &req_parts) else {
             return Ok(false);
         };
         let now = SystemTime::now();
-        let policy = self.policy_of(&req_parts, &res_parts, (now, now));
+        let mut policy = self.policy_of(&req_parts, &res_parts, (now, now));
+        if self.shared.config.per_user && place.user.is_some() {
+            // As a fill files it: shared when a shared cache may keep it, else the user's.
+            match self.user_policy(&req_parts, &res_parts, (now, now), &policy) {
+                Some(own) => policy = own,
+                None => place = place.shared(),
+            }
+        }
         let ttl = self.storage_ttl(&policy, now);
         if policy.storable().is_err() || ttl.is_zero() {
             return Ok(false);
@@ -592,6 +663,19 @@ impl<St: Store> ResponseCache<St> {
         self.keyspace().invalidate(&place, filling).await
     }
 
+    /// Forgets every entry of `user` (as the [`private`](ResponseCacheBuilder::private) or
+    /// [`per_user`](ResponseCacheBuilder::per_user) extractor names users), of every URL,
+    /// on every node that shares the store: the user gets a new generation, and what was
+    /// stored under the old one is never served again (it expires in the store). A fill
+    /// that started before stores nothing. Returns whether the user had entries (a record);
+    /// `false` in a cache without users.
+    pub async fn purge_user(&self, user: &str) -> Result<bool, StoreError> {
+        if self.shared.config.user_key.is_none() || user.is_empty() || user.contains('\0') {
+            return Ok(false);
+        }
+        self.keyspace().purge_user(user).await
+    }
+
     /// Forgets everything.
     pub async fn purge(&self) -> Result<(), StoreError> {
         self.shared.store.clear().await
@@ -606,12 +690,15 @@ impl<St: Store> ResponseCache<St> {
         parts: &request::Parts,
     ) -> Result<Place, &'static str> {
         let user = match &self.shared.config.user_key {
-            // A NUL is the keys' separator: a user name holding one could pose as another.
-            Some(user_key) => Some(
-                user_key(parts)
-                    .filter(|u| !u.contains('\0'))
-                    .ok_or("no-user")?,
-            ),
+            // A NUL is the keys' separator: a user name holding one could pose as another;
+            // an empty one is the shared place's.
+            Some(user_key) => {
+                match user_key(parts).filter(|u| !u.is_empty() && !u.contains('\0')) {
+                    Some(user) => Some(user),
+                    None if self.shared.config.per_user => None,
+                    None => return Err("no-user"),
+                }
+            }
             None => None,
         };
         let scheme = match (self.shared.config.client, &head.scheme, &head.authority) {
