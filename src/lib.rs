@@ -59,6 +59,12 @@
 //! validator an `ETag` of its own, so clients revalidate with it (no ETag layer needed
 //! inside). Its rules are the pure [`policy`] module.
 //!
+//! The same cache goes in front of an HTTP client
+//! ([`ResponseCacheBuilder::client`](response_cache::ResponseCacheBuilder::client)), keeps
+//! per-user entries beside shared ones
+//! ([`per_user`](response_cache::ResponseCacheBuilder::per_user)), and keeps registered URLs
+//! fresh in the background ([`refresh::RefreshCache`]).
+//!
 //! # Operating it
 //!
 //! Counters through the `metrics` facade and one `tracing` span per request: see
@@ -87,7 +93,9 @@
 //! src/provider/   the CacheProvider trait; const_lru/ (ETags by hashing), from_fn (ETags
 //!                 from a closure), response_cache/ (keyspace, lookup, fill, respond,
 //!                 coalesce, tee, status)
-//! src/store/      the Store trait (versioned, compare-and-swap writes) and MemoryStore
+//! src/store/      the Store trait (versioned, compare-and-swap writes) and the stores:
+//!                 memory, fs, redis, layered, partitioned, dynamic
+//! src/refresh.rs  RefreshCache: registered URLs kept fresh through the client cache
 //! ```
 //!
 //! [`RequestHead`]: semantics::request::RequestHead
@@ -121,6 +129,7 @@ struct ReadmeDoctests;
 pub mod middleware;
 pub mod policy;
 pub mod provider;
+pub mod refresh;
 pub mod semantics;
 pub mod store;
 

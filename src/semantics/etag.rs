@@ -22,7 +22,7 @@ use std::{fmt, str::FromStr};
 /// `etagc = %x21 / %x23-7E / obs-text`.
 ///
 /// Every constructor is strict. The one exception is the crate's reading of an origin's
-/// `ETag` field ([`EntityTag::from_origin_header_value`]): a legacy *unquoted* tag such as
+/// `ETag` field (read by the cache, not by `FromStr`): a legacy *unquoted* tag such as
 /// `ETag: abc` is kept as it was sent, weak, and matched byte for byte, as the ecosystem's
 /// recipients do (browsers echo it verbatim; nginx and Varnish compare it as a string).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
