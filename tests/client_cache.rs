@@ -704,3 +704,121 @@ async fn concurrent_calls_of_two_users_never_share_a_fill() {
     // stored (`private`), so each reached the origin.
     assert_eq!(calls.get(), 1 + 1 + 4, "origin calls");
 }
+
+/// An API with poor cache headers: none at all, `max-age=0`, a day.
+fn sloppy_api(calls: &Counter) -> Router {
+    Router::new()
+        .route("/bare", counted(calls, |_, _| response(200, &[], "bare")))
+        .route(
+            "/zero",
+            counted(calls, |_, _| {
+                response(200, &[("cache-control", "max-age=0")], "zero")
+            }),
+        )
+        .route(
+            "/day",
+            counted(calls, |_, _| {
+                response(200, &[("cache-control", "max-age=86400")], "day")
+            }),
+        )
+        .route(
+            "/nocache",
+            counted(calls, |_, _| {
+                response(200, &[("cache-control", "no-cache, max-age=60")], "nocache")
+            }),
+        )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_policies_apply_to_their_host_only_and_say_so() {
+    use tower_etag::response_cache::HostPolicy;
+    let (a_calls, b_calls) = (Counter::new(), Counter::new());
+    let a = TestServer::start(sloppy_api(&a_calls)).await;
+    let b = TestServer::start(sloppy_api(&b_calls)).await;
+    let cache = ResponseCache::builder(MemoryStore::new())
+        .client()
+        .host_policy(
+            &a.addr.to_string(),
+            HostPolicy::new()
+                .default_ttl(Duration::from_secs(300))
+                .min_ttl(Duration::from_secs(60))
+                .max_ttl(Duration::from_secs(600))
+                .ignore_request_no_cache(true),
+        )
+        .build();
+    let client = ServiceBuilder::new()
+        .layer(cache.layer())
+        .service(upstream());
+    let on = |server: &TestServer, path: &str| format!("http://{}{path}", server.addr);
+    for (path, detail) in [
+        ("/bare", "override-default-ttl"),
+        ("/zero", "override-min-ttl"),
+        ("/day", "override-max-ttl"),
+    ] {
+        let first = get(&client, &on(&a, path)).await;
+        assert!(
+            first.cache_status().contains(detail),
+            "{path}: {}",
+            first.cache_status()
+        );
+        let again = get(&client, &on(&a, path)).await;
+        let status = again.cache_status();
+        assert!(
+            status.contains("hit") && status.contains(detail),
+            "{path}: {status}"
+        );
+        if path == "/day" {
+            let ttl: u64 = status
+                .rsplit("ttl=")
+                .next()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(ttl <= 600, "{status}");
+        }
+        // The same API on another host: its own headers decide.
+        for _ in 0..2 {
+            let other = get(&client, &on(&b, path)).await;
+            assert!(
+                !other.cache_status().contains("override"),
+                "{path}: {}",
+                other.cache_status()
+            );
+        }
+    }
+    assert_eq!(
+        a_calls.get(),
+        3,
+        "one fetch per path on the host with overrides"
+    );
+    // /bare and /zero are fetched each time from b; /day is a hit the second time.
+    assert_eq!(b_calls.get(), 5);
+    // A client's `no-cache` is ignored on a only, and a fresh entry answers it.
+    let no_cache = [("cache-control", "no-cache")];
+    let ignored = call(&client, Method::GET, &on(&a, "/day"), &no_cache).await;
+    assert!(
+        ignored.cache_status().contains("hit"),
+        "{}",
+        ignored.cache_status()
+    );
+    assert!(ignored
+        .cache_status()
+        .contains("detail=override-ignore-no-cache"));
+    let honoured = call(&client, Method::GET, &on(&b, "/day"), &no_cache).await;
+    assert!(
+        !honoured.cache_status().contains("hit"),
+        "{}",
+        honoured.cache_status()
+    );
+    // A response's own `no-cache` is never lifted by min_ttl.
+    get(&client, &on(&a, "/nocache")).await;
+    let again = get(&client, &on(&a, "/nocache")).await;
+    assert!(
+        !again.cache_status().contains("hit"),
+        "{}",
+        again.cache_status()
+    );
+}

@@ -52,17 +52,46 @@ impl CachePolicy {
     /// The heuristic is 10 % of `Date − Last-Modified`, capped at
     /// [`PolicyOptions::heuristic_max`](super::PolicyOptions::heuristic_max), and only for a
     /// heuristically cacheable status or a `public` response.
+    ///
+    /// The operator's overrides in [`PolicyOptions`](super::PolicyOptions) (`default_ttl`,
+    /// `min_ttl`, `max_ttl`) change it where set; [`CachePolicy::lifetime_override`] says
+    /// which one did.
     pub fn freshness_lifetime(&self) -> Duration {
         self.lifetime
     }
 
-    pub(super) fn compute_freshness_lifetime(&self) -> Duration {
-        if let Some(explicit) = self.explicit_lifetime() {
-            return explicit;
+    /// Which operator override decided the freshness lifetime (`override-default-ttl`,
+    /// `override-min-ttl`, `override-max-ttl`), for `Cache-Status`; `None` when the
+    /// response's own headers (or the heuristic) did.
+    pub fn lifetime_override(&self) -> Option<&'static str> {
+        self.lifetime_override
+    }
+
+    /// The freshness lifetime and the override that decided it.
+    pub(super) fn compute_freshness_lifetime(&self) -> (Duration, Option<&'static str>) {
+        let options = &self.options;
+        let (mut lifetime, mut applied) = match self.explicit_lifetime() {
+            Some(explicit) => (explicit, None),
+            None if !(heuristically_cacheable(self.status) || self.res_cc.public) => {
+                return (Duration::ZERO, None);
+            }
+            None => match options.default_ttl {
+                Some(ttl) => (ttl, Some("override-default-ttl")),
+                None => (self.heuristic_lifetime(), None),
+            },
+        };
+        if let Some(max) = options.max_ttl.filter(|max| lifetime > *max) {
+            (lifetime, applied) = (max, Some("override-max-ttl"));
         }
-        if !(heuristically_cacheable(self.status) || self.res_cc.public) {
-            return Duration::ZERO;
+        let reusable = !self.res_cc.no_cache.is_present();
+        if let Some(min) = options.min_ttl.filter(|min| lifetime < *min && reusable) {
+            (lifetime, applied) = (min, Some("override-min-ttl"));
         }
+        (lifetime, applied)
+    }
+
+    /// 10 % of `Date − Last-Modified`, capped (§4.2.2); zero without `Last-Modified`.
+    fn heuristic_lifetime(&self) -> Duration {
         match single_date(&self.response_headers, LAST_MODIFIED) {
             Some(lm) => (since(self.date_value(), lm) / 10).min(self.options.heuristic_max),
             None => Duration::ZERO,
@@ -136,6 +165,80 @@ mod tests {
     use super::super::test_util::*;
     use super::super::{CacheMode, PolicyOptions};
     use super::*;
+
+    fn with(options: PolicyOptions, status: u16, headers: &[(&str, &str)]) -> CachePolicy {
+        CachePolicy::with_options(
+            &get(&[]),
+            &res_with(status, headers),
+            t0(),
+            t0(),
+            CacheMode::Shared,
+            options,
+        )
+    }
+
+    #[test]
+    fn a_default_ttl_stands_in_for_missing_freshness_only() {
+        let options = PolicyOptions {
+            default_ttl: Some(secs(600)),
+            ..PolicyOptions::default()
+        };
+        let p = with(options, 200, &[]);
+        assert_eq!(p.freshness_lifetime(), secs(600));
+        assert_eq!(p.lifetime_override(), Some("override-default-ttl"));
+        // Not over the response's own freshness, however short, and not over the heuristic's
+        // statuses: a 500 without freshness stays unfresh.
+        let own = with(options, 200, &[("cache-control", "max-age=5")]);
+        assert_eq!(
+            (own.freshness_lifetime(), own.lifetime_override()),
+            (secs(5), None)
+        );
+        let zero = with(options, 200, &[("cache-control", "max-age=0")]);
+        assert_eq!(zero.freshness_lifetime(), Duration::ZERO);
+        let error = with(options, 500, &[]);
+        assert_eq!(
+            (error.freshness_lifetime(), error.lifetime_override()),
+            (Duration::ZERO, None)
+        );
+        // Off by default: the heuristic (none here, no Last-Modified).
+        assert_eq!(
+            with(PolicyOptions::default(), 200, &[]).freshness_lifetime(),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn min_and_max_ttl_bound_the_lifetime_but_never_lift_no_cache() {
+        let options = PolicyOptions {
+            min_ttl: Some(secs(60)),
+            max_ttl: Some(secs(3600)),
+            ..PolicyOptions::default()
+        };
+        let short = with(options, 200, &[("cache-control", "max-age=5")]);
+        assert_eq!(
+            (short.freshness_lifetime(), short.lifetime_override()),
+            (secs(60), Some("override-min-ttl"))
+        );
+        let long = with(options, 200, &[("cache-control", "max-age=86400")]);
+        assert_eq!(
+            (long.freshness_lifetime(), long.lifetime_override()),
+            (secs(3600), Some("override-max-ttl"))
+        );
+        let within = with(options, 200, &[("cache-control", "max-age=300")]);
+        assert_eq!(
+            (within.freshness_lifetime(), within.lifetime_override()),
+            (secs(300), None)
+        );
+        // `no-cache` asks for a revalidation every time: no override makes it fresh.
+        let no_cache = with(options, 200, &[("cache-control", "no-cache, max-age=5")]);
+        assert_eq!(no_cache.lifetime_override(), None);
+        assert!(matches!(
+            no_cache.before(&get(&[]), t0()),
+            crate::policy::BeforeRequest::Stale { .. }
+        ));
+        // A status without freshness the heuristic does not cover is not lifted either.
+        assert_eq!(with(options, 500, &[]).freshness_lifetime(), Duration::ZERO);
+    }
 
     #[test]
     fn max_age_lifetime_and_ttl() {

@@ -120,6 +120,17 @@ pub struct PolicyOptions {
     /// worth keeping for revalidation ([`CachePolicy::storage_ttl`]),
     /// [`DEFAULT_REVALIDATION_HEADROOM`] by default.
     pub revalidation_headroom: Duration,
+    /// An operator's override, off by default: the freshness lifetime of a response that
+    /// gives none (no `max-age`, `s-maxage` or `Expires`), in place of the heuristic
+    /// (§4.2.2), for the statuses the heuristic applies to. For origins that send poor
+    /// cache headers.
+    pub default_ttl: Option<Duration>,
+    /// An operator's override, off by default: the shortest freshness lifetime of a response
+    /// that may be reused (not one with `no-cache`, nor a status without freshness of its
+    /// own the heuristic does not cover).
+    pub min_ttl: Option<Duration>,
+    /// An operator's override, off by default: the longest freshness lifetime.
+    pub max_ttl: Option<Duration>,
 }
 
 impl Default for PolicyOptions {
@@ -127,6 +138,9 @@ impl Default for PolicyOptions {
         Self {
             heuristic_max: DEFAULT_HEURISTIC_MAX,
             revalidation_headroom: DEFAULT_REVALIDATION_HEADROOM,
+            default_ttl: None,
+            min_ttl: None,
+            max_ttl: None,
         }
     }
 }
@@ -158,6 +172,8 @@ pub struct CachePolicy {
     initial_age: Duration,
     /// Derived once: the freshness lifetime (§4.2.1, §4.2.2).
     lifetime: Duration,
+    /// Which override of [`PolicyOptions`] decided `lifetime`, if one did.
+    lifetime_override: Option<&'static str>,
 }
 
 /// Everything a [`CachePolicy`] holds, as public fields: what a store serializes.
@@ -313,10 +329,11 @@ impl CachePolicy {
             res_cc,
             initial_age: Duration::ZERO,
             lifetime: Duration::ZERO,
+            lifetime_override: None,
         };
         // Both depend on the stored response only: parse its dates once, not on every hit.
         policy.initial_age = policy.compute_corrected_initial_age();
-        policy.lifetime = policy.compute_freshness_lifetime();
+        (policy.lifetime, policy.lifetime_override) = policy.compute_freshness_lifetime();
         policy
     }
 

@@ -15,8 +15,22 @@ use std::{sync::Arc, time::Duration};
 
 // v2: flag bit 2 says the ETag was minted by the cache (a v1 reader must not take a minted
 // tag for the origin's: it would send it upstream), and the targeted field followed
-// (RFC 9213) ends the record.
-const ENTRY_MAGIC: &[u8] = b"tower-etag entry v2\n";
+// (RFC 9213) ends the record. v3: the operator's lifetime overrides (default, min and max
+// TTL) follow the headroom (a v2 reader would read them as the status).
+const ENTRY_MAGIC: &[u8] = b"tower-etag entry v3\n";
+
+/// An optional duration in the entry head: milliseconds, `u64::MAX` for none.
+const NO_DURATION: u64 = u64::MAX;
+
+fn optional_millis(d: Option<Duration>) -> u64 {
+    d.map_or(NO_DURATION, |d| {
+        (d.as_millis().min(u128::from(NO_DURATION - 1))) as u64
+    })
+}
+
+fn optional_duration(millis: u64) -> Option<Duration> {
+    (millis != NO_DURATION).then(|| Duration::from_millis(millis))
+}
 
 /// The head of an entry for `policy`: its encoding, and the policy itself for stores that
 /// keep it (a hit then skips decoding).
@@ -66,6 +80,9 @@ pub(crate) fn encode(policy: &CachePolicy) -> Bytes {
     w.time(p.response_time);
     w.u64(p.options.heuristic_max.as_millis() as u64);
     w.u64(p.options.revalidation_headroom.as_millis() as u64);
+    w.u64(optional_millis(p.options.default_ttl));
+    w.u64(optional_millis(p.options.min_ttl));
+    w.u64(optional_millis(p.options.max_ttl));
     w.u16(p.status.as_u16());
     w.bytes(p.method.as_str().as_bytes());
     w.bytes(p.uri.to_string().as_bytes());
@@ -111,6 +128,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<CachePolicy> {
     let response_time = r.time()?;
     let heuristic_max = Duration::from_millis(r.u64()?);
     let revalidation_headroom = Duration::from_millis(r.u64()?);
+    let default_ttl = optional_duration(r.u64()?);
+    let min_ttl = optional_duration(r.u64()?);
+    let max_ttl = optional_duration(r.u64()?);
     let status = StatusCode::from_u16(r.u16()?).ok()?;
     let method = Method::from_bytes(r.bytes()?).ok()?;
     let uri = Uri::try_from(r.bytes()?).ok()?;
@@ -152,6 +172,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<CachePolicy> {
         options: PolicyOptions {
             heuristic_max,
             revalidation_headroom,
+            default_ttl,
+            min_ttl,
+            max_ttl,
         },
     }))
 }
@@ -203,6 +226,38 @@ mod tests {
         }
     }
 
+    /// The hand-written seed of the `stored_entry` fuzz corpus is an entry of this version
+    /// (so the fuzzer starts past the magic); `SEED=1` writes it again after a format change.
+    #[test]
+    fn the_fuzz_seed_is_an_entry_of_this_version() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus/stored_entry/seed-entry");
+        let mut parts = policy().into_parts();
+        parts.options.min_ttl = Some(Duration::from_secs(30));
+        let seeded = encode(&CachePolicy::from_parts(parts));
+        if std::env::var("SEED").is_ok_and(|v| v == "1") {
+            std::fs::write(&path, &seeded).unwrap();
+        }
+        let seed = std::fs::read(&path).unwrap();
+        assert!(
+            decode(&seed).is_some(),
+            "seed-entry is not an entry of this version"
+        );
+    }
+
+    #[test]
+    fn the_overrides_round_trip() {
+        let mut parts = policy().into_parts();
+        parts.options.default_ttl = Some(Duration::from_secs(600));
+        parts.options.max_ttl = Some(Duration::from_secs(3600));
+        let p = CachePolicy::from_parts(parts);
+        let back = decode(&encode(&p)).unwrap();
+        assert_eq!(back.options().default_ttl, Some(Duration::from_secs(600)));
+        assert_eq!(back.options().min_ttl, None);
+        assert_eq!(back.options().max_ttl, Some(Duration::from_secs(3600)));
+        assert_eq!(back, p);
+    }
+
     #[test]
     fn entry_roundtrips() {
         let p = policy();
@@ -229,8 +284,8 @@ mod tests {
     #[test]
     fn other_versions_and_damage_are_rejected() {
         let bytes = encode(&policy());
-        // v1, before minted tags, and a later v3.
-        for version in [b'1', b'3'] {
+        // v1, before minted tags; v2, before the operator's overrides; a later v4.
+        for version in [b'1', b'2', b'4'] {
             let mut other = bytes.to_vec();
             other[ENTRY_MAGIC.len() - 2] = version;
             assert_eq!(decode(&other), None);

@@ -173,10 +173,11 @@ impl<St: Store> ResponseCache<St> {
             return self.with_status(Response::from_parts(parts, CacheBody::inner(body)), &status);
         }
         let times = (fill.request_time, response_time);
-        let mut policy = Arc::new(self.policy_of(&fill.request, &parts, times));
+        let authority = head.authority.as_deref();
+        let mut policy = Arc::new(self.policy_of(authority, &fill.request, &parts, times));
         let mut fill = fill;
         if let Some((place, seen)) = fill.for_user.take() {
-            if let Some(own) = self.user_policy(&fill.request, &parts, times, &policy) {
+            if let Some(own) = self.user_policy(authority, &fill.request, &parts, times, &policy) {
                 // Per-user mode: a response only this user may have goes to the user's own
                 // entries, and to nobody waiting on this fill.
                 fill.place = place;
@@ -389,6 +390,8 @@ impl<St: Store> ResponseCache<St> {
             }
         };
         status.ttl = Some(policy.time_to_live(now).as_secs() as i64);
+        // An operator's override decided how long it is fresh: say so.
+        status.detail = status.detail.or(policy.lifetime_override());
         if body.whole().is_some() || body.is_end_stream() {
             // Read ahead to its end (or empty): stored before the head goes out, and said so.
             let chunks: Vec<Bytes> = body.whole().into_iter().flatten().cloned().collect();

@@ -14,6 +14,7 @@ use super::{
     CacheBypass, FillingUrl, ResponseCache,
 };
 use crate::{
+    cache_control::FieldDirective,
     policy::{BeforeRequest, CachePolicy},
     provider::{fill_request, Lookup, LookupRequest, RequestHead},
     store::{Expect, Key, Store, StoreError, StoredBody},
@@ -294,6 +295,18 @@ impl<St: Store> ResponseCache<St> {
         } else {
             HeaderMap::new()
         };
+        // A host policy may say this origin's clients send `no-cache` for no reason.
+        let ignored_no_cache = head.cache_control.no_cache.is_present()
+            && self
+                .host_policy(head.authority.as_deref())
+                .is_some_and(|p| p.ignores_request_no_cache());
+        let head = if ignored_no_cache {
+            let mut without = (*head).clone();
+            without.cache_control.no_cache = FieldDirective::Absent;
+            Arc::new(without)
+        } else {
+            head
+        };
         let keyspace = self.keyspace();
         let mut collapsed = false;
         let request_place = place;
@@ -325,10 +338,16 @@ impl<St: Store> ResponseCache<St> {
             let revalidation = match found.entry {
                 None => None,
                 Some((entry, BeforeRequest::Fresh { headers, ttl, .. })) => {
+                    // Which override let this hit happen, else which tier answered.
+                    let detail = if ignored_no_cache {
+                        Some("override-ignore-no-cache")
+                    } else {
+                        entry.policy.lifetime_override().or(entry.tier)
+                    };
                     let status = CacheStatus {
                         collapsed,
                         ttl: Some(ttl.as_secs() as i64),
-                        detail: entry.tier,
+                        detail,
                         ..CacheStatus::hit()
                     };
                     let response = match &ranged {

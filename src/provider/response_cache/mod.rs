@@ -58,6 +58,7 @@ mod coalesce;
 mod codec;
 mod entry;
 mod fill;
+mod host;
 mod keyspace;
 mod lookup;
 mod respond;
@@ -67,6 +68,7 @@ mod tee;
 
 pub use body::{CacheBody, HitBody};
 pub use fill::MINT_READ_AHEAD_BYTES;
+pub use host::HostPolicy;
 pub use lookup::ResponseCacheKey;
 pub use tee::TeeBody;
 
@@ -135,6 +137,8 @@ pub(crate) struct Config {
     pub(crate) per_user: bool,
     /// In front of an HTTP client: keys are absolute URLs, scheme included.
     pub(crate) client: bool,
+    /// Per-origin overrides.
+    pub(crate) hosts: host::HostPolicies,
     pub(crate) mint_etags: bool,
     /// The targeted cache-control fields this cache follows (RFC 9213), most applicable
     /// first, and whether they go on downstream.
@@ -203,6 +207,7 @@ pub struct ResponseCacheBuilder<St> {
     user_key: Option<UserKey>,
     per_user: bool,
     client: bool,
+    hosts: host::HostPolicies,
     /// `None` until chosen: on, or off in front of a client.
     mint_etags: Option<bool>,
     targets: Vec<HeaderName>,
@@ -320,6 +325,16 @@ impl<St: Store> ResponseCacheBuilder<St> {
     /// connect, and concurrent calls for one URL are coalesced.
     pub fn client(mut self) -> Self {
         self.client = true;
+        self
+    }
+
+    /// Overrides for one origin (`authority`: its host, lower-case, with its port unless it
+    /// is the scheme's default, as the cache keys it: `api.example`, `api.example:8443`):
+    /// see [`HostPolicy`]. Each override is off until set, and `Cache-Status` names the
+    /// one that decided an answer (`detail=override-...`). Set again for the same
+    /// authority, the last one counts.
+    pub fn host_policy(mut self, authority: &str, policy: HostPolicy) -> Self {
+        self.hosts.insert(authority, policy);
         self
     }
 
@@ -466,6 +481,7 @@ impl<St: Store> ResponseCacheBuilder<St> {
                     user_key: self.user_key,
                     per_user: self.per_user,
                     client: self.client,
+                    hosts: self.hosts,
                     mint_etags: self.mint_etags.unwrap_or(!self.client),
                     targets: self.targets.into(),
                     forward_targeted: self.forward_targeted,
@@ -505,6 +521,7 @@ impl<St: Store> ResponseCache<St> {
             user_key: None,
             per_user: false,
             client: false,
+            hosts: host::HostPolicies::default(),
             mint_etags: None,
             targets: Vec::new(),
             forward_targeted: false,
@@ -527,23 +544,34 @@ impl<St: Store> ResponseCache<St> {
         &self.shared.store
     }
 
-    /// The policy of a response as this cache reads it (its mode, its target list).
+    /// The policy of a response from `authority` as this cache reads it (its mode, its
+    /// target list, the authority's overrides).
     pub(crate) fn policy_of(
         &self,
+        authority: Option<&str>,
+        request: &request::Parts,
+        response: &http::response::Parts,
+        times: (SystemTime, SystemTime),
+    ) -> CachePolicy {
+        self.policy_in(self.shared.config.mode, authority, request, response, times)
+    }
+
+    fn policy_in(
+        &self,
+        mode: CacheMode,
+        authority: Option<&str>,
         request: &request::Parts,
         response: &http::response::Parts,
         times: (SystemTime, SystemTime),
     ) -> CachePolicy {
         let config = &self.shared.config;
-        let options = crate::policy::PolicyOptions::default();
-        CachePolicy::with_targets(
-            request,
-            response,
-            times,
-            config.mode,
-            options,
-            &config.targets,
-        )
+        let options = config.hosts.options(authority);
+        CachePolicy::with_targets(request, response, times, mode, options, &config.targets)
+    }
+
+    /// The overrides of requests for `authority`, if it has any.
+    pub(crate) fn host_policy(&self, authority: Option<&str>) -> Option<&HostPolicy> {
+        self.shared.config.hosts.of(authority)
     }
 
     /// Per-user mode: the policy of a response that a shared cache may not store (`shared`
@@ -551,6 +579,7 @@ impl<St: Store> ResponseCache<St> {
     /// stored there. Never one with `Set-Cookie`: a session is not replayed from a cache.
     pub(crate) fn user_policy(
         &self,
+        authority: Option<&str>,
         request: &request::Parts,
         response: &http::response::Parts,
         times: (SystemTime, SystemTime),
@@ -559,14 +588,7 @@ impl<St: Store> ResponseCache<St> {
         if shared.storable().is_ok() || response.headers.contains_key(http::header::SET_COOKIE) {
             return None;
         }
-        let own = CachePolicy::with_targets(
-            request,
-            response,
-            times,
-            CacheMode::Private,
-            crate::policy::PolicyOptions::default(),
-            &self.shared.config.targets,
-        );
+        let own = self.policy_in(CacheMode::Private, authority, request, response, times);
         own.storable().is_ok().then_some(own)
     }
 
@@ -603,10 +625,11 @@ impl<St: Store> ResponseCache<St> {
             return Ok(false);
         };
         let now = SystemTime::now();
-        let mut policy = self.policy_of(&req_parts, &res_parts, (now, now));
+        let authority = head.authority.as_deref();
+        let mut policy = self.policy_of(authority, &req_parts, &res_parts, (now, now));
         if self.shared.config.per_user && place.user.is_some() {
             // As a fill files it: shared when a shared cache may keep it, else the user's.
-            match self.user_policy(&req_parts, &res_parts, (now, now), &policy) {
+            match self.user_policy(authority, &req_parts, &res_parts, (now, now), &policy) {
                 Some(own) => policy = own,
                 None => place = place.shared(),
             }
