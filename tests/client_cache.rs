@@ -638,6 +638,35 @@ async fn per_user_entries_never_reach_another_user_on_the_redis_store() {
         .await
         .unwrap();
     per_user_matrix(store).await;
+    // Users are named in keys by a digest: no token or user name is readable in Redis's
+    // keys, nor in the full key each entry keeps.
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("users:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.len() > 10, "{keys:?}");
+    for key in keys {
+        let full: Option<String> = if key.contains(":e:") {
+            redis::cmd("HGET")
+                .arg(&key)
+                .arg("key")
+                .query_async(&mut conn)
+                .await
+                .unwrap()
+        } else {
+            None
+        };
+        for name in ["alice", "bob", "carol"] {
+            assert!(!key.contains(name), "{key}");
+            assert!(!full.as_deref().unwrap_or("").contains(name), "{full:?}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

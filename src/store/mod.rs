@@ -38,6 +38,7 @@ pub use self::redis::{RedisBus, RedisStore, RedisStoreBuilder, RedisWriter};
 pub use dynamic::{AnyStore, AnyWriter, DynStore};
 #[cfg(unix)]
 pub use fs::{FsStore, FsStoreBuilder, FsWriter, DEFAULT_FS_MAX_BYTES, DEFAULT_FS_MAX_ENTRIES};
+pub(crate) use key::hex_digest;
 pub use key::Key;
 pub use layered::{
     InvalidationBus, InvalidationSink, Layered, LayeredBuilder, LayeredWriter, DEFAULT_L1_TTL,

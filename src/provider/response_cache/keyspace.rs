@@ -150,7 +150,13 @@ impl Place {
     }
 }
 
-/// The record of `user`'s generation (routed by the user's name, as no URL is its own).
+/// How a user is named in keys: a digest of the name the extractor gave, so a session id
+/// or a token is never readable in a store's keys (nor on disk, nor in Redis).
+pub(crate) fn user_id(name: &str) -> String {
+    crate::store::hex_digest(name)
+}
+
+/// The record of `user`'s generation (routed by the user's id, as no URL is its own).
 fn user_key(user: &str) -> Key {
     Key::new("u", user, "")
 }

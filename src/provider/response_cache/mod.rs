@@ -696,7 +696,7 @@ impl<St: Store> ResponseCache<St> {
         if self.shared.config.user_key.is_none() || user.is_empty() || user.contains('\0') {
             return Ok(false);
         }
-        self.keyspace().purge_user(user).await
+        self.keyspace().purge_user(&keyspace::user_id(user)).await
     }
 
     /// Forgets everything.
@@ -717,7 +717,7 @@ impl<St: Store> ResponseCache<St> {
             // an empty one is the shared place's.
             Some(user_key) => {
                 match user_key(parts).filter(|u| !u.is_empty() && !u.contains('\0')) {
-                    Some(user) => Some(user),
+                    Some(user) => Some(keyspace::user_id(&user)),
                     None if self.shared.config.per_user => None,
                     None => return Err("no-user"),
                 }
