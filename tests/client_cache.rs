@@ -18,7 +18,11 @@ use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::TokioExecutor,
 };
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_etag::{
     response_cache::ResponseCache,
@@ -556,9 +560,10 @@ async fn per_user_matrix<St: Store + Clone>(store: St) {
                 let res = call(&client, Method::GET, &url(path), headers).await;
                 let body = String::from_utf8(res.body.to_vec()).unwrap();
                 let made_for = body.rsplit("for=").next().unwrap().to_owned();
-                // Never another user's: only `public` (the origin allowed it), or what was
-                // fetched without credentials and not marked private, is anyone's.
-                let anyones = path == "/public" || (path == "/plain" && made_for == "carol");
+                // Never another user's: only `public` (the origin allowed a shared cache to
+                // keep it for anyone) is; a user known by `X-User` alone (carol) is no less
+                // a user than one with credentials.
+                let anyones = path == "/public";
                 assert!(
                     made_for == who || anyones,
                     "{who} got {body:?} ({})",
@@ -587,11 +592,11 @@ async fn per_user_matrix<St: Store + Clone>(store: St) {
             }
         }
     }
-    // One fetch of /public for everyone; /plain: alice, bob (with credentials, their own)
-    // and carol (stored for everyone, anonymous included); /private: one per user, the
-    // anonymous caller twice; /cookie: every call.
+    // One fetch of /public for everyone; /plain: one per user (their own) and one for the
+    // anonymous caller (stored shared); /private: one per user, the anonymous caller twice;
+    // /cookie: every call.
     let calls: Vec<usize> = counters.iter().map(Counter::get).collect();
-    assert_eq!(calls, [1, 3, 5, 8], "origin calls per path");
+    assert_eq!(calls, [1, 4, 5, 8], "origin calls per path");
 
     // A purge of alice forgets her entries only.
     assert!(cache.purge_user("alice").await.unwrap());
@@ -849,5 +854,94 @@ async fn host_policies_apply_to_their_host_only_and_say_so() {
         !again.cache_status().contains("hit"),
         "{}",
         again.cache_status()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_own_entry_is_revalidated_and_replaced_in_the_users_entries() {
+    // `private, max-age=0` with a tag: every call revalidates alice's own entry.
+    let version = Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    let seen_tags = Arc::new(Mutex::new(Vec::<String>::new()));
+    let app = Router::new().route(
+        "/mine",
+        routing::get({
+            let (version, seen_tags) = (Arc::clone(&version), Arc::clone(&seen_tags));
+            move |headers: HeaderMap| {
+                let v = version.load(std::sync::atomic::Ordering::SeqCst);
+                let asked = headers
+                    .get("if-none-match")
+                    .map(|t| t.to_str().unwrap().to_owned());
+                seen_tags
+                    .lock()
+                    .unwrap()
+                    .push(asked.clone().unwrap_or_default());
+                async move {
+                    let tag = format!("\"m{v}\"");
+                    let fields = [
+                        ("cache-control", "private, max-age=0"),
+                        ("etag", tag.as_str()),
+                    ];
+                    if asked.as_deref() == Some(tag.as_str()) {
+                        response(304, &fields, "")
+                    } else {
+                        response(200, &fields, format!("mine v{v}"))
+                    }
+                }
+            }
+        }),
+    );
+    let origin = TestServer::start(app).await;
+    let cache = ResponseCache::builder(MemoryStore::new())
+        .client()
+        .per_user(user_of)
+        .build();
+    let client = ServiceBuilder::new()
+        .layer(cache.layer())
+        .service(upstream());
+    let url = format!("http://{}/mine", origin.addr);
+    let alice = [("authorization", "Bearer alice")];
+    assert_eq!(
+        call(&client, Method::GET, &url, &alice).await.body,
+        "mine v1"
+    );
+    let again = call(&client, Method::GET, &url, &alice).await;
+    assert_eq!(again.body, "mine v1");
+    assert!(
+        again.cache_status().contains("fwd-status=304"),
+        "{}",
+        again.cache_status()
+    );
+    // The origin changes: alice's revalidation brings a 200, which replaces her entry (a
+    // private cache's rules at her own place), so the next call revalidates with its tag.
+    version.store(2, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        call(&client, Method::GET, &url, &alice).await.body,
+        "mine v2"
+    );
+    let fourth = call(&client, Method::GET, &url, &alice).await;
+    assert_eq!(fourth.body, "mine v2");
+    assert!(
+        fourth.cache_status().contains("fwd-status=304"),
+        "{}",
+        fourth.cache_status()
+    );
+    assert_eq!(
+        *seen_tags.lock().unwrap(),
+        ["", "\"m1\"", "\"m1\"", "\"m2\""],
+        "what the origin was asked with"
+    );
+    // Bob never sees alice's.
+    let bob = call(
+        &client,
+        Method::GET,
+        &url,
+        &[("authorization", "Bearer bob")],
+    )
+    .await;
+    assert_eq!(bob.body, "mine v2");
+    assert_eq!(
+        seen_tags.lock().unwrap().last().unwrap(),
+        "",
+        "bob's call was his own"
     );
 }

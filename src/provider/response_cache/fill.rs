@@ -174,7 +174,8 @@ impl<St: Store> ResponseCache<St> {
         }
         let times = (fill.request_time, response_time);
         let authority = head.authority.as_deref();
-        let mut policy = Arc::new(self.policy_of(authority, &fill.request, &parts, times));
+        let mut policy =
+            Arc::new(self.policy_of(&fill.place, authority, &fill.request, &parts, times));
         let mut fill = fill;
         if let Some((place, seen)) = fill.for_user.take() {
             if let Some(own) = self.user_policy(authority, &fill.request, &parts, times, &policy) {

@@ -354,7 +354,9 @@ impl<St: Store> ResponseCache<St> {
                         Some(fields) => self.respond_range(&entry, headers, &head, fields, &status),
                         None => self.respond(&entry.policy, headers, &entry.body, &head, &status),
                     };
-                    if self.shared.config.refresh_ahead.is_some_and(|w| ttl < w) {
+                    // Refreshed ahead by anonymous requests only: a user's would be the user's.
+                    let refresh = self.shared.config.refresh_ahead.is_some_and(|w| ttl < w);
+                    if refresh && for_user.is_none() {
                         let validators = entry.policy.revalidation_headers(&parts);
                         let job = Job {
                             place,
@@ -568,6 +570,12 @@ impl<St: Store> ResponseCache<St> {
         let shared = place.shared();
         let shared_seen = keyspace.read(&shared).await?;
         let mut shared_found = self.find(&shared, &shared_seen, parts, head, now).await;
+        if matches!(shared_found.entry, Some((_, BeforeRequest::Stale { .. }))) {
+            // A user's request does not revalidate a shared entry for everyone: its answer
+            // (or a 304 to it) is the user's, and is filed as a miss's.
+            shared_found.entry = None;
+            shared_found.miss = Fwd::Stale;
+        }
         shared_found.coalesce_key =
             Some(found.coalesce_key.unwrap_or_else(|| place.coalesce_key()));
         Ok(Looked {

@@ -544,16 +544,23 @@ impl<St: Store> ResponseCache<St> {
         &self.shared.store
     }
 
-    /// The policy of a response from `authority` as this cache reads it (its mode, its
-    /// target list, the authority's overrides).
+    /// The policy of a response from `authority` filed at `place`, as this cache reads it:
+    /// its mode (a private cache's rules at a user's own place), its target list, the
+    /// authority's overrides.
     pub(crate) fn policy_of(
         &self,
+        place: &Place,
         authority: Option<&str>,
         request: &request::Parts,
         response: &http::response::Parts,
         times: (SystemTime, SystemTime),
     ) -> CachePolicy {
-        self.policy_in(self.shared.config.mode, authority, request, response, times)
+        let mode = if place.user.is_some() {
+            CacheMode::Private
+        } else {
+            self.shared.config.mode
+        };
+        self.policy_in(mode, authority, request, response, times)
     }
 
     fn policy_in(
@@ -574,9 +581,10 @@ impl<St: Store> ResponseCache<St> {
         self.shared.config.hosts.of(authority)
     }
 
-    /// Per-user mode: the policy of a response that a shared cache may not store (`shared`
-    /// says so) under a private cache's rules, for its user's own entries, when it may be
-    /// stored there. Never one with `Set-Cookie`: a session is not replayed from a cache.
+    /// Per-user mode: the policy of a response to a user's request, under a private cache's
+    /// rules, for the user's own entries, unless it may go to the shared ones (see
+    /// [`shareable_for_user`]); `None` when it goes there, or is not stored at all. Never
+    /// one with `Set-Cookie`: a session is not replayed from a cache.
     pub(crate) fn user_policy(
         &self,
         authority: Option<&str>,
@@ -585,7 +593,7 @@ impl<St: Store> ResponseCache<St> {
         times: (SystemTime, SystemTime),
         shared: &CachePolicy,
     ) -> Option<CachePolicy> {
-        if shared.storable().is_ok() || response.headers.contains_key(http::header::SET_COOKIE) {
+        if shareable_for_user(shared) || response.headers.contains_key(http::header::SET_COOKIE) {
             return None;
         }
         let own = self.policy_in(CacheMode::Private, authority, request, response, times);
@@ -626,7 +634,7 @@ impl<St: Store> ResponseCache<St> {
         };
         let now = SystemTime::now();
         let authority = head.authority.as_deref();
-        let mut policy = self.policy_of(authority, &req_parts, &res_parts, (now, now));
+        let mut policy = self.policy_of(&place, authority, &req_parts, &res_parts, (now, now));
         if self.shared.config.per_user && place.user.is_some() {
             // As a fill files it: shared when a shared cache may keep it, else the user's.
             match self.user_policy(authority, &req_parts, &res_parts, (now, now), &policy) {
@@ -748,6 +756,20 @@ impl<St: Store> ResponseCache<St> {
     fn is_filling(&self, url: &Url) -> bool {
         lock(&self.shared.filling).contains_key(url)
     }
+}
+
+/// Per-user mode: whether a response to a request the extractor named a user for may go to
+/// the shared entries, for everyone: only if a shared cache may store it as an answer to a
+/// request with `Authorization` (RFC 9111 §3.5: `public`, `s-maxage` or `must-revalidate`).
+/// A user known by a cookie or a session is no less a user than one with credentials, and
+/// an origin that personalises without saying `private` is common.
+fn shareable_for_user(shared: &CachePolicy) -> bool {
+    if shared.storable().is_err() {
+        return false;
+    }
+    let mut parts = shared.clone().into_parts();
+    parts.request_authorization = true;
+    CachePolicy::from_parts(parts).storable().is_ok()
 }
 
 /// Registers a fill of a URL for as long as it lives, so an invalidation of the URL while
