@@ -57,6 +57,10 @@ const MIN_INDEX_TTL: Duration = Duration::from_secs(3600);
 /// are keyed under.
 const EPOCH_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// What marks a record written to forget ([`Index::forgetting`]): a `Vary` name no field
+/// can have.
+const FORGET_MARK: &str = "\0forget";
+
 /// How many times a fill retries its index write when another write came in between.
 const INDEX_RETRIES: usize = 3;
 
@@ -227,6 +231,22 @@ fn new_epoch() -> u64 {
 }
 
 impl Index {
+    /// A record (a URL's epoch, a user's generation) written to forget what was stored
+    /// under the one before: an invalidation or a purge. A fill that expected another
+    /// record, or none, and finds it was overtaken by it.
+    fn forgetting(epoch: u64) -> Self {
+        let mut record = Self::empty(epoch);
+        record.vary_sets = vec![vec![FORGET_MARK.to_owned()]];
+        record
+    }
+
+    /// Whether this record was written by [`Index::forgetting`].
+    fn forgets(&self) -> bool {
+        self.vary_sets
+            .first()
+            .is_some_and(|set| set == &[FORGET_MARK])
+    }
+
     fn empty(epoch: u64) -> Self {
         Self {
             epoch,
@@ -493,7 +513,7 @@ impl<St: Store> Keyspace<'_, St> {
                 // In shared mode the index is the epoch: another one means an invalidation.
                 Some(_) if !self.private => return Err(WriteRefused::Superseded),
                 // A user's index of another epoch than the URL's (checked just now, or at
-                // the first attempt by `url_epoch_for`) is from before the URL's last
+                // the first attempt by `record_for`) is from before the URL's last
                 // invalidation: it starts afresh.
                 Some((_, version)) => (Arc::new(Index::empty(epoch)), Expect::Version(*version)),
                 None => (Arc::new(Index::empty(epoch)), Expect::Absent),
@@ -529,17 +549,17 @@ impl<St: Store> Keyspace<'_, St> {
 
     /// Private mode: the epoch of record `key` (the URL's epoch, a user's generation) a fill
     /// that saw `seen` stores under, made to live as long as the entry (its expiry would
-    /// orphan the entries keyed under it). The first entry writes the record; a record
-    /// written or changed since the lookup (an invalidation or a purge, or a first fill: one
-    /// cannot tell which) refuses the fill.
+    /// orphan the entries keyed under it). The first entry writes the record, and fills
+    /// that raced it take its epoch; a record changed since the lookup, or written by an
+    /// invalidation or a purge since, refuses the fill.
     async fn record_for(
         &self,
         key: &Key,
         seen: Option<u64>,
         now: SystemTime,
-        ttl: Duration,
+        entry_ttl: Duration,
     ) -> Result<u64, WriteRefused> {
-        let ttl = ttl.max(EPOCH_TTL);
+        let ttl = entry_ttl.max(EPOCH_TTL);
         let Some(epoch) = seen else {
             let (record, record_ttl) = Index::empty(new_epoch()).living(now, ttl);
             let record = Arc::new(record);
@@ -549,12 +569,19 @@ impl<St: Store> Keyspace<'_, St> {
                 .await
             {
                 Ok(true) => Ok(record.epoch),
-                Ok(false) => Err(WriteRefused::Superseded),
+                // Another fill wrote it first (the first fills of a page's URLs for a new
+                // user): its epoch is as good. One an invalidation or a purge wrote is not.
+                Ok(false) => match self.read_index(key).await.map_err(WriteRefused::Store)? {
+                    Some((record, _)) if !record.forgets() => Ok(record.epoch),
+                    _ => Err(WriteRefused::Superseded),
+                },
                 Err(e) => Err(WriteRefused::Store(e)),
             };
         };
         let (record, version) = self.record_is(key, epoch).await?;
-        if record.expires < now + ttl.min(EPOCH_TTL) {
+        // Extended when it would not outlive this entry, or has less than half its least
+        // life left: not on every fill.
+        if record.expires < now + entry_ttl.max(EPOCH_TTL / 2) {
             // Extend it (best effort: a conflict is someone else's write, seen next time).
             let (longer, record_ttl) = (*record).clone().living(now, ttl);
             let _ = self
@@ -584,7 +611,7 @@ impl<St: Store> Keyspace<'_, St> {
     pub(crate) async fn purge_user(&self, user: &str) -> Result<bool, StoreError> {
         let key = user_key(user);
         let existed = self.read_index(&key).await?.is_some();
-        let (record, ttl) = Index::empty(new_epoch()).living(SystemTime::now(), EPOCH_TTL);
+        let (record, ttl) = Index::forgetting(new_epoch()).living(SystemTime::now(), EPOCH_TTL);
         self.store
             .update_meta(&key, Expect::Any, Arc::new(record).meta(), ttl)
             .await?;
@@ -641,7 +668,13 @@ impl<St: Store> Keyspace<'_, St> {
         } else {
             TOMBSTONE_TTL
         };
-        let (tombstone, ttl) = Index::empty(new_epoch()).living(SystemTime::now(), ttl);
+        let tombstone = if self.private {
+            Index::forgetting(new_epoch())
+        } else {
+            // A shared index: its epoch is what fills check (its `Vary` sets are read).
+            Index::empty(new_epoch())
+        };
+        let (tombstone, ttl) = tombstone.living(SystemTime::now(), ttl);
         let tombstone = Arc::new(tombstone);
         self.store
             .update_meta(&key, Expect::Any, tombstone.meta(), ttl)
@@ -828,6 +861,113 @@ mod tests {
                 "private={private}"
             );
         }
+    }
+
+    fn at(path: &str, user: &str) -> Place {
+        Place {
+            url: Url::new(None, Some("example.com"), &path.parse().unwrap()),
+            user: Some(user_id(user)),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_fills_of_a_new_user_all_store_under_one_generation() {
+        // A page load: one user, several URLs, all looked up before any is stored.
+        let store = MemoryStore::new();
+        let keyspace = keyspace(&store, true);
+        let places: Vec<Place> = ["/a", "/b", "/c"].iter().map(|p| at(p, "alice")).collect();
+        let mut seen = Vec::new();
+        for p in &places {
+            seen.push(keyspace.read(p).await.unwrap());
+        }
+        let mut epochs = Vec::new();
+        for (p, seen) in places.iter().zip(&seen) {
+            let epoch = keyspace
+                .admit(p, seen, &[], Selector(0), Duration::from_secs(60))
+                .await;
+            epochs.push(epoch.expect("every first fill stores"));
+        }
+        // Each URL's epoch differs, the user's generation is one: all readable now.
+        for (p, epoch) in places.iter().zip(&epochs) {
+            assert_eq!(keyspace.read(p).await.unwrap().epoch(), Some(*epoch));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_purge_during_a_fill_refuses_it_whatever_the_fill_saw() {
+        let store = MemoryStore::new();
+        let keyspace = keyspace(&store, true);
+        let (a, b) = (at("/a", "alice"), at("/b", "alice"));
+        // Nothing stored for the user yet when the fill looked up.
+        let seen = keyspace.read(&a).await.unwrap();
+        assert!(keyspace.purge_user(&user_id("alice")).await.is_ok());
+        let refused = keyspace
+            .admit(&a, &seen, &[], Selector(0), Duration::from_secs(60))
+            .await;
+        assert!(
+            matches!(refused, Err(WriteRefused::Superseded)),
+            "{refused:?}"
+        );
+        // A generation seen, then purged.
+        let seen = keyspace.read(&b).await.unwrap();
+        keyspace
+            .admit(&b, &seen, &[], Selector(0), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let seen = keyspace.read(&b).await.unwrap();
+        assert!(keyspace.purge_user(&user_id("alice")).await.unwrap());
+        let refused = keyspace
+            .admit(&b, &seen, &[], Selector(1), Duration::from_secs(60))
+            .await;
+        assert!(
+            matches!(refused, Err(WriteRefused::Superseded)),
+            "{refused:?}"
+        );
+        // What was stored before the purge is out of reach; fills after it store again.
+        let after = keyspace.read(&b).await.unwrap();
+        assert!(
+            after.index().is_none(),
+            "the old generation's index is not current"
+        );
+        keyspace
+            .admit(&b, &after, &[], Selector(2), Duration::from_secs(60))
+            .await
+            .unwrap();
+        // Another user is untouched.
+        let bob = at("/b", "bob");
+        let seen = keyspace.read(&bob).await.unwrap();
+        keyspace
+            .admit(&bob, &seen, &[], Selector(0), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(keyspace.purge_user(&user_id("alice")).await.unwrap());
+        assert!(keyspace.read(&bob).await.unwrap().index().is_some());
+    }
+
+    #[tokio::test]
+    async fn records_are_extended_only_when_they_need_it() {
+        let store = MemoryStore::new();
+        let keyspace = keyspace(&store, true);
+        let p = at("/a", "alice");
+        let version = || async { store.get(&p.epoch_key()).await.unwrap().unwrap().version };
+        let seen = keyspace.read(&p).await.unwrap();
+        keyspace
+            .admit(&p, &seen, &[], Selector(0), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let first = version().await;
+        for i in 1..4 {
+            let seen = keyspace.read(&p).await.unwrap();
+            keyspace
+                .admit(&p, &seen, &[], Selector(i), Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            version().await,
+            first,
+            "short entries do not rewrite the URL's record"
+        );
     }
 
     #[tokio::test]
