@@ -6,7 +6,8 @@
 //! refresh is a revalidation with the stored `ETag` / `Last-Modified` (an origin that did
 //! not change answers `304`, and the transform still gets the whole stored body), and the
 //! schedule comes from the same RFC 9111 policy: the response's freshness lifetime
-//! (`max-age`, `Expires`, a heuristic), clamped between the registration's bounds.
+//! (`max-age`, `Expires`, a heuristic) as the cache reads it (its mode, its host policies),
+//! clamped between the registration's bounds.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -52,18 +53,19 @@
 //! - Bounded: at most [`RefreshCacheBuilder::max_concurrency`] fetches at once, each within
 //!   [`RefreshCacheBuilder::timeout`] and [`RefreshCacheBuilder::max_body_bytes`]; one task
 //!   per registered URL, sleeping between fetches.
+//! - A refresh asks with `no-cache`, so the cache never stands a stale entry in for an
+//!   origin that fails (a request's `no-cache` turns `stale-if-error` off, RFC 9111
+//!   §5.2.1.4 with RFC 5861 §4): a failing origin is a failed fetch, reported. A host policy
+//!   that ignores requests' `no-cache` would make refreshes reuse fresh entries: do not set
+//!   it for the hosts of registered URLs.
+//! - A transform or an error sink that panics fails that fetch only.
 //! - It stops when the last clone is dropped, or when the future given to
 //!   [`RefreshCacheBuilder::stop_when`] completes (a `CancellationToken`'s
 //!   `cancelled_owned()`): every task ends, no fetch starts after.
 
-use crate::{
-    middleware::body::BoxError,
-    policy::{CacheMode, CachePolicy},
-    response_cache::ResponseCache,
-    store::Store,
-};
+use crate::{middleware::body::BoxError, response_cache::ResponseCache, store::Store};
 use bytes::Bytes;
-use http::{header::CACHE_CONTROL, response, HeaderValue, Request, Response, Uri};
+use http::{header::CACHE_CONTROL, request, response, HeaderValue, Request, Response, Uri};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
 use std::{
@@ -100,6 +102,10 @@ pub fn next_refresh(fresh_for: Duration, min: Duration, max: Duration) -> Durati
 }
 
 type Transform<T> = Arc<dyn Fn(&response::Parts, &Bytes) -> Result<T, BoxError> + Send + Sync>;
+/// How long a response stays fresh, by the cache's own policy.
+type FreshFor = Arc<
+    dyn Fn(&request::Parts, &response::Parts, (SystemTime, SystemTime)) -> Duration + Send + Sync,
+>;
 type ErrorSink = Arc<dyn Fn(&Uri, &RefreshError) + Send + Sync>;
 type Fetched = Result<(response::Parts, Bytes), RefreshError>;
 /// A fetch through the cache: the request, and the most body bytes to read.
@@ -238,6 +244,7 @@ impl<T> Entry<T> {
 /// stops them.
 struct Core<T> {
     fetch: Fetch,
+    fresh_for: FreshFor,
     max_body_bytes: usize,
     entries: Mutex<HashMap<Uri, Arc<Entry<T>>>>,
     fetching: Arc<Semaphore>,
@@ -249,7 +256,12 @@ struct Inner<T> {
     core: Arc<Core<T>>,
     /// `true` (or dropped) stops every task.
     stop: watch::Sender<bool>,
+    /// [`RefreshCacheBuilder::stop_when`]'s future, until the first registration (inside a
+    /// runtime) watches it.
+    stop_when: Mutex<Option<StopWhen>>,
 }
+
+type StopWhen = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The latest good value of each registered URL, refreshed in the background: see the
 /// [module docs](self). Clones share everything; dropping the last one stops it.
@@ -279,11 +291,12 @@ impl<T> fmt::Debug for RefreshCache<T> {
 #[must_use]
 pub struct RefreshCacheBuilder<T> {
     fetch: Fetch,
+    fresh_for: FreshFor,
     max_body_bytes: usize,
     max_concurrency: usize,
     timeout: Duration,
     on_error: Option<ErrorSink>,
-    stop_when: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    stop_when: Option<StopWhen>,
     _value: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -311,6 +324,9 @@ impl<T: Send + Sync + 'static> RefreshCache<T> {
         B::Error: Into<BoxError> + Send,
     {
         let service = cache.layer().layer(client);
+        let policy = cache.clone();
+        let fresh_for: FreshFor =
+            Arc::new(move |request, response, times| policy.fresh_for(request, response, times));
         let fetch: Fetch = Arc::new(move |request, max_body_bytes| {
             let mut service = service.clone();
             Box::pin(async move {
@@ -329,6 +345,7 @@ impl<T: Send + Sync + 'static> RefreshCache<T> {
         });
         RefreshCacheBuilder {
             fetch,
+            fresh_for,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             timeout: DEFAULT_TIMEOUT,
@@ -347,6 +364,22 @@ impl<T: Send + Sync + 'static> RefreshCache<T> {
             return Err(format!("{url}: not an absolute http(s) URL").into());
         }
         let runtime = tokio::runtime::Handle::try_current()?;
+        if let Some(when) = lock(&self.inner.stop_when).take() {
+            // Holds no clone: the refresh cache still stops when the last one is dropped,
+            // and so does this task.
+            let weak = Arc::downgrade(&self.inner);
+            let mut stopped = self.inner.stop.subscribe();
+            runtime.spawn(async move {
+                tokio::select! {
+                    () = when => {
+                        if let Some(inner) = weak.upgrade() {
+                            inner.stop.send_replace(true);
+                        }
+                    }
+                    _ = stopped.wait_for(|stopped| *stopped) => {}
+                }
+            });
+        }
         let (state, _) = watch::channel(State::Pending);
         let entry = Arc::new(Entry {
             url: url.clone(),
@@ -377,8 +410,9 @@ impl<T: Send + Sync + 'static> RefreshCache<T> {
         removed.is_some()
     }
 
-    /// The latest good value of `url`; waits only when none came yet (for the first fetch,
-    /// or the one after a failed first fetch, if it is running).
+    /// The latest good value of `url`; waits only while its first fetch runs. Before any
+    /// good value, the last fetch's error (the URL is tried again after its minimum
+    /// interval); [`RefreshError::NotRegistered`] if it is unregistered meanwhile.
     pub async fn get(&self, url: &str) -> Result<Arc<T>, RefreshError> {
         let entry = self.entry(url)?;
         let mut state = entry.state.subscribe();
@@ -460,38 +494,24 @@ impl<T: Send + Sync + 'static> RefreshCacheBuilder<T> {
         self
     }
 
-    /// The refresh cache. With [`stop_when`](Self::stop_when), call it inside a tokio
-    /// runtime.
+    /// The refresh cache.
     pub fn build(self) -> RefreshCache<T> {
         let (stop, _) = watch::channel(false);
-        let inner = Arc::new(Inner {
-            core: Arc::new(Core {
-                fetch: self.fetch,
-                max_body_bytes: self.max_body_bytes,
-                entries: Mutex::default(),
-                fetching: Arc::new(Semaphore::new(self.max_concurrency)),
-                timeout: self.timeout,
-                on_error: self.on_error,
+        RefreshCache {
+            inner: Arc::new(Inner {
+                core: Arc::new(Core {
+                    fetch: self.fetch,
+                    fresh_for: self.fresh_for,
+                    max_body_bytes: self.max_body_bytes,
+                    entries: Mutex::default(),
+                    fetching: Arc::new(Semaphore::new(self.max_concurrency)),
+                    timeout: self.timeout,
+                    on_error: self.on_error,
+                }),
+                stop,
+                stop_when: Mutex::new(self.stop_when),
             }),
-            stop,
-        });
-        if let (Some(when), Ok(rt)) = (self.stop_when, tokio::runtime::Handle::try_current()) {
-            // Holds no clone: the refresh cache still stops when the last one is dropped,
-            // and so does this task.
-            let weak = Arc::downgrade(&inner);
-            let mut stopped = inner.stop.subscribe();
-            rt.spawn(async move {
-                tokio::select! {
-                    () = when => {
-                        if let Some(inner) = weak.upgrade() {
-                            inner.stop.send_replace(true);
-                        }
-                    }
-                    _ = stopped.wait_for(|stopped| *stopped) => {}
-                }
-            });
         }
-        RefreshCache { inner }
     }
 }
 
@@ -512,7 +532,7 @@ impl<T: Send + Sync + 'static> Core<T> {
             }
             Err(_) => options.min_interval,
         };
-        *lock(&entry.next_at) = Instant::now() + wait;
+        *lock(&entry.next_at) = after(wait);
         match result {
             Ok((value, _)) => {
                 entry.state.send_replace(State::Ready(Arc::clone(&value)));
@@ -520,7 +540,9 @@ impl<T: Send + Sync + 'static> Core<T> {
             }
             Err(e) => {
                 if let Some(sink) = &self.on_error {
-                    sink(&entry.url, &e);
+                    // A sink that panics must not take the URL's task with it.
+                    let report = std::panic::AssertUnwindSafe(|| sink(&entry.url, &e));
+                    let _ = std::panic::catch_unwind(report);
                 }
                 entry.state.send_if_modified(|state| {
                     // A good value is kept; before one, waiters learn of the failure.
@@ -555,17 +577,14 @@ impl<T: Send + Sync + 'static> Core<T> {
             let status = parts.status;
             return Err(RefreshError::fetch(format!("the origin answered {status}")));
         }
-        let value = (entry.options.transform)(&parts, &body).map_err(RefreshError::fetch)?;
-        // The schedule is the response's freshness by the same policy the cache keeps.
+        let transform = std::panic::AssertUnwindSafe(|| (entry.options.transform)(&parts, &body));
+        let value = std::panic::catch_unwind(transform)
+            .map_err(|_| RefreshError::fetch("the transform panicked"))?
+            .map_err(RefreshError::fetch)?;
+        // The schedule is the response's freshness by the cache's own policy.
         let now = SystemTime::now();
-        let policy = CachePolicy::new(
-            &request_parts,
-            &parts,
-            request_time,
-            now,
-            CacheMode::Private,
-        );
-        Ok((Arc::new(value), policy.time_to_live(now)))
+        let fresh_for = (self.fresh_for)(&request_parts, &parts, (request_time, now));
+        Ok((Arc::new(value), fresh_for))
     }
 }
 
@@ -599,6 +618,15 @@ async fn keep_fresh<T: Send + Sync + 'static>(
             }
         }
     }
+}
+
+/// `wait` from now, or as far as the clock goes (an interval of `Duration::MAX` means
+/// "never", not a panic).
+fn after(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

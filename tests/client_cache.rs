@@ -797,10 +797,9 @@ async fn host_policies_apply_to_their_host_only_and_say_so() {
         );
         let again = get(&client, &on(&a, path)).await;
         let status = again.cache_status();
-        assert!(
-            status.contains("hit") && status.contains(detail),
-            "{path}: {status}"
-        );
+        assert!(status.contains("hit"), "{path}: {status}");
+        // A hit says the override that made it one; a maximum only shortens.
+        assert_eq!(status.contains(detail), path != "/day", "{path}: {status}");
         if path == "/day" {
             let ttl: u64 = status
                 .rsplit("ttl=")
@@ -846,14 +845,6 @@ async fn host_policies_apply_to_their_host_only_and_say_so() {
         !honoured.cache_status().contains("hit"),
         "{}",
         honoured.cache_status()
-    );
-    // A response's own `no-cache` is never lifted by min_ttl.
-    get(&client, &on(&a, "/nocache")).await;
-    let again = get(&client, &on(&a, "/nocache")).await;
-    assert!(
-        !again.cache_status().contains("hit"),
-        "{}",
-        again.cache_status()
     );
 }
 

@@ -69,6 +69,7 @@ fn api(
             .unwrap()
             .push((Instant::now(), path.clone(), revalidation));
         let status = *status.lock().unwrap();
+        let status_calls = seen.times("/status").len();
         async move {
             let res = if let Some(secs) = path.strip_prefix("/max-age/") {
                 let cc = format!("max-age={secs}");
@@ -82,7 +83,8 @@ fn api(
                 response(
                     status,
                     &[("cache-control", "max-age=30")],
-                    format!("status {status}"),
+                    // Which call made it: a new value is told from the last good one.
+                    format!("status {status} #{status_calls}"),
                 )
             } else if path == "/large" {
                 response(200, &[], vec![b'x'; 1 << 20])
@@ -163,7 +165,7 @@ async fn a_failed_refresh_keeps_the_last_good_value_and_reports_the_error() {
     refresh
         .register(&target, text().min_interval(S(10)).max_interval(S(30)))
         .unwrap();
-    assert_eq!(*refresh.get(&target).await.unwrap(), "status 200");
+    assert_eq!(*refresh.get(&target).await.unwrap(), "status 200 #1");
     *status.lock().unwrap() = 503;
     tokio::time::sleep(S(100)).await;
     let failures = errors.lock().unwrap().len();
@@ -175,7 +177,7 @@ async fn a_failed_refresh_keeps_the_last_good_value_and_reports_the_error() {
     );
     assert_eq!(
         *refresh.get(&target).await.unwrap(),
-        "status 200",
+        "status 200 #1",
         "the last good value"
     );
     // After an error the URL is tried again after its minimum interval, not its maximum.
@@ -186,13 +188,34 @@ async fn a_failed_refresh_keeps_the_last_good_value_and_reports_the_error() {
         .map(|w| (w[1] - w[0]).as_secs())
         .collect();
     assert!(last_gaps.iter().all(|g| *g == 10), "{last_gaps:?}");
-    // It comes back: the next refresh brings the new value.
+    // It comes back: the next refresh brings the new value, and so does one on demand.
     *status.lock().unwrap() = 200;
     tokio::time::sleep(S(11)).await;
-    assert_eq!(*refresh.get(&target).await.unwrap(), "status 200");
+    let calls = seen.times("/status").len();
     assert_eq!(
-        refresh.refresh(&target).await.unwrap().as_str(),
-        "status 200"
+        *refresh.get(&target).await.unwrap(),
+        format!("status 200 #{calls}")
+    );
+    let now = refresh.refresh(&target).await.unwrap();
+    assert_eq!(*now, format!("status 200 #{}", calls + 1));
+    // A transform that panics fails its fetch only; the task goes on.
+    let panicky = url("/max-age/30");
+    refresh
+        .register(
+            &panicky,
+            RefreshOptions::new(|_, _| -> Result<String, BoxError> { panic!("boom") })
+                .min_interval(S(10)),
+        )
+        .unwrap();
+    assert!(matches!(
+        refresh.get(&panicky).await,
+        Err(RefreshError::Fetch(_))
+    ));
+    let before = seen.times("/max-age/30").len();
+    tokio::time::sleep(S(25)).await;
+    assert!(
+        seen.times("/max-age/30").len() > before,
+        "the task died with the panic"
     );
     // A transform that fails is a failed refresh too; before any good value `get` says why.
     let bad = url("/max-age/60");
@@ -364,4 +387,88 @@ async fn a_real_client_refreshes_by_revalidation_on_the_redis_store() {
         .await
         .unwrap();
     end_to_end(store).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn unregistered_urls_are_not_fetched_and_huge_intervals_are_never_a_panic() {
+    let seen = Seen::default();
+    let cache = ResponseCache::builder(MemoryStore::new()).client().build();
+    let refresh: RefreshCache<String> =
+        RefreshCache::builder(api(&seen, Arc::default()), &cache).build();
+    let (gone, never) = (url("/max-age/10"), url("/max-age/20"));
+    refresh.register(&gone, text().min_interval(S(10))).unwrap();
+    refresh
+        .register(
+            &never,
+            text()
+                .min_interval(Duration::MAX)
+                .max_interval(Duration::MAX),
+        )
+        .unwrap();
+    refresh.get(&gone).await.unwrap();
+    refresh.get(&never).await.unwrap();
+    assert!(refresh.unregister(&gone));
+    assert!(!refresh.unregister(&gone));
+    tokio::time::sleep(S(3600)).await;
+    assert_eq!(
+        seen.times("/max-age/10").len(),
+        1,
+        "fetched after unregister"
+    );
+    assert_eq!(seen.times("/max-age/20").len(), 1, "\"never\" means never");
+    assert!(matches!(
+        refresh.get(&gone).await,
+        Err(RefreshError::NotRegistered)
+    ));
+    // Still answered, and refreshed on demand.
+    assert_eq!(*refresh.refresh(&never).await.unwrap(), "fresh for 20");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_origin_error_is_a_failed_refresh_even_with_stale_if_error() {
+    // The response allows stale-if-error, but a refresh asks with `no-cache`: the cache
+    // does not stand its entry in for the origin's 500, which is reported as a failure.
+    let calls = Counter::new();
+    let origin = {
+        let calls = calls.clone();
+        tower::service_fn(move |_req: Request<Full<Bytes>>| {
+            let n = calls.inc();
+            async move {
+                let res = if n == 1 {
+                    response(
+                        200,
+                        &[("cache-control", "max-age=10, stale-if-error=3600")],
+                        "good",
+                    )
+                } else {
+                    response(500, &[], "down")
+                };
+                Ok::<_, Infallible>(res)
+            }
+        })
+    };
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let cache = ResponseCache::builder(MemoryStore::new()).client().build();
+    let refresh: RefreshCache<String> = RefreshCache::builder(origin, &cache)
+        .on_error({
+            let errors = Arc::clone(&errors);
+            move |_, e| errors.lock().unwrap().push(e.to_string())
+        })
+        .build();
+    let target = url("/sie");
+    refresh
+        .register(&target, text().min_interval(S(10)))
+        .unwrap();
+    assert_eq!(*refresh.get(&target).await.unwrap(), "good");
+    let refreshed = refresh.refresh(&target).await;
+    assert!(
+        matches!(refreshed, Err(RefreshError::Fetch(_))),
+        "{refreshed:?}"
+    );
+    assert!(
+        errors.lock().unwrap()[0].contains("500"),
+        "{:?}",
+        errors.lock().unwrap()
+    );
+    assert_eq!(*refresh.get(&target).await.unwrap(), "good");
 }

@@ -338,11 +338,17 @@ impl<St: Store> ResponseCache<St> {
             let revalidation = match found.entry {
                 None => None,
                 Some((entry, BeforeRequest::Fresh { headers, ttl, .. })) => {
-                    // Which override let this hit happen, else which tier answered.
+                    // Which override let this hit happen (a longer life: a default or a
+                    // minimum; a maximum shortens, and is said when the entry is stored),
+                    // else which tier answered.
+                    let lengthened = entry
+                        .policy
+                        .lifetime_override()
+                        .filter(|o| *o != "override-max-ttl");
                     let detail = if ignored_no_cache {
                         Some("override-ignore-no-cache")
                     } else {
-                        entry.policy.lifetime_override().or(entry.tier)
+                        lengthened.or(entry.tier)
                     };
                     let status = CacheStatus {
                         collapsed,

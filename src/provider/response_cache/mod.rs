@@ -238,9 +238,10 @@ impl<St: Store> ResponseCacheBuilder<St> {
     }
 
     /// Private-cache mode: responses marked `private` are stored, per user. `user_key`
-    /// names the user of a request (a session id, an account id); requests for which it
-    /// returns `None` (or a name with a NUL character) bypass the cache. Entries of one user
-    /// are never served to another.
+    /// names the user of a request (a session id, an account id; keys hold a digest of it,
+    /// never the name); requests for which it returns `None` (or an empty name, or one
+    /// with a NUL character) bypass the cache. Entries of one user are never served to
+    /// another; [`ResponseCache::purge_user`] forgets one user's.
     /// Every response is stored per user, `public` ones included; an invalidation (an unsafe
     /// request, [`ResponseCache::invalidate_url`]) reaches every user's entries of the URL.
     pub fn private<F>(mut self, user_key: F) -> Self
@@ -258,21 +259,29 @@ impl<St: Store> ResponseCacheBuilder<St> {
     /// digest of its token); requests for which it returns `None` (or an empty name, or
     /// one with a NUL character) are anonymous.
     ///
-    /// - A response a shared cache may store (RFC 9111 §3, §3.5) is stored once for
-    ///   everyone, and answers every user's request and anonymous ones.
-    /// - A response only its user may have (`private`, or an answer to a request with
-    ///   `Authorization` that does not allow a shared cache to keep it) is stored in that
-    ///   user's own entries, under the rules of a private cache, and answers only that
-    ///   user's requests: never another user's, never an anonymous one. One with
-    ///   `Set-Cookie` is never stored.
-    /// - A user's request is answered from the user's own entries first. Misses of a user
-    ///   are coalesced with that user's requests only, and a response filed as the user's
-    ///   is never streamed to requests that wait on it.
+    /// - An anonymous request's response that a shared cache may store (RFC 9111 §3) is
+    ///   stored once for everyone.
+    /// - A user's response goes to the shared entries only if a shared cache may keep it
+    ///   as an answer to `Authorization` (§3.5: `public`, `s-maxage`, `must-revalidate`),
+    ///   however the user was named (a cookie, a header): a user is a user. Anything else
+    ///   storable under a private cache's rules (`private`, plain `max-age`) goes to that
+    ///   user's own entries and answers only that user's requests: never another user's,
+    ///   never an anonymous one. One with `Set-Cookie` is never stored.
+    /// - A user's request is answered from the user's own entries first, then from the
+    ///   shared ones while they are fresh; it never revalidates or refreshes a shared
+    ///   entry (what comes back is the user's). Misses of a user are coalesced with that
+    ///   user's requests only, and a response filed as the user's is never streamed to
+    ///   requests that wait on it.
     /// - [`ResponseCache::purge_user`] forgets all of one user's entries; an invalidation
     ///   (an unsafe request, [`ResponseCache::invalidate_url`]) reaches every user's.
     ///
-    /// A user's request reads one more record (the user's) and, when it has nothing of its
-    /// own for the URL, the shared records too.
+    /// A user's request reads up to five records before a hit (the URL's epoch, the user's
+    /// generation and index, then the shared index and the epoch again) where one with
+    /// nothing of its own for the URL looks at the shared entries too. Users are named in
+    /// keys by an unkeyed digest: ids of low entropy (account numbers) could be found by
+    /// trying them all; pass a keyed digest of your own if that matters. Switching an
+    /// existing shared cache to `per_user` leaves its entries unreachable (the URL's epoch
+    /// becomes a record of its own).
     pub fn per_user<F>(mut self, user_key: F) -> Self
     where
         F: Fn(&request::Parts) -> Option<String> + Send + Sync + 'static,
@@ -574,6 +583,20 @@ impl<St: Store> ResponseCache<St> {
         let config = &self.shared.config;
         let options = config.hosts.options(authority);
         CachePolicy::with_targets(request, response, times, mode, options, &config.targets)
+    }
+
+    /// How long a response to `request` (an absolute URI) stays fresh from `times.1`, by
+    /// this cache's policy for its origin: what a refresh cache schedules by.
+    pub(crate) fn fresh_for(
+        &self,
+        request: &request::Parts,
+        response: &http::response::Parts,
+        times: (SystemTime, SystemTime),
+    ) -> Duration {
+        let authority = crate::semantics::request::uri_authority(&request.uri);
+        let mode = self.shared.config.mode;
+        self.policy_in(mode, authority.as_deref(), request, response, times)
+            .time_to_live(times.1)
     }
 
     /// The overrides of requests for `authority`, if it has any.
