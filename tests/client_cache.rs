@@ -755,12 +755,6 @@ fn sloppy_api(calls: &Counter) -> Router {
                 response(200, &[("cache-control", "max-age=86400")], "day")
             }),
         )
-        .route(
-            "/nocache",
-            counted(calls, |_, _| {
-                response(200, &[("cache-control", "no-cache, max-age=60")], "nocache")
-            }),
-        )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
