@@ -26,8 +26,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let origin_calls = Arc::new(AtomicUsize::new(0));
     let addr = serve_api(Arc::clone(&origin_calls)).await?;
 
-    // The cache of this application's calls: a user agent's private cache, keyed by the
-    // absolute URL, in memory.
+    // The cache of this application's calls: a user agent's private cache (one user: a
+    // backend calling for many users adds `.per_user(..)`), keyed by the absolute URL, in
+    // memory.
     let cache = ResponseCache::builder(MemoryStore::new()).client().build();
     let client = ServiceBuilder::new()
         .layer(cache.layer())
