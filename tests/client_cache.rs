@@ -88,6 +88,22 @@ where
     call(svc, Method::GET, url, &[]).await
 }
 
+/// A Redis store on a `redis-server` of its own (kept running while the server value lives),
+/// or `None` when the machine has none and the run does not require it.
+#[cfg(feature = "redis")]
+async fn redis_store(
+    test: &str,
+) -> Option<(redis_server::RedisServer, tower_etag::store::RedisStore)> {
+    let server = redis_server::RedisServer::start_or_skip(test)?;
+    let store = tower_etag::store::RedisStore::builder()
+        .prefix("client")
+        .deadline(Duration::from_secs(2))
+        .connect(&server.url())
+        .await
+        .unwrap();
+    Some((server, store))
+}
+
 /// An API with the cache headers the tests need, counting every call.
 fn api(calls: &Counter, conditional: &Counter) -> Router {
     let conditional = conditional.clone();
@@ -192,15 +208,9 @@ async fn repeated_gets_through_a_client_are_hits_on_the_memory_store() {
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_gets_through_a_client_are_hits_on_the_redis_store() {
-    let Some(server) = redis_server::RedisServer::start_or_skip("client_cache_on_redis") else {
+    let Some((_server, store)) = redis_store("client_cache_on_redis").await else {
         return;
     };
-    let store = tower_etag::store::RedisStore::builder()
-        .prefix("client")
-        .deadline(Duration::from_secs(2))
-        .connect(&server.url())
-        .await
-        .unwrap();
     repeated_gets_are_answered_from(store).await;
 }
 
@@ -272,11 +282,12 @@ async fn a_user_agent_cache_stores_private_responses_and_a_shared_one_does_not()
     assert_eq!(calls.get(), 3, "both went to the origin");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stale_entry_is_revalidated_and_the_client_gets_the_stored_body() {
+async fn a_stale_entry_is_revalidated_and_the_client_gets_the_stored_body_on<St: Store + Clone>(
+    store: St,
+) {
     let (calls, conditional) = (Counter::new(), Counter::new());
     let origin = TestServer::start(api(&calls, &conditional)).await;
-    let cache = ResponseCache::builder(MemoryStore::new()).client().build();
+    let cache = ResponseCache::builder(store).client().build();
     let client = ServiceBuilder::new()
         .layer(cache.layer())
         .service(upstream());
@@ -303,13 +314,28 @@ async fn a_stale_entry_is_revalidated_and_the_client_gets_the_stored_body() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_if_error_covers_a_refused_connection() {
+async fn a_stale_entry_is_revalidated_and_the_client_gets_the_stored_body() {
+    a_stale_entry_is_revalidated_and_the_client_gets_the_stored_body_on(MemoryStore::new()).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_entry_is_revalidated_and_the_client_gets_the_stored_body_on_redis() {
+    let Some((_server, store)) =
+        redis_store("a_stale_entry_is_revalidated_and_the_client_gets_the_stored_body").await
+    else {
+        return;
+    };
+    a_stale_entry_is_revalidated_and_the_client_gets_the_stored_body_on(store).await;
+}
+
+async fn stale_if_error_covers_a_refused_connection_on<St: Store + Clone>(store: St) {
     let (calls, conditional) = (Counter::new(), Counter::new());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let app = api(&calls, &conditional);
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let cache = ResponseCache::builder(MemoryStore::new()).client().build();
+    let cache = ResponseCache::builder(store).client().build();
     let client = ServiceBuilder::new()
         .layer(cache.layer())
         .service(upstream());
@@ -339,10 +365,24 @@ async fn stale_if_error_covers_a_refused_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_calls_for_one_url_are_coalesced() {
+async fn stale_if_error_covers_a_refused_connection() {
+    stale_if_error_covers_a_refused_connection_on(MemoryStore::new()).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_if_error_covers_a_refused_connection_on_redis() {
+    let Some((_server, store)) = redis_store("stale_if_error_covers_a_refused_connection").await
+    else {
+        return;
+    };
+    stale_if_error_covers_a_refused_connection_on(store).await;
+}
+
+async fn concurrent_calls_for_one_url_are_coalesced_on<St: Store + Clone>(store: St) {
     let (calls, conditional) = (Counter::new(), Counter::new());
     let origin = TestServer::start(api(&calls, &conditional)).await;
-    let cache = ResponseCache::builder(MemoryStore::new()).client().build();
+    let cache = ResponseCache::builder(store).client().build();
     let client = ServiceBuilder::new()
         .layer(cache.layer())
         .service(upstream());
@@ -355,6 +395,21 @@ async fn concurrent_calls_for_one_url_are_coalesced() {
         assert_eq!(body.await.unwrap(), "slow");
     }
     assert_eq!(calls.get(), 1, "ten calls, one reached the origin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_for_one_url_are_coalesced() {
+    concurrent_calls_for_one_url_are_coalesced_on(MemoryStore::new()).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_for_one_url_are_coalesced_on_redis() {
+    let Some((_server, store)) = redis_store("concurrent_calls_for_one_url_are_coalesced").await
+    else {
+        return;
+    };
+    concurrent_calls_for_one_url_are_coalesced_on(store).await;
 }
 
 #[tokio::test]
@@ -633,15 +688,9 @@ async fn per_user_entries_never_reach_another_user_on_the_memory_store() {
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_user_entries_never_reach_another_user_on_the_redis_store() {
-    let Some(server) = redis_server::RedisServer::start_or_skip("per_user_on_redis") else {
+    let Some((server, store)) = redis_store("per_user_on_redis").await else {
         return;
     };
-    let store = tower_etag::store::RedisStore::builder()
-        .prefix("users")
-        .deadline(Duration::from_secs(2))
-        .connect(&server.url())
-        .await
-        .unwrap();
     per_user_matrix(store).await;
     // Users are named in keys by a digest: no token or user name is readable in Redis's
     // keys, nor in the full key each entry keeps.
@@ -651,7 +700,7 @@ async fn per_user_entries_never_reach_another_user_on_the_redis_store() {
         .await
         .unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("users:*")
+        .arg("client:*")
         .query_async(&mut conn)
         .await
         .unwrap();
