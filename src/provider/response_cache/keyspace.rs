@@ -444,15 +444,36 @@ impl<St: Store> Keyspace<'_, St> {
         } else {
             None
         };
+        self.read_with(place, url_epoch).await
+    }
+
+    /// The records of the shared place of the URL whose user's place was just read as
+    /// `user_seen` (its URL epoch read once for both).
+    pub(crate) async fn read_shared(
+        &self,
+        shared: &Place,
+        user_seen: &Seen,
+    ) -> Result<Seen, StoreError> {
+        self.read_with(shared, user_seen.url_epoch).await
+    }
+
+    async fn read_with(&self, place: &Place, url_epoch: Option<u64>) -> Result<Seen, StoreError> {
+        let has_user = self.private && place.user.is_some();
         let user_generation = match place.user_key() {
-            Some(key) if self.private => self.read_index(&key).await?.map(|(g, _)| g.epoch),
+            Some(key) if has_user => self.read_index(&key).await?.map(|(g, _)| g.epoch),
             _ => None,
         };
+        // A user without a generation has nothing reachable: no index to read.
+        let index = if has_user && user_generation.is_none() {
+            None
+        } else {
+            self.read_index(&place.index_key()).await?
+        };
         Ok(Seen {
-            index: self.read_index(&place.index_key()).await?,
+            index,
             url_epoch,
             user_generation,
-            has_user: self.private && place.user.is_some(),
+            has_user,
             private: self.private,
         })
     }

@@ -309,12 +309,17 @@ impl<St: Store> ResponseCache<St> {
         };
         let keyspace = self.keyspace();
         let mut collapsed = false;
-        let request_place = place;
+        let mut request_place = place;
         loop {
             let now = SystemTime::now();
-            let looked = self
-                .look_up(&keyspace, &request_place, &parts, &head, now)
-                .await;
+            let looked = if self.shared.config.per_user {
+                // Boxed: the common path's future stays small (it is moved with every
+                // request).
+                Box::pin(self.look_up(&keyspace, request_place, &parts, &head, now)).await
+            } else {
+                self.look_up_at(&keyspace, request_place, &parts, &head, now)
+                    .await
+            };
             let Looked {
                 place,
                 seen,
@@ -470,7 +475,10 @@ impl<St: Store> ResponseCache<St> {
                             return Lookup::Hit(response);
                         }
                     }
-                    continue; // Look again: the first request has (probably) stored its response.
+                    // Look again, from the request's own place: the first request has
+                    // (probably) stored its response.
+                    request_place = for_user.map_or(place, |(own, _)| own);
+                    continue;
                 }
                 // Still nothing after waiting once: go on alone.
                 Join::Follower(_) => None,
@@ -551,30 +559,59 @@ impl<St: Store> ResponseCache<St> {
         }
     }
 
-    /// Reads what `place` holds for the request. In per-user mode a user's request that
-    /// finds nothing of its own is looked up at the shared place, and keeps its own place
-    /// for a response only it may have; its misses wait only on that user's requests (what
-    /// they fill may be the user's alone).
-    async fn look_up(
+    /// Reads what `place` holds for the request.
+    async fn look_up_at(
         &self,
         keyspace: &Keyspace<'_, St>,
-        place: &Place,
+        place: Place,
         parts: &request::Parts,
         head: &RequestHead,
         now: SystemTime,
     ) -> Result<Looked, StoreError> {
-        let seen = keyspace.read(place).await?;
-        let found = self.find(place, &seen, parts, head, now).await;
-        if !self.shared.config.per_user || place.user.is_none() || found.entry.is_some() {
-            return Ok(Looked {
-                place: place.clone(),
-                seen,
-                found,
-                for_user: None,
-            });
+        let seen = keyspace.read(&place).await?;
+        let found = self.find(&place, &seen, parts, head, now).await;
+        Ok(Looked {
+            place,
+            seen,
+            found,
+            for_user: None,
+        })
+    }
+
+    /// Per-user mode: [`look_up_at`](Self::look_up_at), and a user's request that finds
+    /// nothing of its own is looked up at the shared place, keeping its own place for a
+    /// response only it may have; its misses wait only on that user's requests (what they
+    /// fill may be the user's alone).
+    async fn look_up(
+        &self,
+        keyspace: &Keyspace<'_, St>,
+        place: Place,
+        parts: &request::Parts,
+        head: &RequestHead,
+        now: SystemTime,
+    ) -> Result<Looked, StoreError> {
+        let own = self.look_up_at(keyspace, place, parts, head, now).await?;
+        if own.place.user.is_none() || own.found.entry.is_some() {
+            return Ok(own);
         }
+        self.look_up_shared(keyspace, own, parts, head, now).await
+    }
+
+    /// [`look_up`](Self::look_up) of a user's request with nothing of its own: the shared
+    /// place, with the user's own kept for the fill.
+    async fn look_up_shared(
+        &self,
+        keyspace: &Keyspace<'_, St>,
+        own: Looked,
+        parts: &request::Parts,
+        head: &RequestHead,
+        now: SystemTime,
+    ) -> Result<Looked, StoreError> {
+        let Looked {
+            place, seen, found, ..
+        } = own;
         let shared = place.shared();
-        let shared_seen = keyspace.read(&shared).await?;
+        let shared_seen = keyspace.read_shared(&shared, &seen).await?;
         let mut shared_found = self.find(&shared, &shared_seen, parts, head, now).await;
         if matches!(shared_found.entry, Some((_, BeforeRequest::Stale { .. }))) {
             // A user's request does not revalidate a shared entry for everyone: its answer
@@ -588,7 +625,7 @@ impl<St: Store> ResponseCache<St> {
             place: shared,
             seen: shared_seen,
             found: shared_found,
-            for_user: Some((place.clone(), seen)),
+            for_user: Some((place, seen)),
         })
     }
 

@@ -275,9 +275,9 @@ impl<St: Store> ResponseCacheBuilder<St> {
     /// - [`ResponseCache::purge_user`] forgets all of one user's entries; an invalidation
     ///   (an unsafe request, [`ResponseCache::invalidate_url`]) reaches every user's.
     ///
-    /// A user's request reads up to five records before a hit (the URL's epoch, the user's
-    /// generation and index, then the shared index and the epoch again) where one with
-    /// nothing of its own for the URL looks at the shared entries too. Users are named in
+    /// A user's request reads up to four records before a hit (the URL's epoch, the user's
+    /// generation and index, then the shared index) where one with nothing of its own for
+    /// the URL looks at the shared entries too. Users are named in
     /// keys by an unkeyed digest: ids of low entropy (account numbers) could be found by
     /// trying them all; pass a keyed digest of your own if that matters. Switching an
     /// existing shared cache to `per_user` leaves its entries unreachable (the URL's epoch
