@@ -979,3 +979,50 @@ async fn a_users_own_entry_is_revalidated_and_replaced_in_the_users_entries() {
         "bob's call was his own"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_with_the_same_user_key_secret_share_a_users_entries() {
+    let (calls, conditional) = (Counter::new(), Counter::new());
+    let origin = TestServer::start(api(&calls, &conditional)).await;
+    let store = MemoryStore::new();
+    let node = |secret: [u8; 32]| {
+        let cache = ResponseCache::builder(store.clone())
+            .client()
+            .per_user(user_of)
+            .user_key_secret(secret)
+            .build();
+        let client = ServiceBuilder::new()
+            .layer(cache.layer())
+            .service(upstream());
+        (cache, client)
+    };
+    let ((a, a_client), (_b, b_client), (_c, c_client)) =
+        (node([1; 32]), node([1; 32]), node([2; 32]));
+    let url = format!("http://{}/private", origin.addr);
+    let alice = [("authorization", "Bearer alice")];
+    call(&a_client, Method::GET, &url, &alice).await;
+    let on_b = call(&b_client, Method::GET, &url, &alice).await;
+    assert!(
+        on_b.cache_status().contains("hit"),
+        "{}",
+        on_b.cache_status()
+    );
+    let on_c = call(&c_client, Method::GET, &url, &alice).await;
+    assert!(
+        !on_c.cache_status().contains("hit"),
+        "another secret: {}",
+        on_c.cache_status()
+    );
+    // A purge through a reaches b (the same id), not what c stored under its own.
+    assert!(a.purge_user("alice").await.unwrap());
+    let after = call(&b_client, Method::GET, &url, &alice).await;
+    assert!(
+        !after.cache_status().contains("hit"),
+        "{}",
+        after.cache_status()
+    );
+    assert!(call(&c_client, Method::GET, &url, &alice)
+        .await
+        .cache_status()
+        .contains("hit"));
+}

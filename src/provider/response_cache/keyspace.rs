@@ -155,9 +155,23 @@ impl Place {
 }
 
 /// How a user is named in keys: a digest of the name the extractor gave, so a session id
-/// or a token is never readable in a store's keys (nor on disk, nor in Redis).
-pub(crate) fn user_id(name: &str) -> String {
-    crate::store::hex_digest(name)
+/// or a token is never readable in a store's keys (nor on disk, nor in Redis); keyed with
+/// `secret` when the cache has one, so that names of low entropy cannot be found by
+/// trying them all.
+pub(crate) fn user_id(name: &str, secret: Option<&[u8; 32]>) -> String {
+    match secret {
+        None => crate::store::hex_digest(name),
+        Some(secret) => {
+            let hash = blake3::keyed_hash(secret, name.as_bytes());
+            let mut first = [0u8; 16];
+            first.copy_from_slice(&hash.as_bytes()[..16]);
+            let mut out = String::with_capacity(33);
+            // `k` keeps keyed ids apart from unkeyed ones.
+            out.push('k');
+            push_hex(&mut out, u128::from_be_bytes(first), 32);
+            out
+        }
+    }
 }
 
 /// The record of `user`'s generation (routed by the user's id, as no URL is its own).
@@ -887,8 +901,24 @@ mod tests {
     fn at(path: &str, user: &str) -> Place {
         Place {
             url: Url::new(None, Some("example.com"), &path.parse().unwrap()),
-            user: Some(user_id(user)),
+            user: Some(user_id(user, None)),
         }
+    }
+
+    #[test]
+    fn users_are_named_by_a_digest_keyed_when_the_cache_has_a_secret() {
+        let plain = user_id("1001", None);
+        assert_eq!(plain, user_id("1001", None), "the same on every node");
+        assert!(!plain.contains("1001"));
+        let keyed = user_id("1001", Some(&[7; 32]));
+        assert_eq!(keyed, user_id("1001", Some(&[7; 32])));
+        assert_ne!(keyed, plain);
+        assert_ne!(
+            keyed,
+            user_id("1001", Some(&[8; 32])),
+            "another secret, another id"
+        );
+        assert_ne!(keyed, user_id("1002", Some(&[7; 32])));
     }
 
     #[tokio::test]
@@ -921,7 +951,7 @@ mod tests {
         let (a, b) = (at("/a", "alice"), at("/b", "alice"));
         // Nothing stored for the user yet when the fill looked up.
         let seen = keyspace.read(&a).await.unwrap();
-        assert!(keyspace.purge_user(&user_id("alice")).await.is_ok());
+        assert!(keyspace.purge_user(&user_id("alice", None)).await.is_ok());
         let refused = keyspace
             .admit(&a, &seen, &[], Selector(0), Duration::from_secs(60))
             .await;
@@ -936,7 +966,7 @@ mod tests {
             .await
             .unwrap();
         let seen = keyspace.read(&b).await.unwrap();
-        assert!(keyspace.purge_user(&user_id("alice")).await.unwrap());
+        assert!(keyspace.purge_user(&user_id("alice", None)).await.unwrap());
         let refused = keyspace
             .admit(&b, &seen, &[], Selector(1), Duration::from_secs(60))
             .await;
@@ -961,7 +991,7 @@ mod tests {
             .admit(&bob, &seen, &[], Selector(0), Duration::from_secs(60))
             .await
             .unwrap();
-        assert!(keyspace.purge_user(&user_id("alice")).await.unwrap());
+        assert!(keyspace.purge_user(&user_id("alice", None)).await.unwrap());
         assert!(keyspace.read(&bob).await.unwrap().index().is_some());
     }
 

@@ -135,6 +135,8 @@ pub(crate) struct Config {
     pub(crate) user_key: Option<UserKey>,
     /// Shared mode with users: each user's own entries beside the shared ones.
     pub(crate) per_user: bool,
+    /// The key of the users' digests in keys, if any.
+    pub(crate) user_secret: Option<[u8; 32]>,
     /// In front of an HTTP client: keys are absolute URLs, scheme included.
     pub(crate) client: bool,
     /// Per-origin overrides.
@@ -206,6 +208,7 @@ pub struct ResponseCacheBuilder<St> {
     mode: Option<CacheMode>,
     user_key: Option<UserKey>,
     per_user: bool,
+    user_secret: Option<[u8; 32]>,
     client: bool,
     hosts: host::HostPolicies,
     /// `None` until chosen: on, or off in front of a client.
@@ -277,11 +280,10 @@ impl<St: Store> ResponseCacheBuilder<St> {
     ///
     /// A user's request reads up to four records before a hit (the URL's epoch, the user's
     /// generation and index, then the shared index) where one with nothing of its own for
-    /// the URL looks at the shared entries too. Users are named in
-    /// keys by an unkeyed digest: ids of low entropy (account numbers) could be found by
-    /// trying them all; pass a keyed digest of your own if that matters. Switching an
-    /// existing shared cache to `per_user` leaves its entries unreachable (the URL's epoch
-    /// becomes a record of its own).
+    /// the URL looks at the shared entries too. Users are named in keys by a digest (keyed
+    /// with [`user_key_secret`](Self::user_key_secret), which ids of low entropy need).
+    /// Switching an existing shared cache to `per_user` leaves its entries unreachable (the
+    /// URL's epoch becomes a record of its own).
     pub fn per_user<F>(mut self, user_key: F) -> Self
     where
         F: Fn(&request::Parts) -> Option<String> + Send + Sync + 'static,
@@ -289,6 +291,16 @@ impl<St: Store> ResponseCacheBuilder<St> {
         self.mode = Some(CacheMode::Shared);
         self.user_key = Some(Arc::new(user_key));
         self.per_user = true;
+        self
+    }
+
+    /// The secret that keys the digests users are named by in the store's keys (private and
+    /// per-user modes; default: none, a plain blake3 digest). Without it, names of low
+    /// entropy (account numbers) could be found from a store's keys by trying them all.
+    /// Give every node that shares a store the same secret (and keep it: a new one leaves
+    /// every user's entries unreachable).
+    pub fn user_key_secret(mut self, secret: [u8; 32]) -> Self {
+        self.user_secret = Some(secret);
         self
     }
 
@@ -489,6 +501,7 @@ impl<St: Store> ResponseCacheBuilder<St> {
                     }),
                     user_key: self.user_key,
                     per_user: self.per_user,
+                    user_secret: self.user_secret,
                     client: self.client,
                     hosts: self.hosts,
                     mint_etags: self.mint_etags.unwrap_or(!self.client),
@@ -529,6 +542,7 @@ impl<St: Store> ResponseCache<St> {
             mode: None,
             user_key: None,
             per_user: false,
+            user_secret: None,
             client: false,
             hosts: host::HostPolicies::default(),
             mint_etags: None,
@@ -727,7 +741,8 @@ impl<St: Store> ResponseCache<St> {
         if self.shared.config.user_key.is_none() || user.is_empty() || user.contains('\0') {
             return Ok(false);
         }
-        self.keyspace().purge_user(&keyspace::user_id(user)).await
+        let id = keyspace::user_id(user, self.shared.config.user_secret.as_ref());
+        self.keyspace().purge_user(&id).await
     }
 
     /// Forgets everything.
@@ -748,7 +763,10 @@ impl<St: Store> ResponseCache<St> {
             // an empty one is the shared place's.
             Some(user_key) => {
                 match user_key(parts).filter(|u| !u.is_empty() && !u.contains('\0')) {
-                    Some(user) => Some(keyspace::user_id(&user)),
+                    Some(user) => Some(keyspace::user_id(
+                        &user,
+                        self.shared.config.user_secret.as_ref(),
+                    )),
                     None if self.shared.config.per_user => None,
                     None => return Err("no-user"),
                 }
