@@ -623,3 +623,215 @@ async fn a_body_that_ends_before_its_declared_length_is_not_stored() {
         "the second request went to the inner service again"
     );
 }
+
+/// A memory store that says its reads are remote ([`Store::remote_reads`]), and counts
+/// how many reads run at once.
+#[derive(Clone, Debug, Default)]
+struct Remote {
+    inner: MemoryStore,
+    reads: Counter,
+    in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    most: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Remote {
+    fn most_at_once(&self) -> usize {
+        self.most.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Store for Remote {
+    type Writer = MemoryWriter;
+    async fn get(&self, key: &Key) -> Result<Option<Stored>, StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.reads.inc();
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        // A round trip: the other read of a lookup may start meanwhile.
+        tokio::task::yield_now().await;
+        let got = self.inner.get(key).await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        got
+    }
+    async fn writer(
+        &self,
+        key: &Key,
+        meta: Meta,
+        ttl: Duration,
+        expect: Expect,
+    ) -> Result<MemoryWriter, StoreError> {
+        self.inner.writer(key, meta, ttl, expect).await
+    }
+    fn max_entry_bytes(&self) -> Option<u64> {
+        self.inner.max_entry_bytes()
+    }
+    fn remote_reads(&self) -> bool {
+        true
+    }
+    async fn update_meta(
+        &self,
+        key: &Key,
+        expect: Expect,
+        meta: Meta,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.update_meta(key, expect, meta, ttl).await
+    }
+    async fn remove(&self, key: &Key, expect: Expect) -> Result<bool, StoreError> {
+        self.inner.remove(key, expect).await
+    }
+    async fn clear(&self) -> Result<(), StoreError> {
+        self.inner.clear().await
+    }
+}
+
+#[tokio::test]
+async fn over_a_remote_store_a_hit_reads_its_record_and_entry_at_once_and_stays_right() {
+    // The origin varies on Accept-Language, then (version 3) on nothing, and says which
+    // version and language each response is.
+    let version = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    let origin = {
+        let version = std::sync::Arc::clone(&version);
+        service_fn(move |req: Request<Full<Bytes>>| {
+            let v = version.load(std::sync::atomic::Ordering::SeqCst);
+            let lang = req
+                .headers()
+                .get("accept-language")
+                .map(|l| l.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let mut res = Response::builder().header("cache-control", "max-age=60");
+            if v != 3 {
+                res = res.header("vary", "accept-language");
+            }
+            ready(Ok::<_, Infallible>(
+                res.body(Full::new(Bytes::from(format!("v{v} {lang}"))))
+                    .unwrap(),
+            ))
+        })
+    };
+    let store = Remote::default();
+    let cache = ResponseCache::new(store.clone());
+    let svc = cache.layer().layer(origin.clone());
+    let get_in = |lang: &str| {
+        Request::get("/a")
+            .header("host", "example.test")
+            .header("accept-language", lang)
+            .body(Full::default())
+            .unwrap()
+    };
+    for lang in ["en", "de"] {
+        assert_eq!(send(&svc, get_in(lang)).await.1, format!("v1 {lang}"));
+    }
+    store.most_at_once();
+    for lang in ["en", "de", "en"] {
+        let reads = store.reads.get();
+        let (res, body) = send(&svc, get_in(lang)).await;
+        assert_eq!(body, format!("v1 {lang}"), "each language its own variant");
+        assert!(cache_status(&res).contains("hit"), "{}", cache_status(&res));
+        assert_eq!(
+            store.reads.get() - reads,
+            2,
+            "the record and the entry, no more"
+        );
+        assert_eq!(store.most_at_once(), 2, "read at once");
+    }
+    // An invalidation gives the URL a new epoch: what is read ahead under the old one is
+    // not used, and the fresh answer is.
+    version.store(2, std::sync::atomic::Ordering::SeqCst);
+    let post = Request::post("/a")
+        .header("host", "example.test")
+        .body(Full::default())
+        .unwrap();
+    send(&svc, post).await;
+    assert_eq!(send(&svc, get_in("en")).await.1, "v2 en");
+    let (res, body) = send(&svc, get_in("en")).await;
+    assert_eq!(
+        (body, cache_status(&res).contains("hit")),
+        (Bytes::from("v2 en"), true)
+    );
+    // Another node on the same store invalidates and fills the URL again: this node's
+    // expectation (the old epoch) reads an entry that is still in the store, and must not
+    // use it.
+    let other = ResponseCache::new(store.clone());
+    let other_svc = other.layer().layer(origin.clone());
+    version.store(22, std::sync::atomic::Ordering::SeqCst);
+    let post = Request::post("/a")
+        .header("host", "example.test")
+        .body(Full::default())
+        .unwrap();
+    send(&other_svc, post).await;
+    assert_eq!(send(&other_svc, get_in("en")).await.1, "v22 en");
+    let (res, body) = send(&svc, get_in("en")).await;
+    assert_eq!(
+        body,
+        "v22 en",
+        "never the old epoch's entry: {}",
+        cache_status(&res)
+    );
+    // The origin stops varying: a new `Vary` set, read ahead under the old one at first.
+    version.store(3, std::sync::atomic::Ordering::SeqCst);
+    send(
+        &svc,
+        Request::post("/a")
+            .header("host", "example.test")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(send(&svc, get_in("fr")).await.1, "v3 fr");
+    let (res, body) = send(&svc, get_in("en")).await;
+    assert_eq!(body, "v3 fr", "one variant for everyone now");
+    assert!(cache_status(&res).contains("hit"), "{}", cache_status(&res));
+}
+
+#[tokio::test]
+async fn over_a_local_store_reads_are_one_at_a_time() {
+    let calls = Counter::new();
+    let store = Remote::default();
+    // The same store saying it is local (a wrapper over it with the default).
+    #[derive(Clone, Debug)]
+    struct Local(Remote);
+    impl Store for Local {
+        type Writer = MemoryWriter;
+        async fn get(&self, key: &Key) -> Result<Option<Stored>, StoreError> {
+            self.0.get(key).await
+        }
+        async fn writer(
+            &self,
+            key: &Key,
+            meta: Meta,
+            ttl: Duration,
+            expect: Expect,
+        ) -> Result<MemoryWriter, StoreError> {
+            self.0.writer(key, meta, ttl, expect).await
+        }
+        async fn update_meta(
+            &self,
+            key: &Key,
+            expect: Expect,
+            meta: Meta,
+            ttl: Duration,
+        ) -> Result<bool, StoreError> {
+            self.0.update_meta(key, expect, meta, ttl).await
+        }
+        async fn remove(&self, key: &Key, expect: Expect) -> Result<bool, StoreError> {
+            self.0.remove(key, expect).await
+        }
+        async fn clear(&self) -> Result<(), StoreError> {
+            self.0.clear().await
+        }
+    }
+    let cache = ResponseCache::new(Local(store.clone()));
+    let svc = cache
+        .layer()
+        .layer(origin(&calls, "max-age=60", usize::MAX));
+    send(&svc, get("/a")).await;
+    store.most_at_once();
+    let (res, _) = send(&svc, get("/a")).await;
+    assert!(cache_status(&res).contains("hit"));
+    assert_eq!(
+        store.most_at_once(),
+        1,
+        "no read ahead where reads are cheap"
+    );
+}

@@ -21,6 +21,8 @@ pub trait DynStore: fmt::Debug + Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<AnyWriter, StoreError>>;
     /// [`Store::max_entry_bytes`].
     fn max_entry_bytes(&self) -> Option<u64>;
+    /// [`Store::remote_reads`].
+    fn remote_reads(&self) -> bool;
     /// [`Store::update_meta`].
     fn update_meta<'a>(
         &'a self,
@@ -59,6 +61,10 @@ impl<S: Store + fmt::Debug> DynStore for S {
 
     fn max_entry_bytes(&self) -> Option<u64> {
         Store::max_entry_bytes(self)
+    }
+
+    fn remote_reads(&self) -> bool {
+        Store::remote_reads(self)
     }
 
     fn update_meta<'a>(
@@ -186,6 +192,10 @@ impl Store for AnyStore {
 
     fn max_entry_bytes(&self) -> Option<u64> {
         self.0.max_entry_bytes()
+    }
+
+    fn remote_reads(&self) -> bool {
+        self.0.remote_reads()
     }
 
     async fn update_meta(

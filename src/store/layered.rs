@@ -346,6 +346,11 @@ impl<L1: Store, L2: Store> Store for Layered<L1, L2> {
         self.inner.l2.max_entry_bytes()
     }
 
+    /// The L2's: what the L1 misses costs what the L2 costs.
+    fn remote_reads(&self) -> bool {
+        self.inner.l2.remote_reads()
+    }
+
     async fn update_meta(
         &self,
         key: &Key,

@@ -378,6 +378,13 @@ pub trait Store: Clone + Send + Sync + 'static {
         None
     }
 
+    /// Whether a read costs a round trip to another machine (default: no). The cache then
+    /// reads ahead: a lookup asks for a URL's record and the entry it expects from the last
+    /// lookup of the URL at once, so a hit waits for one round trip, not two.
+    fn remote_reads(&self) -> bool {
+        false
+    }
+
     /// Replaces the head of the entry under `key` and its time to live, keeping its body, if
     /// `expect` holds; where there is no entry (and `expect` allows that), creates one with
     /// an empty body. The entry gets a new [`Stored::version`]. Returns whether it wrote.

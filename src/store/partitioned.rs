@@ -115,6 +115,11 @@ impl<S: Store> Store for Partitioned<S> {
             .min()
     }
 
+    /// A URL's records all live in one partition: reading ahead pays where it is remote.
+    fn remote_reads(&self) -> bool {
+        self.parts.iter().any(|(_, s)| s.remote_reads())
+    }
+
     fn update_meta(
         &self,
         key: &Key,

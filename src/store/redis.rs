@@ -624,6 +624,10 @@ impl Store for RedisStore {
         Some(self.inner.max_entry_bytes)
     }
 
+    fn remote_reads(&self) -> bool {
+        true
+    }
+
     async fn update_meta(
         &self,
         key: &Key,

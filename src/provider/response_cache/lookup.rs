@@ -130,6 +130,25 @@ enum Class {
     Cacheable(Place),
 }
 
+/// What the last lookup of a URL found (for a store with remote reads): its epoch and its
+/// most recent `Vary` set, from which the next lookup computes the key it expects.
+#[derive(Clone, Debug)]
+pub(crate) struct Expected {
+    epoch: u64,
+    names: Arc<[String]>,
+}
+
+/// An entry read ahead, before the URL's record said which one to read: the entry, or the
+/// key found empty.
+type ReadAhead = Result<StoredEntry, Key>;
+
+fn read_key(read: &ReadAhead) -> &Key {
+    match read {
+        Ok(entry) => &entry.key,
+        Err(absent) => absent,
+    }
+}
+
 /// Where a request was looked up, and what was found there.
 struct Looked {
     place: Place,
@@ -568,14 +587,70 @@ impl<St: Store> ResponseCache<St> {
         head: &RequestHead,
         now: SystemTime,
     ) -> Result<Looked, StoreError> {
-        let seen = keyspace.read(&place).await?;
-        let found = self.find(&place, &seen, parts, head, now).await;
+        let expected = self.expected(keyspace, &place);
+        let (seen, ahead) = match expected {
+            // Both at once: a hit waits for one round trip.
+            Some(expected) => {
+                let selector = Selector::of(&expected.names, &parts.headers);
+                let key = place.variant_key(expected.epoch, selector);
+                let (seen, ahead) =
+                    tokio::join!(keyspace.read(&place), self.read_entry(key, selector));
+                (seen?, Some(ahead))
+            }
+            None => (keyspace.read(&place).await?, None),
+        };
+        let found = self.find(&place, &seen, parts, head, now, ahead).await;
+        self.remember(keyspace, &place, &seen);
         Ok(Looked {
             place,
             seen,
             found,
             for_user: None,
         })
+    }
+
+    /// What the last lookup of `place`'s URL found, where the cache reads ahead (a store
+    /// with remote reads, a shared place: private ones have more records to read first).
+    fn expected(&self, keyspace: &Keyspace<'_, St>, place: &Place) -> Option<Expected> {
+        let read_ahead = self.shared.read_ahead.as_ref()?;
+        if keyspace.private {
+            return None;
+        }
+        read_ahead
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&place.url)
+            .cloned()
+    }
+
+    /// Remembers what this lookup of `place` found, for the next one to read ahead.
+    fn remember(&self, keyspace: &Keyspace<'_, St>, place: &Place, seen: &Seen) {
+        let Some(read_ahead) = self
+            .shared
+            .read_ahead
+            .as_ref()
+            .filter(|_| !keyspace.private)
+        else {
+            return;
+        };
+        let mut read_ahead = read_ahead
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = seen.index().zip(seen.epoch());
+        match current.and_then(|(index, epoch)| Some((epoch, index.vary_sets().first()?))) {
+            Some((epoch, names)) => {
+                let unchanged = read_ahead
+                    .peek(&place.url)
+                    .is_some_and(|e| e.epoch == epoch && *e.names == **names);
+                if !unchanged {
+                    let names = names.clone().into();
+                    read_ahead.put(place.url.clone(), Expected { epoch, names });
+                }
+            }
+            _ => {
+                read_ahead.pop(&place.url);
+            }
+        }
     }
 
     /// Per-user mode: [`look_up_at`](Self::look_up_at), and a user's request that finds
@@ -612,7 +687,9 @@ impl<St: Store> ResponseCache<St> {
         } = own;
         let shared = place.shared();
         let shared_seen = keyspace.read_shared(&shared, &seen).await?;
-        let mut shared_found = self.find(&shared, &shared_seen, parts, head, now).await;
+        let mut shared_found = self
+            .find(&shared, &shared_seen, parts, head, now, None)
+            .await;
         if matches!(shared_found.entry, Some((_, BeforeRequest::Stale { .. }))) {
             // A user's request does not revalidate a shared entry for everyone: its answer
             // (or a 304 to it) is the user's, and is filed as a miss's.
@@ -641,7 +718,8 @@ impl<St: Store> ResponseCache<St> {
     /// The entry of `place` selected for the request: of the variants listed under the URL's
     /// `Vary` sets that the policy does not reject (RFC 9111 §4.1), the most recent by `Date`
     /// (§4); equal dates go by storage order, most recently stored first. A URL has at most
-    /// a few sets (`keyspace::MAX_VARY_SETS`), and most have one.
+    /// a few sets (`keyspace::MAX_VARY_SETS`), and most have one. An entry read `ahead` is
+    /// used where its key is one the index says to read (it is read otherwise).
     async fn find(
         &self,
         place: &Place,
@@ -649,6 +727,7 @@ impl<St: Store> ResponseCache<St> {
         parts: &request::Parts,
         head: &RequestHead,
         now: SystemTime,
+        mut ahead: Option<ReadAhead>,
     ) -> Found {
         let (Some(index), Some(epoch)) = (seen.index(), seen.epoch()) else {
             return Found {
@@ -669,7 +748,14 @@ impl<St: Store> ResponseCache<St> {
                 continue;
             }
             tried.push(selector);
-            match self.read_entry(key, selector).await {
+            let read = match ahead.take() {
+                Some(read) if read_key(&read) == &key => read,
+                other => {
+                    ahead = other;
+                    self.read_entry(key, selector).await
+                }
+            };
+            match read {
                 Ok(entry) => {
                     let decision = entry.policy.before_request(parts, head, now);
                     if decision != BeforeRequest::VaryMismatch {

@@ -162,7 +162,13 @@ pub(crate) struct Shared<St> {
     pub(crate) background: Arc<Semaphore>,
     /// The URLs with fills under way in this process, and how many.
     pub(crate) filling: Arc<Mutex<HashMap<Url, usize>>>,
+    /// For a store whose reads cross a network ([`Store::remote_reads`]): what the last
+    /// lookup of each URL found, so the next one reads its entry ahead.
+    pub(crate) read_ahead: Option<Mutex<lru::LruCache<Url, lookup::Expected>>>,
 }
+
+/// The most URLs whose last lookup the cache remembers for reading ahead.
+const READ_AHEAD_URLS: usize = 4096;
 
 /// An HTTP cache (RFC 9111) over a [`Store`]. Clones share the store and settings.
 ///
@@ -489,6 +495,11 @@ impl<St: Store> ResponseCacheBuilder<St> {
 
     /// The cache.
     pub fn build(self) -> ResponseCache<St> {
+        let read_ahead = self.store.remote_reads().then(|| {
+            let urls =
+                std::num::NonZeroUsize::new(READ_AHEAD_URLS).unwrap_or(std::num::NonZeroUsize::MIN);
+            Mutex::new(lru::LruCache::new(urls))
+        });
         ResponseCache {
             shared: Arc::new(Shared {
                 store: self.store,
@@ -516,6 +527,7 @@ impl<St: Store> ResponseCacheBuilder<St> {
                 coalescer: Coalescer::default(),
                 background: Arc::new(Semaphore::new(self.max_background_fills)),
                 filling: Arc::default(),
+                read_ahead,
             }),
         }
     }
