@@ -587,20 +587,12 @@ impl<St: Store> ResponseCache<St> {
         head: &RequestHead,
         now: SystemTime,
     ) -> Result<Looked, StoreError> {
-        let expected = self.expected(keyspace, &place);
-        let (seen, ahead) = match expected {
-            // Both at once: a hit waits for one round trip.
-            Some(expected) => {
-                let selector = Selector::of(&expected.names, &parts.headers);
-                let key = place.variant_key(expected.epoch, selector);
-                let (seen, ahead) =
-                    tokio::join!(keyspace.read(&place), self.read_entry(key, selector));
-                (seen?, Some(ahead))
-            }
-            None => (keyspace.read(&place).await?, None),
-        };
-        let found = self.find(&place, &seen, parts, head, now, ahead).await;
-        self.remember(keyspace, &place, &seen);
+        if self.shared.read_ahead.is_some() && !keyspace.private {
+            // Boxed: only caches over remote stores pay for the larger future.
+            return Box::pin(self.look_up_ahead(keyspace, place, parts, head, now)).await;
+        }
+        let seen = keyspace.read(&place).await?;
+        let found = self.find(&place, &seen, parts, head, now, None).await;
         Ok(Looked {
             place,
             seen,
@@ -609,14 +601,43 @@ impl<St: Store> ResponseCache<St> {
         })
     }
 
-    /// What the last lookup of `place`'s URL found, where the cache reads ahead (a store
-    /// with remote reads, a shared place: private ones have more records to read first).
-    fn expected(&self, keyspace: &Keyspace<'_, St>, place: &Place) -> Option<Expected> {
-        let read_ahead = self.shared.read_ahead.as_ref()?;
-        if keyspace.private {
-            return None;
-        }
-        read_ahead
+    /// [`look_up_at`](Self::look_up_at) over a store with remote reads: the URL's record,
+    /// and at once the entry the last lookup of the URL found, so a hit waits for one round
+    /// trip.
+    async fn look_up_ahead(
+        &self,
+        keyspace: &Keyspace<'_, St>,
+        place: Place,
+        parts: &request::Parts,
+        head: &RequestHead,
+        now: SystemTime,
+    ) -> Result<Looked, StoreError> {
+        let (seen, ahead) = match self.expected(&place) {
+            Some(expected) => {
+                let selector = Selector::of(&expected.names, &parts.headers);
+                let key = place.variant_key(expected.epoch, selector);
+                let (seen, ahead) =
+                    tokio::join!(keyspace.read(&place), self.read_entry(key, selector));
+                (seen?, Some(Box::new(ahead)))
+            }
+            None => (keyspace.read(&place).await?, None),
+        };
+        let found = self.find(&place, &seen, parts, head, now, ahead).await;
+        self.remember(&place, &seen);
+        Ok(Looked {
+            place,
+            seen,
+            found,
+            for_user: None,
+        })
+    }
+
+    /// What the last lookup of `place`'s URL found (a shared place over a store with remote
+    /// reads: private ones have more records to read first).
+    fn expected(&self, place: &Place) -> Option<Expected> {
+        self.shared
+            .read_ahead
+            .as_ref()?
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&place.url)
@@ -624,13 +645,8 @@ impl<St: Store> ResponseCache<St> {
     }
 
     /// Remembers what this lookup of `place` found, for the next one to read ahead.
-    fn remember(&self, keyspace: &Keyspace<'_, St>, place: &Place, seen: &Seen) {
-        let Some(read_ahead) = self
-            .shared
-            .read_ahead
-            .as_ref()
-            .filter(|_| !keyspace.private)
-        else {
+    fn remember(&self, place: &Place, seen: &Seen) {
+        let Some(read_ahead) = &self.shared.read_ahead else {
             return;
         };
         let mut read_ahead = read_ahead
@@ -727,7 +743,7 @@ impl<St: Store> ResponseCache<St> {
         parts: &request::Parts,
         head: &RequestHead,
         now: SystemTime,
-        mut ahead: Option<ReadAhead>,
+        mut ahead: Option<Box<ReadAhead>>,
     ) -> Found {
         let (Some(index), Some(epoch)) = (seen.index(), seen.epoch()) else {
             return Found {
@@ -749,7 +765,7 @@ impl<St: Store> ResponseCache<St> {
             }
             tried.push(selector);
             let read = match ahead.take() {
-                Some(read) if read_key(&read) == &key => read,
+                Some(read) if read_key(&read) == &key => *read,
                 other => {
                     ahead = other;
                     self.read_entry(key, selector).await
