@@ -215,6 +215,12 @@ struct Inner {
 /// the prefix and unlinks what it finds (an operator's action, never on a request's path);
 /// no request runs `KEYS` or `SCAN`, nor `FLUSHDB`.
 ///
+/// # Round trips
+///
+/// A lookup reads the URL's record (its index) and then the entry it names; the store says
+/// its reads are remote ([`Store::remote_reads`]), so the cache asks for both at once where
+/// it knows the URL (the entry its last lookup found), and a hit waits for one round trip.
+///
 /// # Failures
 ///
 /// Every operation has a deadline ([`RedisStoreBuilder::deadline`], 50 ms by default; a body
