@@ -150,7 +150,7 @@ run_wrk() { # run_wrk INDEX ROUND
     echo "$1|${rps:-0}|${p50:-?}|${p99:-?}|${errors:-0}" >>"$OUT/wrk.txt"
 }
 
-commands() { # round trips Redis served so far: its EVALSHA calls (each one script)
+commands() { # scripted calls Redis served so far (EVALSHA; a hit sends two at once)
     redis-cli -p "$P_REDIS" info commandstats | tr -d '\r' |
         awk -F'[=,:]' '$1 == "cmdstat_evalsha" || $1 == "cmdstat_eval" {s += $3} END {print s + 0}'
 }
@@ -191,7 +191,7 @@ done
 out ""
 
 REQS=$(awk '/requests in/ {print $1}' "$OUT/redis-counted.log")
-out "Redis round trips (EVALSHA calls, INFO commandstats) per proxied 1 KiB hit, over one wrk run: $(awk -v c=$((REDIS_AFTER - REDIS_BEFORE)) -v r="${REQS:-0}" 'BEGIN {printf (r > 0 ? "%.2f" : "?"), c / r}') ($((REDIS_AFTER - REDIS_BEFORE)) calls, ${REQS:-?} requests)."
+out "Redis scripted calls (EVALSHA, INFO commandstats) per proxied 1 KiB hit, over one wrk run: $(awk -v c=$((REDIS_AFTER - REDIS_BEFORE)) -v r="${REQS:-0}" 'BEGIN {printf (r > 0 ? "%.2f" : "?"), c / r}') ($((REDIS_AFTER - REDIS_BEFORE)) calls, ${REQS:-?} requests)."
 out ""
 out "redis-benchmark on the same server, 1 KiB values, 32 clients:"
 out ""
