@@ -199,6 +199,50 @@ async fn two_proxies_on_one_redis_share_entries_and_invalidations() {
     );
 }
 
+/// The scripted calls (`EVALSHA`, `EVAL`) `server` has answered so far.
+async fn scripted_calls(server: &RedisServer) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut raw(server).await)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| l.split(&[':', '=', ','][..]).nth(2)?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hit_on_a_url_seen_before_is_one_call_to_redis() {
+    let Some(server) = RedisServer::start_or_skip("a_hit_is_one_call_to_redis") else {
+        return;
+    };
+    let calls = Counter::new();
+    let origin_server = TestServer::start(origin(&calls)).await;
+    let node = proxy(&origin_server, store(&server, "calls").await).await;
+    let host = [("host", "site.example")];
+    assert_eq!(node.get("/p", &host).await.text(), "public page");
+    // Stored, and looked up since: the node knows which entry the URL's record names.
+    assert!(stored(&node, "/p", &host).await, "the miss was stored");
+    // Once more: the first run of a script on a server is two calls (`NOSCRIPT`, then
+    // loaded), and the probes above may or may not have run the one a hit uses.
+    assert!(status_of(&node.get("/p", &host).await).contains("hit"));
+    for _ in 0..3 {
+        let before = scripted_calls(&server).await;
+        let hit = node.get("/p", &host).await;
+        let after = scripted_calls(&server).await;
+        assert!(status_of(&hit).contains("hit"), "{}", status_of(&hit));
+        assert_eq!(hit.text(), "public page");
+        assert_eq!(
+            after - before,
+            1,
+            "the URL's record and its entry are read in one script ({})",
+            status_of(&hit)
+        );
+    }
+    assert_eq!(calls.get(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_under_load_fails_open_and_the_cache_resumes() {
     let Some(mut server) = RedisServer::start_or_skip("redis_killed_under_load") else {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use contract::{key, meta, put, read_all, HOUR};
 use std::{path::Path, process::Command, time::Duration};
 use tower_etag::store::{
-    AnyStore, Expect, FsStore, Layered, MemoryStore, Partitioned, Store, StoreWriter,
+    AnyStore, Expect, FsStore, GetResult, Layered, MemoryStore, Partitioned, Store, StoreWriter,
 };
 
 #[tokio::test]
@@ -92,6 +92,61 @@ async fn a_layered_store_answers_from_l1_once_l2_answered_and_drops_what_changes
     assert!(layered.remove(&k, Expect::Any).await.unwrap());
     assert!(layered.get(&k).await.unwrap().is_none());
     assert!(l2.get(&k).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_layered_store_reads_two_from_l1_what_it_has_and_promotes_the_rest() {
+    let l2 = MemoryStore::new();
+    let layered = Layered::new(MemoryStore::new(), l2.clone());
+    let (a, b) = (key("two-l1-a"), key("two-l1-b"));
+    let va = put(&l2, &a, "a", b"only in l2", 3, HOUR, Expect::Any)
+        .await
+        .unwrap();
+    let vb = put(&l2, &b, "b", b"also", 3, HOUR, Expect::Any)
+        .await
+        .unwrap();
+    let tiers = |(one, other): (GetResult, GetResult)| {
+        let (one, other) = (one.unwrap().unwrap(), other.unwrap().unwrap());
+        ((one.tier, one.version), (other.tier, other.version))
+    };
+    // Neither in L1: both from L2, and promoted.
+    assert_eq!(
+        tiers(layered.get_two(&a, &b).await),
+        ((Some("l2"), va), (Some("l2"), vb))
+    );
+    assert_eq!(
+        tiers(layered.get_two(&a, &b).await),
+        ((Some("l1"), va), (Some("l1"), vb))
+    );
+    // `b` rewritten through the layer (in both tiers); `a` removed, then written to L2
+    // alone: one read from each tier.
+    let vb2 = put(
+        &layered,
+        &b,
+        "b2",
+        b"rewritten",
+        2,
+        HOUR,
+        Expect::Version(vb),
+    )
+    .await
+    .unwrap();
+    assert!(layered.remove(&a, Expect::Any).await.unwrap());
+    let va2 = put(&l2, &a, "a2", b"back in l2", 3, HOUR, Expect::Any)
+        .await
+        .unwrap();
+    assert_eq!(
+        tiers(layered.get_two(&a, &b).await),
+        ((Some("l2"), va2), (Some("l1"), vb2))
+    );
+    assert_eq!(
+        tiers(layered.get_two(&b, &a).await),
+        ((Some("l1"), vb2), (Some("l1"), va2))
+    );
+    // Negative: a key in neither tier is absent, whatever the other key holds.
+    let (one, none) = layered.get_two(&a, &key("two-l1-absent")).await;
+    assert_eq!(one.unwrap().unwrap().version, va2);
+    assert!(none.unwrap().is_none());
 }
 
 /// The files under `dir` (recursively), as (name, size).

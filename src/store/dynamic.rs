@@ -1,6 +1,6 @@
 //! [`AnyStore`]: any [`Store`] behind one type, for a store chosen at run time.
 
-use super::{Expect, Key, Meta, PartialReader, Store, StoreError, StoreWriter, Stored};
+use super::{Expect, GetResult, Key, Meta, PartialReader, Store, StoreError, StoreWriter, Stored};
 use bytes::Bytes;
 use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -11,6 +11,12 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait DynStore: fmt::Debug + Send + Sync + 'static {
     /// [`Store::get`].
     fn get<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Result<Option<Stored>, StoreError>>;
+    /// [`Store::get_two`].
+    fn get_two<'a>(
+        &'a self,
+        first: &'a Key,
+        second: &'a Key,
+    ) -> BoxFuture<'a, (GetResult, GetResult)>;
     /// [`Store::writer`].
     fn writer<'a>(
         &'a self,
@@ -44,6 +50,14 @@ pub trait DynStore: fmt::Debug + Send + Sync + 'static {
 impl<S: Store + fmt::Debug> DynStore for S {
     fn get<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Result<Option<Stored>, StoreError>> {
         Box::pin(Store::get(self, key))
+    }
+
+    fn get_two<'a>(
+        &'a self,
+        first: &'a Key,
+        second: &'a Key,
+    ) -> BoxFuture<'a, (GetResult, GetResult)> {
+        Box::pin(Store::get_two(self, first, second))
     }
 
     fn writer<'a>(
@@ -178,6 +192,10 @@ impl Store for AnyStore {
 
     async fn get(&self, key: &Key) -> Result<Option<Stored>, StoreError> {
         self.0.get(key).await
+    }
+
+    async fn get_two(&self, first: &Key, second: &Key) -> (GetResult, GetResult) {
+        self.0.get_two(first, second).await
     }
 
     async fn writer(

@@ -1,7 +1,9 @@
 //! [`Layered`]: a fast first tier (an in-memory L1 on each node) over a shared second tier
 //! (Redis, files), kept honest across a fleet by an [`InvalidationBus`].
 
-use super::{Expect, Key, Meta, PartialReader, Store, StoreError, StoreWriter, Stored, StoredBody};
+use super::{
+    Expect, GetResult, Key, Meta, PartialReader, Store, StoreError, StoreWriter, Stored, StoredBody,
+};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::{
     fmt,
@@ -274,21 +276,21 @@ impl<L1: Store, L2: Store> Inner<L1, L2> {
     }
 }
 
-impl<L1: Store, L2: Store> Store for Layered<L1, L2> {
-    type Writer = LayeredWriter<L1, L2>;
+impl<L1: Store, L2: Store> Layered<L1, L2> {
+    /// The L1's copy of `key`, if it has one.
+    async fn l1_copy(&self, key: &Key) -> Option<Stored> {
+        let copy = self.inner.l1.get(&l1_key(key)).await.ok()??;
+        let (version, meta) = from_l1_meta(&copy.meta)?;
+        let mut stored = Stored::new(meta, copy.body, version).from_tier("l1");
+        stored.expires_in = copy.expires_in;
+        Some(stored)
+    }
 
-    async fn get(&self, key: &Key) -> Result<Option<Stored>, StoreError> {
+    /// What the L2 answered for `key` (read when the layer's generation was `generation`),
+    /// promoted into the L1 when it fits.
+    async fn promoted(&self, key: &Key, got: GetResult, generation: u64) -> GetResult {
         let inner = &self.inner;
-        let k1 = l1_key(key);
-        if let Ok(Some(copy)) = inner.l1.get(&k1).await {
-            if let Some((version, meta)) = from_l1_meta(&copy.meta) {
-                let mut stored = Stored::new(meta, copy.body, version).from_tier("l1");
-                stored.expires_in = copy.expires_in;
-                return Ok(Some(stored));
-            }
-        }
-        let generation = inner.generation.load(Ordering::Relaxed);
-        let Some(stored) = inner.l2.get(key).await? else {
+        let Some(stored) = got? else {
             return Ok(None);
         };
         let fits = |len: u64| inner.l1.max_entry_bytes().is_none_or(|max| len <= max);
@@ -312,6 +314,47 @@ impl<L1: Store, L2: Store> Store for Layered<L1, L2> {
             _ => {}
         }
         Ok(Some(stored.from_tier("l2")))
+    }
+}
+
+impl<L1: Store, L2: Store> Store for Layered<L1, L2> {
+    type Writer = LayeredWriter<L1, L2>;
+
+    async fn get(&self, key: &Key) -> Result<Option<Stored>, StoreError> {
+        if let Some(copy) = self.l1_copy(key).await {
+            return Ok(Some(copy));
+        }
+        let generation = self.inner.generation.load(Ordering::Relaxed);
+        let got = self.inner.l2.get(key).await;
+        self.promoted(key, got, generation).await
+    }
+
+    /// What the L1 has of the two, and the rest from the L2: both at once
+    /// ([`Store::get_two`]) when the L1 has neither.
+    async fn get_two(&self, first: &Key, second: &Key) -> (GetResult, GetResult) {
+        let inner = &self.inner;
+        let generation = inner.generation.load(Ordering::Relaxed);
+        match (self.l1_copy(first).await, self.l1_copy(second).await) {
+            (Some(one), Some(other)) => (Ok(Some(one)), Ok(Some(other))),
+            (Some(one), None) => {
+                let other = inner.l2.get(second).await;
+                (
+                    Ok(Some(one)),
+                    self.promoted(second, other, generation).await,
+                )
+            }
+            (None, Some(other)) => {
+                let one = inner.l2.get(first).await;
+                (self.promoted(first, one, generation).await, Ok(Some(other)))
+            }
+            (None, None) => {
+                let (one, other) = inner.l2.get_two(first, second).await;
+                (
+                    self.promoted(first, one, generation).await,
+                    self.promoted(second, other, generation).await,
+                )
+            }
+        }
     }
 
     async fn writer(

@@ -245,6 +245,10 @@ fn once(chunk: Bytes) -> impl Stream<Item = Result<Bytes, StoreError>> + Send {
     Once(Some(chunk))
 }
 
+/// What [`Store::get`] answers: the entry under a key, if any, or why the store could not
+/// tell.
+pub type GetResult = Result<Option<Stored>, StoreError>;
+
 /// A failure of a store. The cache logs it and serves the request without the store.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -361,6 +365,18 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// handle that reads it only when it is streamed ([`StoredBody`]), so a lookup that
     /// needs the head only (a `HEAD`, a `304`, a `Vary` mismatch) reads no body.
     fn get(&self, key: &Key) -> impl Future<Output = Result<Option<Stored>, StoreError>> + Send;
+
+    /// The entries under `first` and `second`, each as [`get`](Self::get) would read it:
+    /// by default two `get`s run together; a store whose reads are remote may read both in
+    /// one round trip (`RedisStore` does, for two keys of one URL). The cache reads a URL's
+    /// record and the entry it expects this way ([`remote_reads`](Self::remote_reads)).
+    fn get_two(
+        &self,
+        first: &Key,
+        second: &Key,
+    ) -> impl Future<Output = (GetResult, GetResult)> + Send {
+        async move { tokio::join!(self.get(first), self.get(second)) }
+    }
 
     /// Starts writing an entry that will live for `ttl` once committed, if what is under
     /// `key` at commit time is what `expect` says.

@@ -1,6 +1,6 @@
 //! [`Partitioned`]: keys spread over several stores by rendezvous hashing on their URL.
 
-use super::{Expect, Key, Meta, Store, StoreError, Stored};
+use super::{Expect, GetResult, Key, Meta, Store, StoreError, Stored};
 use std::{sync::Arc, time::Duration};
 
 /// Several stores, each holding the entries of its share of the URLs: a key goes to the
@@ -96,6 +96,16 @@ impl<S: Store> Store for Partitioned<S> {
         key: &Key,
     ) -> impl std::future::Future<Output = Result<Option<Stored>, StoreError>> + Send {
         self.partition(key).get(key)
+    }
+
+    /// Two keys of one URL live in one partition, which reads them together.
+    async fn get_two(&self, first: &Key, second: &Key) -> (GetResult, GetResult) {
+        let (one, other) = (self.partition(first), self.partition(second));
+        if std::ptr::eq(one, other) {
+            one.get_two(first, second).await
+        } else {
+            tokio::join!(one.get(first), other.get(second))
+        }
     }
 
     fn writer(

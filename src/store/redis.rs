@@ -1,7 +1,7 @@
 //! [`RedisStore`]: the shared store for a fleet, on Redis (feature `redis`).
 
 use super::{
-    BodyReader, BodyStream, Expect, InvalidationBus, InvalidationSink, Key, Meta, Store,
+    BodyReader, BodyStream, Expect, GetResult, InvalidationBus, InvalidationSink, Key, Meta, Store,
     StoreError, StoreWriter, Stored, StoredBody,
 };
 use bytes::{Bytes, BytesMut};
@@ -97,21 +97,35 @@ redis.call('DEL', KEYS[1])
 return 1
 ";
 
-/// KEYS[1] entry; ARGV: chunk prefix, the largest body read with the head. The entry's
-/// fields, and its body when it is that small.
-const GET_LUA: &str = r"
-local h = redis.call('HMGET', KEYS[1], 'key', 'ver', 'meta', 'len', 'chunks', 'bver')
-if not h[2] then return false end
-local len = tonumber(h[4]) or 0
-local body = false
-if len > 0 and len <= tonumber(ARGV[2]) then
-  body = redis.call('GET', ARGV[1] .. h[6] .. ':0')
-  if not body then return false end
+/// `read(entry, chunk prefix, the largest body read with the head)`: the entry's fields, and
+/// its body when it is that small; `false` when there is none.
+const READ_LUA: &str = r"
+local function read(entry, chunks, small)
+  local h = redis.call('HMGET', entry, 'key', 'ver', 'meta', 'len', 'chunks', 'bver')
+  if not h[2] then return false end
+  local len = tonumber(h[4]) or 0
+  local body = false
+  if len > 0 and len <= small then
+    body = redis.call('GET', chunks .. h[6] .. ':0')
+    if not body then return false end
+  end
+  return {h[1], h[2], h[3], h[4], h[5], h[6], body, redis.call('PTTL', entry)}
 end
-return {h[1], h[2], h[3], h[4], h[5], h[6], body, redis.call('PTTL', KEYS[1])}
 ";
 
-/// What `GET_LUA` returns.
+/// KEYS[1] entry; ARGV: its chunk prefix, the largest body read with the head.
+const GET_LUA: &str = r"
+return read(KEYS[1], ARGV[1], tonumber(ARGV[2]))
+";
+
+/// KEYS: two entries of one URL (one hash tag); ARGV: their chunk prefixes, the largest
+/// body read with a head. Both entries, read in one round trip.
+const GET_TWO_LUA: &str = r"
+local small = tonumber(ARGV[3])
+return {read(KEYS[1], ARGV[1], small), read(KEYS[2], ARGV[2], small)}
+";
+
+/// What `read` in `READ_LUA` returns.
 type GetReply = Option<(Vec<u8>, u64, Vec<u8>, u64, u64, u64, Option<Vec<u8>>, i64)>;
 
 struct Scripts {
@@ -119,6 +133,7 @@ struct Scripts {
     update: Script,
     remove: Script,
     get: Script,
+    get_two: Script,
 }
 
 impl Scripts {
@@ -128,7 +143,8 @@ impl Scripts {
             commit: with_helpers(COMMIT_LUA),
             update: with_helpers(UPDATE_LUA),
             remove: with_helpers(REMOVE_LUA),
-            get: Script::new(GET_LUA),
+            get: Script::new(&format!("{READ_LUA}{GET_LUA}")),
+            get_two: Script::new(&format!("{READ_LUA}{GET_TWO_LUA}")),
         }
     }
 }
@@ -534,6 +550,31 @@ impl RedisStore {
             .ok_or(StoreError::Unavailable)
     }
 
+    /// The entry `reply` read for `key` from `place`, if it is there and whole.
+    fn stored(&self, key: &Key, place: &Place, reply: GetReply) -> Option<Stored> {
+        let (stored_key, version, meta, len, chunks, bver, first, pttl) = reply?;
+        if stored_key != key.as_str().as_bytes() {
+            // Another key with the same digest: as good as absent.
+            return None;
+        }
+        let body = match first {
+            Some(bytes) if bytes.len() as u64 == len => StoredBody::Bytes(bytes.into()),
+            Some(_) => return None,
+            None if len == 0 => StoredBody::Bytes(Bytes::new()),
+            None => StoredBody::Reader(Arc::new(RedisBody {
+                store: self.clone(),
+                chunks: format!("{}{bver}:", place.chunks),
+                count: chunks,
+                len,
+            })),
+        };
+        let stored = Stored::new(Meta::encoded(meta.into()), body, version);
+        Some(match u64::try_from(pttl) {
+            Ok(ms) => stored.expires_in(Duration::from_millis(ms)),
+            Err(_) => stored,
+        })
+    }
+
     async fn write_chunk(
         &self,
         key: String,
@@ -572,29 +613,47 @@ impl Store for RedisStore {
                     .await
             })
             .await?;
-        let Some((stored_key, version, meta, len, chunks, bver, first, pttl)) = reply else {
-            return Ok(None);
-        };
-        if stored_key != key.as_str().as_bytes() {
-            // Another key with the same digest: as good as absent.
-            return Ok(None);
+        Ok(self.stored(key, &place, reply))
+    }
+
+    /// Two keys of one URL share a hash tag (a Cluster slot): one script reads both.
+    async fn get_two(&self, first: &Key, second: &Key) -> (GetResult, GetResult) {
+        if first.url() != second.url() {
+            return tokio::join!(self.get(first), self.get(second));
         }
-        let body = match first {
-            Some(bytes) if bytes.len() as u64 == len => StoredBody::Bytes(bytes.into()),
-            Some(_) => return Ok(None),
-            None if len == 0 => StoredBody::Bytes(Bytes::new()),
-            None => StoredBody::Reader(Arc::new(RedisBody {
-                store: self.clone(),
-                chunks: format!("{}{bver}:", place.chunks),
-                count: chunks,
-                len,
-            })),
+        let places = (self.place(first), self.place(second));
+        let scripts = &self.inner.scripts;
+        let reply: Result<(GetReply, GetReply), StoreError> = match self.conn() {
+            Ok(mut conn) => {
+                self.run(async {
+                    scripts
+                        .get_two
+                        .key(&places.0.entry)
+                        .key(&places.1.entry)
+                        .arg(&places.0.chunks)
+                        .arg(&places.1.chunks)
+                        .arg(CHUNK)
+                        .invoke_async(&mut conn)
+                        .await
+                })
+                .await
+            }
+            Err(e) => Err(e),
         };
-        let stored = Stored::new(Meta::encoded(meta.into()), body, version);
-        Ok(Some(match u64::try_from(pttl) {
-            Ok(ms) => stored.expires_in(Duration::from_millis(ms)),
-            Err(_) => stored,
-        }))
+        match reply {
+            Ok((one, other)) => (
+                Ok(self.stored(first, &places.0, one)),
+                Ok(self.stored(second, &places.1, other)),
+            ),
+            Err(e) => {
+                let again = match &e {
+                    StoreError::Timeout => StoreError::Timeout,
+                    StoreError::Unavailable => StoreError::Unavailable,
+                    e => StoreError::backend(e.to_string()),
+                };
+                (Err(e), Err(again))
+            }
+        }
     }
 
     async fn writer(

@@ -1,6 +1,6 @@
 //! The contract every [`Store`] keeps, as one suite each store's tests run: commit
 //! visibility, abort on drop, TTL expiry, `update_meta`, `remove`, `clear`, concurrent
-//! writers of one key, and bodies read back whole, in chunks and by range.
+//! writers of one key, bodies read back whole, in chunks and by range, and `get_two`.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -67,6 +67,7 @@ pub async fn run<S: Store>(store: &S) {
     remove_and_clear(store).await;
     concurrent_writers_of_one_key(store).await;
     bodies_read_back_whole_in_chunks_and_by_range(store).await;
+    get_two_reads_what_two_gets_read(store).await;
 }
 
 async fn commit_makes_an_entry_visible<S: Store>(store: &S) {
@@ -297,4 +298,62 @@ async fn bodies_read_back_whole_in_chunks_and_by_range<S: Store>(store: &S) {
         .await
         .unwrap();
     assert_eq!(read_all(&stored.body).await.unwrap(), body);
+}
+
+async fn get_two_reads_what_two_gets_read<S: Store>(store: &S) {
+    let (a, b) = (key("two-a"), key("two-b"));
+    let elsewhere = Key::new("t", "example.com/another-url", "two-c");
+    let large = vec![5u8; 300_000];
+    put(store, &a, "a", b"first", 2, HOUR, Expect::Any)
+        .await
+        .unwrap();
+    put(store, &b, "b", &large, 100_000, HOUR, Expect::Any)
+        .await
+        .unwrap();
+    put(store, &elsewhere, "c", b"third", 5, HOUR, Expect::Any)
+        .await
+        .unwrap();
+    let heads = |got: &Option<Stored>| got.as_ref().map(|s| s.meta.bytes.clone());
+    // Two keys of one URL, in either order; a key of another URL; an absent key.
+    for (one, other, want) in [
+        (&a, &b, (Some("a"), Some("b"))),
+        (&b, &a, (Some("b"), Some("a"))),
+        (&a, &elsewhere, (Some("a"), Some("c"))),
+        (&a, &key("two-absent"), (Some("a"), None)),
+        (&key("two-absent"), &b, (None, Some("b"))),
+    ] {
+        let (first, second) = store.get_two(one, other).await;
+        let (first, second) = (first.unwrap(), second.unwrap());
+        assert_eq!(
+            heads(&first).as_deref(),
+            want.0.map(str::as_bytes),
+            "{one:?}"
+        );
+        assert_eq!(
+            heads(&second).as_deref(),
+            want.1.map(str::as_bytes),
+            "{other:?}"
+        );
+        for (got, single) in [(&first, one), (&second, other)] {
+            let alone = get(store, single).await;
+            assert_eq!(heads(got), heads(&alone), "as get reads {single:?}");
+            if let (Some(got), Some(alone)) = (got, alone) {
+                assert_eq!(got.version, alone.version);
+                assert_eq!(
+                    read_all(&got.body).await.unwrap(),
+                    read_all(&alone.body).await.unwrap()
+                );
+            }
+        }
+    }
+    let (first, _) = store.get_two(&a, &b).await;
+    assert_eq!(
+        read_all(&first.unwrap().unwrap().body).await.unwrap(),
+        b"first"
+    );
+    let (_, second) = store.get_two(&a, &b).await;
+    assert_eq!(
+        read_all(&second.unwrap().unwrap().body).await.unwrap(),
+        large
+    );
 }

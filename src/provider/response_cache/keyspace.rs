@@ -30,7 +30,7 @@ use super::codec::{Reader, Writer};
 use crate::{
     policy::vary::normalized_into,
     semantics::headers::push_hex,
-    store::{Expect, Key, Meta, Store, StoreError},
+    store::{Expect, GetResult, Key, Meta, Store, StoreError, Stored},
 };
 use bytes::Bytes;
 use http::{HeaderMap, Uri};
@@ -437,6 +437,12 @@ pub(crate) struct Keyspace<'a, St> {
     pub(crate) max_variants: usize,
 }
 
+/// The index a record holds, and the record's version; `None` for a record of another
+/// version of the crate, or damaged.
+fn index_of(stored: Stored) -> Option<(Arc<Index>, u64)> {
+    Index::of(&stored.meta).map(|i| (i, stored.version))
+}
+
 /// Why a fill may not write its variant.
 #[derive(Debug)]
 pub(crate) enum WriteRefused {
@@ -459,6 +465,29 @@ impl<St: Store> Keyspace<'_, St> {
             None
         };
         self.read_with(place, url_epoch).await
+    }
+
+    /// The records of `place` in a keyspace without private places (its URL's index alone),
+    /// and the entry under `also`, read at once ([`Store::get_two`]: one round trip where
+    /// the store can).
+    pub(crate) async fn read_and_get(
+        &self,
+        place: &Place,
+        also: &Key,
+    ) -> (Result<Seen, StoreError>, GetResult) {
+        debug_assert!(
+            !self.private,
+            "private places have more records to read first"
+        );
+        let (index, also) = self.store.get_two(&place.index_key(), also).await;
+        let seen = index.map(|stored| Seen {
+            index: stored.and_then(index_of),
+            url_epoch: None,
+            user_generation: None,
+            has_user: false,
+            private: false,
+        });
+        (seen, also)
     }
 
     /// The records of the shared place of the URL whose user's place was just read as
@@ -493,10 +522,7 @@ impl<St: Store> Keyspace<'_, St> {
     }
 
     async fn read_index(&self, key: &Key) -> Result<Option<(Arc<Index>, u64)>, StoreError> {
-        Ok(match self.store.get(key).await? {
-            Some(stored) => Index::of(&stored.meta).map(|i| (i, stored.version)),
-            None => None,
-        })
+        Ok(self.store.get(key).await?.and_then(index_of))
     }
 
     /// Makes room for variant `selector` (under `names`) of `place` in its index, as seen by

@@ -17,7 +17,7 @@ use crate::{
     cache_control::FieldDirective,
     policy::{BeforeRequest, CachePolicy},
     provider::{fill_request, Lookup, LookupRequest, RequestHead},
-    store::{Expect, Key, Store, StoreError, StoredBody},
+    store::{Expect, GetResult, Key, Store, StoreError, StoredBody},
 };
 use http::{
     header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE},
@@ -616,8 +616,8 @@ impl<St: Store> ResponseCache<St> {
             Some(expected) => {
                 let selector = Selector::of(&expected.names, &parts.headers);
                 let key = place.variant_key(expected.epoch, selector);
-                let (seen, ahead) =
-                    tokio::join!(keyspace.read(&place), self.read_entry(key, selector));
+                let (seen, ahead) = keyspace.read_and_get(&place, &key).await;
+                let ahead = self.entry_of(key, selector, ahead).await;
                 (seen?, Some(Box::new(ahead)))
             }
             None => (keyspace.read(&place).await?, None),
@@ -904,7 +904,19 @@ impl<St: Store> ResponseCache<St> {
         key: Key,
         selector: Selector,
     ) -> Result<StoredEntry, Key> {
-        let stored = match self.shared.store.get(&key).await {
+        let got = self.shared.store.get(&key).await;
+        self.entry_of(key, selector, got).await
+    }
+
+    /// The entry `got` read under `key`: a record of another version of the crate, or
+    /// damaged, is taken out of the way.
+    async fn entry_of(
+        &self,
+        key: Key,
+        selector: Selector,
+        got: GetResult,
+    ) -> Result<StoredEntry, Key> {
+        let stored = match got {
             Ok(Some(stored)) => stored,
             Ok(None) => return Err(key),
             Err(e) => {
