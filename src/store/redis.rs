@@ -235,7 +235,9 @@ struct Inner {
 ///
 /// A lookup reads the URL's record (its index) and then the entry it names; the store says
 /// its reads are remote ([`Store::remote_reads`]), so the cache asks for both at once where
-/// it knows the URL (the entry its last lookup found), and a hit waits for one round trip.
+/// it knows the URL (the entry its last lookup found), and [`Store::get_two`] reads them in
+/// one script (both keys are under the URL's hash tag): such a hit is one call to Redis.
+/// A body larger than 128 KiB then costs a `GETRANGE` per chunk, two in flight.
 ///
 /// # Failures
 ///

@@ -617,7 +617,7 @@ impl<St: Store> ResponseCache<St> {
                 let selector = Selector::of(&expected.names, &parts.headers);
                 let key = place.variant_key(expected.epoch, selector);
                 let (seen, ahead) = keyspace.read_and_get(&place, &key).await;
-                let ahead = self.entry_of(key, selector, ahead).await;
+                let ahead = self.read_entry(key, selector, Some(ahead)).await;
                 (seen?, Some(Box::new(ahead)))
             }
             None => (keyspace.read(&place).await?, None),
@@ -768,7 +768,7 @@ impl<St: Store> ResponseCache<St> {
                 Some(read) if read_key(&read) == &key => *read,
                 other => {
                     ahead = other;
-                    self.read_entry(key, selector).await
+                    self.read_entry(key, selector, None).await
                 }
             };
             match read {
@@ -897,25 +897,19 @@ impl<St: Store> ResponseCache<St> {
         )
     }
 
-    /// The entry under `key`, or the key back when there is none (or none this version
-    /// can read).
+    /// The entry under `key` (`got`, when the lookup read it already), or the key back
+    /// when there is none (or none this version can read: such a record is taken out of
+    /// the way).
     pub(crate) async fn read_entry(
         &self,
         key: Key,
         selector: Selector,
+        got: Option<GetResult>,
     ) -> Result<StoredEntry, Key> {
-        let got = self.shared.store.get(&key).await;
-        self.entry_of(key, selector, got).await
-    }
-
-    /// The entry `got` read under `key`: a record of another version of the crate, or
-    /// damaged, is taken out of the way.
-    async fn entry_of(
-        &self,
-        key: Key,
-        selector: Selector,
-        got: GetResult,
-    ) -> Result<StoredEntry, Key> {
+        let got = match got {
+            Some(got) => got,
+            None => self.shared.store.get(&key).await,
+        };
         let stored = match got {
             Ok(Some(stored)) => stored,
             Ok(None) => return Err(key),
