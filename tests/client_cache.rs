@@ -104,6 +104,30 @@ async fn redis_store(
     Some((server, store))
 }
 
+/// Tests `$module::memory` and `$module::redis`: `$body` run on a memory store and on a
+/// Redis store (the latter skipped, and saying so, without `redis-server`).
+macro_rules! on_memory_and_redis {
+    ($module:ident, $body:ident) => {
+        mod $module {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                $body(MemoryStore::new()).await;
+            }
+
+            #[cfg(feature = "redis")]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                let Some((_server, store)) = redis_store(stringify!($module)).await else {
+                    return;
+                };
+                $body(store).await;
+            }
+        }
+    };
+}
+
 /// An API with the cache headers the tests need, counting every call.
 fn api(calls: &Counter, conditional: &Counter) -> Router {
     let conditional = conditional.clone();
@@ -200,19 +224,10 @@ async fn repeated_gets_are_answered_from<St: Store + Clone>(store: St) {
     assert!(first.headers.get("etag").is_none());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repeated_gets_through_a_client_are_hits_on_the_memory_store() {
-    repeated_gets_are_answered_from(MemoryStore::new()).await;
-}
-
-#[cfg(feature = "redis")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repeated_gets_through_a_client_are_hits_on_the_redis_store() {
-    let Some((_server, store)) = redis_store("client_cache_on_redis").await else {
-        return;
-    };
-    repeated_gets_are_answered_from(store).await;
-}
+on_memory_and_redis!(
+    repeated_gets_through_a_client_are_hits,
+    repeated_gets_are_answered_from
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_origin_has_its_own_entries() {
@@ -313,21 +328,10 @@ async fn a_stale_entry_is_revalidated_and_the_client_gets_the_stored_body_on<St:
     assert_eq!((calls.get(), conditional.get()), (2, 1));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stale_entry_is_revalidated_and_the_client_gets_the_stored_body() {
-    a_stale_entry_is_revalidated_and_the_client_gets_the_stored_body_on(MemoryStore::new()).await;
-}
-
-#[cfg(feature = "redis")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stale_entry_is_revalidated_and_the_client_gets_the_stored_body_on_redis() {
-    let Some((_server, store)) =
-        redis_store("a_stale_entry_is_revalidated_and_the_client_gets_the_stored_body").await
-    else {
-        return;
-    };
-    a_stale_entry_is_revalidated_and_the_client_gets_the_stored_body_on(store).await;
-}
+on_memory_and_redis!(
+    a_stale_entry_is_revalidated_and_the_client_gets_the_stored_body,
+    a_stale_entry_is_revalidated_and_the_client_gets_the_stored_body_on
+);
 
 async fn stale_if_error_covers_a_refused_connection_on<St: Store + Clone>(store: St) {
     let (calls, conditional) = (Counter::new(), Counter::new());
@@ -364,20 +368,10 @@ async fn stale_if_error_covers_a_refused_connection_on<St: Store + Clone>(store:
     assert!(unknown.is_err(), "nothing stored stands in for /data");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_if_error_covers_a_refused_connection() {
-    stale_if_error_covers_a_refused_connection_on(MemoryStore::new()).await;
-}
-
-#[cfg(feature = "redis")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_if_error_covers_a_refused_connection_on_redis() {
-    let Some((_server, store)) = redis_store("stale_if_error_covers_a_refused_connection").await
-    else {
-        return;
-    };
-    stale_if_error_covers_a_refused_connection_on(store).await;
-}
+on_memory_and_redis!(
+    stale_if_error_covers_a_refused_connection,
+    stale_if_error_covers_a_refused_connection_on
+);
 
 async fn concurrent_calls_for_one_url_are_coalesced_on<St: Store + Clone>(store: St) {
     let (calls, conditional) = (Counter::new(), Counter::new());
@@ -397,20 +391,10 @@ async fn concurrent_calls_for_one_url_are_coalesced_on<St: Store + Clone>(store:
     assert_eq!(calls.get(), 1, "ten calls, one reached the origin");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_calls_for_one_url_are_coalesced() {
-    concurrent_calls_for_one_url_are_coalesced_on(MemoryStore::new()).await;
-}
-
-#[cfg(feature = "redis")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_calls_for_one_url_are_coalesced_on_redis() {
-    let Some((_server, store)) = redis_store("concurrent_calls_for_one_url_are_coalesced").await
-    else {
-        return;
-    };
-    concurrent_calls_for_one_url_are_coalesced_on(store).await;
-}
+on_memory_and_redis!(
+    concurrent_calls_for_one_url_are_coalesced,
+    concurrent_calls_for_one_url_are_coalesced_on
+);
 
 #[tokio::test]
 async fn a_request_without_an_absolute_uri_goes_to_the_client_untouched() {

@@ -624,10 +624,11 @@ async fn a_body_that_ends_before_its_declared_length_is_not_stored() {
     );
 }
 
-/// A memory store that says its reads are remote ([`Store::remote_reads`]), and counts
-/// how many reads run at once.
+/// A memory store that says its reads are remote ([`Store::remote_reads`]) unless made
+/// [`local`](Remote::local), and counts how many reads run at once.
 #[derive(Clone, Debug, Default)]
 struct Remote {
+    local: bool,
     inner: MemoryStore,
     reads: Counter,
     in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -635,6 +636,14 @@ struct Remote {
 }
 
 impl Remote {
+    /// The same store, saying its reads are local (the default of [`Store`]).
+    fn local() -> Self {
+        Self {
+            local: true,
+            ..Self::default()
+        }
+    }
+
     fn most_at_once(&self) -> usize {
         self.most.swap(0, std::sync::atomic::Ordering::SeqCst)
     }
@@ -666,7 +675,7 @@ impl Store for Remote {
         self.inner.max_entry_bytes()
     }
     fn remote_reads(&self) -> bool {
-        true
+        !self.local
     }
     async fn update_meta(
         &self,
@@ -719,6 +728,12 @@ async fn over_a_remote_store_a_hit_reads_its_record_and_entry_at_once_and_stays_
             .body(Full::default())
             .unwrap()
     };
+    let post = || {
+        Request::post("/a")
+            .header("host", "example.test")
+            .body(Full::default())
+            .unwrap()
+    };
     for lang in ["en", "de"] {
         assert_eq!(send(&svc, get_in(lang)).await.1, format!("v1 {lang}"));
     }
@@ -738,11 +753,7 @@ async fn over_a_remote_store_a_hit_reads_its_record_and_entry_at_once_and_stays_
     // An invalidation gives the URL a new epoch: what is read ahead under the old one is
     // not used, and the fresh answer is.
     version.store(2, std::sync::atomic::Ordering::SeqCst);
-    let post = Request::post("/a")
-        .header("host", "example.test")
-        .body(Full::default())
-        .unwrap();
-    send(&svc, post).await;
+    send(&svc, post()).await;
     assert_eq!(send(&svc, get_in("en")).await.1, "v2 en");
     let (res, body) = send(&svc, get_in("en")).await;
     assert_eq!(
@@ -755,11 +766,7 @@ async fn over_a_remote_store_a_hit_reads_its_record_and_entry_at_once_and_stays_
     let other = ResponseCache::new(store.clone());
     let other_svc = other.layer().layer(origin.clone());
     version.store(22, std::sync::atomic::Ordering::SeqCst);
-    let post = Request::post("/a")
-        .header("host", "example.test")
-        .body(Full::default())
-        .unwrap();
-    send(&other_svc, post).await;
+    send(&other_svc, post()).await;
     assert_eq!(send(&other_svc, get_in("en")).await.1, "v22 en");
     let (res, body) = send(&svc, get_in("en")).await;
     assert_eq!(
@@ -770,14 +777,7 @@ async fn over_a_remote_store_a_hit_reads_its_record_and_entry_at_once_and_stays_
     );
     // The origin stops varying: a new `Vary` set, read ahead under the old one at first.
     version.store(3, std::sync::atomic::Ordering::SeqCst);
-    send(
-        &svc,
-        Request::post("/a")
-            .header("host", "example.test")
-            .body(Full::default())
-            .unwrap(),
-    )
-    .await;
+    send(&svc, post()).await;
     assert_eq!(send(&svc, get_in("fr")).await.1, "v3 fr");
     let (res, body) = send(&svc, get_in("en")).await;
     assert_eq!(body, "v3 fr", "one variant for everyone now");
@@ -787,41 +787,8 @@ async fn over_a_remote_store_a_hit_reads_its_record_and_entry_at_once_and_stays_
 #[tokio::test]
 async fn over_a_local_store_reads_are_one_at_a_time() {
     let calls = Counter::new();
-    let store = Remote::default();
-    // The same store saying it is local (a wrapper over it with the default).
-    #[derive(Clone, Debug)]
-    struct Local(Remote);
-    impl Store for Local {
-        type Writer = MemoryWriter;
-        async fn get(&self, key: &Key) -> Result<Option<Stored>, StoreError> {
-            self.0.get(key).await
-        }
-        async fn writer(
-            &self,
-            key: &Key,
-            meta: Meta,
-            ttl: Duration,
-            expect: Expect,
-        ) -> Result<MemoryWriter, StoreError> {
-            self.0.writer(key, meta, ttl, expect).await
-        }
-        async fn update_meta(
-            &self,
-            key: &Key,
-            expect: Expect,
-            meta: Meta,
-            ttl: Duration,
-        ) -> Result<bool, StoreError> {
-            self.0.update_meta(key, expect, meta, ttl).await
-        }
-        async fn remove(&self, key: &Key, expect: Expect) -> Result<bool, StoreError> {
-            self.0.remove(key, expect).await
-        }
-        async fn clear(&self) -> Result<(), StoreError> {
-            self.0.clear().await
-        }
-    }
-    let cache = ResponseCache::new(Local(store.clone()));
+    let store = Remote::local();
+    let cache = ResponseCache::new(store.clone());
     let svc = cache
         .layer()
         .layer(origin(&calls, "max-age=60", usize::MAX));
