@@ -95,12 +95,7 @@ async fn redis_store(
     test: &str,
 ) -> Option<(redis_server::RedisServer, tower_etag::store::RedisStore)> {
     let server = redis_server::RedisServer::start_or_skip(test)?;
-    let store = tower_etag::store::RedisStore::builder()
-        .prefix("client")
-        .deadline(Duration::from_secs(2))
-        .connect(&server.url())
-        .await
-        .unwrap();
+    let store = server.store("client").await;
     Some((server, store))
 }
 

@@ -183,13 +183,7 @@ async fn followers_stream_a_fill_in_every_store() {
         else {
             return;
         };
-        let redis = || async {
-            tower_etag::store::RedisStore::builder()
-                .deadline(std::time::Duration::from_secs(2))
-                .connect(&server.url())
-                .await
-                .unwrap()
-        };
+        let redis = || server.store("follow");
         follower_streams_the_fill("redis", redis().await).await;
         redis().await.clear().await.unwrap();
         a_failed_fill_fails_its_followers("redis", redis().await).await;

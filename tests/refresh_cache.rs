@@ -380,13 +380,7 @@ async fn a_real_client_refreshes_by_revalidation_on_the_redis_store() {
     let Some(server) = redis_server::RedisServer::start_or_skip("refresh_cache_on_redis") else {
         return;
     };
-    let store = tower_etag::store::RedisStore::builder()
-        .prefix("refresh")
-        .deadline(Duration::from_secs(2))
-        .connect(&server.url())
-        .await
-        .unwrap();
-    end_to_end(store).await;
+    end_to_end(server.store("refresh").await).await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -52,6 +52,17 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// A store on this server under `prefix`, with a deadline a loaded debug build keeps.
+    #[cfg(feature = "redis")]
+    pub async fn store(&self, prefix: &str) -> tower_etag::store::RedisStore {
+        tower_etag::store::RedisStore::builder()
+            .prefix(prefix)
+            .deadline(Duration::from_secs(2))
+            .connect(&self.url())
+            .await
+            .expect("a store on the test's redis-server")
+    }
+
     /// Starts the server (again) on its port, and waits until it answers.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
