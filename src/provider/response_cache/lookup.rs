@@ -9,6 +9,7 @@ use super::{
     coalesce::{Join, Waited, Waiter},
     copy_head, entry,
     keyspace::{Keyspace, Place, Seen, Selector},
+    lock,
     status::{CacheStatus, Fwd},
     tee::Held,
     CacheBypass, FillingUrl, ResponseCache,
@@ -635,11 +636,7 @@ impl<St: Store> ResponseCache<St> {
     /// What the last lookup of `place`'s URL found (a shared place over a store with remote
     /// reads: private ones have more records to read first).
     fn expected(&self, place: &Place) -> Option<Expected> {
-        self.shared
-            .read_ahead
-            .as_ref()?
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(self.shared.read_ahead.as_ref()?)
             .get(&place.url)
             .cloned()
     }
@@ -649,9 +646,7 @@ impl<St: Store> ResponseCache<St> {
         let Some(read_ahead) = &self.shared.read_ahead else {
             return;
         };
-        let mut read_ahead = read_ahead
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut read_ahead = lock(read_ahead);
         let current = seen.index().zip(seen.epoch());
         match current.and_then(|(index, epoch)| Some((epoch, index.vary_sets().first()?))) {
             Some((epoch, names)) => {
