@@ -391,23 +391,29 @@ on_memory_and_redis!(
     concurrent_calls_for_one_url_are_coalesced_on
 );
 
+/// A client stand-in that counts its calls in `seen` and answers each, fresh for a
+/// minute, with what `say` makes of the request it got.
+fn saying(
+    seen: &Counter,
+    say: fn(&Request<Full<Bytes>>) -> String,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<axum::body::Body>,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone {
+    let seen = seen.clone();
+    tower::service_fn(move |req: Request<Full<Bytes>>| {
+        seen.inc();
+        let said = say(&req);
+        async move { Ok(response(200, &[("cache-control", "max-age=60")], said)) }
+    })
+}
+
 #[tokio::test]
 async fn a_request_without_an_absolute_uri_goes_to_the_client_untouched() {
     let seen = Counter::new();
-    let inner = {
-        let seen = seen.clone();
-        tower::service_fn(move |req: Request<Full<Bytes>>| {
-            seen.inc();
-            let uri = req.uri().to_string();
-            async move {
-                Ok::<_, std::convert::Infallible>(response(
-                    200,
-                    &[("cache-control", "max-age=60")],
-                    uri,
-                ))
-            }
-        })
-    };
+    let inner = saying(&seen, |req| req.uri().to_string());
     let cache = ResponseCache::builder(MemoryStore::new()).client().build();
     let client = ServiceBuilder::new().layer(cache.layer()).service(inner);
     for _ in 0..2 {
@@ -431,21 +437,10 @@ async fn a_request_without_an_absolute_uri_goes_to_the_client_untouched() {
 #[tokio::test]
 async fn http_and_https_urls_are_apart_and_host_comes_from_the_uri() {
     let seen = Counter::new();
-    let inner = {
-        let seen = seen.clone();
-        tower::service_fn(move |req: Request<Full<Bytes>>| {
-            seen.inc();
-            let host = req.headers().get("host").cloned();
-            let said = format!("{} host={host:?}", req.uri());
-            async move {
-                Ok::<_, std::convert::Infallible>(response(
-                    200,
-                    &[("cache-control", "max-age=60")],
-                    said,
-                ))
-            }
-        })
-    };
+    let inner = saying(&seen, |req| {
+        let host = req.headers().get("host").cloned();
+        format!("{} host={host:?}", req.uri())
+    });
     let cache = ResponseCache::builder(MemoryStore::new()).client().build();
     let client = ServiceBuilder::new().layer(cache.layer()).service(inner);
     for _ in 0..2 {
