@@ -126,6 +126,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub mod clock;
 pub mod middleware;
 pub mod policy;
 pub mod provider;

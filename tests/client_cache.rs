@@ -25,7 +25,7 @@ use std::{
 };
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_etag::{
-    response_cache::ResponseCache,
+    response_cache::{Everything, ResponseCache},
     store::{MemoryStore, Store},
 };
 
@@ -548,6 +548,23 @@ fn made_for(
     )
 }
 
+/// A client through a response cache on `St`.
+type Cached<St> =
+    tower_etag::EtagCache<Client<HttpConnector, Full<Bytes>>, ResponseCache<St>, Everything>;
+
+/// A per-user client cache on `store` (users named by [`user_of`]), and the client
+/// through it.
+fn per_user_client<St: Store>(store: St) -> (ResponseCache<St>, Cached<St>) {
+    let cache = ResponseCache::builder(store)
+        .client()
+        .per_user(user_of)
+        .build();
+    let client = ServiceBuilder::new()
+        .layer(cache.layer())
+        .service(upstream());
+    (cache, client)
+}
+
 /// Who asks in the matrix, and how.
 const CALLERS: [(&str, &[(&str, &str)]); 4] = [
     ("alice", &[("authorization", "Bearer alice")]),
@@ -574,13 +591,7 @@ async fn per_user_matrix<St: Store + Clone>(store: St) {
             &counters[3],
         ));
     let origin = TestServer::start(app).await;
-    let cache = ResponseCache::builder(store)
-        .client()
-        .per_user(user_of)
-        .build();
-    let client = ServiceBuilder::new()
-        .layer(cache.layer())
-        .service(upstream());
+    let (cache, client) = per_user_client(store);
     let url = |path: &str| format!("http://{}{path}", origin.addr);
     let mut first_round = std::collections::HashMap::new();
     for round in 0..2 {
@@ -726,13 +737,7 @@ async fn concurrent_calls_of_two_users_never_share_a_fill() {
         }),
     );
     let origin = TestServer::start(app).await;
-    let cache = ResponseCache::builder(MemoryStore::new())
-        .client()
-        .per_user(user_of)
-        .build();
-    let client = ServiceBuilder::new()
-        .layer(cache.layer())
-        .service(upstream());
+    let (_cache, client) = per_user_client(MemoryStore::new());
     let url = format!("http://{}/slow-private", origin.addr);
     let calls_at_once = (0..12).map(|i| {
         let (client, url) = (client.clone(), url.clone());
@@ -899,13 +904,7 @@ async fn a_users_own_entry_is_revalidated_and_replaced_in_the_users_entries() {
         }),
     );
     let origin = TestServer::start(app).await;
-    let cache = ResponseCache::builder(MemoryStore::new())
-        .client()
-        .per_user(user_of)
-        .build();
-    let client = ServiceBuilder::new()
-        .layer(cache.layer())
-        .service(upstream());
+    let (_cache, client) = per_user_client(MemoryStore::new());
     let url = format!("http://{}/mine", origin.addr);
     let alice = [("authorization", "Bearer alice")];
     assert_eq!(
@@ -1000,3 +999,68 @@ async fn nodes_with_the_same_user_key_secret_share_a_users_entries() {
         .cache_status()
         .contains("hit"));
 }
+
+/// Issue 18: `insert` for a user of a per-user cache files the response where a fill would:
+/// what only the user may have (`private`, a plain `max-age` to a user's request) and
+/// anything with `Set-Cookie` never answers another user or an anonymous request; a
+/// `public` response without `Set-Cookie` is still shared.
+async fn inserted_for_a_user_answers_as_a_fill_would<St: Store + Clone>(store: St) {
+    // The origin's own answers are never stored, so each call that reaches it says so.
+    let calls = Counter::new();
+    let origin = TestServer::start(made_for("/x", "no-store", &[], &calls)).await;
+    let (cache, client) = per_user_client(store);
+    let alice = CALLERS[0].1;
+    // The response's `Cache-Control`, its other fields, and whether it answers everyone.
+    type Inserted = (&'static str, &'static [(&'static str, &'static str)], bool);
+    let cases: [Inserted; 4] = [
+        ("private, max-age=60", &[], false),
+        ("max-age=60", &[], false),
+        (
+            "public, max-age=60",
+            &[("set-cookie", "session=alice")],
+            false,
+        ),
+        ("public, max-age=60", &[], true),
+    ];
+    for (i, (cache_control, extra, shared)) in cases.into_iter().enumerate() {
+        let url = format!("http://{}/x?case={i}", origin.addr);
+        let mut response = Response::builder().header("cache-control", cache_control);
+        for (name, value) in extra {
+            response = response.header(*name, *value);
+        }
+        let response = response.body(Bytes::from("inserted for=alice")).unwrap();
+        let mut request = Request::get(&url);
+        for (name, value) in alice {
+            request = request.header(*name, *value);
+        }
+        let stored = cache
+            .insert(request.body(()).unwrap(), response)
+            .await
+            .unwrap();
+        assert_eq!(
+            stored,
+            extra.is_empty(),
+            "{cache_control} {extra:?}: stored"
+        );
+        for (who, headers) in CALLERS {
+            let res = call(&client, Method::GET, &url, headers).await;
+            let body = String::from_utf8(res.body.to_vec()).unwrap();
+            let from_insert = body == "inserted for=alice";
+            let expected = stored && (who == "alice" || shared);
+            assert_eq!(
+                from_insert,
+                expected,
+                "{cache_control} {extra:?}: {who} got {body:?} ({})",
+                res.cache_status()
+            );
+            if !from_insert {
+                assert!(body.ends_with(&format!("for={who}")), "{who}: {body:?}");
+            }
+        }
+    }
+}
+
+on_memory_and_redis!(
+    an_insert_for_a_user_never_answers_another_user,
+    inserted_for_a_user_answers_as_a_fill_would
+);

@@ -56,6 +56,7 @@
 //!   stored by RFC 9111, but it could only answer a later GET of its `Content-Location`).
 
 mod age;
+pub(crate) mod filing;
 pub mod freshness;
 mod head;
 mod invalidate;
@@ -206,7 +207,8 @@ pub struct PolicyParts {
     pub response_time: SystemTime,
     /// Shared or private cache.
     pub mode: CacheMode,
-    /// Whether the request carried `Authorization` (RFC 9111 §3.5).
+    /// Whether the request carried `Authorization` (RFC 9111 §3.5), or (in the shared
+    /// entries of a per-user cache) named a user, which counts the same.
     pub request_authorization: bool,
     /// Whether the request carried `Cache-Control: no-store` (RFC 9111 §5.2.1.5).
     pub request_no_store: bool,

@@ -116,10 +116,7 @@ impl CachePolicy {
         }
         // §3.5: a shared cache stores an answer to an authenticated request only when the
         // response says it may.
-        if shared
-            && self.request_authorization
-            && !(cc.public || cc.s_maxage.is_some() || cc.must_revalidate)
-        {
+        if shared && self.request_authorization && !self.allows_authorization() {
             return Err(NotStorable::Authorization);
         }
         // Qualified no-cache / private naming Set-Cookie removed it from the stored head.
@@ -138,6 +135,15 @@ impl CachePolicy {
             return Err(NotStorable::NoFreshness);
         }
         Ok(())
+    }
+}
+
+impl CachePolicy {
+    /// Whether the response lets a shared cache store it as the answer to a request with
+    /// `Authorization` (RFC 9111 §3.5): `public`, `s-maxage` or `must-revalidate`.
+    pub fn allows_authorization(&self) -> bool {
+        let cc = &self.res_cc;
+        cc.public || cc.s_maxage.is_some() || cc.must_revalidate
     }
 }
 

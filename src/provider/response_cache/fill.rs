@@ -18,7 +18,10 @@ use crate::{
         body::{NoBody, ReadAhead, ReadAheadFuture},
         bounds::BytesBody,
     },
-    policy::{invalidated_uris, vary, AfterResponse, CachePolicy},
+    policy::{
+        filing::{FilingRules, Shelf},
+        invalidated_uris, vary, AfterResponse, CachePolicy,
+    },
     provider::{drain, spawn_bounded, CacheProvider, RequestHead, StoreRequest},
     semantics::{
         headers::{answer_preconditions_as, bodiless_hint, Answer, Role},
@@ -27,10 +30,7 @@ use crate::{
     store::{Expect, Key, Store, StoreWriter as _},
 };
 use bytes::Bytes;
-use http::{
-    header::{CONTENT_TYPE, ETAG},
-    response, Response, StatusCode, Uri,
-};
+use http::{header::ETAG, response, Response, StatusCode, Uri};
 use http_body::{Body, SizeHint};
 use std::{
     convert::Infallible,
@@ -83,14 +83,6 @@ where
 /// Room left under a store's entry limit for a body followers read while it is written:
 /// the key, the head and the store's own overhead, so the store does not refuse it halfway.
 const TAP_MARGIN: u64 = 128 * 1024;
-
-/// The most field names a stored response may vary on: more would make every key and
-/// index record large for a selection no client repeats.
-const MAX_VARY_NAMES: usize = 32;
-
-/// Content types whose bodies never end: a cache that waited for their end would never
-/// store them, and coalesced requests would wait behind them.
-const STREAMING_TYPES: [&[u8]; 2] = [b"text/event-stream", b"multipart/x-mixed-replace"];
 
 impl<St: Store> ResponseCache<St> {
     async fn file<B>(&self, req: StoreRequest<ResponseCacheKey, B>) -> Out<B, St>
@@ -154,7 +146,7 @@ impl<St: Store> ResponseCache<St> {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Send,
     {
-        let response_time = SystemTime::now();
+        let response_time = self.now();
         let (mut parts, body) = response.into_parts();
         if let Some(answer) = self
             .answer_from_stale(&fill, head, &parts, response_time)
@@ -173,24 +165,30 @@ impl<St: Store> ResponseCache<St> {
             return self.with_status(Response::from_parts(parts, CacheBody::inner(body)), &status);
         }
         let times = (fill.request_time, response_time);
-        let authority = head.authority.as_deref();
-        let mut policy =
-            Arc::new(self.policy_of(&fill.place, authority, &fill.request, &parts, times));
+        let (shelves, named_user) = fill.shelves(self.shared.config.filing);
+        let filing = self.file_response(
+            shelves,
+            named_user,
+            head.authority.as_deref(),
+            &fill.request,
+            &parts,
+            times,
+        );
+        let hint = body.size_hint();
+        // Decided on the head as it came, before it is made the client's answer.
+        let worth = self.worth_storing(&filing, &parts, hint, response_time);
         let mut fill = fill;
         if let Some((place, seen)) = fill.for_user.take() {
-            if let Some(own) = self.user_policy(authority, &fill.request, &parts, times, &policy) {
+            if filing.shelf == Shelf::Own {
                 // Per-user mode: a response only this user may have goes to the user's own
                 // entries, and to nobody waiting on this fill.
                 fill.place = place;
                 fill.seen = seen;
                 fill.stale = None;
                 fill.users_own = true;
-                policy = Arc::new(own);
             }
         }
-        let hint = body.size_hint();
-        // Decided on the head as it came, before it is made the client's answer.
-        let worth = self.worth_storing(&policy, &parts, hint, response_time);
+        let mut policy = Arc::new(filing.policy);
         let origin_status = parts.status;
         // A background refresh has no client.
         let background = fill.held.permit.is_some();
@@ -438,48 +436,6 @@ impl<St: Store> ResponseCache<St> {
         (body, status)
     }
 
-    /// Whether a response is to be written, for how long; else why not (a `Cache-Status`
-    /// detail). Everything here is known from the head, so a response that will not be
-    /// stored releases coalesced requests at once.
-    fn worth_storing(
-        &self,
-        policy: &CachePolicy,
-        parts: &response::Parts,
-        body: SizeHint,
-        now: SystemTime,
-    ) -> Result<Duration, &'static str> {
-        policy.storable().map_err(|reason| reason.detail())?;
-        if vary::varies_on_everything(policy.response_headers()) {
-            // RFC 9111 §4.1: it would never be served.
-            return Err("vary-star");
-        }
-        if policy.vary_request().len() > MAX_VARY_NAMES {
-            return Err("vary-too-large");
-        }
-        let ttl = self.storage_ttl(policy, now);
-        if ttl.is_zero() {
-            return Err("zero-ttl");
-        }
-        let streaming = parts.headers.get(CONTENT_TYPE).is_some_and(|ct| {
-            STREAMING_TYPES.iter().any(|t| {
-                ct.as_bytes().len() >= t.len() && ct.as_bytes()[..t.len()].eq_ignore_ascii_case(t)
-            })
-        });
-        if streaming {
-            return Err("event-stream");
-        }
-        if self
-            .shared
-            .store
-            .max_entry_bytes()
-            .is_some_and(|max| body.lower() > max)
-        {
-            // Known to be too large: do not buffer any of it for the store.
-            return Err("too-large");
-        }
-        Ok(ttl)
-    }
-
     /// A writer for the fill's variant, once its index has room for it.
     async fn writer(
         &self,
@@ -562,7 +518,10 @@ impl<St: Store> ResponseCache<St> {
         };
         let served = match outcome {
             AfterResponse::NotModified { served, stored } => {
-                match stored {
+                // What stays is filed by the same rules as a fill: at the entry's shelf.
+                let shelf = FilingRules::shelf_of(fill.place.user.is_some());
+                let (_, named_user) = fill.shelves(self.shared.config.filing);
+                match self.kept_after_304(shelf, named_user, stored) {
                     Ok(policy) => status.stored = self.update(entry, policy, response_time).await,
                     Err(reason) => {
                         // The 304 made the response unstorable: its answer goes to this client

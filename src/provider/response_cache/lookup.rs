@@ -16,7 +16,10 @@ use super::{
 };
 use crate::{
     cache_control::FieldDirective,
-    policy::{BeforeRequest, CachePolicy},
+    policy::{
+        filing::{FilingRules, Shelf},
+        BeforeRequest, CachePolicy,
+    },
     provider::{fill_request, Lookup, LookupRequest, RequestHead},
     store::{Expect, GetResult, Key, Store, StoreError, StoredBody},
 };
@@ -69,6 +72,22 @@ pub(crate) struct Fill {
     /// A miss sent on with the client's own validators: a 304 is the client's answer.
     pub(crate) client_conditional: bool,
     _filling: FillingUrl,
+}
+
+impl Fill {
+    /// The shelves its response may be filed in, in order of preference, and whether its
+    /// request named a user: a user's request at the shared place (per-user mode) may go to
+    /// the shared entries or the user's own; one at a user's own place (a revalidation of
+    /// the user's entry) stays there; any other goes to its place's shelf.
+    pub(crate) fn shelves(&self, rules: FilingRules) -> (&'static [Shelf], bool) {
+        if self.for_user.is_some() {
+            (rules.shelves(true), true)
+        } else if self.place.user.is_some() {
+            (&[Shelf::Own], true)
+        } else {
+            (rules.shelves(false), false)
+        }
+    }
 }
 
 /// The entry a fill revalidates.
@@ -331,7 +350,7 @@ impl<St: Store> ResponseCache<St> {
         let mut collapsed = false;
         let mut request_place = place;
         loop {
-            let now = SystemTime::now();
+            let now = self.now();
             let looked = if self.shared.config.per_user {
                 // Boxed: the common path's future stays small (it is moved with every
                 // request).
@@ -618,7 +637,7 @@ impl<St: Store> ResponseCache<St> {
                 let selector = Selector::of(&expected.names, &parts.headers);
                 let key = place.variant_key(expected.epoch, selector);
                 let (seen, ahead) = keyspace.read_and_get(&place, &key).await;
-                let ahead = self.read_entry(key, selector, Some(ahead)).await;
+                let ahead = self.read_entry(&place, key, selector, Some(ahead)).await;
                 (seen?, Some(Box::new(ahead)))
             }
             None => (keyspace.read(&place).await?, None),
@@ -763,7 +782,7 @@ impl<St: Store> ResponseCache<St> {
                 Some(read) if read_key(&read) == &key => *read,
                 other => {
                     ahead = other;
-                    self.read_entry(key, selector, None).await
+                    self.read_entry(place, key, selector, None).await
                 }
             };
             match read {
@@ -879,7 +898,7 @@ impl<St: Store> ResponseCache<St> {
             for_user,
             users_own: false,
             request,
-            request_time: SystemTime::now(),
+            request_time: self.now(),
             fwd,
             held,
             client_conditional: stale.is_none() && validators.is_some(),
@@ -892,11 +911,12 @@ impl<St: Store> ResponseCache<St> {
         )
     }
 
-    /// The entry under `key` (`got`, when the lookup read it already), or the key back
-    /// when there is none (or none this version can read: such a record is taken out of
-    /// the way).
+    /// The entry under `key` of `place` (`got`, when the lookup read it already), or the
+    /// key back when there is none (or none this version can read, or one not filed by
+    /// the rules of the place's shelf: such a record is taken out of the way).
     pub(crate) async fn read_entry(
         &self,
+        place: &Place,
         key: Key,
         selector: Selector,
         got: Option<GetResult>,
@@ -913,9 +933,14 @@ impl<St: Store> ResponseCache<St> {
                 return Err(key);
             }
         };
-        let Some(policy) = entry::policy_of(&stored.meta) else {
-            // Written by another version, or damaged: as good as absent, and out of the way
-            // of the entry that replaces it.
+        let shelf = FilingRules::shelf_of(place.user.is_some());
+        let policy = entry::policy_of(&stored.meta)
+            .filter(|policy| self.shared.config.filing.answers_from(shelf, policy));
+        let Some(policy) = policy else {
+            // Written by another version, or damaged, or filed by other rules (a user's
+            // answer an older version put in the shared entries, an entry of a cache of
+            // another mode over the same store): as good as absent, and out of the way of
+            // the entry that replaces it.
             let _ = self
                 .shared
                 .store

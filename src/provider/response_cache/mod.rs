@@ -24,6 +24,8 @@
 //! - `lookup`: a request is classified (bypass, invalidate, cacheable), its entry found
 //!   (`keyspace`), the policy decides (hit, stale-while-revalidate, revalidate, miss), and
 //!   misses and revalidations are coalesced (`coalesce`).
+//! - `filer`: where a response is filed (shared entries, a user's own, nowhere) and
+//!   whether its head is worth writing: every write asks it; `insert`.
 //! - `fill`: the inner service's response is filed: stored while it streams (`tee`), or
 //!   used to freshen the entry it revalidated, or replaced by the stale entry on errors; an
 //!   unsafe method's response invalidates.
@@ -35,7 +37,10 @@
 //!   `Set-Cookie` and (without `public`, `s-maxage`, `must-revalidate`) answers to requests
 //!   with `Authorization` are never stored, also when a `304` brings them: the `304`'s
 //!   `Set-Cookie` goes to the client that asked only, and a `304` that makes the response
-//!   unstorable removes the entry.
+//!   unstorable removes the entry. With users ([`ResponseCacheBuilder::per_user`],
+//!   [`ResponseCacheBuilder::private`]), one decision files every write, fills and
+//!   [`ResponseCache::insert`] and `304`s alike: in the shared entries, in the user's own,
+//!   or nowhere (`filer`; `docs/SECURITY.md` lists every path and who may see what).
 //! - The key and what reaches the inner service name the same authority (see
 //!   [`EtagCache`](crate::EtagCache)); a GET or HEAD with a body bypasses the cache.
 //! - An invalidation wins over every fill that started before it; a late `304` never
@@ -57,6 +62,7 @@ mod body;
 mod coalesce;
 mod codec;
 mod entry;
+mod filer;
 mod fill;
 mod host;
 mod keyspace;
@@ -74,17 +80,20 @@ pub use tee::TeeBody;
 
 use self::{
     coalesce::Coalescer,
-    keyspace::{Keyspace, Place, Selector, Url},
+    keyspace::{Keyspace, Place, Url},
     status::cache_name,
 };
 use crate::{
+    clock::Clock,
     middleware::{layer::EtagCacheLayer, predicate::PassthroughPredicate},
-    policy::{vary, CacheMode, CachePolicy},
+    policy::{
+        filing::{FilingRules, Users},
+        CacheMode, CachePolicy,
+    },
     semantics::request::RequestHead,
-    store::{Expect, Store, StoreError, StoreWriter},
+    store::{Store, StoreError},
 };
-use bytes::Bytes;
-use http::{request, HeaderName, Request, Response, Uri};
+use http::{request, HeaderName, Request, Uri};
 use std::{
     collections::HashMap,
     fmt,
@@ -152,6 +161,11 @@ pub(crate) struct Config {
     pub(crate) refresh_ahead: Option<Duration>,
     pub(crate) max_variants: usize,
     pub(crate) background_timeout: Duration,
+    pub(crate) max_background_fills: usize,
+    /// Where responses are filed: the one decision every write asks.
+    pub(crate) filing: FilingRules,
+    /// What the policy sees as now.
+    pub(crate) clock: Clock,
 }
 
 pub(crate) struct Shared<St> {
@@ -180,6 +194,14 @@ const READ_AHEAD_URLS: usize = 4096;
 /// background fills at once, each for at most [`DEFAULT_BACKGROUND_TIMEOUT`].
 pub struct ResponseCache<St> {
     shared: Arc<Shared<St>>,
+}
+
+impl<St> ResponseCache<St> {
+    /// The time now, by the cache's clock.
+    #[inline]
+    pub(crate) fn now(&self) -> SystemTime {
+        self.shared.config.clock.now()
+    }
 }
 
 impl<St> Clone for ResponseCache<St> {
@@ -227,6 +249,7 @@ pub struct ResponseCacheBuilder<St> {
     max_variants: usize,
     max_background_fills: usize,
     background_timeout: Duration,
+    clock: Clock,
 }
 
 impl<St: fmt::Debug> fmt::Debug for ResponseCacheBuilder<St> {
@@ -251,8 +274,11 @@ impl<St: Store> ResponseCacheBuilder<St> {
     /// never the name); requests for which it returns `None` (or an empty name, or one
     /// with a NUL character) bypass the cache. Entries of one user are never served to
     /// another; [`ResponseCache::purge_user`] forgets one user's.
-    /// Every response is stored per user, `public` ones included; an invalidation (an unsafe
-    /// request, [`ResponseCache::invalidate_url`]) reaches every user's entries of the URL.
+    /// Every response is stored per user, `public` ones included, but never one that keeps
+    /// `Set-Cookie` (a user may have several sessions; a replayed cookie would move one into
+    /// another); an invalidation (an unsafe request, [`ResponseCache::invalidate_url`])
+    /// reaches every user's entries of the URL. See `docs/SECURITY.md` for who may see
+    /// what, path by path.
     pub fn private<F>(mut self, user_key: F) -> Self
     where
         F: Fn(&request::Parts) -> Option<String> + Send + Sync + 'static,
@@ -272,10 +298,13 @@ impl<St: Store> ResponseCacheBuilder<St> {
     ///   stored once for everyone.
     /// - A user's response goes to the shared entries only if a shared cache may keep it
     ///   as an answer to `Authorization` (§3.5: `public`, `s-maxage`, `must-revalidate`),
-    ///   however the user was named (a cookie, a header): a user is a user. Anything else
-    ///   storable under a private cache's rules (`private`, plain `max-age`) goes to that
-    ///   user's own entries and answers only that user's requests: never another user's,
-    ///   never an anonymous one. One with `Set-Cookie` is never stored.
+    ///   however the user was named (a cookie, a header): a user is a user, and the entry
+    ///   stays an answer to `Authorization` (a later `304` that drops `public` removes it).
+    ///   Anything else storable under a private cache's rules (`private`, plain `max-age`)
+    ///   goes to that user's own entries and answers only that user's requests: never
+    ///   another user's, never an anonymous one. One with `Set-Cookie` is never stored
+    ///   (unless `no-cache="set-cookie"` leaves the cookie out, then it is stored without
+    ///   it). [`ResponseCache::insert`] files by the same rules.
     /// - A user's request is answered from the user's own entries first, then from the
     ///   shared ones while they are fresh; it never revalidates or refreshes a shared
     ///   entry (what comes back is the user's). Misses of a user are coalesced with that
@@ -493,6 +522,14 @@ impl<St: Store> ResponseCacheBuilder<St> {
         self
     }
 
+    /// The clock the cache reads the time from (default: the system's): a
+    /// [`ManualClock`](crate::clock::ManualClock) makes tests of freshness and expiry
+    /// independent of real time. Stores keep real time for their own TTLs.
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = clock.into();
+        self
+    }
+
     /// The cache.
     pub fn build(self) -> ResponseCache<St> {
         let read_ahead = self.store.remote_reads().then(|| {
@@ -500,16 +537,22 @@ impl<St: Store> ResponseCacheBuilder<St> {
                 std::num::NonZeroUsize::new(READ_AHEAD_URLS).unwrap_or(std::num::NonZeroUsize::MIN);
             Mutex::new(lru::LruCache::new(urls))
         });
+        let mode = self.mode.unwrap_or(if self.client {
+            CacheMode::Private
+        } else {
+            CacheMode::Shared
+        });
+        let users = match (&self.user_key, self.per_user) {
+            (None, _) => Users::None,
+            (Some(_), true) => Users::PerUser,
+            (Some(_), false) => Users::Private,
+        };
         ResponseCache {
             shared: Arc::new(Shared {
                 store: self.store,
                 config: Config {
                     name: self.name,
-                    mode: self.mode.unwrap_or(if self.client {
-                        CacheMode::Private
-                    } else {
-                        CacheMode::Shared
-                    }),
+                    mode,
                     user_key: self.user_key,
                     per_user: self.per_user,
                     user_secret: self.user_secret,
@@ -523,6 +566,9 @@ impl<St: Store> ResponseCacheBuilder<St> {
                     refresh_ahead: self.refresh_ahead,
                     max_variants: self.max_variants,
                     background_timeout: self.background_timeout,
+                    max_background_fills: self.max_background_fills,
+                    filing: FilingRules { mode, users },
+                    clock: self.clock,
                 },
                 coalescer: Coalescer::default(),
                 background: Arc::new(Semaphore::new(self.max_background_fills)),
@@ -566,6 +612,7 @@ impl<St: Store> ResponseCache<St> {
             max_variants: DEFAULT_MAX_VARIANTS,
             max_background_fills: DEFAULT_MAX_BACKGROUND_FILLS,
             background_timeout: DEFAULT_BACKGROUND_TIMEOUT,
+            clock: Clock::system(),
         }
     }
 
@@ -579,26 +626,18 @@ impl<St: Store> ResponseCache<St> {
         &self.shared.store
     }
 
-    /// The policy of a response from `authority` filed at `place`, as this cache reads it:
-    /// its mode (a private cache's rules at a user's own place), its target list, the
-    /// authority's overrides.
-    pub(crate) fn policy_of(
-        &self,
-        place: &Place,
-        authority: Option<&str>,
-        request: &request::Parts,
-        response: &http::response::Parts,
-        times: (SystemTime, SystemTime),
-    ) -> CachePolicy {
-        let mode = if place.user.is_some() {
-            CacheMode::Private
-        } else {
-            self.shared.config.mode
-        };
-        self.policy_in(mode, authority, request, response, times)
+    /// The background fills and refreshes running now (at most
+    /// [`ResponseCacheBuilder::max_background_fills`]): HEAD and conditional-miss fills,
+    /// stale-while-revalidate and refresh-ahead revalidations.
+    pub fn background_in_flight(&self) -> usize {
+        let max = self.shared.config.max_background_fills;
+        max.saturating_sub(self.shared.background.available_permits())
     }
 
-    fn policy_in(
+    /// The policy of a response from `authority` judged in `mode`, as this cache reads it:
+    /// its target list, the authority's overrides. Where it is filed decides the mode
+    /// (see `filer`).
+    pub(crate) fn policy_in(
         &self,
         mode: CacheMode,
         authority: Option<&str>,
@@ -630,25 +669,6 @@ impl<St: Store> ResponseCache<St> {
         self.shared.config.hosts.of(authority)
     }
 
-    /// Per-user mode: the policy of a response to a user's request, under a private cache's
-    /// rules, for the user's own entries, unless it may go to the shared ones (see
-    /// [`shareable_for_user`]); `None` when it goes there, or is not stored at all. Never
-    /// one with `Set-Cookie`: a session is not replayed from a cache.
-    pub(crate) fn user_policy(
-        &self,
-        authority: Option<&str>,
-        request: &request::Parts,
-        response: &http::response::Parts,
-        times: (SystemTime, SystemTime),
-        shared: &CachePolicy,
-    ) -> Option<CachePolicy> {
-        if shareable_for_user(shared) || response.headers.contains_key(http::header::SET_COOKIE) {
-            return None;
-        }
-        let own = self.policy_in(CacheMode::Private, authority, request, response, times);
-        own.storable().is_ok().then_some(own)
-    }
-
     /// How long a response is kept in the store: its policy's storage time, and the grace
     /// for an unreachable origin.
     pub(crate) fn storage_ttl(&self, policy: &CachePolicy, now: SystemTime) -> Duration {
@@ -662,68 +682,6 @@ impl<St: Store> ResponseCache<St> {
             private: self.shared.config.mode == CacheMode::Private || self.shared.config.per_user,
             max_variants: self.shared.config.max_variants,
         }
-    }
-
-    /// Stores `response` as the answer to `request` without asking the inner service
-    /// ("delayed caching": a response computed elsewhere). The response must be storable
-    /// under RFC 9111 (see [`CachePolicy::storable`]) with a storage time above zero;
-    /// returns whether it was stored. In private mode the request must name a user.
-    pub async fn insert(
-        &self,
-        request: Request<()>,
-        response: Response<Bytes>,
-    ) -> Result<bool, StoreError> {
-        let (req_parts, ()) = request.into_parts();
-        let (res_parts, body) = response.into_parts();
-        let Ok(head) = RequestHead::from_parts(&req_parts) else {
-            return Ok(false);
-        };
-        let Ok(mut place) = self.place(&head, &req_parts) else {
-            return Ok(false);
-        };
-        let now = SystemTime::now();
-        let authority = head.authority.as_deref();
-        let mut policy = self.policy_of(&place, authority, &req_parts, &res_parts, (now, now));
-        if self.shared.config.per_user && place.user.is_some() {
-            // As a fill files it: shared when a shared cache may keep it, else the user's.
-            match self.user_policy(authority, &req_parts, &res_parts, (now, now), &policy) {
-                Some(own) => policy = own,
-                None => place = place.shared(),
-            }
-        }
-        let ttl = self.storage_ttl(&policy, now);
-        if policy.storable().is_err() || ttl.is_zero() {
-            return Ok(false);
-        }
-        let keyspace = self.keyspace();
-        let seen = keyspace.read(&place).await?;
-        let names = vary::selecting_names(policy.response_headers());
-        let selector = Selector::of(&names, &req_parts.headers);
-        let epoch = match keyspace.admit(&place, &seen, &names, selector, ttl).await {
-            Ok(epoch) => epoch,
-            Err(keyspace::WriteRefused::Superseded) => return Ok(false),
-            Err(keyspace::WriteRefused::Store(e)) => return Err(e),
-        };
-        // The whole body is here: a minted tag goes on the head at once.
-        let minted = self
-            .shared
-            .config
-            .mint_etags
-            .then(|| entry::minted(&policy, body.len() as u64, &blake3::hash(&body)))
-            .flatten();
-        let policy = Arc::new(minted.unwrap_or(policy));
-        let writer = self
-            .shared
-            .store
-            .writer(
-                &place.variant_key(epoch, selector),
-                entry::meta(&policy),
-                ttl,
-                Expect::Any,
-            )
-            .await?;
-        writer.write(body).await?.commit().await?;
-        Ok(true)
     }
 
     /// Forgets every stored variant of a URL (`http://host/path?query`; the host compared
@@ -809,20 +767,6 @@ impl<St: Store> ResponseCache<St> {
     fn is_filling(&self, url: &Url) -> bool {
         lock(&self.shared.filling).contains_key(url)
     }
-}
-
-/// Per-user mode: whether a response to a request the extractor named a user for may go to
-/// the shared entries, for everyone: only if a shared cache may store it as an answer to a
-/// request with `Authorization` (RFC 9111 §3.5: `public`, `s-maxage` or `must-revalidate`).
-/// A user known by a cookie or a session is no less a user than one with credentials, and
-/// an origin that personalises without saying `private` is common.
-fn shareable_for_user(shared: &CachePolicy) -> bool {
-    if shared.storable().is_err() {
-        return false;
-    }
-    let mut parts = shared.clone().into_parts();
-    parts.request_authorization = true;
-    CachePolicy::from_parts(parts).storable().is_ok()
 }
 
 /// Registers a fill of a URL for as long as it lives, so an invalidation of the URL while

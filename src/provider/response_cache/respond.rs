@@ -89,7 +89,7 @@ impl<St> ResponseCache<St> {
         head: &RequestHead,
     ) -> Option<Response<HitBody>> {
         let BeforeRequest::Fresh { headers, ttl, .. } =
-            tap.policy.before_request(parts, head, SystemTime::now())
+            tap.policy.before_request(parts, head, self.now())
         else {
             return None;
         };
