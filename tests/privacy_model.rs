@@ -18,8 +18,11 @@
 //!   cache is a shared one and RFC 9111 §3 and §3.5 let it keep that answer for everyone
 //!   (no `private`, no `no-store`, no `Set-Cookie` left in it, and `public`, `s-maxage` or
 //!   `must-revalidate` where the request carried `Authorization` — or, in a per-user
-//!   cache, named a user at all), or the origin itself answered that party's request for
-//!   it with a `304`;
+//!   cache, named a user at all). Answers without their body (HEAD, `304`) are judged by
+//!   the serial their `x-serial` or `ETag` names. The model's origin answers a `304` only
+//!   for what the asking party may have then (as a real origin: another party's personal
+//!   tag gets this party's own answer), and what it so validated for a party, that party
+//!   may have;
 //! - a `Set-Cookie` made for one party reaches another, or (in every mode but a user
 //!   agent's) is replayed from the cache;
 //! - a body answers another URL (another host's included), or a `no-store` body is served
@@ -266,7 +269,13 @@ fn get() -> impl Strategy<Value = Get> {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         30 => get().prop_map(Op::Get),
-        4 => (get(), get()).prop_map(|(a, b)| Op::Both(a, b)),
+        // Mostly for one URL: the second request may follow the first's fill.
+        4 => (get(), get(), prop::bool::weighted(0.75)).prop_map(|(a, mut b, same)| {
+            if same {
+                b.url = a.url;
+            }
+            Op::Both(a, b)
+        }),
         4 => (who(), 0..URLS.len(), answer())
             .prop_map(|(who, url, answer)| Op::Insert { who, url, answer }),
         6 => prop::sample::select(&[1u64, 2, 30, 61, 3600][..]).prop_map(Op::Advance),
@@ -317,7 +326,8 @@ struct World {
     op: usize,
     next: HashMap<(usize, Who), Answer>,
     made: Vec<Made>,
-    /// The parties the origin answered a `304` for a serial.
+    /// The parties the origin answered a `304` for a serial (only ever one that party
+    /// could have then: see `may_have_now`).
     validated: HashSet<(usize, Who)>,
     /// The last tag each party got for each URL.
     tags: HashMap<(usize, Who), String>,
@@ -409,11 +419,13 @@ impl World {
             .filter_map(|t| t.trim_start_matches("W/").strip_prefix("\"s"))
             .filter_map(|t| t.strip_suffix('"')?.parse::<usize>().ok())
             .find(|&s| self.made.get(s).is_some_and(|m| m.url == url));
-        if let (Some(serial), true) = (asked, answer.not_modified) {
-            // The origin's word: this party may have it; and where the cache revalidates
-            // what it stores (not a client's own conditional it passed on, which carries
-            // the client's mark), the fields the 304 sends replace the stored ones (RFC 9111
-            // §3.2, §4.3.4).
+        let entitled = asked.filter(|&serial| self.may_have_now(serial, who));
+        if let (Some(serial), true) = (entitled, answer.not_modified) {
+            // As a real origin: a 304 only for what this party may have now (a tag of
+            // another party's personal answer gets this party's own answer). Where
+            // the cache revalidates what it stores (not a client's own conditional it
+            // passed on, which carries the client's mark), the fields the 304 sends replace
+            // the stored ones (RFC 9111 §3.2, §4.3.4).
             self.validated.insert((serial, who));
             let op = self.op;
             if !tags.contains(&CLIENT_MARK) && !answer.cc.is_empty() {
@@ -439,15 +451,32 @@ impl World {
     ) -> (http::response::Builder, String) {
         let who = Who::of(req);
         let serial = self.make(url, req, answer);
-        let mut res = self.head(200, answer, serial, who);
+        // Every 200 names its serial in a field too, so that answers without its body (a
+        // HEAD) are judged as well.
+        let mut res = self
+            .head(200, answer, serial, who)
+            .header("x-serial", serial.to_string());
         if answer.etag {
             res = res.header("etag", format!("\"s{serial}\""));
         }
         (res, format!("{}|{}|{serial}", url_text(url), who.name()))
     }
 
-    /// Whether the body `serial` may reach `asker`, judged by what the origin said of it as
-    /// of the start of operation `op` or since.
+    /// Whether `asker` may have the answer `serial` by what the origin says of it now: it
+    /// was made for them or for nobody, or a shared cache may keep it for everyone.
+    fn may_have_now(&self, serial: usize, asker: Who) -> bool {
+        let made = &self.made[serial];
+        self.mode == Mode::UserAgent
+            || made.made_for == asker
+            || made.made_for == Anon
+            || made
+                .cc
+                .last()
+                .is_some_and(|(_, cc)| self.shareable(made, cc))
+    }
+
+    /// Whether the answer `serial` may reach `asker`, judged by what the origin said of it
+    /// as of the start of operation `op` or since.
     fn may_reach(&self, serial: usize, asker: Who, op: usize) -> bool {
         let made = &self.made[serial];
         if self.mode == Mode::UserAgent
@@ -509,39 +538,53 @@ impl World {
                 return Err(format!("{asker:?} got a cookie from the cache: {cookie}"));
             }
         }
-        if got.status != StatusCode::OK || got.body.is_empty() {
+        let Some((serial, content)) = serial_of(got)? else {
             return Ok(None);
-        }
-        let text = String::from_utf8_lossy(&got.body);
-        let mut fields = text.split('|');
-        let (Some(made_url), Some(_), Some(serial)) = (fields.next(), fields.next(), fields.next())
-        else {
-            return Err(format!("a body the origin never made: {text:?}"));
         };
-        let serial: usize = serial.parse().map_err(|_| text.to_string())?;
-        if made_url != url_text(url) {
+        let made = self
+            .made
+            .get(serial)
+            .ok_or_else(|| format!("an answer the origin never made: {got:?}"))?;
+        if made.url != url {
             return Err(format!(
-                "{asker:?} asked for {} and got {text:?}",
+                "{asker:?} asked for {} and got {got:?}",
                 url_text(url)
             ));
         }
-        let made = &self.made[serial];
-        if made
+        let no_store = made
             .cc
             .first()
-            .is_some_and(|(_, cc)| cc.contains("no-store"))
-            && made.op != op
-        {
-            return Err(format!("a no-store body from the cache: {text:?}"));
+            .is_some_and(|(_, cc)| cc.contains("no-store"));
+        if content && no_store && made.op != op {
+            return Err(format!("a no-store answer from the cache: {got:?}"));
         }
         if !self.may_reach(serial, asker, op) {
             return Err(format!(
-                "LEAK: {asker:?} got {text:?}, made for {:?} ({made:?})",
+                "LEAK: {asker:?} got serial {serial}, made for {:?} ({made:?})",
                 made.made_for
             ));
         }
         Ok(Some(made.made_for))
     }
+}
+
+/// The answer `got` is about: its body's serial, else its `x-serial` (both: `true`, stored
+/// content), else its origin `ETag`'s (`false`: a 304 may only name it).
+fn serial_of(got: &Got) -> Result<Option<(usize, bool)>, String> {
+    if got.status == StatusCode::OK && !got.body.is_empty() {
+        let text = String::from_utf8_lossy(&got.body);
+        let serial = text.rsplit('|').next().and_then(|s| s.parse().ok());
+        return serial
+            .map(|s| Some((s, true)))
+            .ok_or_else(|| format!("a body the origin never made: {text:?}"));
+    }
+    let field = |name| got.headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(serial) = field("x-serial").and_then(|s| s.parse().ok()) {
+        return Ok(Some((serial, true)));
+    }
+    let tag = field("etag").map(|t| t.trim_start_matches("W/"));
+    let serial = tag.and_then(|t| t.strip_prefix("\"s")?.strip_suffix('"')?.parse().ok());
+    Ok(serial.map(|s| (s, false)))
 }
 
 fn url_text(url: usize) -> String {
@@ -567,6 +610,8 @@ struct Coverage {
     hits: usize,
     /// Answers made from a stored entry after the origin's `304`.
     revalidated: usize,
+    /// Answers of requests that waited on another's fill.
+    collapsed: usize,
     /// Stale answers (`stale-while-revalidate`, `stale-if-error`).
     stale: usize,
     /// Bodies made for one party that reached another (the oracle let them).
@@ -583,7 +628,10 @@ impl Coverage {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         self.hits += usize::from(status.contains("; hit"));
-        self.revalidated += usize::from(status.contains("fwd-status=304"));
+        self.revalidated += usize::from(
+            status.contains("fwd-status=304") && !status.contains("client-conditional"),
+        );
+        self.collapsed += usize::from(status.contains("collapsed"));
         self.stale += usize::from(status.contains("detail=stale-"));
         self.across += usize::from(made_for.is_some_and(|m| m != asker && m != Anon));
     }
@@ -849,6 +897,7 @@ where
     assert!(some(coverage.revalidated, 20), "{coverage:?}");
     assert!(some(coverage.stale, 60), "{coverage:?}");
     assert!(some(coverage.inserted, 10), "{coverage:?}");
+    assert!(some(coverage.collapsed, 100), "{coverage:?}");
     if matches!(mode, Mode::Shared | Mode::PerUser) {
         // Shared caches do share: bodies made for one party reach another.
         assert!(some(coverage.across, 20), "{coverage:?}");
@@ -1075,7 +1124,12 @@ fn the_oracle_calls_a_leak_a_leak() {
             .is_err(),
         "replayed"
     );
-    // What the origin validated for a party is that party's.
+    // An answer without its body is judged by the serial it names.
+    let mut head = got("", None);
+    head.headers.insert("x-serial", "0".parse().unwrap());
+    assert!(world.check(1, Bob, 0, &head).is_err(), "a HEAD of alice's");
+    assert!(world.check(1, Alice, 0, &head).is_ok());
+    // What the origin validated for a party (with a 304) is that party's.
     world.validated.insert((0, Bob));
     assert!(world.check(1, Bob, 0, &got(&private, None)).is_ok());
 }

@@ -18,7 +18,9 @@
 //!   ([`PolicyParts::request_authorization`](super::PolicyParts::request_authorization)),
 //!   so that a later `304` (revalidated by anyone) that takes `public` away makes it
 //!   unstorable there, as it would for a request with credentials.
-//! - An entry answers from a shelf only if it was filed under that shelf's mode.
+//! - An entry answers from a shelf only if it was filed under that shelf's mode (and, at a
+//!   user's own place, keeps no `Set-Cookie`): what older versions filed otherwise is
+//!   never served.
 
 use super::{CacheMode, CachePolicy, NotStorable};
 use http::header::SET_COOKIE;
@@ -156,12 +158,16 @@ impl FilingRules {
         }
     }
 
-    /// Whether an entry read at `shelf` may answer: only one filed under that shelf's mode.
-    /// An entry written otherwise (a user's answer that an older version of this crate
-    /// filed in the shared entries; one of a cache of another mode over the same store)
-    /// never does.
+    /// Whether an entry read at `shelf` may answer: only one filed under that shelf's mode,
+    /// and at a user's own place only one without `Set-Cookie`. An entry written otherwise
+    /// (a user's answer that an older version of this crate filed in the shared entries, or
+    /// a user's entry with a cookie it kept; one of a cache of another mode over the same
+    /// store) never does. (The rest of [`keeps`](Self::keeps) held when it was written.)
     pub(crate) fn answers_from(self, shelf: Shelf, policy: &CachePolicy) -> bool {
         policy.mode() == self.mode_of(shelf)
+            && !(shelf == Shelf::Own
+                && self.users != Users::None
+                && policy.response_headers().contains_key(SET_COOKIE))
     }
 }
 
@@ -391,6 +397,17 @@ mod tests {
         // A user agent's entry in a store a shared cache reads too.
         assert!(!SHARED.answers_from(Shelf::Shared, &made(Private)));
         assert!(USER_AGENT.answers_from(Shelf::Shared, &made(Private)));
+        // A user's entry with the cookie an older version kept.
+        let with_cookie = CachePolicy::new(
+            &get(&[]),
+            &res(&[("cache-control", "max-age=60"), COOKIE]),
+            t0(),
+            t0(),
+            Private,
+        );
+        assert!(!PRIVATE.answers_from(Shelf::Own, &with_cookie));
+        assert!(!PER_USER.answers_from(Shelf::Own, &with_cookie));
+        assert!(USER_AGENT.answers_from(Shelf::Shared, &with_cookie));
     }
 
     /// Every combination of the fields that decide, in every kind of cache: what is filed

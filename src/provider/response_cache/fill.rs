@@ -188,6 +188,8 @@ impl<St: Store> ResponseCache<St> {
                 fill.users_own = true;
             }
         }
+        // The place written is the shelf filed at.
+        debug_assert_eq!(fill.place.user.is_some(), filing.shelf == Shelf::Own);
         let mut policy = Arc::new(filing.policy);
         let origin_status = parts.status;
         // A background refresh has no client.

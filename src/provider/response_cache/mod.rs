@@ -308,8 +308,7 @@ impl<St: Store> ResponseCacheBuilder<St> {
     /// - A user's request is answered from the user's own entries first, then from the
     ///   shared ones while they are fresh; it never revalidates or refreshes a shared
     ///   entry (what comes back is the user's). Misses of a user are coalesced with that
-    ///   user's requests only, and a response filed as the user's is never streamed to
-    ///   requests that wait on it.
+    ///   user's requests only: a response filed as the user's reaches no one else waiting.
     /// - [`ResponseCache::purge_user`] forgets all of one user's entries; an invalidation
     ///   (an unsafe request, [`ResponseCache::invalidate_url`]) reaches every user's.
     ///
@@ -547,6 +546,9 @@ impl<St: Store> ResponseCacheBuilder<St> {
             (Some(_), true) => Users::PerUser,
             (Some(_), false) => Users::Private,
         };
+        // The setters keep these together: shared entries of a per-user cache are a shared
+        // cache's (a private cache's rules there would let `private` answers in).
+        debug_assert!(users != Users::PerUser || mode == CacheMode::Shared);
         ResponseCache {
             shared: Arc::new(Shared {
                 store: self.store,
