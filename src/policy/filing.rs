@@ -75,15 +75,6 @@ impl FilingRules {
         }
     }
 
-    /// The shelf of a place with (`true`) or without a user.
-    pub(crate) fn shelf_of(has_user: bool) -> Shelf {
-        if has_user {
-            Shelf::Own
-        } else {
-            Shelf::Shared
-        }
-    }
-
     /// The mode a shelf's entries are judged in: a private cache's at a user's own place.
     pub(crate) fn mode_of(self, shelf: Shelf) -> CacheMode {
         match shelf {
@@ -103,14 +94,8 @@ impl FilingRules {
     ) -> Filing {
         let mut filing = None;
         for &shelf in shelves {
-            let mut policy = policy_in(self.mode_of(shelf));
-            if shelf == Shelf::Shared && named_user && self.users != Users::None {
-                // A user is a user however named: what the shared entries keep of a user's
-                // answer is kept as an answer to `Authorization`, by every rule that judges
-                // it later (a 304 that drops `public` makes it unstorable, as in §3.5).
-                policy.request_authorization = true;
-            }
-            let verdict = self.keeps(shelf, named_user, &policy);
+            let policy = self.kept_as(shelf, named_user, policy_in(self.mode_of(shelf)));
+            let verdict = self.keeps(shelf, &policy);
             let done = verdict.is_ok();
             filing = Some(Filing {
                 shelf,
@@ -131,31 +116,39 @@ impl FilingRules {
         })
     }
 
-    /// Whether `policy` (in the mode of `shelf`) may be kept at `shelf`: stored there, or
-    /// kept there after a `304` updated it. `named_user`: the request it answers named a
-    /// user.
-    pub(crate) fn keeps(
+    /// `policy` as `shelf` would keep it, for a request that named a user (`named_user`)
+    /// or not: a user is a user however named, so what the shared entries of a cache with
+    /// users keep of a user's answer is kept as an answer to `Authorization`, and every rule
+    /// that judges it, now and after each `304`, applies §3.5 to it.
+    pub(crate) fn kept_as(
         self,
         shelf: Shelf,
         named_user: bool,
-        policy: &CachePolicy,
-    ) -> Result<(), NotStorable> {
+        mut policy: CachePolicy,
+    ) -> CachePolicy {
+        if shelf == Shelf::Shared && named_user && self.users != Users::None {
+            policy.request_authorization = true;
+        }
+        policy
+    }
+
+    /// Whether `policy` (in the mode of `shelf`, as [`kept_as`](Self::kept_as) made it)
+    /// may be kept at `shelf`: stored there, or kept there after a `304` updated it.
+    pub(crate) fn keeps(self, shelf: Shelf, policy: &CachePolicy) -> Result<(), NotStorable> {
         if policy.mode() != self.mode_of(shelf) {
             // Judged by the wrong rules: never kept (a bug, caught here rather than served).
             debug_assert!(false, "a policy of mode {:?} at {shelf:?}", policy.mode());
             return Err(NotStorable::Private);
         }
+        // §3, and §3.5 for an answer to `Authorization` (or to a named user: `kept_as`).
         policy.storable()?;
-        let users = self.users != Users::None;
-        match shelf {
-            Shelf::Shared if users && named_user && !policy.allows_authorization() => {
-                Err(NotStorable::Authorization)
-            }
-            Shelf::Own if users && policy.response_headers().contains_key(SET_COOKIE) => {
-                Err(NotStorable::SetCookie)
-            }
-            Shelf::Shared | Shelf::Own => Ok(()),
+        if shelf == Shelf::Own
+            && self.users != Users::None
+            && policy.response_headers().contains_key(SET_COOKIE)
+        {
+            return Err(NotStorable::SetCookie);
         }
+        Ok(())
     }
 
     /// Whether an entry read at `shelf` may answer: only one filed under that shelf's mode,
@@ -360,7 +353,7 @@ mod tests {
             Private,
         );
         assert_eq!(
-            PER_USER.keeps(Shelf::Own, true, &with_cookie),
+            PER_USER.keeps(Shelf::Own, &with_cookie),
             Err(NotStorable::SetCookie)
         );
         // A shared entry a user's request would update into one it may not share.
@@ -371,9 +364,10 @@ mod tests {
             t0(),
             Shared,
         );
-        assert_eq!(PER_USER.keeps(Shelf::Shared, false, &plain), Ok(()));
+        let kept = |named| PER_USER.kept_as(Shelf::Shared, named, plain.clone());
+        assert_eq!(PER_USER.keeps(Shelf::Shared, &kept(false)), Ok(()));
         assert_eq!(
-            PER_USER.keeps(Shelf::Shared, true, &plain),
+            PER_USER.keeps(Shelf::Shared, &kept(true)),
             Err(NotStorable::Authorization)
         );
     }

@@ -56,11 +56,9 @@ impl<St: Store> ResponseCache<St> {
         named_user: bool,
         stored: Result<CachePolicy, NotStorable>,
     ) -> Result<CachePolicy, NotStorable> {
-        let policy = stored?;
-        self.shared
-            .config
-            .filing
-            .keeps(shelf, named_user, &policy)?;
+        let rules = self.shared.config.filing;
+        let policy = rules.kept_as(shelf, named_user, stored?);
+        rules.keeps(shelf, &policy)?;
         Ok(policy)
     }
 

@@ -18,10 +18,7 @@ use crate::{
         body::{NoBody, ReadAhead, ReadAheadFuture},
         bounds::BytesBody,
     },
-    policy::{
-        filing::{FilingRules, Shelf},
-        invalidated_uris, vary, AfterResponse, CachePolicy,
-    },
+    policy::{filing::Shelf, invalidated_uris, vary, AfterResponse, CachePolicy},
     provider::{drain, spawn_bounded, CacheProvider, RequestHead, StoreRequest},
     semantics::{
         headers::{answer_preconditions_as, bodiless_hint, Answer, Role},
@@ -189,7 +186,7 @@ impl<St: Store> ResponseCache<St> {
             }
         }
         // The place written is the shelf filed at.
-        debug_assert_eq!(fill.place.user.is_some(), filing.shelf == Shelf::Own);
+        debug_assert_eq!(fill.place.shelf(), filing.shelf);
         let mut policy = Arc::new(filing.policy);
         let origin_status = parts.status;
         // A background refresh has no client.
@@ -521,9 +518,8 @@ impl<St: Store> ResponseCache<St> {
         let served = match outcome {
             AfterResponse::NotModified { served, stored } => {
                 // What stays is filed by the same rules as a fill: at the entry's shelf.
-                let shelf = FilingRules::shelf_of(fill.place.user.is_some());
                 let (_, named_user) = fill.shelves(self.shared.config.filing);
-                match self.kept_after_304(shelf, named_user, stored) {
+                match self.kept_after_304(fill.place.shelf(), named_user, stored) {
                     Ok(policy) => status.stored = self.update(entry, policy, response_time).await,
                     Err(reason) => {
                         // The 304 made the response unstorable: its answer goes to this client

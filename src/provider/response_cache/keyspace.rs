@@ -28,7 +28,7 @@
 
 use super::codec::{Reader, Writer};
 use crate::{
-    policy::vary::normalized_into,
+    policy::{filing::Shelf, vary::normalized_into},
     semantics::headers::push_hex,
     store::{Expect, GetResult, Key, Meta, Store, StoreError, Stored},
 };
@@ -119,6 +119,15 @@ impl Place {
 
     fn epoch_key(&self) -> Key {
         Key::new("e", &self.url.0, "")
+    }
+
+    /// Which entries of the URL it is: a user's own, or the shared ones.
+    pub(crate) fn shelf(&self) -> Shelf {
+        if self.user.is_some() {
+            Shelf::Own
+        } else {
+            Shelf::Shared
+        }
     }
 
     /// The shared place of the same URL.

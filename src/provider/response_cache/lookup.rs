@@ -351,7 +351,7 @@ impl<St: Store> ResponseCache<St> {
         let mut request_place = place;
         loop {
             let now = self.now();
-            let looked = if self.shared.config.per_user {
+            let looked = if self.per_user() {
                 // Boxed: the common path's future stays small (it is moved with every
                 // request).
                 Box::pin(self.look_up(&keyspace, request_place, &parts, &head, now)).await
@@ -933,9 +933,12 @@ impl<St: Store> ResponseCache<St> {
                 return Err(key);
             }
         };
-        let shelf = FilingRules::shelf_of(place.user.is_some());
-        let policy = entry::policy_of(&stored.meta)
-            .filter(|policy| self.shared.config.filing.answers_from(shelf, policy));
+        let policy = entry::policy_of(&stored.meta).filter(|policy| {
+            self.shared
+                .config
+                .filing
+                .answers_from(place.shelf(), policy)
+        });
         let Some(policy) = policy else {
             // Written by another version, or damaged, or filed by other rules (a user's
             // answer an older version put in the shared entries, an entry of a cache of

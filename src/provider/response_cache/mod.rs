@@ -140,10 +140,7 @@ pub const DEFAULT_BACKGROUND_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) struct Config {
     pub(crate) name: String,
-    pub(crate) mode: CacheMode,
     pub(crate) user_key: Option<UserKey>,
-    /// Shared mode with users: each user's own entries beside the shared ones.
-    pub(crate) per_user: bool,
     /// The key of the users' digests in keys, if any.
     pub(crate) user_secret: Option<[u8; 32]>,
     /// In front of an HTTP client: keys are absolute URLs, scheme included.
@@ -162,7 +159,8 @@ pub(crate) struct Config {
     pub(crate) max_variants: usize,
     pub(crate) background_timeout: Duration,
     pub(crate) max_background_fills: usize,
-    /// Where responses are filed: the one decision every write asks.
+    /// The mode and the users: where responses are filed, the one decision every write
+    /// asks.
     pub(crate) filing: FilingRules,
     /// What the policy sees as now.
     pub(crate) clock: Clock,
@@ -202,6 +200,11 @@ impl<St> ResponseCache<St> {
     pub(crate) fn now(&self) -> SystemTime {
         self.shared.config.clock.now()
     }
+
+    /// Shared mode with users: each user's own entries beside the shared ones.
+    pub(crate) fn per_user(&self) -> bool {
+        self.shared.config.filing.users == Users::PerUser
+    }
 }
 
 impl<St> Clone for ResponseCache<St> {
@@ -218,7 +221,7 @@ impl<St: fmt::Debug> fmt::Debug for ResponseCache<St> {
         f.debug_struct("ResponseCache")
             .field("store", &self.shared.store)
             .field("name", &c.name)
-            .field("mode", &c.mode)
+            .field("mode", &c.filing.mode)
             .field("coalesce_timeout", &c.coalesce_timeout)
             .field("refresh_ahead", &c.refresh_ahead)
             .field("max_variants", &c.max_variants)
@@ -554,9 +557,7 @@ impl<St: Store> ResponseCacheBuilder<St> {
                 store: self.store,
                 config: Config {
                     name: self.name,
-                    mode,
                     user_key: self.user_key,
-                    per_user: self.per_user,
                     user_secret: self.user_secret,
                     client: self.client,
                     hosts: self.hosts,
@@ -661,7 +662,7 @@ impl<St: Store> ResponseCache<St> {
         times: (SystemTime, SystemTime),
     ) -> Duration {
         let authority = crate::semantics::request::uri_authority(&request.uri);
-        let mode = self.shared.config.mode;
+        let mode = self.shared.config.filing.mode;
         self.policy_in(mode, authority.as_deref(), request, response, times)
             .time_to_live(times.1)
     }
@@ -681,7 +682,7 @@ impl<St: Store> ResponseCache<St> {
         Keyspace {
             store: &self.shared.store,
             // Where users have entries of their own, the URL's epoch is a record of its own.
-            private: self.shared.config.mode == CacheMode::Private || self.shared.config.per_user,
+            private: self.shared.config.filing.mode == CacheMode::Private || self.per_user(),
             max_variants: self.shared.config.max_variants,
         }
     }
@@ -739,7 +740,7 @@ impl<St: Store> ResponseCache<St> {
                         &user,
                         self.shared.config.user_secret.as_ref(),
                     )),
-                    None if self.shared.config.per_user => None,
+                    None if self.per_user() => None,
                     None => return Err("no-user"),
                 }
             }
