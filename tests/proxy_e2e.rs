@@ -780,7 +780,9 @@ async fn proxy_forwards_method_path_query_headers_and_body() {
         preserve_host: true,
         trust_forwarded: false,
     };
-    let preserving = TestServer::start(forwarder(&config).unwrap()).await;
+    let preserving =
+        TestServer::spawn(|listener| crate::app::serve(listener, forwarder(&config).unwrap()))
+            .await;
     let r = preserving.get("/echo", &[]).await;
     assert!(
         r.text().contains(&format!("host={}", preserving.host())),
@@ -980,8 +982,14 @@ async fn a_grace_covers_an_origin_that_cannot_be_reached() {
     let with_grace = app::proxy_cache(MemoryStore::new(), &graced);
     let without = app::proxy_cache(MemoryStore::new(), &app::CacheFlags::default());
     let proxies = [
-        TestServer::start(app::caching_proxy(&config, &with_grace).unwrap()).await,
-        TestServer::start(app::caching_proxy(&config, &without).unwrap()).await,
+        TestServer::spawn(|listener| {
+            crate::app::serve(listener, app::caching_proxy(&config, &with_grace).unwrap())
+        })
+        .await,
+        TestServer::spawn(|listener| {
+            crate::app::serve(listener, app::caching_proxy(&config, &without).unwrap())
+        })
+        .await,
     ];
     for proxy in &proxies {
         assert_eq!(proxy.get("/a", &[]).await.text(), "a");

@@ -162,7 +162,10 @@ async fn proxy(origin: &TestServer, store: RedisStore) -> TestServer {
         trust_forwarded: false,
     };
     let cache = proxy_cache(store, &CacheFlags::default());
-    TestServer::start(caching_proxy(&config, &cache).unwrap()).await
+    TestServer::spawn(|listener| {
+        crate::app::serve(listener, caching_proxy(&config, &cache).unwrap())
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,8 +385,14 @@ async fn each_nodes_l1_drops_what_another_node_invalidated_or_purged() {
     };
     let cache_a = proxy_cache(node(&server).await, &CacheFlags::default());
     let cache_b = proxy_cache(node(&server).await, &CacheFlags::default());
-    let a = TestServer::start(caching_proxy(&config, &cache_a).unwrap()).await;
-    let b = TestServer::start(caching_proxy(&config, &cache_b).unwrap()).await;
+    let a = TestServer::spawn(|listener| {
+        crate::app::serve(listener, caching_proxy(&config, &cache_a).unwrap())
+    })
+    .await;
+    let b = TestServer::spawn(|listener| {
+        crate::app::serve(listener, caching_proxy(&config, &cache_b).unwrap())
+    })
+    .await;
     let host = [("host", "site.example")];
     let probe = [
         ("host", "site.example"),
@@ -459,7 +468,10 @@ async fn a_partition_that_fails_fails_its_own_keys_only() {
         trust_forwarded: false,
     };
     let cache = proxy_cache(store, &CacheFlags::default());
-    let proxy = TestServer::start(caching_proxy(&config, &cache).unwrap()).await;
+    let proxy = TestServer::spawn(|listener| {
+        crate::app::serve(listener, caching_proxy(&config, &cache).unwrap())
+    })
+    .await;
     let host = [("host", "site.example")];
     for path in [&on_memory, &on_redis] {
         proxy.get(path, &host).await;

@@ -2,24 +2,35 @@
 
 use axum::{
     body::Body,
-    extract::{ConnectInfo, Request, State},
     http::{
-        header::{CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE},
-        uri::{Authority, Scheme},
-        HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version,
+        header::{CONNECTION, HOST},
+        uri::{Authority, PathAndQuery, Scheme},
+        HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri, Version,
     },
     response::{IntoResponse, Response},
-    Router,
 };
+use hyper::body::Incoming;
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
-    rt::TokioExecutor,
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+    service::TowerToHyperService,
 };
-use std::net::SocketAddr;
-use tower::util::MapRequestLayer;
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+use tokio::net::TcpListener;
+use tower::Service;
 use tower_etag::{
     response_cache::ResponseCache,
     store::{AnyStore, FsStore, Layered, MemoryStore, Partitioned, Store},
+    EtagCache,
 };
 
 /// Where and how to forward.
@@ -36,128 +47,187 @@ pub struct ProxyConfig {
     pub trust_forwarded: bool,
 }
 
-#[derive(Clone)]
-struct Proxy {
-    client: Client<HttpConnector, Body>,
-    scheme: Scheme,
-    authority: Authority,
-    preserve_host: bool,
+/// Hop-by-hop fields (RFC 9110 §7.6.1) are for one connection only and are not forwarded,
+/// nor are those the `Connection` field names.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "keep-alive"
+            | "proxy-connection"
+    )
 }
 
-/// Hop-by-hop fields (RFC 9110 §7.6.1) are for one connection only and are not forwarded.
-const HOP_BY_HOP: [HeaderName; 6] = [
-    CONNECTION,
-    TE,
-    TRAILER,
-    TRANSFER_ENCODING,
-    UPGRADE,
-    HeaderName::from_static("keep-alive"),
-];
-
-fn strip_hop_by_hop(headers: &mut axum::http::HeaderMap) {
-    let named: Vec<HeaderName> = headers
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them: one look at the names present, nothing parsed.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
-    for name in HOP_BY_HOP.iter().chain(&named) {
+    remove_where(headers, |name| is_hop_by_hop(name) || listed.contains(name));
+}
+
+/// Removes the fields whose names `drop` picks, looking at each name present once.
+fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
+    let doomed: Vec<HeaderName> = headers.keys().filter(|n| drop(n)).cloned().collect();
+    for name in &doomed {
         headers.remove(name);
     }
-    headers.remove("proxy-connection");
 }
 
 /// Fields with which a client can tell an origin which host, scheme, address or method it
 /// is "really" asking for. Only a trusted proxy in front may set them.
-const CLIENT_ROUTING: [&str; 12] = [
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-proto",
-    "x-real-ip",
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-    "x-original-url",
-    "x-rewrite-url",
-];
+fn is_client_routing(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "forwarded"
+            | "x-forwarded-for"
+            | "x-forwarded-host"
+            | "x-forwarded-port"
+            | "x-forwarded-prefix"
+            | "x-forwarded-proto"
+            | "x-real-ip"
+            | "x-http-method-override"
+            | "x-http-method"
+            | "x-method-override"
+            | "x-original-url"
+            | "x-rewrite-url"
+    )
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Says who the client is and how it came (`X-Forwarded-For`, `X-Forwarded-Proto`), after
 /// the client's own routing fields are dropped, unless they are trusted.
-fn set_forwarding(headers: &mut HeaderMap, peer: Option<SocketAddr>, trusted: bool) {
-    if !trusted {
-        for name in CLIENT_ROUTING {
-            headers.remove(name);
-        }
+fn set_forwarding(headers: &mut HeaderMap, peer: Option<&HeaderValue>, trusted: bool) {
+    if !trusted && headers.keys().any(is_client_routing) {
+        remove_where(headers, is_client_routing);
     }
     if let Some(peer) = peer {
-        let xff = HeaderName::from_static("x-forwarded-for");
-        let chain = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
-            Some(earlier) => format!("{earlier}, {}", peer.ip()),
-            None => peer.ip().to_string(),
+        let value = match headers.get(&X_FORWARDED_FOR) {
+            Some(earlier) => {
+                let mut chain = earlier.as_bytes().to_vec();
+                chain.extend_from_slice(b", ");
+                chain.extend_from_slice(peer.as_bytes());
+                HeaderValue::from_bytes(&chain).ok()
+            }
+            None => Some(peer.clone()),
         };
-        if let Ok(v) = HeaderValue::from_str(&chain) {
-            headers.insert(xff, v);
+        if let Some(value) = value {
+            headers.insert(X_FORWARDED_FOR, value);
         }
     }
-    let xfp = HeaderName::from_static("x-forwarded-proto");
-    if !headers.contains_key(&xfp) {
-        headers.insert(xfp, HeaderValue::from_static("http"));
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
+}
+
+/// `ip` as a field value; an IPv4 address (the usual case) without going through `fmt`.
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    let IpAddr::V4(v4) = ip else {
+        return HeaderValue::from_str(&ip.to_string()).expect("an address is a valid value");
+    };
+    let mut text = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text[len] = b'.';
+            len += 1;
+        }
+        let digits = [octet / 100, octet / 10 % 10, octet % 10];
+        let skip = if octet >= 100 {
+            0
+        } else if octet >= 10 {
+            1
+        } else {
+            2
+        };
+        for d in &digits[skip..] {
+            text[len] = b'0' + d;
+            len += 1;
+        }
+    }
+    HeaderValue::from_bytes(&text[..len]).expect("digits and dots are a valid value")
 }
 
 /// What the origin will see of a request, made before the cache sees it (so the cache keys
 /// on what the origin gets): hop-by-hop fields go (RFC 9110 §7.6.1), and unless they are
 /// trusted so do the client's routing fields; `X-Forwarded-For` / `-Proto` say who came and
 /// how.
-fn prepare(mut request: Request, trust_forwarded: bool) -> Request {
-    // The client's address, when the server was started with connect info.
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| *addr);
+fn prepare<B>(request: &mut Request<B>, peer: Option<&HeaderValue>, trust_forwarded: bool) {
     strip_hop_by_hop(request.headers_mut());
     set_forwarding(request.headers_mut(), peer, trust_forwarded);
-    request
 }
 
-async fn forward(State(proxy): State<Proxy>, mut request: Request) -> Response {
-    let path_and_query = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
-    let uri = Uri::builder()
-        .scheme(proxy.scheme.clone())
-        .authority(proxy.authority.clone())
-        .path_and_query(path_and_query)
-        .build();
-    let Ok(uri) = uri else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
+/// The service that sends every request upstream, as it is (after [`prepare`]).
+#[derive(Clone)]
+pub struct Forward(Arc<Upstream>);
+
+struct Upstream {
+    client: Client<HttpConnector, Incoming>,
+    scheme: Scheme,
+    authority: Authority,
+    /// The upstream's authority as a `Host` value; `None` with `--preserve-host`.
+    host: Option<HeaderValue>,
+}
+
+impl Service<Request<Incoming>> for Forward {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        Box::pin(forward(Arc::clone(&self.0), request))
+    }
+}
+
+async fn forward(
+    upstream: Arc<Upstream>,
+    mut request: Request<Incoming>,
+) -> Result<Response, Infallible> {
     // The authority the client asked for (and the cache keys by): its `Host` or, from an
     // HTTP/2 client, its `:authority`.
-    let client_authority = request.headers().get(HOST).cloned().or_else(|| {
-        request
-            .uri()
-            .authority()
-            .and_then(|a| a.as_str().parse().ok())
-    });
+    let host = match &upstream.host {
+        Some(host) => Some(host.clone()),
+        None => request.headers().get(HOST).cloned().or_else(|| {
+            request
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        }),
+    };
+    // The same path and query, to the upstream: the parts move, nothing is parsed again.
+    let mut target = std::mem::take(request.uri_mut()).into_parts();
+    target.scheme = Some(upstream.scheme.clone());
+    target.authority = Some(upstream.authority.clone());
+    if target.path_and_query.is_none() {
+        target.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
+    let Ok(uri) = Uri::from_parts(target) else {
+        return Ok(StatusCode::BAD_REQUEST.into_response());
+    };
     *request.uri_mut() = uri;
     // The upstream connection is HTTP/1.1, whatever the client spoke.
     *request.version_mut() = Version::HTTP_11;
-    let host = if proxy.preserve_host {
-        client_authority
-    } else {
-        proxy.authority.as_str().parse().ok()
-    };
     if let Some(host) = host {
         request.headers_mut().insert(HOST, host);
     }
-    match proxy.client.request(request).await {
+    Ok(match upstream.client.request(request).await {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
@@ -167,25 +237,113 @@ async fn forward(State(proxy): State<Proxy>, mut request: Request) -> Response {
             tracing::warn!(error = %e, "upstream request failed");
             (StatusCode::BAD_GATEWAY, "upstream unavailable\n").into_response()
         }
+    })
+}
+
+/// A proxy as it is served: requests [`prepare`]d, then `inner`. [`serve`] gives each
+/// connection a copy that knows its peer's address (for `X-Forwarded-For`).
+#[derive(Clone)]
+pub struct Prepared<S> {
+    inner: S,
+    trust_forwarded: bool,
+    /// The connection's peer address, as an `X-Forwarded-For` member.
+    peer: Option<HeaderValue>,
+}
+
+impl<S> Prepared<S> {
+    /// This proxy for the connection from `peer`.
+    fn for_peer(&self, peer: SocketAddr) -> Self
+    where
+        S: Clone,
+    {
+        Self {
+            inner: self.inner.clone(),
+            trust_forwarded: self.trust_forwarded,
+            peer: Some(ip_value(peer.ip())),
+        }
+    }
+}
+
+impl<S, B> Service<Request<Incoming>> for Prepared<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
+{
+    type Response = Response<B>;
+    type Error = Infallible;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+        prepare(&mut request, self.peer.as_ref(), self.trust_forwarded);
+        self.inner.call(request)
+    }
+}
+
+/// Serves `proxy` on `listener`, HTTP/1.1 and HTTP/2 (prior knowledge), a task per
+/// connection, until the task is dropped.
+pub async fn serve<S, B>(listener: TcpListener, proxy: Prepared<S>)
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<axum::BoxError>,
+{
+    let http = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, say: the listener is still good. Wait a little
+                // rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(proxy.for_peer(peer));
+        let http = http.clone();
+        tokio::spawn(async move {
+            if let Err(e) = http.serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
     }
 }
 
 /// The proxy without a cache: every request is forwarded. (The binary always caches; the
 /// tests compare with this.)
 #[allow(dead_code)]
-pub fn forwarder(config: &ProxyConfig) -> Result<Router, String> {
-    Ok(upstream(config)?.layer(preparing(config)))
+pub fn forwarder(config: &ProxyConfig) -> Result<Prepared<Forward>, String> {
+    Ok(Prepared {
+        inner: upstream(config)?,
+        trust_forwarded: config.trust_forwarded,
+        peer: None,
+    })
 }
+
+/// The caching proxy's service: [`prepare`], then the cache, then [`Forward`].
+pub type CachingProxy<St> =
+    Prepared<EtagCache<Forward, ResponseCache<St>, tower_etag::response_cache::Everything>>;
 
 /// The caching reverse proxy: the forwarding behind `cache`'s layer, and the preparation of
 /// requests in front of the cache.
 pub fn caching_proxy<St: Store>(
     config: &ProxyConfig,
     cache: &ResponseCache<St>,
-) -> Result<Router, String> {
-    Ok(upstream(config)?
-        .layer(cache.layer())
-        .layer(preparing(config)))
+) -> Result<CachingProxy<St>, String> {
+    Ok(Prepared {
+        inner: tower::Layer::layer(&cache.layer(), upstream(config)?),
+        trust_forwarded: config.trust_forwarded,
+        peer: None,
+    })
 }
 
 /// How the proxy's cache reads responses.
@@ -225,14 +383,8 @@ pub fn proxy_cache<St: Store>(store: St, flags: &CacheFlags) -> ResponseCache<St
         .build()
 }
 
-/// The layer that [`prepare`]s requests.
-fn preparing(config: &ProxyConfig) -> MapRequestLayer<impl Fn(Request) -> Request + Clone> {
-    let trust_forwarded = config.trust_forwarded;
-    MapRequestLayer::new(move |request| prepare(request, trust_forwarded))
-}
-
-/// The router that sends every request upstream, as it is.
-fn upstream(config: &ProxyConfig) -> Result<Router, String> {
+/// The service that sends every request to `config.upstream`.
+fn upstream(config: &ProxyConfig) -> Result<Forward, String> {
     let scheme = config
         .upstream
         .scheme()
@@ -246,13 +398,20 @@ fn upstream(config: &ProxyConfig) -> Result<Router, String> {
         .authority()
         .cloned()
         .ok_or("--upstream needs a host and port")?;
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    Ok(Router::new().fallback(forward).with_state(Proxy {
-        client,
+    let host = if config.preserve_host {
+        None
+    } else {
+        Some(
+            HeaderValue::from_str(authority.as_str())
+                .map_err(|e| format!("--upstream {authority}: {e}"))?,
+        )
+    };
+    Ok(Forward(Arc::new(Upstream {
+        client: Client::builder(TokioExecutor::new()).build_http(),
         scheme,
         authority,
-        preserve_host: config.preserve_host,
-    }))
+        host,
+    })))
 }
 
 /// How large the proxy's stores may grow: `--max-bytes`, `--max-entry-bytes`, `--l1-bytes`.

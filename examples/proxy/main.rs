@@ -142,9 +142,5 @@ async fn main() {
             std::process::exit(1);
         });
     println!("caching {} on http://{}", args.config.upstream, args.listen);
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app).await {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    app::serve(listener, app).await;
 }

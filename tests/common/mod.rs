@@ -194,13 +194,24 @@ pub struct TestServer {
 impl TestServer {
     /// Serves `app` with `axum::serve` on 127.0.0.1, on an ephemeral port.
     pub async fn start(app: Router) -> Self {
+        Self::spawn(|listener| async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, app).await.unwrap();
+        })
+        .await
+    }
+
+    /// Serves with `serve` (the proxy example's `app::serve`, say), given a listener on
+    /// 127.0.0.1 on an ephemeral port.
+    pub async fn spawn<F, Fut>(serve: F) -> Self
+    where
+        F: FnOnce(TcpListener) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         assert!(addr.ip().is_loopback());
-        tokio::spawn(async move {
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            axum::serve(listener, app).await.unwrap();
-        });
+        tokio::spawn(serve(listener));
         let client = Client::builder(TokioExecutor::new()).build_http();
         Self { addr, client }
     }

@@ -32,7 +32,10 @@ pub async fn setup_with<St: Store>(
         preserve_host,
         trust_forwarded: false,
     };
-    let proxy = TestServer::start(caching_proxy(&config, &cache).unwrap()).await;
+    let proxy = TestServer::spawn(|listener| {
+        crate::app::serve(listener, caching_proxy(&config, &cache).unwrap())
+    })
+    .await;
     Setup {
         origin,
         proxy,
