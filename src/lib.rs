@@ -133,6 +133,7 @@ pub mod provider;
 pub mod refresh;
 pub mod semantics;
 pub mod store;
+mod sync;
 
 pub use middleware::{
     body::{BoxError, BufferedBody, NoBody, ResponseBody},

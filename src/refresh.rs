@@ -63,6 +63,7 @@
 //!   [`RefreshCacheBuilder::stop_when`] completes (a `CancellationToken`'s
 //!   `cancelled_owned()`): every task ends, no fetch starts after.
 
+use crate::sync::lock;
 use crate::{middleware::body::BoxError, response_cache::ResponseCache, store::Store};
 use bytes::Bytes;
 use http::{header::CACHE_CONTROL, request, response, HeaderValue, Request, Response, Uri};
@@ -73,7 +74,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex},
     time::{Duration, SystemTime},
 };
 use tokio::{
@@ -627,11 +628,6 @@ fn after(wait: Duration) -> Instant {
     now.checked_add(wait)
         .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
         .unwrap_or(now)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every operation leaves the map consistent: a poisoned lock is still usable.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

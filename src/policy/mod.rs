@@ -177,6 +177,9 @@ pub struct CachePolicy {
     lifetime_override: Option<&'static str>,
 }
 
+/// The fields a served copy of the stored ones may gain without the map growing.
+const SERVED_ROOM: usize = 3;
+
 /// Everything a [`CachePolicy`] holds, as public fields: what a store serializes.
 ///
 /// `CachePolicy::from_parts(policy.into_parts()) == policy` always holds. The struct is
@@ -314,12 +317,16 @@ impl CachePolicy {
         let targeted = parts.targeted.filter(|_| targeted_cc.is_some());
         let res_cc =
             targeted_cc.unwrap_or_else(|| CacheControl::from_headers(&parts.response_headers));
+        let mut response_headers = parts.response_headers;
+        // Room for what a served copy adds (`Age`, `Cache-Status`) and a minted `ETag`:
+        // `headers_with_age` clones the map, and a clone keeps the room.
+        response_headers.reserve(SERVED_ROOM);
         let mut policy = Self {
             method: parts.method,
             uri: parts.uri,
             vary_request: parts.vary_request,
             status: parts.status,
-            response_headers: parts.response_headers,
+            response_headers,
             request_time: parts.request_time,
             response_time: parts.response_time,
             mode: parts.mode,

@@ -3,12 +3,8 @@
 
 use super::{head, storable::NotStorable, vary, CacheMode, CachePolicy, PolicyParts};
 use crate::semantics::{
-    cache_control::CacheControl,
-    dates::single_date,
-    etag::EntityTag,
-    headers::{copy_with_room, seconds_value},
-    request::RequestHead,
-    targeted,
+    cache_control::CacheControl, dates::single_date, etag::EntityTag, headers::seconds_value,
+    request::RequestHead, targeted,
 };
 use http::header::SET_COOKIE;
 use http::{
@@ -284,8 +280,10 @@ impl CachePolicy {
 
     /// The stored header fields with `Age` set to the age at `now` (RFC 9111 §5.1).
     pub fn headers_with_age(&self, now: SystemTime) -> HeaderMap {
-        // Room for `Age` and a cache's `Cache-Status`.
-        let mut headers = copy_with_room(&self.response_headers, &AGE, 2);
+        // A clone, not a copy field by field: the stored fields were given room for `Age`
+        // and a cache's `Cache-Status` when the policy was made (`from_parts`), and a clone
+        // keeps it, so neither insert rehashes.
+        let mut headers = self.response_headers.clone();
         headers.insert(AGE, seconds_value(self.age(now).as_secs()));
         headers
     }

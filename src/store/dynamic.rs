@@ -1,8 +1,11 @@
 //! [`AnyStore`]: any [`Store`] behind one type, for a store chosen at run time.
 
-use super::{Expect, GetResult, Key, Meta, PartialReader, Store, StoreError, StoreWriter, Stored};
+use super::{
+    Expect, GetResult, Key, MemoryStore, Meta, PartialReader, Store, StoreError, StoreWriter,
+    Stored,
+};
 use bytes::Bytes;
-use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{any::Any, fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -172,18 +175,32 @@ impl StoreWriter for AnyWriter {
 /// let cache = ResponseCache::builder(store).build();
 /// # let _ = cache;
 /// ```
+///
+/// A [`MemoryStore`](super::MemoryStore) given to [`AnyStore::new`] is read without a boxed
+/// future or a dynamic call: a hit from memory is the path that must cost least.
 #[derive(Clone, Debug)]
-pub struct AnyStore(Arc<dyn DynStore>);
+pub struct AnyStore {
+    store: Arc<dyn DynStore>,
+    /// The same store when it is a `MemoryStore`, read directly.
+    memory: Option<MemoryStore>,
+}
 
 impl AnyStore {
     /// `store`, behind the common type.
     pub fn new<S: Store + fmt::Debug>(store: S) -> Self {
-        Self(Arc::new(store))
+        let memory = (&store as &dyn Any).downcast_ref::<MemoryStore>().cloned();
+        Self {
+            store: Arc::new(store),
+            memory,
+        }
     }
 
     /// A store already shared as a trait object.
     pub fn from_arc(store: Arc<dyn DynStore>) -> Self {
-        Self(store)
+        Self {
+            store,
+            memory: None,
+        }
     }
 }
 
@@ -191,11 +208,14 @@ impl Store for AnyStore {
     type Writer = AnyWriter;
 
     async fn get(&self, key: &Key) -> Result<Option<Stored>, StoreError> {
-        self.0.get(key).await
+        match &self.memory {
+            Some(memory) => Store::get(memory, key).await,
+            None => self.store.get(key).await,
+        }
     }
 
     async fn get_two(&self, first: &Key, second: &Key) -> (GetResult, GetResult) {
-        self.0.get_two(first, second).await
+        self.store.get_two(first, second).await
     }
 
     async fn writer(
@@ -205,15 +225,15 @@ impl Store for AnyStore {
         ttl: Duration,
         expect: Expect,
     ) -> Result<AnyWriter, StoreError> {
-        self.0.writer(key, meta, ttl, expect).await
+        self.store.writer(key, meta, ttl, expect).await
     }
 
     fn max_entry_bytes(&self) -> Option<u64> {
-        self.0.max_entry_bytes()
+        self.store.max_entry_bytes()
     }
 
     fn remote_reads(&self) -> bool {
-        self.0.remote_reads()
+        self.store.remote_reads()
     }
 
     async fn update_meta(
@@ -223,14 +243,14 @@ impl Store for AnyStore {
         meta: Meta,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        self.0.update_meta(key, expect, meta, ttl).await
+        self.store.update_meta(key, expect, meta, ttl).await
     }
 
     async fn remove(&self, key: &Key, expect: Expect) -> Result<bool, StoreError> {
-        self.0.remove(key, expect).await
+        self.store.remove(key, expect).await
     }
 
     async fn clear(&self) -> Result<(), StoreError> {
-        self.0.clear().await
+        self.store.clear().await
     }
 }

@@ -22,6 +22,7 @@ use super::{
     key::hex_digest, BodyReader, BodyStream, Expect, Key, Meta, Store, StoreError, StoreWriter,
     Stored, StoredBody,
 };
+use crate::sync::lock;
 use bytes::{Bytes, BytesMut};
 use lru::LruCache;
 use std::future::Future as _;
@@ -32,7 +33,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex, MutexGuard, PoisonError,
+        Arc, Mutex, MutexGuard,
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -225,10 +226,7 @@ impl FsStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Index> {
-        self.inner
-            .index
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inner.index)
     }
 
     fn next_version(&self) -> u64 {

@@ -20,14 +20,25 @@ impl Key {
     /// told apart from the URL's other records of that kind by `rest`. The name is
     /// `kind \0 url \0 rest`.
     pub fn new(kind: &str, url: &str, rest: &str) -> Self {
-        let mut text = String::with_capacity(kind.len() + url.len() + rest.len() + 2);
+        Self::written(kind, url, rest.len(), |text| text.push_str(rest))
+    }
+
+    /// A key whose `rest` (`rest_len` bytes) `write_rest` appends: one allocation, when
+    /// `rest_len` is exact.
+    pub(crate) fn written(
+        kind: &str,
+        url: &str,
+        rest_len: usize,
+        write_rest: impl FnOnce(&mut String),
+    ) -> Self {
+        let mut text = String::with_capacity(kind.len() + url.len() + rest_len + 2);
         text.push_str(kind);
         text.push('\0');
         let start = text.len();
         text.push_str(url);
         let end = text.len();
         text.push('\0');
-        text.push_str(rest);
+        write_rest(&mut text);
         Self {
             text: text.into(),
             url: start..end,

@@ -1,6 +1,7 @@
 //! [`MemoryStore`]: a bounded, sharded in-memory LRU.
 
 use super::{Expect, Key, Meta, Store, StoreError, StoreWriter, Stored, StoredBody};
+use crate::sync::lock;
 use bytes::{Bytes, BytesMut};
 use lru::LruCache;
 use std::{
@@ -8,7 +9,7 @@ use std::{
     hash::BuildHasher,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex, MutexGuard, PoisonError,
+        Arc, Mutex, MutexGuard,
     },
     time::{Duration, Instant},
 };
@@ -221,12 +222,13 @@ impl MemoryStore {
     fn get_now(&self, key: &str) -> Option<Stored> {
         let mut shard = self.shard(key);
         let entry = Arc::clone(shard.map.get(key)?);
-        if entry.expires <= Instant::now() {
+        let now = Instant::now();
+        if entry.expires <= now {
             shard.map.pop(key);
             shard.bytes -= entry.size;
             return None;
         }
-        let left = entry.expires.saturating_duration_since(Instant::now());
+        let left = entry.expires.saturating_duration_since(now);
         Some(
             Stored::new(
                 entry.meta.clone(),
@@ -288,11 +290,6 @@ fn holds(current: Option<&Entry>, expect: Expect) -> bool {
     }
 }
 
-/// The shards are consistent after every operation, so a poisoned lock is still usable.
-fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 fn entry_size(key: &str, meta: &Meta, body_len: u64) -> u64 {
     key.len() as u64 + meta.bytes.len() as u64 + body_len + ENTRY_OVERHEAD
 }
@@ -347,7 +344,7 @@ impl Drop for Reservation {
 
 impl MemoryWriter {
     fn write_now(&mut self, chunk: &Bytes) -> Result<(), StoreError> {
-        let mut body = lock_body(&self.body);
+        let mut body = lock(&self.body);
         let len = body.len() as u64 + chunk.len() as u64;
         let limit = self.store.inner.max_entry_bytes;
         if entry_size(&self.key, &self.meta, len) > limit {
@@ -368,7 +365,7 @@ impl MemoryWriter {
     fn replace_meta_now(&mut self, meta: Meta) {
         // A head that would take the entry past its limit is not taken: the entry is stored
         // with the head it was opened with (a minted tag is a nicety, the entry is not).
-        let len = lock_body(&self.body).len() as u64;
+        let len = lock(&self.body).len() as u64;
         if entry_size(&self.key, &meta, len) <= self.store.inner.max_entry_bytes {
             self.meta = meta;
         }
@@ -376,7 +373,7 @@ impl MemoryWriter {
 
     fn commit_now(self) -> Result<u64, StoreError> {
         // Shrink to fit: the buffer grew by doubling.
-        let body = Bytes::copy_from_slice(&lock_body(&self.body));
+        let body = Bytes::copy_from_slice(&lock(&self.body));
         let size = entry_size(&self.key, &self.meta, body.len() as u64);
         let expires = Instant::now()
             .checked_add(self.ttl)
@@ -413,20 +410,16 @@ impl StoreWriter for MemoryWriter {
     }
 }
 
-fn lock_body(m: &Mutex<BytesMut>) -> MutexGuard<'_, BytesMut> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// What a [`MemoryWriter`] has written so far.
 struct MemoryPartial(Arc<Mutex<BytesMut>>);
 
 impl super::PartialReader for MemoryPartial {
     fn available(&self) -> u64 {
-        lock_body(&self.0).len() as u64
+        lock(&self.0).len() as u64
     }
 
     fn read(&self, range: std::ops::Range<u64>) -> super::BodyStream {
-        let body = lock_body(&self.0);
+        let body = lock(&self.0);
         let end = (range.end as usize).min(body.len());
         let start = (range.start as usize).min(end);
         // A copy of the part asked for, outside the lock from here on.
@@ -633,7 +626,7 @@ mod tests {
             w.write_now(&Bytes::from(vec![0u8; 2000])),
             Err(StoreError::TooLarge { .. })
         ));
-        assert!(lock_body(&w.body).is_empty());
+        assert!(lock(&w.body).is_empty());
         assert_eq!(Store::max_entry_bytes(&store), Some(4096));
         drop(w);
         assert!(store.is_empty());
@@ -754,7 +747,7 @@ mod tests {
             .writer_now("k", Meta::encoded(Bytes::new()), HOUR, Expect::Any)
             .unwrap();
         assert!(w.write_now(&Bytes::from(vec![0u8; 8192])).is_err());
-        assert!(lock_body(&w.body).is_empty(), "nothing held past the limit");
+        assert!(lock(&w.body).is_empty(), "nothing held past the limit");
         // Never more than a shard's share of the total.
         let small = MemoryStore::builder().max_bytes(8 * 1024).shards(8).build();
         assert_eq!(Store::max_entry_bytes(&small), Some(1024));

@@ -7,6 +7,7 @@ pub use key::SimpleEtagCacheKey;
 use self::key::{Digester, KeyView, KEY_FIELDS};
 use super::{fill_request, CacheProvider, Lookup, LookupRequest, RequestHead, StoreRequest};
 use crate::semantics::request::{absolute_target, uri_authority};
+use crate::sync::lock;
 use crate::{
     middleware::body::{BufferedBody, NoBody, ReadAhead, ReadAheadFuture},
     policy::freshness::{age_header, explicit_lifetime},
@@ -36,7 +37,7 @@ use std::{
     future::{ready, Future, Ready},
     num::NonZeroUsize,
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex, MutexGuard},
     task::{Context, Poll},
     time::{Duration, Instant, SystemTime},
 };
@@ -242,7 +243,7 @@ impl Shared {
     fn table(&self) -> MutexGuard<'_, Table> {
         // The table is left consistent by every operation, so a panic elsewhere while the
         // lock was held does not make it unusable.
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.table)
     }
 }
 

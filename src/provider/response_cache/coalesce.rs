@@ -10,11 +10,12 @@
 //! serialised behind each other.
 
 use super::tap::Tap;
+use crate::sync::lock;
 use lru::LruCache;
 use std::{
     collections::HashMap,
     num::NonZeroUsize,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 use tokio::sync::watch;
@@ -128,11 +129,6 @@ pub(crate) enum Join {
 /// A follower's handle on a fill.
 #[derive(Debug)]
 pub(crate) struct Waiter(watch::Receiver<Progress>);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every operation leaves the maps consistent: a poisoned lock is still usable.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 impl Coalescer {
     /// Becomes the filler of `key`, or gets a handle to wait for the current one.

@@ -146,15 +146,17 @@ impl Place {
     /// The key of the variant `selector` stored under `epoch`.
     pub(crate) fn variant_key(&self, epoch: u64, selector: Selector) -> Key {
         let user = self.user.as_deref().unwrap_or("");
-        let mut rest = String::with_capacity(user.len() + 50);
-        rest.push_str(user);
-        rest.push('\0');
-        push_hex(&mut rest, u128::from(epoch), 16);
-        if selector != Selector::NONE {
+        // Exactly its length: a key's text is boxed, and spare room would be a reallocation.
+        let selector_len = if selector == Selector::NONE { 0 } else { 33 };
+        Key::written("v", &self.url.0, user.len() + 17 + selector_len, |rest| {
+            rest.push_str(user);
             rest.push('\0');
-            push_hex(&mut rest, selector.0, 32);
-        }
-        Key::new("v", &self.url.0, &rest)
+            push_hex(rest, u128::from(epoch), 16);
+            if selector != Selector::NONE {
+                rest.push('\0');
+                push_hex(rest, selector.0, 32);
+            }
+        })
     }
 
     /// What coalesced requests for this place wait on before a variant is known.

@@ -92,12 +92,13 @@ use crate::{
     },
     semantics::request::RequestHead,
     store::{Store, StoreError},
+    sync::lock,
 };
 use http::{request, HeaderName, Request, Uri};
 use std::{
     collections::HashMap,
     fmt,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex},
     time::{Duration, SystemTime},
 };
 use tokio::sync::Semaphore;
@@ -800,11 +801,6 @@ impl Drop for FillingUrl {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Every operation leaves the map consistent: a poisoned lock is still usable.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A copy of a request head's method, URI, version and headers (extensions are not

@@ -2,6 +2,7 @@
 
 use crate::semantics::headers::push_decimal;
 use http::{HeaderMap, HeaderName, HeaderValue};
+use std::cell::RefCell;
 
 /// The name of the `Cache-Status` field (RFC 9211).
 pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -62,7 +63,18 @@ impl CacheStatus {
 
     /// The field value: `name; hit; ttl=30`, `name; fwd=uri-miss; fwd-status=200; stored`.
     pub(crate) fn to_header_value(&self, name: &str) -> HeaderValue {
-        let mut v = String::with_capacity(name.len() + 64);
+        // Written into a buffer the thread keeps, then copied once into the value: one
+        // allocation per response.
+        thread_local!(static TEXT: RefCell<String> = RefCell::new(String::with_capacity(128)));
+        TEXT.with_borrow_mut(|text| {
+            text.clear();
+            self.write(text, name);
+            HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("tower-etag"))
+        })
+    }
+
+    /// The field value's text, appended to `v`.
+    fn write(&self, v: &mut String, name: &str) {
         v.push_str(name);
         if self.hit {
             v.push_str("; hit");
@@ -73,7 +85,7 @@ impl CacheStatus {
         }
         if let Some(s) = self.fwd_status {
             v.push_str("; fwd-status=");
-            push_decimal(&mut v, u64::from(s));
+            push_decimal(v, u64::from(s));
         }
         if self.stored {
             v.push_str("; stored");
@@ -86,14 +98,12 @@ impl CacheStatus {
             if ttl < 0 {
                 v.push('-');
             }
-            push_decimal(&mut v, ttl.unsigned_abs());
+            push_decimal(v, ttl.unsigned_abs());
         }
         if let Some(d) = self.detail {
             v.push_str("; detail=");
             v.push_str(d);
         }
-        HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
-            .unwrap_or_else(|_| HeaderValue::from_static("tower-etag"))
     }
 }
 
