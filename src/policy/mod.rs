@@ -56,6 +56,7 @@
 //!   stored by RFC 9111, but it could only answer a later GET of its `Content-Location`).
 
 mod age;
+pub mod decide;
 pub(crate) mod filing;
 pub mod freshness;
 mod head;

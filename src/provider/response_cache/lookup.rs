@@ -17,8 +17,9 @@ use super::{
 use crate::{
     cache_control::FieldDirective,
     policy::{
+        decide::{decide, Asked, Decision, Found as Judged, Rules},
         filing::{FilingRules, Shelf},
-        BeforeRequest, CachePolicy,
+        BeforeRequest, CachePolicy, StaleReason,
     },
     provider::{fill_request, Lookup, LookupRequest, RequestHead},
     store::{Expect, GetResult, Key, Store, StoreError, StoredBody},
@@ -33,7 +34,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::SystemTime,
+    time::{Duration, SystemTime},
 };
 use tower_service::Service;
 
@@ -378,46 +379,27 @@ impl<St: Store> ResponseCache<St> {
                     return bypass(Request::from_parts(parts, body), Fwd::Bypass, "store-error");
                 }
             };
-            let miss = found.miss;
-            let revalidation = match found.entry {
-                None => None,
-                Some((entry, BeforeRequest::Fresh { headers, ttl, .. })) => {
-                    // Which override let this hit happen (a longer life: a default or a
-                    // minimum; a maximum shortens, and is said when the entry is stored),
-                    // else which tier answered.
-                    let lengthened = entry
-                        .policy
-                        .lifetime_override()
-                        .filter(|o| *o != "override-max-ttl");
-                    let detail = if ignored_no_cache {
-                        Some("override-ignore-no-cache")
-                    } else {
-                        lengthened.or(entry.tier)
-                    };
-                    let status = CacheStatus {
-                        collapsed,
-                        ttl: Some(ttl.as_secs() as i64),
-                        detail,
-                        ..CacheStatus::hit()
-                    };
-                    let response = match &ranged {
-                        Some(fields) => self.respond_range(&entry, headers, &head, fields, &status),
-                        None => self.respond(&entry.policy, headers, &entry.body, &head, &status),
-                    };
-                    // Refreshed ahead by anonymous requests only: a user's would be the user's.
-                    let refresh = self.shared.config.refresh_ahead.is_some_and(|w| ttl < w);
-                    if refresh && for_user.is_none() {
-                        let validators = entry.policy.revalidation_headers(&parts);
-                        let job = Job {
-                            place,
-                            seen,
-                            for_user,
-                            parts,
-                            body,
-                            fwd: Fwd::Stale,
-                        };
-                        return self.serve_and_refresh(response, entry, validators, job);
-                    }
+            let asked = Asked {
+                only_if_cached: head.cache_control.only_if_cached,
+                ranged: ranged.is_some(),
+                for_user: for_user.is_some(),
+            };
+            let rules = Rules {
+                refresh_ahead: self.shared.config.refresh_ahead,
+            };
+            let decision = decide(
+                Judged::of(found.entry.as_ref().map(|(_, b)| b)),
+                asked,
+                rules,
+            );
+            // The entry moves only here, once the decision is made. `decide` gives a hit only
+            // for a fresh entry and a revalidation only for a stale one (its tests hold every
+            // combination to that); any other pairing would be a miss.
+            let revalidation = match (decision, found.entry) {
+                (Decision::Hit, Some((entry, BeforeRequest::Fresh { headers, ttl, .. }))) => {
+                    let status = self.hit_status(&entry, ttl, collapsed, ignored_no_cache);
+                    let response =
+                        self.answer_fresh(&entry, headers, &head, ranged.as_ref(), &status);
                     if seen
                         .index()
                         .is_some_and(|i| i.worth_touching(entry.selector))
@@ -426,39 +408,68 @@ impl<St: Store> ResponseCache<St> {
                     }
                     return Lookup::Hit(response);
                 }
-                Some((
-                    entry,
-                    BeforeRequest::Stale {
-                        reason,
-                        swr_allowed,
-                        revalidation_headers,
-                        stale_if_error_until,
-                    },
-                )) => {
-                    if head.cache_control.only_if_cached {
-                        return Lookup::Hit(self.only_if_cached());
-                    }
-                    let fwd = if reason.requested_by_client() {
-                        Fwd::Request
-                    } else {
-                        Fwd::Stale
+                (
+                    Decision::HitAndRefresh,
+                    Some((entry, BeforeRequest::Fresh { headers, ttl, .. })),
+                ) => {
+                    let status = self.hit_status(&entry, ttl, collapsed, ignored_no_cache);
+                    let response =
+                        self.answer_fresh(&entry, headers, &head, ranged.as_ref(), &status);
+                    let validators = entry.policy.revalidation_headers(&parts);
+                    let job = Job {
+                        place,
+                        seen,
+                        for_user,
+                        parts,
+                        body,
+                        fwd: Fwd::Stale,
                     };
-                    if swr_allowed {
-                        let status = CacheStatus {
-                            detail: Some("stale-while-revalidate"),
-                            ..CacheStatus::hit()
-                        };
-                        let response = self.respond_stale(&entry, &head, now, &status);
-                        let job = Job {
-                            place,
-                            seen,
-                            for_user,
-                            parts,
-                            body,
-                            fwd,
-                        };
-                        return self.serve_and_refresh(response, entry, revalidation_headers, job);
-                    }
+                    return self.serve_and_refresh(response, entry, validators, job);
+                }
+                (
+                    Decision::ServeStale,
+                    Some((
+                        entry,
+                        BeforeRequest::Stale {
+                            reason,
+                            revalidation_headers,
+                            ..
+                        },
+                    )),
+                ) => {
+                    let status = CacheStatus {
+                        detail: Some("stale-while-revalidate"),
+                        ..CacheStatus::hit()
+                    };
+                    let response = self.respond_stale(&entry, &head, now, &status);
+                    let job = Job {
+                        place,
+                        seen,
+                        for_user,
+                        parts,
+                        body,
+                        fwd: fwd_for(reason),
+                    };
+                    return self.serve_and_refresh(response, entry, revalidation_headers, job);
+                }
+                (Decision::GatewayTimeout, _) => return Lookup::Hit(self.only_if_cached()),
+                (Decision::Pass, _) => {
+                    // Nothing fresh to take the range from: the request goes on as it came.
+                    parts.headers.extend(ranged.unwrap_or_default());
+                    return bypass(Request::from_parts(parts, body), Fwd::Bypass, "range");
+                }
+                (
+                    Decision::Revalidate,
+                    Some((
+                        entry,
+                        BeforeRequest::Stale {
+                            reason,
+                            revalidation_headers,
+                            stale_if_error_until,
+                            ..
+                        },
+                    )),
+                ) => {
                     let grace = self.shared.config.unreachable_grace;
                     let unreachable_until = entry
                         .policy
@@ -468,20 +479,12 @@ impl<St: Store> ResponseCache<St> {
                         validators: revalidation_headers,
                         stale_if_error_until,
                         unreachable_until,
-                        fwd,
+                        fwd: fwd_for(reason),
                     })
                 }
-                Some((_, BeforeRequest::VaryMismatch)) => None,
+                _ => None,
             };
-            if revalidation.is_none() && head.cache_control.only_if_cached {
-                // RFC 9111 §5.2.1.7: nothing suitable stored.
-                return Lookup::Hit(self.only_if_cached());
-            }
-            if let Some(fields) = ranged {
-                // Nothing fresh to take the range from: the request goes on as it came.
-                parts.headers.extend(fields);
-                return bypass(Request::from_parts(parts, body), Fwd::Bypass, "range");
-            }
+            let (miss, coalesce_key) = (found.miss, found.coalesce_key);
             // A revalidation is coalesced on its entry, a miss on what it will fill. A miss
             // that carries the client's validators waits for a fill already running (whose
             // entry then answers it) but never leads one: its answer may be the client's 304,
@@ -489,7 +492,7 @@ impl<St: Store> ResponseCache<St> {
             let conditional_miss = revalidation.is_none() && !client_validators.is_empty();
             let coalesce_key = match &revalidation {
                 Some(revalidation) => revalidation.entry.key.clone(),
-                None => found.coalesce_key.unwrap_or_else(|| place.coalesce_key()),
+                None => coalesce_key.unwrap_or_else(|| place.coalesce_key()),
             };
             let join = if conditional_miss {
                 self.shared
@@ -536,6 +539,48 @@ impl<St: Store> ResponseCache<St> {
             };
             let client_validators = conditional_miss.then_some(&client_validators);
             return self.forward(job, held, revalidation, client_validators, &head, now);
+        }
+    }
+
+    /// The `Cache-Status` of a fresh hit: which override let it happen (a longer life: a
+    /// default or a minimum; a maximum shortens, and is said when the entry is stored), else
+    /// which tier answered.
+    fn hit_status(
+        &self,
+        entry: &StoredEntry,
+        ttl: Duration,
+        collapsed: bool,
+        ignored_no_cache: bool,
+    ) -> CacheStatus {
+        let lengthened = entry
+            .policy
+            .lifetime_override()
+            .filter(|o| *o != "override-max-ttl");
+        let detail = if ignored_no_cache {
+            Some("override-ignore-no-cache")
+        } else {
+            lengthened.or(entry.tier)
+        };
+        CacheStatus {
+            collapsed,
+            ttl: Some(ttl.as_secs() as i64),
+            detail,
+            ..CacheStatus::hit()
+        }
+    }
+
+    /// The answer of a fresh hit: the stored response, or the range asked for.
+    fn answer_fresh(
+        &self,
+        entry: &StoredEntry,
+        headers: HeaderMap,
+        head: &RequestHead,
+        ranged: Option<&HeaderMap>,
+        status: &CacheStatus,
+    ) -> Response<HitBody> {
+        match ranged {
+            Some(fields) => self.respond_range(entry, headers, head, fields, status),
+            None => self.respond(&entry.policy, headers, &entry.body, head, status),
         }
     }
 
@@ -967,6 +1012,16 @@ impl<St: Store> ResponseCache<St> {
             detail: Some("only-if-cached"),
             ..CacheStatus::fwd(Fwd::UriMiss)
         })
+    }
+}
+
+/// Why a request with a stale entry goes to the origin, for `Cache-Status`: the client
+/// asked for it (`no-cache`, `max-age`, ...), or the entry is stale.
+fn fwd_for(reason: StaleReason) -> Fwd {
+    if reason.requested_by_client() {
+        Fwd::Request
+    } else {
+        Fwd::Stale
     }
 }
 
