@@ -16,10 +16,11 @@
 //!
 //! The clock decides what the response cache's RFC 9111 policy sees as now: request and
 //! response times, ages, freshness, `stale-while-revalidate`, and `stale-if-error` on an
-//! error status. Not yet: the middleware's stale answer when the inner service itself
-//! fails (`Lookup::Revalidate`'s deadline is checked against the system clock), and
-//! [`RefreshCache`](crate::refresh::RefreshCache)'s schedule; stores keep their own real
-//! time for their TTLs (an entry stays in the store for as long as its storage time says).
+//! error status, and the deadline of the stale answer the middleware gives when the inner
+//! service itself fails (it asks the provider: [`CacheProvider::now`](crate::CacheProvider::now)).
+//! Not yet: [`RefreshCache`](crate::refresh::RefreshCache)'s schedule. Stores keep their
+//! own real time for their TTLs (an entry stays in the store for as long as its storage
+//! time says).
 
 use std::{
     fmt,

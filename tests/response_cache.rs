@@ -14,6 +14,7 @@ use hyper::body::Frame;
 use std::{convert::Infallible, future::ready, time::Duration};
 use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_etag::{
+    clock::ManualClock,
     response_cache::{CacheBody, CacheBypass, HitBody, ResponseCache},
     store::{Expect, Key, MemoryStore, MemoryWriter, Meta, Store, StoreError, StoreWriter, Stored},
 };
@@ -57,6 +58,12 @@ fn cache_status<B>(res: &Response<B>) -> String {
         .unwrap_or_default()
 }
 
+/// A clock that reads the system's time now and moves only when told: a test goes past a
+/// response's freshness without sleeping.
+fn clock_now() -> ManualClock {
+    ManualClock::new(std::time::SystemTime::now())
+}
+
 /// An inner service that answers `cache-control` and counts calls; the `n`th call (1-based)
 /// in `fail_on` returns an error instead.
 fn origin(
@@ -88,13 +95,16 @@ fn origin(
 #[tokio::test]
 async fn stale_if_error_answers_when_the_inner_service_errors() {
     let calls = Counter::new();
-    let cache = ResponseCache::new(MemoryStore::new());
+    let clock = clock_now();
+    let cache = ResponseCache::builder(MemoryStore::new())
+        .clock(clock.clone())
+        .build();
     let svc = cache
         .layer()
         .layer(origin(&calls, "max-age=1, stale-if-error=60", 2));
     let (_, body) = send(&svc, get("/a")).await;
     assert_eq!(body, "v1");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     let (res, body) = send(&svc, get("/a")).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(body, "v1", "the stale entry instead of the error");
@@ -111,13 +121,15 @@ async fn stale_if_error_answers_when_the_inner_service_errors() {
 #[tokio::test]
 async fn a_grace_answers_when_the_inner_service_errors() {
     let calls = Counter::new();
+    let clock = clock_now();
     let cache = ResponseCache::builder(MemoryStore::new())
         .stale_if_unreachable(Duration::from_secs(60))
+        .clock(clock.clone())
         .build();
     let svc = cache.layer().layer(origin(&calls, "max-age=1", 2));
     let (_, body) = send(&svc, get("/a")).await;
     assert_eq!(body, "v1");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     let (res, body) = send(&svc, get("/a")).await;
     assert_eq!(body, "v1", "the stale entry instead of the error");
     assert!(
@@ -134,13 +146,53 @@ async fn a_grace_answers_when_the_inner_service_errors() {
     assert!(svc.clone().oneshot(no_cache).await.is_err());
 }
 
+/// RFC 5861 §4: the stale response answers an error only within `stale-if-error`; an origin
+/// that fails after the window closed (a slow one: the window closes while it is asked) gets
+/// its error through, by the cache's own clock.
+#[tokio::test]
+async fn an_error_after_the_stale_if_error_window_is_returned() {
+    let calls = Counter::new();
+    let clock = clock_now();
+    let cache = ResponseCache::builder(MemoryStore::new())
+        .clock(clock.clone())
+        .build();
+    let slow_failure = {
+        let (calls, clock) = (calls.clone(), clock.clone());
+        service_fn(move |_req: Request<Full<Bytes>>| {
+            let n = calls.inc();
+            if n > 1 {
+                // Asked within the window; it answers (with an error) after it.
+                clock.advance(Duration::from_secs(120));
+            }
+            ready(if n > 1 {
+                Err::<Response<Full<Bytes>>, BoxError>("origin unreachable".into())
+            } else {
+                Ok(Response::builder()
+                    .header("cache-control", "max-age=1, stale-if-error=60")
+                    .body(Full::new(Bytes::from("v1")))
+                    .unwrap())
+            })
+        })
+    };
+    let svc = cache.layer().layer(slow_failure);
+    let (_, body) = send(&svc, get("/a")).await;
+    assert_eq!(body, "v1");
+    clock.advance(Duration::from_secs(2));
+    let err = svc.clone().oneshot(get("/a")).await;
+    assert!(err.is_err(), "the window had closed when the origin failed");
+    assert_eq!(calls.get(), 2);
+}
+
 #[tokio::test]
 async fn without_stale_if_error_the_inner_error_is_returned() {
     let calls = Counter::new();
-    let cache = ResponseCache::new(MemoryStore::new());
+    let clock = clock_now();
+    let cache = ResponseCache::builder(MemoryStore::new())
+        .clock(clock.clone())
+        .build();
     let svc = cache.layer().layer(origin(&calls, "max-age=1", 2));
     send(&svc, get("/a")).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     let err = svc.clone().oneshot(get("/a")).await;
     assert!(err.is_err(), "the middleware adds no error and hides none");
 }

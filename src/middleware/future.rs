@@ -266,7 +266,8 @@ where
                     };
                     let res = match (result, on_error) {
                         (Ok(res), _) => res,
-                        (Err(_), Some((stale, until))) if SystemTime::now() <= until => {
+                        // Past its deadline by the provider's clock, a stale answer is not served.
+                        (Err(_), Some((stale, until))) if provider.now() <= until => {
                             return Poll::Ready(Ok(stale.map(ResponseBody::hit)));
                         }
                         (Err(e), _) => return Poll::Ready(Err(e)),

@@ -205,4 +205,12 @@ pub trait CacheProvider<ReqBody, ResBody>: Service<
     type HitBody: Body<Data = Bytes>;
     /// The body of the responses store answers with.
     type Body: Body<Data = Bytes>;
+
+    /// The time now, by the provider's clock: what the middleware holds a
+    /// [`Lookup::Revalidate`]'s `on_error_until` against. The system's clock by default; a
+    /// provider with a clock of its own (a [`ResponseCache`](response_cache::ResponseCache)
+    /// built with a [`ManualClock`](crate::clock::ManualClock)) answers with it.
+    fn now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now()
+    }
 }

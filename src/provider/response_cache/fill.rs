@@ -75,6 +75,10 @@ where
     type Key = ResponseCacheKey;
     type HitBody = HitBody;
     type Body = CacheBody<ResBody, St::Writer>;
+
+    fn now(&self) -> SystemTime {
+        self.shared.config.clock.now()
+    }
 }
 
 /// Room left under a store's entry limit for a body followers read while it is written:
