@@ -200,20 +200,26 @@ impl http_body::Body for GenBody {
 /// Serves `app` on `addr` (which must be on 127.0.0.1), or exits with a clear message when
 /// the port is taken.
 pub async fn serve(addr: SocketAddr, app: Router) {
-    if !addr.ip().is_loopback() {
-        eprintln!("error: {addr}: this harness only listens on loopback addresses");
-        std::process::exit(2);
-    }
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .unwrap_or_else(|e| {
-            eprintln!("error: cannot listen on {addr}: {e} (port taken? pick another)");
-            std::process::exit(1);
-        });
+    let listener = bind(addr).await;
     if let Err(e) = axum::serve(listener, app).await {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
+}
+
+/// A listener on `addr` (which must be on 127.0.0.1), or exits with a clear message when
+/// the port is taken.
+pub async fn bind(addr: SocketAddr) -> tokio::net::TcpListener {
+    if !addr.ip().is_loopback() {
+        eprintln!("error: {addr}: this harness only listens on loopback addresses");
+        std::process::exit(2);
+    }
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .unwrap_or_else(|e| {
+            eprintln!("error: cannot listen on {addr}: {e} (port taken? pick another)");
+            std::process::exit(1);
+        })
 }
 
 /// `--name value` command-line flags.

@@ -89,7 +89,11 @@ async fn main() {
                 trust_forwarded: false,
             };
             let cache = ResponseCache::new(MemoryStore::new());
-            let proxy_addr = local(caching_proxy(&config, &cache).expect("proxy")).await;
+            let proxy_addr = local(
+                axum::Router::new()
+                    .fallback_service(caching_proxy(&config, &cache).expect("proxy")),
+            )
+            .await;
             let key = format!("cold-{nonce}");
             own_origin = Some((origin, key.clone()));
             let url = format!("http://{proxy_addr}/slow/{key}");

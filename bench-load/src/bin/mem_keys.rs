@@ -92,12 +92,12 @@ async fn main() {
                 // The same proxy, but each upstream body copied into an allocation of its
                 // own before the cache sees it: isolates what the slices of hyper's read
                 // buffer cost.
-                forwarder(&config)
-                    .expect("proxy")
+                axum::Router::new()
+                    .fallback_service(forwarder(&config).expect("proxy"))
                     .layer(axum::middleware::map_response(copy_body))
                     .layer(cache.layer())
             } else {
-                caching_proxy(&config, &cache).expect("proxy")
+                axum::Router::new().fallback_service(caching_proxy(&config, &cache).expect("proxy"))
             }
         }
         other => {

@@ -6,8 +6,8 @@
 //! `--store` and `--l1-bytes` as in the proxy example (one store here).
 
 use bench_load::{
-    app::{caching_proxy, forwarder, open_store, ProxyConfig, StoreSizes},
-    serve, Args,
+    app::{self, caching_proxy, forwarder, open_store, ProxyConfig, StoreSizes},
+    bind, Args,
 };
 use std::net::SocketAddr;
 use tower_etag::response_cache::ResponseCache;
@@ -21,28 +21,27 @@ async fn main() {
         preserve_host: false,
         trust_forwarded: false,
     };
-    let app = if args.opt("no-cache").is_some() {
-        forwarder(&config)
-    } else {
-        let specs: Vec<String> = args.opt("store").map(str::to_owned).into_iter().collect();
-        let sizes = StoreSizes {
-            max_bytes: args.get("max-bytes", 128 << 20),
-            max_entry_bytes: args
-                .opt("max-entry-bytes")
-                .map(|v| v.parse().expect("--max-entry-bytes N")),
-            l1_bytes: args
-                .opt("l1-bytes")
-                .map(|v| v.parse().expect("--l1-bytes N")),
-        };
-        let store = open_store(&specs, sizes).await.unwrap_or_else(|e| {
-            eprintln!("error: {e}");
-            std::process::exit(2);
-        });
-        caching_proxy(&config, &ResponseCache::new(store))
+    let listener = bind(listen).await;
+    if args.opt("no-cache").is_some() {
+        app::serve(listener, forwarder(&config).unwrap_or_else(|e| exit(&e))).await;
+        return;
+    }
+    let specs: Vec<String> = args.opt("store").map(str::to_owned).into_iter().collect();
+    let sizes = StoreSizes {
+        max_bytes: args.get("max-bytes", 128 << 20),
+        max_entry_bytes: args
+            .opt("max-entry-bytes")
+            .map(|v| v.parse().expect("--max-entry-bytes N")),
+        l1_bytes: args
+            .opt("l1-bytes")
+            .map(|v| v.parse().expect("--l1-bytes N")),
     };
-    let app = app.unwrap_or_else(|e| {
-        eprintln!("error: {e}");
-        std::process::exit(2);
-    });
-    serve(listen, app).await;
+    let store = open_store(&specs, sizes).await.unwrap_or_else(|e| exit(&e));
+    let proxy = caching_proxy(&config, &ResponseCache::new(store)).unwrap_or_else(|e| exit(&e));
+    app::serve(listener, proxy).await;
+}
+
+fn exit(error: &str) -> ! {
+    eprintln!("error: {error}");
+    std::process::exit(2);
 }
