@@ -19,7 +19,8 @@ tolerance=3   # percent
 print_only=0
 [ "${1:-}" = "--print" ] && print_only=1
 
-cargo build --release --all-features --example proxy --bench ir 2>&1 | grep -v '^\s*\(Compiling\|Finished\)' >&2 || true
+# A failed build stops here: a binary left from an earlier build must not be measured.
+cargo build --release --all-features --example proxy --bench ir --quiet
 proxy="$CARGO_TARGET_DIR/release/examples/proxy"
 [ -x "$proxy" ] || { echo "no proxy binary at $proxy" >&2; exit 1; }
 

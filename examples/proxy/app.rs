@@ -19,7 +19,7 @@ use hyper_util::{
 use std::{
     convert::Infallible,
     future::Future,
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -77,7 +77,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     remove_where(headers, |name| is_hop_by_hop(name) || listed.contains(name));
 }
 
-/// Removes the fields whose names `drop` picks, looking at each name present once.
+/// Removes the fields whose names `drop` picks, looking at each name present once (and
+/// allocating nothing when none is).
 fn remove_where(headers: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
     let doomed: Vec<HeaderName> = headers.keys().filter(|n| drop(n)).cloned().collect();
     for name in &doomed {
@@ -131,34 +132,6 @@ fn set_forwarding(headers: &mut HeaderMap, peer: Option<&HeaderValue>, trusted: 
     if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
-}
-
-/// `ip` as a field value; an IPv4 address (the usual case) without going through `fmt`.
-fn ip_value(ip: IpAddr) -> HeaderValue {
-    let IpAddr::V4(v4) = ip else {
-        return HeaderValue::from_str(&ip.to_string()).expect("an address is a valid value");
-    };
-    let mut text = [0u8; 15];
-    let mut len = 0;
-    for (i, octet) in v4.octets().into_iter().enumerate() {
-        if i > 0 {
-            text[len] = b'.';
-            len += 1;
-        }
-        let digits = [octet / 100, octet / 10 % 10, octet % 10];
-        let skip = if octet >= 100 {
-            0
-        } else if octet >= 10 {
-            1
-        } else {
-            2
-        };
-        for d in &digits[skip..] {
-            text[len] = b'0' + d;
-            len += 1;
-        }
-    }
-    HeaderValue::from_bytes(&text[..len]).expect("digits and dots are a valid value")
 }
 
 /// What the origin will see of a request, made before the cache sees it (so the cache keys
@@ -264,7 +237,8 @@ impl<S> Prepared<S> {
         Self {
             inner: self.inner.clone(),
             trust_forwarded: self.trust_forwarded,
-            peer: Some(ip_value(peer.ip())),
+            // Made once per connection, not per request.
+            peer: HeaderValue::from_str(&peer.ip().to_string()).ok(),
         }
     }
 }

@@ -320,8 +320,9 @@ impl CachePolicy {
             targeted_cc.unwrap_or_else(|| CacheControl::from_headers(&parts.response_headers));
         let mut response_headers = parts.response_headers;
         // Room for what a served copy adds (`Age`, `Cache-Status`) and a minted `ETag`:
-        // `headers_with_age` clones the map, and a clone keeps the room.
-        response_headers.reserve(SERVED_ROOM);
+        // `headers_with_age` clones the map, and a clone keeps the room. (At the map's
+        // limit there is none to give: the copy then grows, it does not fail.)
+        let _ = response_headers.try_reserve(SERVED_ROOM);
         let mut policy = Self {
             method: parts.method,
             uri: parts.uri,
