@@ -18,9 +18,10 @@
 //! response times, ages, freshness, `stale-while-revalidate`, and `stale-if-error` on an
 //! error status, and the deadline of the stale answer the middleware gives when the inner
 //! service itself fails (it asks the provider: [`CacheProvider::now`](crate::CacheProvider::now)).
-//! Not yet: [`RefreshCache`](crate::refresh::RefreshCache)'s schedule. Stores keep their
-//! own real time for their TTLs (an entry stays in the store for as long as its storage
-//! time says).
+//! [`ConstLruProvider`](crate::ConstLruProvider) reads it too ([`Clock::instant`]: when its
+//! entries were stored, and until when they answer a 304 alone). Not yet:
+//! [`RefreshCache`](crate::refresh::RefreshCache)'s schedule. Stores keep their own real time
+//! for their TTLs (an entry stays in the store for as long as its storage time says).
 
 use std::{
     fmt,
@@ -28,7 +29,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 /// A source of the current time: [`Clock::system`] (the default) or a [`ManualClock`].
@@ -47,6 +48,16 @@ impl Clock {
         match &self.0 {
             None => SystemTime::now(),
             Some(manual) => manual.now(),
+        }
+    }
+
+    /// The time now on a monotonic scale, for durations ([`Instant::now`]; a manual clock's
+    /// instant moves as it does, and never reads before the clock was made).
+    #[inline]
+    pub fn instant(&self) -> Instant {
+        match &self.0 {
+            None => Instant::now(),
+            Some(manual) => manual.instant(),
         }
     }
 }
@@ -71,20 +82,34 @@ impl From<ManualClock> for Clock {
 pub struct ManualClock {
     /// Nanoseconds since the Unix epoch.
     nanos: Arc<AtomicU64>,
+    /// The real instant the clock was made, and the nanoseconds it read then: its instants
+    /// are that instant moved by as much as the clock has moved since.
+    made: (Instant, u64),
 }
 
 impl ManualClock {
     /// A clock that reads `start` (a time before the Unix epoch reads as the epoch, one
     /// after the year 2554 as then).
     pub fn new(start: SystemTime) -> Self {
+        let start = nanos_of(start);
         Self {
-            nanos: Arc::new(AtomicU64::new(nanos_of(start))),
+            nanos: Arc::new(AtomicU64::new(start)),
+            made: (Instant::now(), start),
         }
     }
 
     /// The time it reads.
     pub fn now(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_nanos(self.nanos.load(Ordering::SeqCst))
+    }
+
+    /// The time it reads as an [`Instant`]: the instant it was made, plus how far it has
+    /// moved since (an instant set before that reads as that instant).
+    pub fn instant(&self) -> Instant {
+        let (made, start) = self.made;
+        let moved = self.nanos.load(Ordering::SeqCst).saturating_sub(start);
+        made.checked_add(Duration::from_nanos(moved))
+            .unwrap_or(made)
     }
 
     /// Moves it forward by `by` (saturating).
@@ -138,6 +163,19 @@ mod tests {
             ManualClock::new(UNIX_EPOCH - Duration::from_secs(1)).now(),
             UNIX_EPOCH
         );
+    }
+
+    #[test]
+    fn a_manual_clocks_instants_move_with_it_and_not_with_real_time() {
+        let manual = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let clock = Clock::from(manual.clone());
+        let first = clock.instant();
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(clock.instant(), first, "real time does not move it");
+        manual.advance(Duration::from_secs(5));
+        assert_eq!(clock.instant() - first, Duration::from_secs(5));
+        manual.set(UNIX_EPOCH);
+        assert_eq!(clock.instant(), first, "never before it was made");
     }
 
     #[test]

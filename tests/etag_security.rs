@@ -8,8 +8,9 @@ use axum::{http::HeaderMap, Router};
 use common::{counted, expected_etag, response, with_etag, Counter, Provider, TestServer};
 use std::{
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
+use tower_etag::clock::ManualClock;
 
 /// A server whose `/r` serves the current contents of `body` with `headers`.
 async fn mutable_server(
@@ -38,7 +39,8 @@ async fn mutable_server(
 
 #[tokio::test]
 async fn changed_resource_is_never_304_for_the_old_etag_once_stale() {
-    let provider = Provider::init();
+    let clock = ManualClock::new(SystemTime::now());
+    let provider = Provider::builder().clock(clock.clone()).build();
     let (server, counter, body) =
         mutable_server(&[("cache-control", "max-age=2")], &provider).await;
 
@@ -55,10 +57,9 @@ async fn changed_resource_is_never_304_for_the_old_etag_once_stale() {
     assert!(res.header("age").is_some(), "served from the cache: Age");
     assert_eq!(counter.get(), 1, "fresh hit must not reach the handler");
 
-    // The resource changes; wait until the entry is stale. (Two seconds of freshness
-    // leave a slow machine room for the fresh part above.)
+    // The resource changes, and the entry goes stale.
     *body.lock().unwrap() = "v2";
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    clock.advance(Duration::from_millis(2200));
 
     let res = server.get("/r", &[("if-none-match", &etag1)]).await;
     assert_eq!(res.status, 200, "stale entry must not answer 304");
@@ -212,7 +213,11 @@ async fn max_age_gives_handler_free_304_for_the_duration_only() {
 
 #[tokio::test]
 async fn configured_ttl_gives_handler_free_304_without_cache_control() {
-    let provider = Provider::builder().ttl(Duration::from_secs(2)).build();
+    let clock = ManualClock::new(SystemTime::now());
+    let provider = Provider::builder()
+        .ttl(Duration::from_secs(2))
+        .clock(clock.clone())
+        .build();
     let (server, counter, body) = mutable_server(&[], &provider).await;
     let etag1 = server.get("/r", &[]).await.etag();
     assert_eq!(counter.get(), 1);
@@ -224,7 +229,7 @@ async fn configured_ttl_gives_handler_free_304_without_cache_control() {
 
     // After the TTL the handler is asked again, and a change is seen.
     *body.lock().unwrap() = "v2";
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    clock.advance(Duration::from_millis(2200));
     let res = server.get("/r", &[("if-none-match", &etag1)]).await;
     assert_eq!(res.status, 200);
     assert_eq!(res.text(), "v2");

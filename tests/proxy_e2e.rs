@@ -17,15 +17,15 @@ use axum::{
     Router,
 };
 use common::{counted, response, Counter, TestServer};
-use proxy_setup::{setup, setup_with, status_of, stored, wait_until_stored, Setup};
+use proxy_setup::{setup, setup_clocked, setup_with, status_of, stored, wait_until_stored, Setup};
 use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
     },
-    time::Duration,
+    time::{Duration, SystemTime},
 };
-use tower_etag::{response_cache::ResponseCache, store::MemoryStore};
+use tower_etag::{clock::ManualClock, response_cache::ResponseCache, store::MemoryStore};
 
 /// The proxy in front of an origin whose `/a` answers `headers` and `body`, counting calls.
 async fn setup_a(
@@ -154,9 +154,9 @@ async fn stale_entry_is_revalidated_and_a_304_freshens_it() {
             }),
         )
     };
-    let s = setup(app).await;
+    let (s, clock) = setup_clocked(app).await;
     s.proxy.get("/a", &[]).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     let stale = s.proxy.get("/a", &[]).await;
     assert_eq!(stale.status, StatusCode::OK);
     assert_eq!(stale.text(), "body-v1", "served from the freshened entry");
@@ -199,10 +199,10 @@ async fn changed_resource_replaces_the_stale_entry() {
             }),
         )
     };
-    let s = setup(app).await;
+    let (s, clock) = setup_clocked(app).await;
     assert_eq!(s.proxy.get("/a", &[]).await.text(), "body-v1");
     version.store(2, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     let fresh = s.proxy.get("/a", &[]).await;
     assert_eq!(fresh.text(), "body-v2");
     assert_eq!(s.proxy.get("/a", &[]).await.text(), "body-v2");
@@ -423,9 +423,9 @@ async fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background(
             }),
         )
     };
-    let s = setup(app).await;
+    let (s, clock) = setup_clocked(app).await;
     assert_eq!(s.proxy.get("/a", &[]).await.text(), "v1");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     let stale = s.proxy.get("/a", &[]).await;
     assert_eq!(stale.text(), "v1");
     assert!(
@@ -467,10 +467,10 @@ async fn stale_if_error_serves_the_stale_entry_on_a_5xx() {
             }),
         )
     };
-    let s = setup(app).await;
+    let (s, clock) = setup_clocked(app).await;
     s.proxy.get("/a", &[]).await;
     failing.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     let r = s.proxy.get("/a", &[]).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.text(), "good");
@@ -505,10 +505,10 @@ async fn without_stale_if_error_the_5xx_goes_through() {
             }),
         )
     };
-    let s = setup(app).await;
+    let (s, clock) = setup_clocked(app).await;
     s.proxy.get("/a", &[]).await;
     failing.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     assert_eq!(
         s.proxy.get("/a", &[]).await.status,
         StatusCode::SERVICE_UNAVAILABLE
@@ -979,8 +979,13 @@ async fn a_grace_covers_an_origin_that_cannot_be_reached() {
         grace: Duration::from_secs(60),
         ..Default::default()
     };
-    let with_grace = app::proxy_cache(MemoryStore::new(), &graced);
-    let without = app::proxy_cache(MemoryStore::new(), &app::CacheFlags::default());
+    let clock = ManualClock::new(SystemTime::now());
+    let with_grace = app::proxy_cache_builder(MemoryStore::new(), &graced)
+        .clock(clock.clone())
+        .build();
+    let without = app::proxy_cache_builder(MemoryStore::new(), &app::CacheFlags::default())
+        .clock(clock.clone())
+        .build();
     let proxies = [
         TestServer::spawn(|listener| {
             crate::app::serve(listener, app::caching_proxy(&config, &with_grace).unwrap())
@@ -997,8 +1002,8 @@ async fn a_grace_covers_an_origin_that_cannot_be_reached() {
     }
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
-    // Let the entries go stale (max-age=1).
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The entries go stale (max-age=1).
+    clock.advance(Duration::from_millis(1100));
 
     let res = proxies[0].get("/a", &[]).await;
     assert_eq!(res.status, StatusCode::OK, "{}", status_of(&res));
@@ -1329,9 +1334,9 @@ async fn a_revalidation_304_reaches_a_client_with_another_tag_as_the_full_respon
             }),
         )
     };
-    let s = setup(app).await;
+    let (s, clock) = setup_clocked(app).await;
     s.proxy.get("/a", &[]).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     let res = s.proxy.get("/a", &[("if-none-match", "\"v0\"")]).await;
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.text(), "v1");
@@ -1367,9 +1372,9 @@ async fn request_directives_through_the_lookup() {
             "/ns",
             route(&calls, &[("cache-control", "max-age=60")], "n"),
         );
-    let s = setup(app).await;
+    let (s, clock) = setup_clocked(app).await;
     s.proxy.get("/stale", &[]).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     let res = s
         .proxy
         .get("/stale", &[("cache-control", "only-if-cached")])

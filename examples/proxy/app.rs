@@ -28,7 +28,7 @@ use std::{
 use tokio::net::TcpListener;
 use tower::Service;
 use tower_etag::{
-    response_cache::ResponseCache,
+    response_cache::{ResponseCache, ResponseCacheBuilder},
     store::{AnyStore, FsStore, Layered, MemoryStore, Partitioned, Store},
     EtagCache,
 };
@@ -354,12 +354,16 @@ impl Default for CacheFlags {
 
 /// The proxy's cache over `store`: a shared cache, read as `flags` say.
 pub fn proxy_cache<St: Store>(store: St, flags: &CacheFlags) -> ResponseCache<St> {
+    proxy_cache_builder(store, flags).build()
+}
+
+/// [`proxy_cache`]'s builder, for settings the flags do not reach (the tests' clock).
+pub fn proxy_cache_builder<St: Store>(store: St, flags: &CacheFlags) -> ResponseCacheBuilder<St> {
     ResponseCache::builder(store)
         .mint_etags(flags.mint_etags)
         .targeted_cache_control(flags.targeted.iter().cloned())
         .forward_targeted(flags.forward_targeted)
         .stale_if_unreachable(flags.grace)
-        .build()
 }
 
 /// The service that sends every request to `config.upstream`.

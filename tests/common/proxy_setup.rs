@@ -4,10 +4,12 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use crate::app::{caching_proxy, proxy_cache, CacheFlags, ProxyConfig};
+use crate::app::{caching_proxy, proxy_cache_builder, CacheFlags, ProxyConfig};
 use crate::common::{eventually, Resp, TestServer};
 use axum::{http::StatusCode, Router};
+use std::time::SystemTime;
 use tower_etag::{
+    clock::ManualClock,
     response_cache::ResponseCache,
     store::{MemoryStore, Store},
 };
@@ -47,10 +49,20 @@ pub async fn setup_with<St: Store>(
 pub async fn setup(app: Router) -> Setup {
     setup_with(
         app,
-        proxy_cache(MemoryStore::new(), &CacheFlags::default()),
+        proxy_cache_builder(MemoryStore::new(), &CacheFlags::default()).build(),
         false,
     )
     .await
+}
+
+/// [`setup`], with the cache reading a clock that moves only when the test moves it (from
+/// the real time now): entries go stale without sleeping.
+pub async fn setup_clocked(app: Router) -> (Setup, ManualClock) {
+    let clock = ManualClock::new(SystemTime::now());
+    let cache = proxy_cache_builder(MemoryStore::new(), &CacheFlags::default())
+        .clock(clock.clone())
+        .build();
+    (setup_with(app, cache, false).await, clock)
 }
 
 /// Waits until the proxy has `path` stored, probing with `only-if-cached` (which never

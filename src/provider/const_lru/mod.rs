@@ -6,6 +6,7 @@ pub use key::SimpleEtagCacheKey;
 
 use self::key::{Digester, KeyView, KEY_FIELDS};
 use super::{fill_request, CacheProvider, Lookup, LookupRequest, RequestHead, StoreRequest};
+use crate::clock::Clock;
 use crate::semantics::request::{absolute_target, uri_authority};
 use crate::sync::lock;
 use crate::{
@@ -86,12 +87,13 @@ impl Entry {
         etag_value: HeaderValue,
         head: &RequestHead,
         ttl: Option<Duration>,
+        clock: &Clock,
     ) -> Option<Self> {
         let cc = CacheControl::from_headers(headers);
         if cc.no_store {
             return None;
         }
-        let (now, received) = (Instant::now(), SystemTime::now());
+        let (now, received) = (clock.instant(), clock.now());
         let shareable_with_authorization = cc.public || cc.s_maxage.is_some() || cc.must_revalidate;
         let initial_age = age_header(headers).unwrap_or_default();
         let fresh_until = may_answer_alone(&cc, headers, head, shareable_with_authorization)
@@ -150,6 +152,7 @@ struct Config {
     max_body_size: u64,
     read_ahead_timeout: Duration,
     ttl: Option<Duration>,
+    clock: Clock,
 }
 
 /// Entries by the digest of their key; each keeps its full key, checked on every hit.
@@ -303,6 +306,7 @@ impl<const CAP: usize> fmt::Debug for ConstLruProvider<CAP> {
             .field("len", &self.len())
             .field("max_body_size", &self.shared.config.max_body_size)
             .field("ttl", &self.shared.config.ttl)
+            .field("clock", &self.shared.config.clock)
             .finish()
     }
 }
@@ -315,6 +319,7 @@ pub struct ConstLruProviderBuilder<const CAP: usize> {
     max_body_size: u64,
     read_ahead_timeout: Duration,
     ttl: Option<Duration>,
+    clock: Clock,
 }
 
 impl<const CAP: usize> ConstLruProviderBuilder<CAP> {
@@ -350,6 +355,15 @@ impl<const CAP: usize> ConstLruProviderBuilder<CAP> {
         self
     }
 
+    /// Where the provider reads the time (default [`Clock::system`]): when an entry was
+    /// stored, its `Age`, and until when it answers a 304 alone. A
+    /// [`ManualClock`](crate::clock::ManualClock) lets tests move past a freshness
+    /// lifetime without sleeping. The read-ahead timeout stays on tokio's timer.
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = clock.into();
+        self
+    }
+
     /// The provider.
     pub fn build(self) -> ConstLruProvider<CAP> {
         ConstLruProvider {
@@ -364,6 +378,7 @@ impl<const CAP: usize> ConstLruProviderBuilder<CAP> {
                     max_body_size: self.max_body_size,
                     read_ahead_timeout: self.read_ahead_timeout,
                     ttl: self.ttl,
+                    clock: self.clock,
                 },
             }),
         }
@@ -384,6 +399,7 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             read_ahead_timeout: DEFAULT_READ_AHEAD_TIMEOUT,
             ttl: None,
+            clock: Clock::system(),
         }
     }
 
@@ -497,7 +513,7 @@ impl<const CAP: usize> ConstLruProvider<CAP> {
         // digest of it, and the entry's own full key is compared before it is used.
         let view = KeyView::of_request(head, request);
         let digest = self.shared.digester.digest(&view);
-        let now = Instant::now();
+        let now = self.shared.config.clock.instant();
         let mut table = self.shared.table();
         let (key, entry) = table.lru.get(&digest)?;
         let fresh = entry.fresh_until.is_some_and(|until| now < until);
@@ -604,6 +620,7 @@ impl<const CAP: usize> StoreRequestHead<CAP> {
             etag_value.clone(),
             &self.head,
             self.provider.shared.config.ttl,
+            &self.provider.shared.config.clock,
         );
         self.provider.store(self.key, entry);
         parts.headers.insert(ETAG, etag_value);
@@ -738,6 +755,10 @@ impl<const CAP: usize, ReqBody, ResBody: Body> CacheProvider<ReqBody, ResBody>
     type Key = SimpleEtagCacheKey;
     type HitBody = NoBody;
     type Body = BufferedBody<Pin<Box<ResBody>>>;
+
+    fn now(&self) -> SystemTime {
+        self.shared.config.clock.now()
+    }
 }
 
 #[cfg(test)]
@@ -758,7 +779,15 @@ mod tests {
         let head =
             RequestHead::from_parts(&Request::get("/").body(()).unwrap().into_parts().0).unwrap();
         let value = etag.to_header_value();
-        Entry::new(&HeaderMap::new(), etag, value, &head, None).unwrap()
+        Entry::new(
+            &HeaderMap::new(),
+            etag,
+            value,
+            &head,
+            None,
+            &Clock::system(),
+        )
+        .unwrap()
     }
 
     /// Every key the table indexes is in the LRU, and the other way round.
