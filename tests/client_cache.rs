@@ -2,10 +2,7 @@
 //! hyper-util `Client` under the layer, real origins on 127.0.0.1, the memory and Redis
 //! stores.
 
-mod common;
-#[path = "common/redis_server.rs"]
-mod redis_server;
-
+use crate::{common, redis_server};
 use axum::{
     http::{HeaderMap, Method, StatusCode},
     routing, Router,

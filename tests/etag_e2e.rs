@@ -2,8 +2,7 @@
 //! 127.0.0.1: ETag generation, conditional requests (RFC 9110 §13), what the layer leaves
 //! alone, the invalidation API, and plain axum integration.
 
-mod common;
-
+use crate::common;
 use axum::{http::Method, routing::get, Router};
 use common::{counted, expected_etag, response, with_etag, Counter, Provider, TestServer};
 use std::time::{Duration, SystemTime};

@@ -1,8 +1,7 @@
 //! The layer next to other parts of a real stack: HEAD requests, tower-http's `ServeDir`, and
 //! tower-http's `CompressionLayer` placed inside or outside the cache.
 
-mod common;
-
+use crate::common;
 use axum::{
     http::{HeaderMap, Method},
     Router,

@@ -2,8 +2,7 @@
 //! the response allowed, never for a resource that changed once the entry is stale, and never
 //! to a request whose credentials (or lack of them) would have got a different answer.
 
-mod common;
-
+use crate::common;
 use axum::{http::HeaderMap, Router};
 use common::{counted, expected_etag, response, with_etag, Counter, Provider, TestServer};
 use std::{

@@ -2,8 +2,7 @@
 //! truncated is ever stored or presented as complete, and one slow body does not hold up
 //! other requests.
 
-mod common;
-
+use crate::common;
 use axum::{body::Body, http::Method, routing::get, Router};
 use bytes::Bytes;
 use common::{

@@ -3,15 +3,7 @@
 //! of `examples/proxy`, on each store, against a real origin on 127.0.0.1 whose body the
 //! test releases piece by piece.
 
-#[path = "../examples/proxy/app.rs"]
-#[allow(dead_code)]
-mod app;
-mod common;
-#[path = "common/proxy_setup.rs"]
-mod proxy_setup;
-#[path = "common/redis_server.rs"]
-mod redis_server;
-
+use crate::{app, common, proxy_setup, redis_server};
 use app::{proxy_cache, CacheFlags};
 use axum::{http::StatusCode, Router};
 use bytes::Bytes;

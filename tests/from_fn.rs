@@ -2,8 +2,7 @@
 //! current entity tag is the whole provider, and the middleware answers the preconditions of
 //! every provider against the validators it hands back (RFC 9110 §13.2.2).
 
-mod common;
-
+use crate::common;
 use axum::{http::Method, Router};
 use common::{counted, response, Counter, TestServer};
 use tower_etag::{etag::EntityTag, EtagCacheLayer};

@@ -2,13 +2,7 @@
 //! 127.0.0.1: what it stores survives a restart of the proxy, large bodies and ranges are
 //! read from their files, and nothing half-written is ever served.
 
-#[path = "../examples/proxy/app.rs"]
-#[allow(dead_code)]
-mod app;
-mod common;
-#[path = "common/proxy_setup.rs"]
-mod proxy_setup;
-
+use crate::{app, common, proxy_setup};
 use app::{open_store, proxy_cache, CacheFlags, StoreSizes};
 use axum::{http::StatusCode, Router};
 use common::{counted, pattern, response, Counter};

@@ -3,9 +3,7 @@
 //! being tested. The corpora are what `cargo fuzz cmin` kept after the runs described in
 //! `fuzz/README.md`, plus the hand-written seeds.
 
-#[path = "../fuzz/checks.rs"]
-mod checks;
-
+use crate::checks;
 use std::path::Path;
 
 fn replay(target: &str, check: fn(&[u8])) {

@@ -3,13 +3,7 @@
 //! code in front of a real origin, both on 127.0.0.1. Each test names the defect it proves
 //! fixed and asserts what must NOT be served.
 
-#[path = "../examples/proxy/app.rs"]
-#[allow(dead_code)]
-mod app;
-mod common;
-#[path = "common/proxy_setup.rs"]
-mod proxy_setup;
-
+use crate::{common, proxy_setup};
 use axum::{
     body::Body,
     http::{HeaderMap, Method, StatusCode},

@@ -1,8 +1,7 @@
 //! `ResponseCache` mints strong ETags for stored responses that have no validator, so clients
 //! can revalidate with the cache: end to end, through a real axum server on 127.0.0.1.
 
-mod common;
-
+use crate::common;
 use axum::{http::HeaderMap, routing::get, Router};
 use common::{expected_etag, response, Counter, TestServer};
 use std::sync::{Arc, Mutex};

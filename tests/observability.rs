@@ -2,8 +2,7 @@
 //! `metrics-util`'s debugging recorder) and the one `tracing` span per request, for requests
 //! to a real axum server on 127.0.0.1.
 
-mod common;
-
+use crate::common;
 use axum::{routing::get, Router};
 use common::TestServer;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
@@ -159,6 +158,12 @@ async fn counters_by_outcome_and_one_span_per_request() {
 #[cfg(debug_assertions)]
 #[tokio::test]
 async fn an_encoded_response_without_vary_is_warned_about_once() {
+    // "Once" is once per process: other tests of this binary may have had the warning.
+    if !common::in_own_process(
+        "observability::an_encoded_response_without_vary_is_warned_about_once",
+    ) {
+        return;
+    }
     use tower_etag::{ConstLruProvider, EtagCacheLayer};
     let warnings = Warnings::default();
     let _subscriber =

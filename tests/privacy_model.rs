@@ -33,9 +33,7 @@
 //! mode and store (default [`DEFAULT_CASES`] on the memory store, a quarter of that on
 //! Redis), `TOWER_ETAG_PRIVACY_SEED` another seed.
 
-#[path = "common/redis_server.rs"]
-mod redis_server;
-
+use crate::redis_server;
 use bytes::Bytes;
 use http::{request, HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};

@@ -2,13 +2,7 @@
 //! (its own code) in front of a real origin server, both on 127.0.0.1, driven by a real
 //! client. Each test proves where a response came from by counting origin calls.
 
-#[path = "../examples/proxy/app.rs"]
-#[allow(dead_code)]
-mod app;
-mod common;
-#[path = "common/proxy_setup.rs"]
-mod proxy_setup;
-
+use crate::{app, common, proxy_setup};
 use app::{forwarder, ProxyConfig};
 use axum::{
     body::Body,

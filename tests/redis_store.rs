@@ -3,17 +3,7 @@
 //! one Redis, and Redis killed under load.
 #![cfg(feature = "redis")]
 
-#[path = "../examples/proxy/app.rs"]
-#[allow(dead_code)]
-mod app;
-mod common;
-#[path = "common/store_contract.rs"]
-mod contract;
-#[path = "common/proxy_setup.rs"]
-mod proxy_setup;
-#[path = "common/redis_server.rs"]
-mod redis_server;
-
+use crate::{app, common, contract, proxy_setup, redis_server};
 use app::{caching_proxy, proxy_cache, CacheFlags, ProxyConfig};
 use axum::{http::StatusCode, Router};
 use common::{counted, response, Counter, TestServer};

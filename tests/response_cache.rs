@@ -3,8 +3,7 @@
 //! mid-stream, or sit behind a store that fails. Loopback tests of the same cache are in
 //! `proxy_e2e.rs`.
 
-mod common;
-
+use crate::common;
 use bytes::Bytes;
 use common::Counter;
 use futures_util::stream;

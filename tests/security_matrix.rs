@@ -7,13 +7,7 @@
 //! The origin marks everything it makes for a party: the body says `for=<party>` and, where
 //! the case has it, a `Set-Cookie: session=<party>` and an `x-party: <party>` field.
 
-#[path = "../examples/proxy/app.rs"]
-#[allow(dead_code)]
-mod app;
-mod common;
-#[path = "common/proxy_setup.rs"]
-mod proxy_setup;
-
+use crate::{common, proxy_setup};
 use axum::{body::Body, http::HeaderMap, routing::any, Router};
 use common::{response, Counter, Resp};
 use tower_etag::{response_cache::ResponseCache, store::MemoryStore};

@@ -1,9 +1,7 @@
 //! Every store against the one contract (`common/store_contract.rs`), and what each store
 //! promises beyond it: the file store across restarts, crashes and its size bound.
 
-#[path = "common/store_contract.rs"]
-mod contract;
-
+use crate::contract;
 use bytes::Bytes;
 use contract::{key, meta, put, read_all, HOUR};
 use std::{path::Path, process::Command, time::Duration};
@@ -373,7 +371,7 @@ async fn a_process_killed_mid_write_leaves_no_entry() {
     let status = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "crash_mid_write_helper",
+            "stores::crash_mid_write_helper",
             "--ignored",
             "--nocapture",
         ])

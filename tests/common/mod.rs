@@ -66,6 +66,30 @@ where
     }
 }
 
+/// For a test that needs a process of its own (it checks something kept once per process):
+/// in the test binary's process, runs the test `name` (its full path, `module::test`) in a
+/// child process of the same binary, asserts that it passed, and returns `false`; in that
+/// child, returns `true`, and the test goes on.
+pub fn in_own_process(name: &str) -> bool {
+    const VAR: &str = "TOWER_ETAG_OWN_PROCESS";
+    if std::env::var(VAR).is_ok_and(|v| v == name) {
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads", "1"])
+        .env(VAR, name)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name} in its own process: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
 /// The strong ETag the crate must compute for `body`: the quoted, unpadded URL-safe base64
 /// of its blake3 hash. Computed independently of the crate.
 pub fn expected_etag(body: &[u8]) -> String {
