@@ -7,7 +7,7 @@
 #   1. installs wrk, nginx, varnish and GNU time with apt-get when they are missing;
 #   2. builds the bench-load binaries in release mode (honours CARGO_TARGET_DIR);
 #   3. starts the bare origin, the ETag server, the in-process response cache, our caching
-#      proxy (examples/proxy/app.rs), the same proxy without cache, a tower-http-cache 0.6
+#      proxy (tower_etag::proxy), the same proxy without cache, a tower-http-cache 0.6
 #      proxy, nginx (proxy_cache, bench-load/nginx.conf) and Varnish (bench-load/default.vcl),
 #      warms every cache, and runs `wrk --latency` against each for DURATION;
 #   4. runs the memory (1 GiB body, 100 000 keys) and coalescing (1 000 concurrent cold
@@ -129,7 +129,7 @@ CACHED_ETAG='"cached-v1"'
 TARGETS=(
     "bare axum handler, 200|$P_ORIGIN|/cached||hit"
     "tower-etag ResponseCache in process, hit|$P_RC|/cached||hit"
-    "tower-etag proxy (examples/proxy), hit|$P_PROXY|/cached||hit"
+    "tower-etag proxy, hit|$P_PROXY|/cached||hit"
     "nginx proxy_cache, hit|$P_NGINX|/cached||hit"
     "Varnish, hit|$P_VARNISH|/cached||hit"
     "tower-http-cache 0.6 proxy, hit|$P_THC|/cached||hit"

@@ -7,8 +7,8 @@
 #   benches/budget.sh            # check every scenario against its ceiling
 #   benches/budget.sh --print    # only print the counts (what to write as ceilings)
 #
-# In-process scenarios are those of benches/ir.rs (through benches/ir.sh); `proxy_hit` is the
-# proxy example serving a 1 KiB hit to a keep-alive client over loopback, hyper and tokio
+# In-process scenarios are those of bench-ir (through benches/ir.sh); `proxy_hit` is the
+# `tower-etag-proxy` binary serving a 1 KiB hit to a keep-alive client over loopback, hyper and tokio
 # included: Ir per hit = (Ir after N2 hits - Ir after N1 hits) / (N2 - N1), so start-up and
 # the first (filling) request cancel out. Needs valgrind and python3.
 set -euo pipefail
@@ -20,8 +20,10 @@ print_only=0
 [ "${1:-}" = "--print" ] && print_only=1
 
 # A failed build stops here: a binary left from an earlier build must not be measured.
-cargo build --release --all-features --example proxy --bench ir --quiet
-proxy="$CARGO_TARGET_DIR/release/examples/proxy"
+# One cargo invocation, so both binaries share one build of the library and its
+# dependencies (and none of the benchmarks' dev-dependencies).
+cargo build --release -p tower-etag -p bench-ir --features tower-etag/proxy --bins --quiet
+proxy="$CARGO_TARGET_DIR/release/tower-etag-proxy"
 [ -x "$proxy" ] || { echo "no proxy binary at $proxy" >&2; exit 1; }
 
 run=$(mktemp -d)
@@ -71,7 +73,7 @@ measure() {
         echo $(((b - a) / 1000))
         ;;
     *)
-        N="${N:-1000}" benches/ir.sh "$1" | awk -F'|' -v s="$1" '$2 ~ " "s" " {gsub(/ /, "", $3); print $3}'
+        IR_BIN="$CARGO_TARGET_DIR/release/bench-ir" N="${N:-1000}" benches/ir.sh "$1" | awk -F'|' -v s="$1" '$2 ~ " "s" " {gsub(/ /, "", $3); print $3}'
         ;;
     esac
 }

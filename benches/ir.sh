@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Instructions per request (callgrind), repeatable on a noisy machine: each scenario of
-# benches/ir.rs runs under valgrind with N and 5N requests; the difference in instructions
+# bench-ir (bench-ir/src/main.rs) runs under valgrind with N and 5N requests; the difference in instructions
 # divided by 4N is the cost of one request, without set-up.
 #
 #   benches/ir.sh                    # every scenario, N=2000
@@ -12,12 +12,12 @@ N="${N:-2000}"
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] || scenarios=(bare etag_304 etag_miss_1k etag_invalidate rc_hit_1k rc_304 rc_miss_1k)
 
-bin=$(cargo bench --bench ir --no-run --message-format=json 2>/dev/null \
-    | python3 -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "ir" and m.get("executable"):
-        print(m["executable"])')
+# IR_BIN: a bench-ir binary built already (benches/budget.sh builds it with the proxy).
+bin="${IR_BIN:-}"
+if [ -z "$bin" ]; then
+    cargo build --release -p bench-ir --quiet
+    bin="$CARGO_TARGET_DIR/release/bench-ir"
+fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 ir() { # scenario requests -> total Ir

@@ -130,6 +130,8 @@ pub mod clock;
 pub mod middleware;
 pub mod policy;
 pub mod provider;
+#[cfg(feature = "proxy")]
+pub mod proxy;
 pub mod refresh;
 pub mod semantics;
 pub mod store;

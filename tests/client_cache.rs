@@ -2,7 +2,9 @@
 //! hyper-util `Client` under the layer, real origins on 127.0.0.1, the memory and Redis
 //! stores.
 
-use crate::{common, redis_server};
+use crate::common;
+#[cfg(feature = "redis")]
+use crate::redis_server;
 use axum::{
     http::{HeaderMap, Method, StatusCode},
     routing, Router,

@@ -1,6 +1,6 @@
 //! Requests coalesced on a fill read its body as it streams into the store, instead of
 //! waiting for the commit; a fill that fails mid-body fails theirs too. Through the proxy
-//! of `examples/proxy`, on each store, against a real origin on 127.0.0.1 whose body the
+//! of `tower_etag::proxy`, on each store, against a real origin on 127.0.0.1 whose body the
 //! test releases piece by piece.
 
 use crate::{app, common, proxy_setup, redis_server};

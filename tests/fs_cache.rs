@@ -1,4 +1,4 @@
-//! The caching proxy of `examples/proxy` on an `FsStore`, in front of a real origin on
+//! The caching proxy of `tower_etag::proxy` on an `FsStore`, in front of a real origin on
 //! 127.0.0.1: what it stores survives a restart of the proxy, large bodies and ranges are
 //! read from their files, and nothing half-written is ever served.
 
@@ -138,10 +138,10 @@ async fn the_proxy_opens_the_stores_its_flags_name() {
         let e = open_store(&[bad.to_owned()], StoreSizes::new(1 << 20))
             .await
             .unwrap_err();
-        assert!(e.contains(bad), "{e}");
+        assert!(e.to_string().contains(bad), "{e}");
     }
     let twice = open_store(&[fs.clone(), fs.clone()], StoreSizes::new(1 << 20)).await;
-    assert!(twice.unwrap_err().contains("two partitions"));
+    assert!(twice.unwrap_err().to_string().contains("two partitions"));
     // --max-entry-bytes reaches the memory and file stores.
     for spec in ["memory".to_owned(), fs.clone()] {
         let sizes = StoreSizes {

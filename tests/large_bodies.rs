@@ -2,9 +2,7 @@
 //! memory: the file store, then (when `redis-server` is there) the Redis store. Its own test
 //! binary, one test, so that the process's peak RSS is this test's alone.
 
-#[path = "../examples/proxy/app.rs"]
-#[allow(dead_code)]
-mod app;
+use tower_etag::proxy as app;
 mod common;
 #[path = "common/proxy_setup.rs"]
 mod proxy_setup;

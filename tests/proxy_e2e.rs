@@ -1,4 +1,4 @@
-//! End-to-end tests of the response cache: the caching reverse proxy of `examples/proxy`
+//! End-to-end tests of the response cache: the caching reverse proxy of `tower_etag::proxy`
 //! (its own code) in front of a real origin server, both on 127.0.0.1, driven by a real
 //! client. Each test proves where a response came from by counting origin calls.
 

@@ -4,7 +4,9 @@
 //! (no sockets, so the clock only moves when every task waits on a timer); the end-to-end
 //! tests use a real hyper-util client and a real origin on 127.0.0.1.
 
-use crate::{common, redis_server};
+use crate::common;
+#[cfg(feature = "redis")]
+use crate::redis_server;
 use bytes::Bytes;
 use common::{response, Counter, TestServer};
 use http::{HeaderMap, Request, Response};

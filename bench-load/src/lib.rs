@@ -5,9 +5,8 @@
 //!   length.
 //! - [`serve`], [`Args`], [`rss`]: small helpers for the binaries.
 
-#[path = "../../examples/proxy/app.rs"]
-#[allow(dead_code, unreachable_pub)]
-pub mod app;
+/// The caching proxy, as `tower-etag-proxy` runs it.
+pub use tower_etag::proxy as app;
 
 use axum::{
     body::Body,

@@ -14,13 +14,13 @@ pub enum Found {
     /// 9111 §4.1).
     Nothing,
     /// A stored response that may answer now
-    /// ([`BeforeRequest::Fresh`](super::BeforeRequest::Fresh)), fresh for `ttl` more.
+    /// ([`BeforeRequest::Fresh`]), fresh for `ttl` more.
     Fresh {
         /// How much longer it stays fresh.
         ttl: Duration,
     },
     /// A stored response that must be validated before it answers
-    /// ([`BeforeRequest::Stale`](super::BeforeRequest::Stale)).
+    /// ([`BeforeRequest::Stale`]).
     Stale {
         /// `stale-while-revalidate` lets it answer now while it is revalidated (RFC 5861 §3).
         swr_allowed: bool,

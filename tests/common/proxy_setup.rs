@@ -1,4 +1,4 @@
-//! The caching proxy of `examples/proxy` (its own code, `crate::app`) in front of a real
+//! The caching proxy of `tower_etag::proxy` (the binary's own code, `crate::app`) in front of a real
 //! origin, both on 127.0.0.1: what the proxy's end-to-end tests start from.
 
 // Each test binary uses a different subset of these helpers.

@@ -3,7 +3,7 @@
 //!
 //! `coalesce [--requests 1000] [--delay-ms 200] [--label ours]` runs it self-contained: an
 //! origin whose `/slow/{key}` takes `delay-ms` and counts its calls, and our caching proxy
-//! (`examples/proxy/app.rs`) in front of it, both on 127.0.0.1 ports of their own.
+//! (`tower_etag::proxy`) in front of it, both on 127.0.0.1 ports of their own.
 //!
 //! `coalesce --url http://127.0.0.1:P/slow/KEY --stats http://127.0.0.1:O/stats/KEY` fires
 //! at another cache (nginx, Varnish, ...) in front of a running `origin` and reads the

@@ -8,7 +8,7 @@
 //! stay within its bound.
 //!
 //! - `--via inproc` (default): the handler is in process; each body is a fresh allocation.
-//! - `--via proxy`: the cache is the one of `examples/proxy` and the handler is an origin on
+//! - `--via proxy`: the cache is the one of `tower_etag::proxy` and the handler is an origin on
 //!   127.0.0.1 reached through hyper, so stored bodies are the slices hyper reads from the
 //!   socket (as in production). `--copy-bodies` copies each upstream body into an allocation
 //!   of its own before the cache sees it, to tell the cost of those slices apart.

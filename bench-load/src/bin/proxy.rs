@@ -1,4 +1,4 @@
-//! Our caching reverse proxy (`examples/proxy/app.rs`, unchanged):
+//! Our caching reverse proxy (`tower_etag::proxy`, unchanged):
 //! `proxy --listen 127.0.0.1:PORT --upstream http://127.0.0.1:ORIGIN [--max-bytes N] [--max-entry-bytes N] [--no-cache]
 //! [--store memory|fs:DIR|redis://HOST:PORT] [--l1-bytes N]`.
 //!
@@ -41,7 +41,7 @@ async fn main() {
     app::serve(listener, proxy).await;
 }
 
-fn exit(error: &str) -> ! {
+fn exit(error: &dyn std::fmt::Display) -> ! {
     eprintln!("error: {error}");
     std::process::exit(2);
 }

@@ -4,13 +4,7 @@
 //!
 //! Its policy honours `Cache-Control` (the default); the TTL is set to the origin's hour.
 
-use axum::{
-    body::Body,
-    extract::Request,
-    http::StatusCode,
-    response::{IntoResponse, Response},
-    Router,
-};
+use axum::{body::Body, extract::Request, http::StatusCode, response::IntoResponse, Router};
 use bench_load::{
     app::{forwarder, ProxyConfig},
     serve, Args,
@@ -46,7 +40,7 @@ async fn main() {
         .respect_cache_control(true)
         .build();
     // tower-http-cache wants a `Sync` response body; axum's is not.
-    let forward = ServiceExt::<Request>::map_response(forward, |r: Response| r.map(SyncBody::new));
+    let forward = ServiceExt::<Request>::map_response(forward, sync_response);
     let cached = tower::Layer::layer(&cache, forward);
     let service = tower::service_fn(move |request: Request| {
         let cached = cached.clone();
@@ -58,6 +52,10 @@ async fn main() {
         }
     });
     serve(listen, Router::new().fallback_service(service)).await;
+}
+
+fn sync_response(r: http::Response<bench_load::app::ProxyBody>) -> http::Response<SyncBody> {
+    r.map(|b| SyncBody::new(Body::new(b)))
 }
 
 /// An axum body made `Sync` (it is only ever polled through `&mut`, so the mutex is never

@@ -246,7 +246,7 @@ impl<St: Store> ResponseCacheBuilder<St> {
     ///
     /// - The tag is the quoted base64url of the body's blake3 hash, as the ETag layer
     ///   makes ([`ConstLruProvider`](crate::ConstLruProvider)).
-    /// - A body of known length up to [`MINT_READ_AHEAD_BYTES`] (64 KiB) is read ahead,
+    /// - A body of known length up to [`MINT_READ_AHEAD_BYTES`](super::fill::MINT_READ_AHEAD_BYTES) (64 KiB) is read ahead,
     ///   for at most half a second, before the head goes out: the response carries the tag
     ///   and its `If-None-Match` is answered at once, and an entry is committed before the
     ///   head (`Cache-Status: ...; stored`). This holds for responses that are not stored

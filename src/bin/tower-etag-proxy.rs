@@ -14,14 +14,18 @@
 //! times, URLs are spread over them. `--l1-bytes N` puts a memory L1 in front of them.
 //!
 //! ```sh
-//! cargo run --example proxy -- --upstream http://127.0.0.1:8000 --listen 127.0.0.1:8080
+//! cargo run --release --features proxy -- --upstream http://127.0.0.1:8000 --listen 127.0.0.1:8080
 //! curl -i http://127.0.0.1:8080/some/path     # see Cache-Status and Age
 //! ```
+//!
+//! The service is [`tower_etag::proxy`]'s; this file reads the command line.
 
-mod app;
-
-use app::{caching_proxy, open_store, proxy_cache, CacheFlags, ProxyConfig, StoreSizes};
 use std::net::SocketAddr;
+use tower_etag::proxy::{
+    caching_proxy, open_store, proxy_cache, serve, CacheFlags, ProxyConfig, StoreSizes,
+};
+
+const USAGE: &str = "usage: tower-etag-proxy --upstream http://127.0.0.1:8000 [--listen 127.0.0.1:8080] [--preserve-host] [--trust-forwarded] [--mint-etags] [--targeted FIELD|none]... [--forward-targeted] [--stale-if-unreachable SECS] [--max-bytes N] [--max-entry-bytes N] [--store memory|fs:DIR|redis://HOST:PORT]... [--l1-bytes N]";
 
 struct Args {
     listen: SocketAddr,
@@ -43,6 +47,10 @@ fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             "--preserve-host" => preserve_host = true,
             "--trust-forwarded" => trust_forwarded = true,
             "--mint-etags" => cache.mint_etags = true,
@@ -121,7 +129,7 @@ fn parse_args() -> Result<Args, String> {
 #[tokio::main]
 async fn main() {
     let args = parse_args().unwrap_or_else(|e| {
-        eprintln!("error: {e}\nusage: proxy --upstream http://127.0.0.1:8000 [--listen 127.0.0.1:8080] [--preserve-host] [--trust-forwarded] [--mint-etags] [--targeted FIELD|none]... [--forward-targeted] [--stale-if-unreachable SECS] [--max-bytes N] [--max-entry-bytes N] [--store memory|fs:DIR|redis://HOST:PORT]... [--l1-bytes N]");
+        eprintln!("error: {e}\n{USAGE}");
         std::process::exit(2);
     });
     let store = open_store(&args.stores, args.sizes)
@@ -142,5 +150,5 @@ async fn main() {
             std::process::exit(1);
         });
     println!("caching {} on http://{}", args.config.upstream, args.listen);
-    app::serve(listener, app).await;
+    serve(listener, app).await;
 }

@@ -3,12 +3,16 @@
 //! difference in instructions by the difference in requests, so set-up cost cancels out.
 //!
 //! ```sh
-//! cargo bench --bench ir --no-run
-//! target/release/deps/ir-* <scenario> <requests>
+//! cargo build --release -p bench-ir
+//! target/release/bench-ir <scenario> <requests>
 //! ```
+//!
+//! Its own crate, without criterion: the budget in CI builds it in release mode, and the
+//! benchmarks' dev-dependencies would triple that build.
 //!
 //! Not timed: wall-clock numbers come from criterion (`benches/run.sh`).
 
+#[path = "../../benches/common/requests.rs"]
 mod common;
 
 use common::{current_thread, drive, full, get, no_body, origin, payload, Handler, NoReqBody};
