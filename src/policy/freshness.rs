@@ -41,20 +41,22 @@ pub(crate) fn directive_lifetime(cc: &CacheControl, shared: bool) -> Option<Dura
     cc.s_maxage.filter(|_| shared).or(cc.max_age)
 }
 
-/// The `Age` field as a duration; `None` when absent. A field that is not one
-/// non-negative integer (a suffix as in `30s`, parameters, a sign, a list, two lines) is
-/// read as the largest age there is, 2^31 s, as a value too large to represent is (RFC 9111
-/// §1.2.2): the response is stale, never fresh on the strength of an age nobody can read.
+/// The `Age` field as a duration, as RFC 9111 §5.1 reads it: the first member of the first
+/// field line (a list-based value "SHOULD use the first member", and two lines are one list,
+/// RFC 9110 §5.3), which must be a non-negative integer; `None` when the field is absent or
+/// that member is not one (`abc`, `-1`, `1.5`, `30s`, `30;x=1`): an invalid `Age` "SHOULD
+/// [be] ignore[d]". A number too large to represent is 2^31 s (§1.2.2): stale.
 pub fn age_header(headers: &HeaderMap) -> Option<Duration> {
-    let mut lines = headers.get_all(AGE).iter();
-    let first = lines.next()?;
-    let value = first.to_str().ok().map(str::trim).filter(|v| {
-        lines.next().is_none() && !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())
-    });
-    let secs = value.map_or(DELTA_SECONDS_MAX, |v| {
-        v.parse::<u64>()
-            .map_or(DELTA_SECONDS_MAX, |n| n.min(DELTA_SECONDS_MAX))
-    });
+    let first_line = headers.get(AGE)?.as_bytes();
+    let member = first_line.split(|&b| b == b',').next()?.trim_ascii();
+    if member.is_empty() || !member.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    // All digits: only too many of them fails to parse.
+    let secs = std::str::from_utf8(member)
+        .ok()
+        .and_then(|digits| digits.parse::<u64>().ok())
+        .map_or(DELTA_SECONDS_MAX, |n| n.min(DELTA_SECONDS_MAX));
     Some(Duration::from_secs(secs))
 }
 
@@ -157,23 +159,49 @@ mod tests {
 
     #[test]
     fn age_header_parsing() {
-        assert_eq!(
-            age_header(&h(&[(AGE, "30")])),
-            Some(Duration::from_secs(30))
-        );
+        let secs = |n| Some(Duration::from_secs(n));
+        assert_eq!(age_header(&h(&[(AGE, "30")])), secs(30));
+        assert_eq!(age_header(&h(&[(AGE, " 30 ")])), secs(30), "white space");
+        assert_eq!(age_header(&HeaderMap::new()), None);
+    }
+
+    /// RFC 9111 §5.1: "a cache encountering a message with a list-based Age field value
+    /// SHOULD use the first member of the field value, discarding subsequent ones"; two
+    /// field lines are one list (RFC 9110 §5.3).
+    #[test]
+    fn a_list_of_ages_is_read_by_its_first_member() {
+        let secs = |n| Some(Duration::from_secs(n));
+        assert_eq!(age_header(&h(&[(AGE, "0, 7200")])), secs(0));
+        assert_eq!(age_header(&h(&[(AGE, "7200, 0")])), secs(7200));
+        assert_eq!(age_header(&h(&[(AGE, "0"), (AGE, "7200")])), secs(0));
+        assert_eq!(age_header(&h(&[(AGE, "7200"), (AGE, "0")])), secs(7200));
+        assert_eq!(age_header(&h(&[(AGE, "3600, 3600")])), secs(3600));
+    }
+
+    /// RFC 9111 §5.1: "If the field value (after discarding additional members, as per
+    /// above) is invalid (e.g., it contains something other than a non-negative integer), a
+    /// cache SHOULD ignore the field": as if absent, neither 0 read from a prefix nor stale.
+    #[test]
+    fn an_invalid_age_is_ignored() {
+        for invalid in [
+            "-1", "abc", "30s", "30;q=1", "3.5", "", "7200.0", "+5", ", 30",
+        ] {
+            assert_eq!(age_header(&h(&[(AGE, invalid)])), None, "{invalid:?}");
+        }
+        // The first member decides: an invalid one is not skipped for a valid one after it.
+        assert_eq!(age_header(&h(&[(AGE, "abc"), (AGE, "30")])), None);
+    }
+
+    /// RFC 9111 §1.2.2: a delta-seconds too large to represent is 2^31.
+    #[test]
+    fn an_age_too_large_is_two_to_the_thirty_one() {
         let largest = Some(Duration::from_secs(DELTA_SECONDS_MAX));
-        for invalid in ["-1", "abc", "30s", "30;q=1", "30, 40", "3.5", ""] {
-            assert_eq!(age_header(&h(&[(AGE, invalid)])), largest, "{invalid:?}");
+        for large in ["2147483648", "2147483649", "999999999999999999999999"] {
+            assert_eq!(age_header(&h(&[(AGE, large)])), largest, "{large}");
         }
         assert_eq!(
-            age_header(&h(&[(AGE, "30"), (AGE, "30")])),
-            largest,
-            "two lines"
+            age_header(&h(&[(AGE, "2147483647")])),
+            Some(Duration::from_secs(2_147_483_647))
         );
-        assert_eq!(
-            age_header(&h(&[(AGE, "999999999999999999999999")])),
-            largest
-        );
-        assert_eq!(age_header(&HeaderMap::new()), None);
     }
 }
