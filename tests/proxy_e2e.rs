@@ -174,6 +174,57 @@ async fn stale_entry_is_revalidated_and_a_304_freshens_it() {
     assert_eq!((full.get(), revalidated.get()), (1, 1));
 }
 
+/// Issue 20: an origin that leaves the validators off its `304` (common; the HTTP
+/// cache-tests' origin does) is not an error. The cache's revalidation named the stored
+/// response's validators and nothing else, so the `304` is about that response (RFC 9111
+/// §4.3.4 as browsers and Varnish read it): the client gets the stored 200, never a 504.
+#[tokio::test]
+async fn a_304_without_validators_freshens_the_entry_the_revalidation_named() {
+    let (full, revalidated) = (Counter::new(), Counter::new());
+    let app = {
+        let (full, revalidated) = (full.clone(), revalidated.clone());
+        Router::new().route(
+            "/a",
+            any(move |headers: HeaderMap| {
+                let (full, revalidated) = (full.clone(), revalidated.clone());
+                async move {
+                    if headers.get("if-none-match").is_some_and(|v| v == "\"v1\"") {
+                        revalidated.inc();
+                        // No ETag, no Last-Modified.
+                        response(304, &[("cache-control", "max-age=60")], Body::empty())
+                    } else {
+                        full.inc();
+                        let h = [("cache-control", "max-age=1"), ("etag", "\"v1\"")];
+                        response(200, &h, "body-v1")
+                    }
+                }
+            }),
+        )
+    };
+    let (s, clock) = setup_clocked(app).await;
+    s.proxy.get("/a", &[]).await;
+    clock.advance(Duration::from_millis(1100));
+    let res = s.proxy.get("/a", &[]).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", status_of(&res));
+    assert_eq!(res.text(), "body-v1");
+    assert_eq!(res.header("etag").as_deref(), Some("\"v1\""));
+    assert!(
+        status_of(&res).contains("fwd-status=304"),
+        "{}",
+        status_of(&res)
+    );
+    assert!(
+        !status_of(&res).contains("validator-mismatch"),
+        "{}",
+        status_of(&res)
+    );
+    assert_eq!((full.get(), revalidated.get()), (1, 1));
+    // Freshened by the 304's max-age=60: a hit.
+    let again = s.proxy.get("/a", &[]).await;
+    assert!(status_of(&again).contains("hit"), "{}", status_of(&again));
+    assert_eq!((full.get(), revalidated.get()), (1, 1));
+}
+
 #[tokio::test]
 async fn changed_resource_replaces_the_stale_entry() {
     let version = Arc::new(std::sync::atomic::AtomicUsize::new(1));

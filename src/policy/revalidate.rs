@@ -303,52 +303,71 @@ impl CachePolicy {
     /// the client's list but not the stored one does not freshen the entry
     /// ([`AfterResponse::Modified`]); §4.3.2 lets such a `304` go to the client.
     pub fn revalidation_headers(&self, req: &request::Parts) -> HeaderMap {
-        let mut out = HeaderMap::new();
         if !self.selected_for(req) {
-            return out;
+            return HeaderMap::new();
         }
+        let mut out = self.own_validators();
         let client_inm: Vec<&HeaderValue> = req.headers.get_all(IF_NONE_MATCH).iter().collect();
+        if !client_inm.is_empty() {
+            match (out.get(IF_NONE_MATCH), self.origin_etag()) {
+                (Some(stored), Some(tag)) => {
+                    let star = client_inm.iter().any(|v| v.as_bytes().trim_ascii() == b"*");
+                    let listed = crate::semantics::etag::list_matches(
+                        client_inm.iter().copied(),
+                        &tag,
+                        false,
+                    );
+                    let mut joined: Vec<u8> = Vec::new();
+                    for (i, v) in client_inm.iter().enumerate() {
+                        if i > 0 {
+                            joined.extend_from_slice(b", ");
+                        }
+                        joined.extend_from_slice(v.as_bytes());
+                    }
+                    if !star && !listed {
+                        joined.extend_from_slice(b", ");
+                        joined.extend_from_slice(stored.as_bytes());
+                    }
+                    match HeaderValue::from_bytes(&joined) {
+                        Ok(v) => {
+                            out.insert(IF_NONE_MATCH, v);
+                        }
+                        Err(_) => {
+                            out.remove(IF_NONE_MATCH);
+                        }
+                    }
+                }
+                _ => {
+                    for v in client_inm {
+                        out.append(IF_NONE_MATCH, v.clone());
+                    }
+                }
+            }
+        }
+        if let Some(ims) = req.headers.get(IF_MODIFIED_SINCE) {
+            out.insert(IF_MODIFIED_SINCE, ims.clone());
+        }
+        out
+    }
+
+    /// The validators the cache sends for this stored response alone (a request without
+    /// conditions of its own): its `ETag` (the origin's, never a minted one) as
+    /// `If-None-Match`, its `Last-Modified` (when a valid date) as `If-Modified-Since`.
+    fn own_validators(&self) -> HeaderMap {
+        let mut own = HeaderMap::new();
         if let Some(stored) = self
             .response_headers
             .get(ETAG)
             .filter(|_| self.origin_etag().is_some())
         {
-            if client_inm.is_empty() {
-                out.insert(IF_NONE_MATCH, stored.clone());
-            } else {
-                let tag = self.origin_etag();
-                let star = client_inm.iter().any(|v| v.as_bytes().trim_ascii() == b"*");
-                let listed = tag.as_ref().is_some_and(|t| {
-                    crate::semantics::etag::list_matches(client_inm.iter().copied(), t, false)
-                });
-                let mut joined: Vec<u8> = Vec::new();
-                for (i, v) in client_inm.iter().enumerate() {
-                    if i > 0 {
-                        joined.extend_from_slice(b", ");
-                    }
-                    joined.extend_from_slice(v.as_bytes());
-                }
-                if !star && !listed {
-                    joined.extend_from_slice(b", ");
-                    joined.extend_from_slice(stored.as_bytes());
-                }
-                if let Ok(v) = HeaderValue::from_bytes(&joined) {
-                    out.insert(IF_NONE_MATCH, v);
-                }
-            }
-        } else {
-            for v in client_inm {
-                out.append(IF_NONE_MATCH, v.clone());
-            }
+            own.insert(IF_NONE_MATCH, stored.clone());
         }
-        if let Some(ims) = req.headers.get(IF_MODIFIED_SINCE) {
-            out.insert(IF_MODIFIED_SINCE, ims.clone());
-        } else if single_date(&self.response_headers, LAST_MODIFIED).is_some() {
+        if single_date(&self.response_headers, LAST_MODIFIED).is_some() {
             if let Some(lm) = self.response_headers.get(LAST_MODIFIED) {
-                out.insert(IF_MODIFIED_SINCE, lm.clone());
+                own.insert(IF_MODIFIED_SINCE, lm.clone());
             }
         }
-        out
+        own
     }
 
     /// Until when this stored response may answer `req` in place of an error (a `5xx` or no
@@ -461,6 +480,7 @@ impl CachePolicy {
     /// Whether the validators of `new` (a `304`) identify this stored response for update
     /// (RFC 9111 §4.3.4).
     fn validators_match(&self, new: &HeaderMap) -> bool {
+        // RFC 9111 §4.3.4: the first of a strong validator, a weak one, none at all.
         let stored = &self.response_headers;
         if new.contains_key(ETAG) {
             return match (etag(new), self.origin_etag()) {
@@ -484,6 +504,17 @@ impl CachePolicy {
         // minted tag is not the origin's).
         let origin_tagged = stored.contains_key(ETAG) && !self.etag_minted;
         !origin_tagged && !stored.contains_key(LAST_MODIFIED)
+    }
+
+    /// Whether `sent` (a revalidation request's `If-None-Match` and `If-Modified-Since`) are
+    /// the validators the cache makes for this response alone, and at least one: then the
+    /// request named this stored response and nothing else.
+    fn named_alone_by(&self, sent: &HeaderMap) -> bool {
+        let own = self.own_validators();
+        !own.is_empty()
+            && [IF_NONE_MATCH, IF_MODIFIED_SINCE]
+                .iter()
+                .all(|name| sent.get_all(name).iter().eq(own.get_all(name).iter()))
     }
 
     /// This stored response with its header fields updated from `new` (§3.2) and new times,
@@ -591,17 +622,51 @@ impl CachePolicy {
         response_time: SystemTime,
         targets: &[HeaderName],
     ) -> AfterResponse {
+        self.after_revalidation_of(
+            &HeaderMap::new(),
+            req,
+            res,
+            (request_time, response_time),
+            targets,
+        )
+    }
+
+    /// [`CachePolicy::after_revalidation_with_targets`], knowing `sent`: the conditional
+    /// fields (`If-None-Match`, `If-Modified-Since`) of the request that revalidated this
+    /// response, and `times` its request and response times.
+    ///
+    /// RFC 9111 §4.3.4 identifies the stored response a `304` updates by the `304`'s
+    /// validator, or, when it has none, only a stored response that has none either. Many
+    /// origins leave the validators off their `304`s. When `sent` are exactly the
+    /// validators the cache makes for this response alone ([`CachePolicy::revalidation_headers`]
+    /// of a request without conditions of its own), the `304` can only be about this
+    /// response, and it is taken as identifying it, as browsers and Varnish do: otherwise a
+    /// healthy origin would turn every revalidation into an error. A `304` whose validator
+    /// does not match is still [`AfterResponse::Mismatch`].
+    pub fn after_revalidation_of(
+        &self,
+        sent: &HeaderMap,
+        req: &request::Parts,
+        res: &response::Parts,
+        times: (SystemTime, SystemTime),
+        targets: &[HeaderName],
+    ) -> AfterResponse {
+        let (request_time, response_time) = times;
         if res.status != StatusCode::NOT_MODIFIED {
             return AfterResponse::Modified(CachePolicy::with_targets(
                 req,
                 res,
-                (request_time, response_time),
+                times,
                 self.mode,
                 self.options,
                 targets,
             ));
         }
-        if !self.validators_match(&res.headers) {
+        let no_validator =
+            !res.headers.contains_key(ETAG) && !res.headers.contains_key(LAST_MODIFIED);
+        let identified =
+            self.validators_match(&res.headers) || (no_validator && self.named_alone_by(sent));
+        if !identified {
             return AfterResponse::Mismatch;
         }
         let served = self.freshened(req, res, request_time, response_time, targets);
@@ -1147,6 +1212,60 @@ mod tests {
             bare.after_revalidation(&get(&[]), &none, at(1), at(1)),
             AfterResponse::NotModified { .. }
         ));
+    }
+
+    /// RFC 9111 §4.3.4 identifies no stored response for a `304` without validators when
+    /// the stored one has a validator. When the request carried that response's validators
+    /// and nothing else, the `304` can only be about it: it is taken as identifying it (as
+    /// browsers and Varnish do), so an origin that leaves `ETag` off its `304`s is not an
+    /// error.
+    #[test]
+    fn a_validatorless_304_updates_the_one_response_the_request_named() {
+        let lm = date(t0() - secs(100));
+        let p = shared(&[("etag", "\"v1\""), ("last-modified", &lm)]);
+        let sent = p.revalidation_headers(&get(&[]));
+        assert_eq!(sent[IF_NONE_MATCH], "\"v1\"");
+        let none = not_modified(&[("cache-control", "max-age=60")]);
+        match p.after_revalidation_of(&sent, &get(&[]), &none, (at(1), at(1)), &[]) {
+            AfterResponse::NotModified { served, .. } => {
+                assert_eq!(served.response_headers()[ETAG], "\"v1\"", "kept");
+                assert_eq!(served.freshness_lifetime(), secs(60), "updated");
+            }
+            other => panic!("{other:?}"),
+        }
+        // By `Last-Modified` alone, too.
+        let by_date = shared(&[("last-modified", &lm)]);
+        let sent = by_date.revalidation_headers(&get(&[]));
+        assert!(matches!(
+            by_date.after_revalidation_of(&sent, &get(&[]), &none, (at(1), at(1)), &[]),
+            AfterResponse::NotModified { .. }
+        ));
+    }
+
+    /// The negative cases: a request that named more than the stored response (the client's
+    /// own tags or date beside it, `*`), or a `304` whose own validator does not match,
+    /// identifies nothing.
+    #[test]
+    fn a_validatorless_304_to_a_request_naming_more_identifies_nothing() {
+        let p = shared(&[("etag", "\"v1\"")]);
+        let none = not_modified(&[]);
+        for client in [
+            ("if-none-match", "\"v0\""),
+            ("if-none-match", "*"),
+            ("if-modified-since", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ] {
+            let sent = p.revalidation_headers(&get(&[client]));
+            let o = p.after_revalidation_of(&sent, &get(&[]), &none, (at(1), at(1)), &[]);
+            assert_eq!(o, AfterResponse::Mismatch, "{client:?}: {sent:?}");
+        }
+        // Nothing sent: nothing named.
+        let o = p.after_revalidation_of(&HeaderMap::new(), &get(&[]), &none, (at(1), at(1)), &[]);
+        assert_eq!(o, AfterResponse::Mismatch);
+        // A 304 with another strong validator is about another representation.
+        let sent = p.revalidation_headers(&get(&[]));
+        let other = not_modified(&[("etag", "\"v2\"")]);
+        let o = p.after_revalidation_of(&sent, &get(&[]), &other, (at(1), at(1)), &[]);
+        assert_eq!(o, AfterResponse::Mismatch);
     }
 
     #[test]

@@ -507,11 +507,11 @@ impl<St: Store> ResponseCache<St> {
         response_time: SystemTime,
     ) -> Response<HitBody> {
         let entry = &stale.entry;
-        let outcome = entry.policy.after_revalidation_with_targets(
+        let outcome = entry.policy.after_revalidation_of(
+            &stale.sent,
             &fill.request,
             res,
-            fill.request_time,
-            response_time,
+            (fill.request_time, response_time),
             &self.shared.config.targets,
         );
         let mut status = CacheStatus {

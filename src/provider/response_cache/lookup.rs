@@ -98,6 +98,9 @@ pub(crate) struct Stale {
     pub(crate) stale_if_error_until: Option<SystemTime>,
     /// Until when it stands in for an origin that cannot be reached, by the cache's grace.
     pub(crate) unreachable_until: Option<SystemTime>,
+    /// The validators the revalidation request carried: which stored response a `304`
+    /// without validators is about ([`CachePolicy::after_revalidation_of`]).
+    pub(crate) sent: HeaderMap,
 }
 
 /// An entry read from the store.
@@ -629,9 +632,10 @@ impl<St: Store> ResponseCache<St> {
             entry,
             stale_if_error_until,
             unreachable_until,
+            sent: validators,
         };
         let job = Job { fwd, ..job };
-        let (request, key) = self.fill(job, held, Some(stale), Some(&validators));
+        let (request, key) = self.fill(job, held, Some(stale), None);
         match on_error {
             Some((on_error, on_error_until)) => Lookup::Revalidate {
                 request,
@@ -906,8 +910,9 @@ impl<St: Store> ResponseCache<St> {
             entry,
             stale_if_error_until: None,
             unreachable_until: None,
+            sent: validators,
         };
-        let (request, key) = self.fill(job, held, Some(stale), Some(&validators));
+        let (request, key) = self.fill(job, held, Some(stale), None);
         Lookup::Refresh {
             response,
             request,
@@ -922,7 +927,7 @@ impl<St: Store> ResponseCache<St> {
         job: Job<ReqBody>,
         held: Held,
         stale: Option<Stale>,
-        validators: Option<&HeaderMap>,
+        client_validators: Option<&HeaderMap>,
     ) -> (Request<ReqBody>, ResponseCacheKey) {
         let Job {
             place,
@@ -937,6 +942,9 @@ impl<St: Store> ResponseCache<St> {
         // is what gets stored.
         request.method = Method::GET;
         let filling = FillingUrl::new(&self.shared.filling, place.url.clone());
+        // A revalidation sends the stale entry's validators; a miss, the client's, if any.
+        let validators = stale.as_ref().map(|s| &s.sent).or(client_validators);
+        let outgoing = forwarded(parts, body, validators);
         let fill = Fill {
             place,
             seen,
@@ -946,14 +954,11 @@ impl<St: Store> ResponseCache<St> {
             request_time: self.now(),
             fwd,
             held,
-            client_conditional: stale.is_none() && validators.is_some(),
+            client_conditional: stale.is_none() && client_validators.is_some(),
             stale,
             _filling: filling,
         };
-        (
-            forwarded(parts, body, validators),
-            ResponseCacheKey(KeyKind::Fill(Box::new(fill))),
-        )
+        (outgoing, ResponseCacheKey(KeyKind::Fill(Box::new(fill))))
     }
 
     /// The entry under `key` of `place` (`got`, when the lookup read it already), or the
