@@ -44,8 +44,8 @@ pub(crate) fn directive_lifetime(cc: &CacheControl, shared: bool) -> Option<Dura
 /// The `Age` field as a duration, as RFC 9111 §5.1 reads it: the first member of the first
 /// field line (a list-based value "SHOULD use the first member", and two lines are one list,
 /// RFC 9110 §5.3), which must be a non-negative integer; `None` when the field is absent or
-/// that member is not one (`abc`, `-1`, `1.5`, `30s`, `30;x=1`): an invalid `Age` "SHOULD
-/// [be] ignore[d]". A number too large to represent is 2^31 s (§1.2.2): stale.
+/// that member is not one (`abc`, `-1`, `1.5`, `30s`, `30;x=1`), since for an invalid value
+/// "a cache SHOULD ignore the field". A number too large to represent is 2^31 s (§1.2.2): stale.
 pub fn age_header(headers: &HeaderMap) -> Option<Duration> {
     let first_line = headers.get(AGE)?.as_bytes();
     let member = first_line.split(|&b| b == b',').next()?.trim_ascii();
