@@ -13,6 +13,9 @@ mod checks;
 mod common;
 #[path = "common/store_contract.rs"]
 mod contract;
+#[cfg(all(feature = "proxy", feature = "redis"))]
+#[path = "common/netns.rs"]
+mod netns;
 #[cfg(feature = "proxy")]
 #[path = "common/proxy_setup.rs"]
 mod proxy_setup;
@@ -24,6 +27,8 @@ mod etag_e2e;
 mod etag_layers;
 mod etag_security;
 mod etag_streaming;
+#[cfg(all(feature = "proxy", feature = "redis"))]
+mod fleet_netns;
 #[cfg(feature = "proxy")]
 mod follow_fill;
 mod from_fn;

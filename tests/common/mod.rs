@@ -240,6 +240,12 @@ impl TestServer {
         Self { addr, client }
     }
 
+    /// A client for a server started elsewhere (another process, another host), at `addr`.
+    pub fn client_for(addr: SocketAddr) -> Self {
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Self { addr, client }
+    }
+
     /// The `Host` value the client sends, which is the `host` of the provider's keys.
     pub fn host(&self) -> String {
         self.addr.to_string()

@@ -23,6 +23,18 @@ impl RedisServer {
     /// A server for the test `test`, or `None` (after saying so) when `redis-server` is not
     /// installed and the run does not require it.
     pub fn start_or_skip(test: &str) -> Option<Self> {
+        if !Self::installed_or_skip(test) {
+            return None;
+        }
+        let port = free_port();
+        let mut server = Self { child: None, port };
+        server.restart();
+        Some(server)
+    }
+
+    /// Whether `redis-server` is installed; when not, says so (or fails the test `test` when
+    /// the run requires Redis).
+    pub fn installed_or_skip(test: &str) -> bool {
         let installed = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -40,12 +52,8 @@ impl RedisServer {
                 "SKIPPED {test}: redis-server is not installed (apt-get install redis-server; \
                  .ci/run installs it and sets TOWER_ETAG_REQUIRE_REDIS=1 to fail instead)"
             );
-            return None;
         }
-        let port = free_port();
-        let mut server = Self { child: None, port };
-        server.restart();
-        Some(server)
+        installed
     }
 
     pub fn url(&self) -> String {
