@@ -126,6 +126,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod body;
 pub mod clock;
 pub mod middleware;
 pub mod policy;
@@ -137,8 +138,8 @@ pub mod semantics;
 pub mod store;
 mod sync;
 
+pub use body::{BoxError, BufferedBody, NoBody, ResponseBody};
 pub use middleware::{
-    body::{BoxError, BufferedBody, NoBody, ResponseBody},
     future::ResponseFuture,
     layer::EtagCacheLayer,
     predicate::{self, DefaultPredicate, PassthroughPredicate},

@@ -64,7 +64,7 @@
 //!   `cancelled_owned()`): every task ends, no fetch starts after.
 
 use crate::sync::lock;
-use crate::{middleware::body::BoxError, response_cache::ResponseCache, store::Store};
+use crate::{body::BoxError, response_cache::ResponseCache, store::Store};
 use bytes::Bytes;
 use http::{header::CACHE_CONTROL, request, response, HeaderValue, Request, Response, Uri};
 use http_body::Body;

@@ -1,5 +1,6 @@
 use super::observe::outcome;
-use super::{body::ResponseBody, predicate::PassthroughPredicate};
+use super::predicate::PassthroughPredicate;
+use crate::body::ResponseBody;
 use crate::provider::{
     spawn_bounded, CacheProvider, Lookup, LookupRequest, RequestHead, StoreOf, StoreRequest,
 };

@@ -4,7 +4,6 @@
 //! [`semantics`](crate::semantics) and [`policy`](crate::policy), the knowledge in the
 //! [`provider`](crate::provider).
 
-pub(crate) mod body;
 pub mod bounds;
 pub(crate) mod future;
 pub(crate) mod layer;

@@ -1,11 +1,11 @@
 use super::{
-    body::{BoxError, ResponseBody},
     bounds::CloneService,
     future::ResponseFuture,
     layer::EtagCacheLayer,
     observe,
     predicate::{DefaultPredicate, PassthroughPredicate},
 };
+use crate::body::{BoxError, ResponseBody};
 use crate::{
     provider::{CacheProvider, LookupRequest, StoreOf},
     semantics::request::{host_to_forward, RequestHead},

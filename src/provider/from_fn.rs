@@ -45,7 +45,8 @@
 use super::{CacheProvider, Lookup, LookupRequest, StoreRequest};
 use crate::semantics::headers::bodiless_hint;
 use crate::{
-    middleware::{body::NoBody, bounds::BytesBody},
+    body::NoBody,
+    middleware::bounds::BytesBody,
     semantics::{
         conditional::{Outcome, Validators},
         etag::EntityTag,

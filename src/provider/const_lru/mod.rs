@@ -10,7 +10,7 @@ use crate::clock::Clock;
 use crate::semantics::request::{absolute_target, uri_authority};
 use crate::sync::lock;
 use crate::{
-    middleware::body::{BufferedBody, NoBody, ReadAhead, ReadAheadFuture},
+    body::{BufferedBody, NoBody, ReadAhead, ReadAheadFuture},
     policy::freshness::{age_header, explicit_lifetime},
     policy::invalidated_uris,
     semantics::cache_control::CacheControl,

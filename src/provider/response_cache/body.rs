@@ -2,7 +2,7 @@
 
 use super::tee::TeeBody;
 use crate::{
-    middleware::body::{BoxError, BufferedBody, NoBody},
+    body::{BoxError, BufferedBody, NoBody},
     store::{BodyStream, StoreError, StoreWriter, StoredBody},
 };
 use bytes::Bytes;

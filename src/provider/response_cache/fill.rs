@@ -14,10 +14,8 @@ use super::{
     ResponseCache,
 };
 use crate::{
-    middleware::{
-        body::{NoBody, ReadAhead, ReadAheadFuture},
-        bounds::BytesBody,
-    },
+    body::{NoBody, ReadAhead, ReadAheadFuture},
+    middleware::bounds::BytesBody,
     policy::{filing::Shelf, invalidated_uris, vary, AfterResponse, CachePolicy},
     provider::{drain, spawn_bounded, CacheProvider, RequestHead, StoreRequest},
     semantics::{
@@ -68,7 +66,7 @@ where
     St: Store,
     ReqBody: Send + 'static,
     ResBody: Body + BytesBody + Send + 'static,
-    ResBody::Error: Into<crate::middleware::body::BoxError> + Send,
+    ResBody::Error: Into<crate::body::BoxError> + Send,
 {
     // It answers them from what it stores or fetches where it speaks for the origin, and
     // leaves them to the origin where RFC 9111 §4.3.2 says it must (see `lookup`).

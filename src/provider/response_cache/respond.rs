@@ -11,7 +11,7 @@ use super::{
 };
 use crate::store::StoredBody;
 use crate::{
-    middleware::body::NoBody,
+    body::NoBody,
     policy::{BeforeRequest, CachePolicy},
     semantics::{
         headers::{answer_preconditions_as, bodiless_fields, Answer, Role},

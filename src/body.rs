@@ -1,6 +1,8 @@
-//! Response bodies: [`ResponseBody`] (what the middleware returns) and [`BufferedBody`]
-//! (bytes read ahead to hash them, then whatever the inner body still has), plus the bounded
-//! read-ahead that fills it.
+//! The bodies the middleware and the providers share: [`ResponseBody`] (what the middleware
+//! returns), [`BufferedBody`] (bytes read ahead to hash them, then whatever the inner body
+//! still has), [`NoBody`], and the bounded read-ahead that fills a `BufferedBody`. At the
+//! crate's root, not in `middleware/`: providers use them, and the middleware uses
+//! providers, so neither imports the other for these.
 
 use bytes::{Buf, Bytes};
 use http::HeaderMap;
