@@ -121,33 +121,41 @@ async fn a_conditional_miss_goes_to_the_origin_and_fills_the_cache() {
     assert_eq!(calls.get(), 1);
 }
 
+/// An origin whose `/a` is `body-v1` with `ETag: "v1"` and `max-age=1`, counted in `full`,
+/// and which answers a request for `"v1"` with a 304 of `not_modified` fields, counted in
+/// `revalidated`.
+fn revalidated_origin(
+    full: &Counter,
+    revalidated: &Counter,
+    not_modified: &'static [(&'static str, &'static str)],
+) -> Router {
+    let (full, revalidated) = (full.clone(), revalidated.clone());
+    Router::new().route(
+        "/a",
+        any(move |headers: HeaderMap| {
+            let (full, revalidated) = (full.clone(), revalidated.clone());
+            async move {
+                if headers.get("if-none-match").is_some_and(|v| v == "\"v1\"") {
+                    revalidated.inc();
+                    response(304, not_modified, Body::empty())
+                } else {
+                    full.inc();
+                    let h = [("cache-control", "max-age=1"), ("etag", "\"v1\"")];
+                    response(200, &h, "body-v1")
+                }
+            }
+        }),
+    )
+}
+
 #[tokio::test]
 async fn stale_entry_is_revalidated_and_a_304_freshens_it() {
-    let full = Counter::new();
-    let revalidated = Counter::new();
-    let app = {
-        let (full, revalidated) = (full.clone(), revalidated.clone());
-        Router::new().route(
-            "/a",
-            any(move |headers: HeaderMap| {
-                let (full, revalidated) = (full.clone(), revalidated.clone());
-                async move {
-                    if headers.get("if-none-match").is_some_and(|v| v == "\"v1\"") {
-                        revalidated.inc();
-                        // The 304's own freshness replaces the stored one (RFC 9111 §4.3.4).
-                        // A long max-age: with `max-age=1` the entry could go stale again
-                        // before the next request, `Date` being rounded down to the second.
-                        let h = [("cache-control", "max-age=60"), ("etag", "\"v1\"")];
-                        response(304, &h, Body::empty())
-                    } else {
-                        full.inc();
-                        let h = [("cache-control", "max-age=1"), ("etag", "\"v1\"")];
-                        response(200, &h, "body-v1")
-                    }
-                }
-            }),
-        )
-    };
+    let (full, revalidated) = (Counter::new(), Counter::new());
+    // The 304's own freshness replaces the stored one (RFC 9111 §4.3.4). A long max-age:
+    // with `max-age=1` the entry could go stale again before the next request, `Date` being
+    // rounded down to the second.
+    let not_modified = &[("cache-control", "max-age=60"), ("etag", "\"v1\"")];
+    let app = revalidated_origin(&full, &revalidated, not_modified);
     let (s, clock) = setup_clocked(app).await;
     s.proxy.get("/a", &[]).await;
     clock.advance(Duration::from_millis(1100));
@@ -181,26 +189,8 @@ async fn stale_entry_is_revalidated_and_a_304_freshens_it() {
 #[tokio::test]
 async fn a_304_without_validators_freshens_the_entry_the_revalidation_named() {
     let (full, revalidated) = (Counter::new(), Counter::new());
-    let app = {
-        let (full, revalidated) = (full.clone(), revalidated.clone());
-        Router::new().route(
-            "/a",
-            any(move |headers: HeaderMap| {
-                let (full, revalidated) = (full.clone(), revalidated.clone());
-                async move {
-                    if headers.get("if-none-match").is_some_and(|v| v == "\"v1\"") {
-                        revalidated.inc();
-                        // No ETag, no Last-Modified.
-                        response(304, &[("cache-control", "max-age=60")], Body::empty())
-                    } else {
-                        full.inc();
-                        let h = [("cache-control", "max-age=1"), ("etag", "\"v1\"")];
-                        response(200, &h, "body-v1")
-                    }
-                }
-            }),
-        )
-    };
+    // No ETag, no Last-Modified.
+    let app = revalidated_origin(&full, &revalidated, &[("cache-control", "max-age=60")]);
     let (s, clock) = setup_clocked(app).await;
     s.proxy.get("/a", &[]).await;
     clock.advance(Duration::from_millis(1100));
