@@ -35,7 +35,6 @@ use std::{
     task::{Context, Poll},
     time::{Duration, SystemTime},
 };
-use tokio::sync::OwnedSemaphorePermit;
 use tower_service::Service;
 
 type Out<B, St> = Response<CacheBody<B, <St as Store>::Writer>>;
@@ -83,15 +82,6 @@ where
 /// Room left under a store's entry limit for a body followers read while it is written:
 /// the key, the head and the store's own overhead, so the store does not refuse it halfway.
 const TAP_MARGIN: u64 = 128 * 1024;
-
-/// The smallest body whose fill goes on without its first client (see
-/// `ResponseCache::detach`): 256 KiB. A smaller body is a few writes to the client's socket,
-/// so a client that stalls holds its fill up little; and it is spared a task of its own.
-const DETACH_AT: u64 = 256 * 1024;
-
-/// The longest a detached fill reads its origin, however steadily the bytes come: 15
-/// minutes (a gibibyte at 1.2 MB/s).
-const DETACHED_FILL_LIMIT: Duration = Duration::from_secs(15 * 60);
 
 impl<St: Store> ResponseCache<St> {
     async fn file<B>(&self, req: StoreRequest<ResponseCacheKey, B>) -> Out<B, St>
@@ -408,32 +398,24 @@ impl<St: Store> ResponseCache<St> {
             status.stored = store_whole(writer, held, chunks).await;
             return (CacheBody::fill(body), status);
         }
-        // The head is here. Readers other than the fill's own (followers, and the first
-        // client of a detached fill) read the body through a tap as it is written, where
-        // the store can give what it has so far and the body's length is known (so the
-        // store cannot refuse it halfway for its size). A user's own fill has none.
-        let mut tap = None;
-        let readers = held.guard.is_some() || body.size_hint().lower() >= DETACH_AT;
-        if !users_own && readers {
+        if let Some(guard) = held.guard.as_ref().filter(|_| !users_own) {
+            // The head is here. Followers read the body through a tap as it is written,
+            // where the store can give what it has so far and the body's length is known
+            // (so the store cannot refuse it halfway for its size); otherwise they give
+            // the body a moment more, no longer.
             // The margin covers the key and the head, which the store counts too.
             let fits = |len: u64| {
                 let max = self.shared.store.max_entry_bytes();
                 max.is_none_or(|max| len.saturating_add(TAP_MARGIN) <= max)
             };
-            if let Some((made, handle)) = body
+            let tap = body
                 .size_hint()
                 .exact()
                 .filter(|len| fits(*len))
                 .zip(writer.partial())
-                .map(|(len, reader)| Tap::new(Arc::clone(policy), len, reader))
-            {
-                tap = Some(made);
-                held.tap = Some(handle);
-            }
-        }
-        if let Some(guard) = &held.guard {
-            // Without a tap, followers give the body a moment more, no longer.
-            guard.streaming(tap.clone());
+                .map(|(len, reader)| Tap::new(Arc::clone(policy), len, reader));
+            guard.streaming(tap.as_ref().map(|(tap, _)| Arc::clone(tap)));
+            held.tap = tap.map(|(_, handle)| handle);
         }
         let minter = self
             .shared
@@ -450,60 +432,9 @@ impl<St: Store> ResponseCache<St> {
                 CacheBody::stored(HitBody::None(NoBody::unknown()))
             }
             None if background => CacheBody::tee(tee.background()),
-            None => match self.detach(tap) {
-                // The fill is the cache's: it reads the origin at the origin's pace, and
-                // the client reads what is written at its own, as followers do. A client
-                // that stalls or goes away holds up no one, and the entry is stored.
-                Some((tap, permit)) => {
-                    tap.detach();
-                    self.drain_detached(tee.into_drain(permit));
-                    CacheBody::stored(HitBody::streaming(tap.body(), tap.len))
-                }
-                None => CacheBody::tee(tee),
-            },
+            None => CacheBody::tee(tee),
         };
         (body, status)
-    }
-
-    /// Whether a fill with `tap` is detached from its first client: a body of at least
-    /// [`DETACH_AT`] bytes (a smaller one fits in the socket buffers, so a client that stalls
-    /// never holds its fill up), with a place in the bounded background pool (when the pool
-    /// is full, the client reads the fill itself, as a smaller body's does).
-    fn detach(&self, tap: Option<Arc<Tap>>) -> Option<(Arc<Tap>, OwnedSemaphorePermit)> {
-        let tap = tap.filter(|tap| tap.len >= DETACH_AT)?;
-        let permit = Arc::clone(&self.shared.background)
-            .try_acquire_owned()
-            .ok()?;
-        Some((tap, permit))
-    }
-
-    /// Reads a detached fill's body into the store, holding its permit: as long as the
-    /// origin sends something at least every background timeout, and for at most
-    /// [`DETACHED_FILL_LIMIT`] in all (its bytes are bounded by the store's largest entry).
-    /// A fill that stops there fails its readers; it never ends short looking whole.
-    fn drain_detached<B>(&self, body: TeeBody<B, St::Writer>)
-    where
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Send,
-    {
-        let idle = self.shared.config.background_timeout;
-        spawn_bounded("detached fill", DETACHED_FILL_LIMIT, async move {
-            let mut body = std::pin::pin!(body);
-            loop {
-                let frame = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx));
-                match tokio::time::timeout(idle, frame).await {
-                    Ok(Some(Ok(_))) => continue,
-                    Ok(_) => return,
-                    Err(_) => {
-                        tracing::debug!(
-                            ?idle,
-                            "the origin's body stalled: detached fill abandoned"
-                        );
-                        return;
-                    }
-                }
-            }
-        });
     }
 
     /// A writer for the fill's variant, once its index has room for it.

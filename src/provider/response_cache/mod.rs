@@ -46,7 +46,7 @@
 //! - An invalidation wins over every fill that started before it; a late `304` never
 //!   relabels a newer body.
 //! - Bounded: variants per URL ([`ResponseCacheBuilder::max_variants`]), background work
-//!   (HEAD fills, refreshes, large fills; [`ResponseCacheBuilder::max_background_fills`] and
+//!   (HEAD fills, refreshes; [`ResponseCacheBuilder::max_background_fills`] and
 //!   [`ResponseCacheBuilder::background_timeout`]), bytes buffered per entry (the store's
 //!   [`Store::max_entry_bytes`]).
 //!
@@ -54,13 +54,9 @@
 //!
 //! A body is written to the store while it streams to the client and committed when it
 //! ends cleanly: after the response head went out, so that head's `Cache-Status` does not
-//! say `stored` (RFC 9211 lets it be omitted). A body of 256 KiB or more whose length is
-//! known is read into the store by a task of the cache's, and the client reads it back as it
-//! is written (bounded: a place in the background pool, the background timeout per piece,
-//! 15 minutes in all): a client that stalls or goes away does not stop it. Below that, a
-//! client that goes away, or a test that drives the cache in process
-//! (`ServiceExt::oneshot`) and drops the body unread, stores nothing: **read the body to its
-//! end** before expecting a hit.
+//! say `stored` (RFC 9211 lets it be omitted). A client that goes away, or a test that
+//! drives the cache in process (`ServiceExt::oneshot`) and drops the body unread, stores
+//! nothing: **read the body to its end** before expecting a hit.
 
 mod body;
 mod builder;

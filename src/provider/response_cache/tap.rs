@@ -19,10 +19,7 @@ use futures_core::Stream;
 use std::{
     future::Future,
     pin::Pin,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::Arc,
     task::{ready, Context, Poll},
 };
 use tokio::sync::watch;
@@ -31,9 +28,8 @@ use tokio::sync::watch;
 const READ_CHUNK: u64 = 256 * 1024;
 
 /// How long a follower waits for the fill to move on before it gives up (its response
-/// breaks off). A fill its first client reads goes as fast as that client reads; a client
-/// that stalls stalls the fill, and this bounds how long the followers wait behind it. A
-/// detached fill ([`Tap::detach`]) bounds its own time: its readers wait for it.
+/// breaks off). The fill reads the origin as fast as its own client reads; a client that
+/// stalls stalls the fill, and this bounds how long the followers wait behind it.
 const STALL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How far a fill is.
@@ -55,8 +51,6 @@ pub(crate) struct Tap {
     pub(crate) len: u64,
     reader: Arc<dyn PartialReader>,
     state: watch::Sender<State>,
-    /// The fill reads the origin on its own, not through a client.
-    detached: AtomicBool,
 }
 
 impl std::fmt::Debug for Tap {
@@ -93,19 +87,12 @@ impl Tap {
             len,
             reader,
             state,
-            detached: AtomicBool::new(false),
         });
         let handle = TapHandle {
             tap: Arc::clone(&tap),
             done: false,
         };
         (tap, handle)
-    }
-
-    /// The fill goes on without its first client (which reads this tap too), bounded by
-    /// time itself: readers no longer give it up after [`STALL`].
-    pub(crate) fn detach(&self) {
-        self.detached.store(true, Ordering::Relaxed);
     }
 
     /// The body for one follower, from its first byte.
@@ -218,16 +205,12 @@ impl Stream for TapStream {
                 None => {}
             }
             let mut rx = self.state.clone();
-            let stall = (!self.tap.detached.load(Ordering::Relaxed)).then_some(STALL);
             self.waiting = Some(Box::pin(async move {
-                // A closed channel cannot happen while the tap lives (it holds the sender);
-                // a detached fill that gives up drops its handle, which marks it failed.
-                match stall {
-                    Some(stall) => tokio::time::timeout(stall, rx.changed()).await.ok()?,
-                    None => rx.changed().await,
+                // A closed channel cannot happen while the tap lives (it holds the sender).
+                match tokio::time::timeout(STALL, rx.changed()).await {
+                    Ok(_) => Some(rx),
+                    Err(_) => None,
                 }
-                .ok()?;
-                Some(rx)
             }));
         }
     }
