@@ -425,6 +425,69 @@ async fn bypass_extension_skips_the_cache() {
     assert_eq!(calls.get(), 2);
 }
 
+/// A background refresh (here of `stale-while-revalidate`, for a client with a tag of its
+/// own) sends the entry's own validators, never the client's (the cache answers those
+/// itself), so a `304` without validators (issue 20) freshens the entry instead of
+/// removing it.
+#[tokio::test]
+async fn a_refresh_sends_the_entrys_validators_alone() {
+    let calls = Counter::new();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let inner = {
+        let (calls, seen) = (calls.clone(), seen.clone());
+        service_fn(move |req: Request<Full<Bytes>>| {
+            calls.inc();
+            let inm = req.headers().get("if-none-match").cloned();
+            seen.lock().unwrap().push(inm.clone());
+            let res = match inm {
+                // No ETag, no Last-Modified.
+                Some(_) => Response::builder()
+                    .status(304)
+                    .header("cache-control", "max-age=60")
+                    .body(Full::default()),
+                None => Response::builder()
+                    .header("cache-control", "max-age=1, stale-while-revalidate=60")
+                    .header("etag", "\"v1\"")
+                    .body(Full::new(Bytes::from_static(b"v1"))),
+            };
+            ready(Ok::<_, Infallible>(res.unwrap()))
+        })
+    };
+    let clock = clock_now();
+    let cache = ResponseCache::builder(MemoryStore::new())
+        .clock(clock.clone())
+        .build();
+    let svc = cache.layer().layer(inner);
+    send(&svc, get("/a")).await;
+    clock.advance(Duration::from_secs(2));
+    let mut conditional = get("/a");
+    conditional
+        .headers_mut()
+        .insert("if-none-match", "\"other\"".parse().unwrap());
+    let (res, body) = send(&svc, conditional).await;
+    assert!(
+        cache_status(&res).contains("stale-while-revalidate"),
+        "{}",
+        cache_status(&res)
+    );
+    assert_eq!(body, "v1");
+    let refreshed = common::eventually(|| async { calls.get() == 2 }).await;
+    assert!(refreshed, "the background refresh ran");
+    assert_eq!(
+        seen.lock().unwrap()[1].as_ref().unwrap(),
+        "\"v1\"",
+        "its own tag alone"
+    );
+    // Freshened by the 304: a hit, no third call.
+    let fresh = common::eventually(|| async {
+        let (res, _) = send(&svc, get("/a")).await;
+        cache_status(&res).contains("hit") && !cache_status(&res).contains("stale")
+    })
+    .await;
+    assert!(fresh, "the entry was freshened, not removed");
+    assert_eq!(calls.get(), 2);
+}
+
 #[tokio::test]
 async fn refresh_ahead_renews_an_entry_before_it_expires() {
     let calls = Counter::new();

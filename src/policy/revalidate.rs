@@ -351,9 +351,10 @@ impl CachePolicy {
     }
 
     /// The validators the cache sends for this stored response alone (a request without
-    /// conditions of its own): its `ETag` (the origin's, never a minted one) as
-    /// `If-None-Match`, its `Last-Modified` (when a valid date) as `If-Modified-Since`.
-    fn own_validators(&self) -> HeaderMap {
+    /// conditions of its own, a background refresh): its `ETag` (the origin's, never a
+    /// minted one) as `If-None-Match`, its `Last-Modified` (when a valid date) as
+    /// `If-Modified-Since`.
+    pub fn own_validators(&self) -> HeaderMap {
         let mut own = HeaderMap::new();
         if let Some(stored) = self
             .response_headers

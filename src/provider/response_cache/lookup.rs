@@ -418,7 +418,6 @@ impl<St: Store> ResponseCache<St> {
                     let status = self.hit_status(&entry, ttl, collapsed, ignored_no_cache);
                     let response =
                         self.answer_fresh(&entry, headers, &head, ranged.as_ref(), &status);
-                    let validators = entry.policy.revalidation_headers(&parts);
                     let job = Job {
                         place,
                         seen,
@@ -427,19 +426,9 @@ impl<St: Store> ResponseCache<St> {
                         body,
                         fwd: Fwd::Stale,
                     };
-                    return self.serve_and_refresh(response, entry, validators, job);
+                    return self.serve_and_refresh(response, entry, job);
                 }
-                (
-                    Decision::ServeStale,
-                    Some((
-                        entry,
-                        BeforeRequest::Stale {
-                            reason,
-                            revalidation_headers,
-                            ..
-                        },
-                    )),
-                ) => {
+                (Decision::ServeStale, Some((entry, BeforeRequest::Stale { reason, .. }))) => {
                     let status = CacheStatus {
                         detail: Some("stale-while-revalidate"),
                         ..CacheStatus::hit()
@@ -453,7 +442,7 @@ impl<St: Store> ResponseCache<St> {
                         body,
                         fwd: fwd_for(reason),
                     };
-                    return self.serve_and_refresh(response, entry, revalidation_headers, job);
+                    return self.serve_and_refresh(response, entry, job);
                 }
                 (Decision::GatewayTimeout, _) => return Lookup::Hit(self.only_if_cached()),
                 (Decision::Pass, _) => {
@@ -889,7 +878,6 @@ impl<St: Store> ResponseCache<St> {
         &self,
         response: Response<HitBody>,
         entry: StoredEntry,
-        validators: HeaderMap,
         job: Job<ReqBody>,
     ) -> LookupResult<ReqBody> {
         let guard = match self.shared.coalescer.join(entry.key.as_str()) {
@@ -901,6 +889,9 @@ impl<St: Store> ResponseCache<St> {
             tracing::debug!("background pool full: serving stale without a refresh");
             return Lookup::Hit(response);
         };
+        // The refresh's answer goes to nobody: it carries the entry's own validators, not
+        // the client's, so a `304` without validators is still about this entry.
+        let validators = entry.policy.own_validators();
         let held = Held {
             guard,
             permit: Some(permit),
