@@ -41,15 +41,20 @@ pub(crate) fn directive_lifetime(cc: &CacheControl, shared: bool) -> Option<Dura
     cc.s_maxage.filter(|_| shared).or(cc.max_age)
 }
 
-/// The `Age` field as a duration, as RFC 9111 §5.1 reads it: the first member of the first
-/// field line (a list-based value "SHOULD use the first member", and two lines are one list,
-/// RFC 9110 §5.3), which must be a non-negative integer; `None` when the field is absent or
+/// The `Age` field as a duration, as RFC 9111 §5.1 reads it: the first member of the list
+/// (a list-based value "SHOULD use the first member"; two lines are one list, RFC 9110 §5.3,
+/// and empty members are skipped, §5.6.1), which must be a non-negative integer; `None` when the field is absent or
 /// that member is not one (`abc`, `-1`, `1.5`, `30s`, `30;x=1`), since for an invalid value
 /// "a cache SHOULD ignore the field". A number too large to represent is 2^31 s (§1.2.2): stale.
 pub fn age_header(headers: &HeaderMap) -> Option<Duration> {
-    let first_line = headers.get(AGE)?.as_bytes();
-    let member = first_line.split(|&b| b == b',').next()?.trim_ascii();
-    if member.is_empty() || !member.iter().all(u8::is_ascii_digit) {
+    // Empty members are skipped (RFC 9110 §5.6.1).
+    let member = headers
+        .get_all(AGE)
+        .iter()
+        .flat_map(|line| line.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .find(|member| !member.is_empty())?;
+    if !member.iter().all(u8::is_ascii_digit) {
         return None;
     }
     // All digits: only too many of them fails to parse.
@@ -176,6 +181,9 @@ mod tests {
         assert_eq!(age_header(&h(&[(AGE, "0"), (AGE, "7200")])), secs(0));
         assert_eq!(age_header(&h(&[(AGE, "7200"), (AGE, "0")])), secs(7200));
         assert_eq!(age_header(&h(&[(AGE, "3600, 3600")])), secs(3600));
+        // Empty members are skipped (RFC 9110 §5.6.1).
+        assert_eq!(age_header(&h(&[(AGE, ", 30")])), secs(30));
+        assert_eq!(age_header(&h(&[(AGE, ""), (AGE, "30")])), secs(30));
     }
 
     /// RFC 9111 §5.1: "If the field value (after discarding additional members, as per
@@ -184,7 +192,7 @@ mod tests {
     #[test]
     fn an_invalid_age_is_ignored() {
         for invalid in [
-            "-1", "abc", "30s", "30;q=1", "3.5", "", "7200.0", "+5", ", 30",
+            "-1", "abc", "30s", "30;q=1", "3.5", "", ",", "7200.0", "+5", "a, 30",
         ] {
             assert_eq!(age_header(&h(&[(AGE, invalid)])), None, "{invalid:?}");
         }
