@@ -43,8 +43,15 @@ const NOT_UPDATED: [HeaderName; 7] = [
     TE,
 ];
 
-fn is_protected(name: &HeaderName) -> bool {
+/// Whether the cache's policy reads `name`, so that no `Connection` may drop it.
+pub(crate) fn is_protected(name: &HeaderName) -> bool {
     PROTECTED.contains(name)
+}
+
+/// Whether `name` is a hop-by-hop field (RFC 9110 §7.6.1, and the proxy authentication
+/// fields, §11.7): one connection's, never stored nor forwarded.
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
 }
 
 /// A qualified directive counts as unqualified when it names a field the policy depends on.
@@ -58,7 +65,7 @@ pub(super) fn no_cache_all(cc: &CacheControl) -> bool {
 }
 
 /// The names `Connection` lists, lower-cased.
-fn connection_names(headers: &HeaderMap) -> Vec<HeaderName> {
+pub(crate) fn connection_names(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
         .get_all(CONNECTION)
         .iter()

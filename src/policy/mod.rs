@@ -59,7 +59,7 @@ mod age;
 pub mod decide;
 pub(crate) mod filing;
 pub mod freshness;
-mod head;
+pub(crate) mod head;
 mod invalidate;
 mod revalidate;
 mod storable;

@@ -1,35 +1,21 @@
 //! The request fields a reverse proxy changes before anything else sees the request: pure
 //! header rules, no I/O.
 
-use http::{header::CONNECTION, HeaderMap, HeaderName, HeaderValue, Request};
+use crate::policy::head::{connection_names, is_hop_by_hop, is_protected};
+use http::{HeaderMap, HeaderName, HeaderValue, Request};
 
-/// Hop-by-hop fields (RFC 9110 §7.6.1) are for one connection only and are not forwarded,
-/// nor are those the `Connection` field names.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "keep-alive"
-            | "proxy-connection"
-    )
-}
-
-/// Removes the hop-by-hop fields and those `Connection` names (RFC 9110 §7.6.1).
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// Removes the hop-by-hop fields and those `Connection` names (RFC 9110 §7.6.1). In a
+/// response (`response`), never a field the cache's policy reads (`Cache-Control`, `Age`,
+/// `ETag`…): an upstream's `Connection: cache-control` must not strip its `no-store` before
+/// the cache sees it.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, response: bool) {
     // Most messages carry none of them: one look at the names present, nothing parsed.
     if !headers.keys().any(is_hop_by_hop) {
         return;
     }
-    let listed: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+    let listed: Vec<HeaderName> = connection_names(headers)
+        .into_iter()
+        .filter(|name| !(response && is_protected(name)))
         .collect();
     remove_where(headers, |name| is_hop_by_hop(name) || listed.contains(name));
 }
@@ -96,7 +82,7 @@ fn set_forwarding(headers: &mut HeaderMap, peer: Option<&HeaderValue>, trusted: 
 /// trusted so do the client's routing fields; `X-Forwarded-For` / `-Proto` say who came and
 /// how.
 pub(crate) fn prepare<B>(request: &mut Request<B>, peer: Option<&HeaderValue>, trusted: bool) {
-    strip_hop_by_hop(request.headers_mut());
+    strip_hop_by_hop(request.headers_mut(), false);
     set_forwarding(request.headers_mut(), peer, trusted);
 }
 
@@ -129,6 +115,27 @@ mod tests {
         ]);
         prepare(&mut r, None, true);
         assert_eq!(names(&r), ["accept", "x-forwarded-proto"]);
+    }
+
+    /// An upstream's `Connection` never strips a field the cache reads from its response;
+    /// a client's may (the request's fields are the client's to scope).
+    #[test]
+    fn a_response_keeps_the_fields_the_cache_reads_whatever_connection_says() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "connection",
+            HeaderValue::from_static("cache-control, x-hop"),
+        );
+        headers.insert("cache-control", HeaderValue::from_static("no-store"));
+        headers.insert("x-hop", HeaderValue::from_static("1"));
+        headers.insert("proxy-authenticate", HeaderValue::from_static("Basic"));
+        let mut response = headers.clone();
+        strip_hop_by_hop(&mut response, true);
+        assert_eq!(response.len(), 1, "{response:?}");
+        assert_eq!(response["cache-control"], "no-store");
+        let mut request = headers;
+        strip_hop_by_hop(&mut request, false);
+        assert!(request.is_empty(), "{request:?}");
     }
 
     #[test]

@@ -155,7 +155,7 @@ async fn forward(
     Ok(match upstream.client.request(request).await {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
+            strip_hop_by_hop(&mut parts.headers, true);
             Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
         }
         Err(e) => {
