@@ -1,9 +1,13 @@
 //! Test hosts of our own, for tests that must cross a network between several nodes: Linux
-//! network namespaces, each joined by a veth pair to a bridge made for the test, on a
-//! private /24 of `10.213.0.0/16` (this process is `.1` on the bridge, host `i` is `.2 + i`).
-//! Everything is made by the test and removed on drop, processes started in the hosts
-//! included. It needs root and `ip` (iproute2): where the machine does not allow it, the
-//! test skips, loudly.
+//! network namespaces, each joined by a veth pair to a bridge made for the test, on a /24 of
+//! `198.18.0.0/15` (RFC 2544's range for tests; this process is `.1` on the bridge, host `i`
+//! is `.2 + i`). Everything is made by the test and removed on drop, processes started in
+//! the hosts included.
+//!
+//! The bridge and its route are in this machine's own network namespace, so the tests run
+//! only where `TOWER_ETAG_NETNS=1` says that is fine (`.ci/run` sets it), with root and `ip`
+//! (iproute2), and only on a /24 no route of the machine covers but the default one;
+//! elsewhere they skip, loudly.
 
 use std::{
     io::Write as _,
@@ -16,6 +20,8 @@ pub struct Hosts {
     /// The third octet of the hosts' /24.
     net: u8,
     bridge: String,
+    /// Whether this made the bridge (and so removes it).
+    made_bridge: bool,
     namespaces: Vec<String>,
     children: Vec<Child>,
 }
@@ -23,22 +29,37 @@ pub struct Hosts {
 impl Hosts {
     /// `n` hosts, or `None` (after saying why) where namespaces cannot be made here.
     pub fn make_or_skip(test: &str, n: usize) -> Option<Self> {
+        let skip = |why: &str| {
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+        };
+        if !std::env::var("TOWER_ETAG_NETNS").is_ok_and(|v| v == "1") {
+            skip(
+                "it makes a bridge in this machine's network; TOWER_ETAG_NETNS=1 allows it \
+                 (.ci/run sets it)",
+            );
+            return None;
+        }
         // Names unique to this process (interface names have at most 15 bytes).
         let id = std::process::id() % 1_000_000;
         let mut hosts = Self {
-            net: 20 + (id % 200) as u8,
+            net: (id % 250) as u8,
             bridge: format!("tebr{id}"),
+            made_bridge: false,
             namespaces: Vec::new(),
             children: Vec::new(),
         };
+        let subnet = format!("198.18.{}.0/24", hosts.net);
+        if routed(&subnet) {
+            skip(&format!("a route of this machine covers {subnet} already"));
+            return None;
+        }
         match hosts.make(id, n) {
             Ok(()) => Some(hosts),
             Err(why) => {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIPPED {test}: cannot make network namespaces here ({why}); \
-                     the test needs root and iproute2"
-                );
+                skip(&format!(
+                    "cannot make network namespaces here ({why}); the test needs root and \
+                     iproute2"
+                ));
                 None
             }
         }
@@ -47,6 +68,7 @@ impl Hosts {
     fn make(&mut self, id: u32, n: usize) -> Result<(), String> {
         let gateway = format!("{}/24", self.gateway());
         ip(&["link", "add", &self.bridge, "type", "bridge"])?;
+        self.made_bridge = true;
         ip(&["addr", "add", &gateway, "dev", &self.bridge])?;
         ip(&["link", "set", &self.bridge, "up"])?;
         for i in 0..n {
@@ -57,7 +79,11 @@ impl Hosts {
             ip(&[
                 "link", "add", &outside, "type", "veth", "peer", "name", &inside,
             ])?;
-            ip(&["link", "set", &inside, "netns", &ns])?;
+            if let Err(e) = ip(&["link", "set", &inside, "netns", &ns]) {
+                // Not in the namespace yet: the pair would outlive it.
+                let _ = ip(&["link", "del", &outside]);
+                return Err(e);
+            }
             ip(&["link", "set", &outside, "master", &self.bridge, "up"])?;
             let addr = format!("{}/24", self.addr(i));
             ip(&[
@@ -71,12 +97,12 @@ impl Hosts {
 
     /// This process's address on the hosts' network.
     pub fn gateway(&self) -> Ipv4Addr {
-        Ipv4Addr::new(10, 213, self.net, 1)
+        Ipv4Addr::new(198, 18, self.net, 1)
     }
 
     /// Host `i`'s address.
     pub fn addr(&self, i: usize) -> Ipv4Addr {
-        Ipv4Addr::new(10, 213, self.net, 2 + i as u8)
+        Ipv4Addr::new(198, 18, self.net, 2 + i as u8)
     }
 
     /// Runs `program` with `args` in host `i`, until the hosts are dropped.
@@ -99,6 +125,21 @@ pub fn wait_listening(addr: SocketAddr) {
         assert!(Instant::now() < deadline, "nothing listens on {addr}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Whether a route of this machine other than the default one covers `subnet` or part of
+/// it.
+fn routed(subnet: &str) -> bool {
+    ["root", "match"].iter().any(|how| {
+        Command::new("ip")
+            .args(["-4", "route", "show", how, subnet])
+            .output()
+            .is_ok_and(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .any(|route| !route.trim().is_empty() && !route.starts_with("default"))
+            })
+    })
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -128,6 +169,8 @@ impl Drop for Hosts {
         for ns in &self.namespaces {
             let _ = ip(&["netns", "del", ns]);
         }
-        let _ = ip(&["link", "del", &self.bridge]);
+        if self.made_bridge {
+            let _ = ip(&["link", "del", &self.bridge]);
+        }
     }
 }
