@@ -160,6 +160,73 @@ async fn a_failed_fill_fails_its_followers<St: Store>(name: &str, store: St) {
     assert_eq!(calls.get(), 2, "{name}");
 }
 
+/// A large body (more than the socket buffers hold), all there at once, length declared.
+const LARGE: usize = 4 * 1024 * 1024;
+
+fn large() -> Bytes {
+    Bytes::from((0..LARGE).map(|i| (i % 251) as u8).collect::<Vec<u8>>())
+}
+
+fn large_origin(calls: &Counter) -> Router {
+    let body = large();
+    Router::new().route(
+        "/large",
+        counted(calls, move |_, _| {
+            let chunks: Vec<Result<Bytes, BoxError>> = body
+                .chunks(64 * 1024)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            let body = HintedBody::exact(futures_util::stream::iter(chunks), LARGE as u64);
+            axum::http::Response::builder()
+                .header("cache-control", "max-age=3600")
+                .body(body)
+                .unwrap()
+        }),
+    )
+}
+
+/// Issue 20: a client that goes away in the middle of a fill leaves the rest to the cache:
+/// the entry is stored all the same, and the next client gets the whole body from one
+/// origin call. (The fill used to be thrown away with the client's connection.)
+async fn a_fill_outlives_a_client_that_leaves<St: Store>(name: &str, store: St) {
+    let calls = Counter::new();
+    let s: Setup<St> = setup_with(
+        large_origin(&calls),
+        proxy_cache(store, &CacheFlags::default()),
+        false,
+    )
+    .await;
+    let first = s
+        .proxy
+        .send_streaming(axum::http::Method::GET, "/large", &[])
+        .await;
+    let mut first_body = first.into_body();
+    read_n(&mut first_body, 1).await;
+    drop(first_body);
+    assert!(
+        proxy_setup::stored(&s.proxy, "/large", &[]).await,
+        "{name}: the fill its client left was stored"
+    );
+    let got = s.proxy.get("/large", &[]).await;
+    assert!(got.body == large(), "{name}: the next client's body, whole");
+    assert_eq!(calls.get(), 1, "{name}: one origin call");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_goes_on_when_its_client_leaves() {
+    a_fill_outlives_a_client_that_leaves("memory", MemoryStore::new()).await;
+    let dir = tempfile::tempdir().unwrap();
+    a_fill_outlives_a_client_that_leaves("fs", FsStore::open(dir.path()).await.unwrap()).await;
+    #[cfg(feature = "redis")]
+    {
+        let Some(server) = redis_server::RedisServer::start_or_skip("a fill outlives (Redis)")
+        else {
+            return;
+        };
+        a_fill_outlives_a_client_that_leaves("redis", server.store("leave").await).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_stream_a_fill_in_every_store() {
     follower_streams_the_fill("memory", MemoryStore::new()).await;

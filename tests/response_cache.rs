@@ -267,8 +267,11 @@ fn one_two(
     })
 }
 
+/// Issue 20: a client that goes away in the middle of a fill leaves the rest to the cache,
+/// which reads it into the store in the background: the next request is a hit, and the
+/// inner service was called once.
 #[tokio::test]
-async fn a_client_that_goes_away_mid_body_leaves_nothing_stored() {
+async fn a_client_that_goes_away_mid_body_leaves_the_rest_to_the_cache() {
     let calls = Counter::new();
     let inner = one_two(&calls);
     let cache = ResponseCache::new(MemoryStore::new());
@@ -278,20 +281,14 @@ async fn a_client_that_goes_away_mid_body_leaves_nothing_stored() {
     let first = body.frame().await.unwrap().unwrap();
     assert_eq!(first.into_data().unwrap(), "one ");
     drop(body); // the client disconnects
-    let res = svc.clone().oneshot(get("/a")).await.unwrap();
-    assert!(
-        !cache_status(&res).contains("hit"),
-        "{}",
-        cache_status(&res)
-    );
-    assert_eq!(
-        res.into_body().collect().await.unwrap().to_bytes(),
-        "one two"
-    );
-    assert_eq!(calls.get(), 2);
-    // The complete body of the second request was stored.
-    let res = svc.clone().oneshot(get("/a")).await.unwrap();
-    assert!(cache_status(&res).contains("hit"), "{}", cache_status(&res));
+    let stored = common::eventually(|| async {
+        let res = svc.clone().oneshot(get("/a")).await.unwrap();
+        let hit = cache_status(&res).contains("hit");
+        hit && res.into_body().collect().await.unwrap().to_bytes() == "one two"
+    })
+    .await;
+    assert!(stored, "the rest of the body was stored without the client");
+    assert_eq!(calls.get(), 1);
 }
 
 /// A store whose every operation fails, as an unreachable backend would.
@@ -555,9 +552,9 @@ async fn the_memory_store_stays_within_its_byte_bound() {
 }
 
 /// RFC 9211: `Cache-Status` says what happened, not what was hoped. The head of a streamed
-/// fill goes out before its body is written, so it never says `stored`; a fill whose client
-/// went away stored nothing, so the next request is a `uri-miss` (not a `vary-miss`). An
-/// empty body is committed before its head goes out, and says `stored`.
+/// fill goes out before its body is written, so it never says `stored`; the entry is there
+/// only once the body has been read into the store (here by the cache, the client having
+/// gone away). An empty body is committed before its head goes out, and says `stored`.
 #[tokio::test]
 async fn cache_status_claims_only_what_the_store_holds() {
     let calls = Counter::new();
@@ -572,20 +569,15 @@ async fn cache_status_claims_only_what_the_store_holds() {
         !status.contains("stored"),
         "nothing is committed yet: {status}"
     );
-    drop(res); // the client goes away before the body
+    drop(res); // the client goes away before the body: the cache reads it on
 
-    let res = svc.clone().oneshot(get("/a")).await.unwrap();
-    let status = cache_status(&res);
-    assert!(
-        status.contains("fwd=uri-miss"),
-        "nothing is stored for /a, whatever its index claimed: {status}"
-    );
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(body, "one two");
-    // Read to its end, the body committed: the next one is a hit.
-    let res = svc.clone().oneshot(get("/a")).await.unwrap();
-    assert!(cache_status(&res).contains("hit"), "{}", cache_status(&res));
-    assert_eq!(calls.get(), 2);
+    let hit = common::eventually(|| async {
+        let res = svc.clone().oneshot(get("/a")).await.unwrap();
+        cache_status(&res).contains("hit")
+    })
+    .await;
+    assert!(hit, "the body was committed: the next request is a hit");
+    assert_eq!(calls.get(), 1);
 
     let empty = cache
         .layer()

@@ -127,12 +127,28 @@ impl Body for HitBody {
 /// the head goes out), then the rest.
 pub(crate) type FillBody<B> = BufferedBody<Pin<Box<B>>>;
 
+/// What becomes of a fill's body when its client's response goes: if the body has not
+/// ended (the client went away), it reads the rest into the store in the background, or
+/// drops it.
+pub(crate) type OnAbandon<T> = Box<dyn FnOnce(Pin<Box<T>>) + Send>;
+
 pin_project! {
     /// A body from the response cache: the inner service's body as it is (or as a fill read
     /// it ahead), the same body written to the store as it streams, or stored bytes.
     pub struct CacheBody<B: Body, W> {
         #[pin]
         kind: Kind<B, W>,
+    }
+
+    impl<B: Body, W> PinnedDrop for CacheBody<B, W> {
+        fn drop(this: Pin<&mut Self>) {
+            // A client that goes away before the end of a fill leaves the rest to the cache.
+            if let KindProj::Tee { body, on_abandon } = this.project().kind.project() {
+                if let (Some(tee), Some(on_abandon)) = (body.take(), on_abandon.take()) {
+                    (on_abandon.into_inner())(tee);
+                }
+            }
+        }
     }
 }
 
@@ -141,7 +157,11 @@ pin_project! {
     enum Kind<B: Body, W> {
         Inner { #[pin] body: B },
         Fill { #[pin] body: FillBody<B> },
-        Tee { #[pin] body: TeeBody<FillBody<B>, W> },
+        // Boxed, so that a client that goes away can hand it on; `None` only once dropped.
+        Tee {
+            body: Option<Pin<Box<TeeBody<FillBody<B>, W>>>>,
+            on_abandon: Option<SyncWrapper<OnAbandon<TeeBody<FillBody<B>, W>>>>,
+        },
         Stored { #[pin] body: HitBody },
     }
 }
@@ -171,9 +191,17 @@ impl<B: Body, W> CacheBody<B, W> {
         }
     }
 
-    pub(crate) fn tee(body: TeeBody<FillBody<B>, W>) -> Self {
+    /// `body`, written to the store as the client reads it; `on_abandon` takes what is left
+    /// of it if the client goes away first.
+    pub(crate) fn tee(
+        body: TeeBody<FillBody<B>, W>,
+        on_abandon: Option<OnAbandon<TeeBody<FillBody<B>, W>>>,
+    ) -> Self {
         Self {
-            kind: Kind::Tee { body },
+            kind: Kind::Tee {
+                body: Some(Box::pin(body)),
+                on_abandon: on_abandon.map(SyncWrapper::new),
+            },
         }
     }
 
@@ -207,7 +235,10 @@ where
         match self.project().kind.project() {
             KindProj::Inner { body } => boxed(body.poll_frame(cx)),
             KindProj::Fill { body } => boxed(body.poll_frame(cx)),
-            KindProj::Tee { body } => boxed(body.poll_frame(cx)),
+            KindProj::Tee { body, .. } => match body {
+                Some(body) => boxed(body.as_mut().poll_frame(cx)),
+                None => Poll::Ready(None),
+            },
             KindProj::Stored { body } => boxed(body.poll_frame(cx)),
         }
     }
@@ -216,7 +247,7 @@ where
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
             Kind::Fill { body } => body.is_end_stream(),
-            Kind::Tee { body } => body.is_end_stream(),
+            Kind::Tee { body, .. } => body.as_ref().is_none_or(|b| b.is_end_stream()),
             Kind::Stored { body } => body.is_end_stream(),
         }
     }
@@ -225,7 +256,9 @@ where
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
             Kind::Fill { body } => body.size_hint(),
-            Kind::Tee { body } => body.size_hint(),
+            Kind::Tee { body, .. } => body
+                .as_ref()
+                .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint()),
             Kind::Stored { body } => body.size_hint(),
         }
     }

@@ -4,7 +4,7 @@
 //! `stale-if-error`); an unsafe method's response invalidates.
 
 use super::{
-    body::{CacheBody, FillBody, HitBody},
+    body::{CacheBody, FillBody, HitBody, OnAbandon},
     entry,
     keyspace::{Place, Seen, Selector, Url, WriteRefused},
     lookup::{Fill, KeyKind, ResponseCacheKey, Stale, StoredEntry},
@@ -431,10 +431,34 @@ impl<St: Store> ResponseCache<St> {
                 self.drain_in_background(tee.into_drain(permit));
                 CacheBody::stored(HitBody::None(NoBody::unknown()))
             }
-            None if background => CacheBody::tee(tee.background()),
-            None => CacheBody::tee(tee),
+            None if background => CacheBody::tee(tee.background(), None),
+            None => CacheBody::tee(tee, Some(self.on_abandon())),
         };
         (body, status)
+    }
+
+    /// What becomes of a fill whose client goes away before its body ends: the rest is read
+    /// into the store in the bounded background pool (a permit, the background timeout, the
+    /// store's largest entry), so that the entry is stored all the same; with the pool full,
+    /// it is dropped. (A client that only stalls still holds its fill up.)
+    fn on_abandon<B>(&self) -> OnAbandon<TeeBody<FillBody<B>, St::Writer>>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Send,
+    {
+        let pool = Arc::clone(&self.shared.background);
+        let timeout = self.shared.config.background_timeout;
+        Box::new(move |mut tee| {
+            if tee.is_end_stream() {
+                return;
+            }
+            let Ok(permit) = pool.try_acquire_owned() else {
+                tracing::debug!("background pool full: a fill its client left is dropped");
+                return;
+            };
+            tee.as_mut().drain_from_here(permit);
+            spawn_bounded("fill its client left", timeout, drain(tee));
+        })
     }
 
     /// A writer for the fill's variant, once its index has room for it.

@@ -54,9 +54,10 @@
 //!
 //! A body is written to the store while it streams to the client and committed when it
 //! ends cleanly: after the response head went out, so that head's `Cache-Status` does not
-//! say `stored` (RFC 9211 lets it be omitted). A client that goes away, or a test that
-//! drives the cache in process (`ServiceExt::oneshot`) and drops the body unread, stores
-//! nothing: **read the body to its end** before expecting a hit.
+//! say `stored` (RFC 9211 lets it be omitted). When the client goes away first (or a test
+//! that drives the cache in process with `ServiceExt::oneshot` drops the body unread), the
+//! cache reads the rest into the store in the background, in the bounded background pool
+//! (with the pool full, nothing is stored): the entry appears a little later.
 
 mod body;
 mod builder;

@@ -222,6 +222,13 @@ impl<B: Body, W: StoreWriter> TeeBody<B, W> {
         self.held.permit = Some(permit);
         self.background()
     }
+
+    /// [`TeeBody::into_drain`] for a body already pinned (its client went away).
+    pub(crate) fn drain_from_here(self: Pin<&mut Self>, permit: OwnedSemaphorePermit) {
+        let this = self.project();
+        this.held.permit = Some(permit);
+        *this.background = true;
+    }
 }
 
 /// Stores a body that is whole in memory already (read ahead to its end, or empty) before
