@@ -421,6 +421,7 @@ impl<St: Store> ResponseCacheBuilder<St> {
                 background: Arc::new(Semaphore::new(self.max_background_fills)),
                 filling: Arc::default(),
                 read_ahead,
+                heads: super::entry::Heads::new(),
             }),
         }
     }

@@ -7,7 +7,7 @@
 use super::{
     body::HitBody,
     coalesce::{Join, Waited, Waiter},
-    copy_head, entry,
+    copy_head,
     keyspace::{Keyspace, Place, Seen, Selector},
     lock,
     status::{CacheStatus, Fwd},
@@ -974,7 +974,7 @@ impl<St: Store> ResponseCache<St> {
                 return Err(key);
             }
         };
-        let policy = entry::policy_of(&stored.meta).filter(|policy| {
+        let policy = self.shared.heads.policy_of(&stored.meta).filter(|policy| {
             self.shared
                 .config
                 .filing

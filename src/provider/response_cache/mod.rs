@@ -149,6 +149,8 @@ pub(crate) struct Shared<St> {
     /// For a store whose reads cross a network ([`Store::remote_reads`]): what the last
     /// lookup of each URL found, so the next one reads its entry ahead.
     pub(crate) read_ahead: Option<Mutex<lru::LruCache<Url, lookup::Expected>>>,
+    /// Entry heads decoded once, for stores that return them encoded.
+    pub(crate) heads: entry::Heads,
 }
 
 /// The most URLs whose last lookup the cache remembers for reading ahead.
