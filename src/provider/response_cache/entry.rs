@@ -61,10 +61,15 @@ pub(crate) fn meta_of(policy: CachePolicy) -> Meta {
 /// The most entry heads [`Heads`] keeps decoded: 1024 (a head is about 1 KiB encoded).
 const HEADS: usize = 1024;
 
+/// The largest head [`Heads`] keeps (encoded): 16 KiB, so that it holds at most 16 MiB of
+/// heads, twice that decoded. A larger one is decoded on every read.
+const HEAD_MAX_BYTES: usize = 16 * 1024;
+
 /// Entry heads decoded once for a store that returns them as bytes (Redis, files): the same
 /// head read again is not decoded again (9.4 k instructions of a Redis hit of 93 k). Keyed
 /// by a hash of the bytes and checked against the bytes themselves, so a head is only ever
-/// the decoding of exactly those bytes; bounded ([`HEADS`], least recently read first out).
+/// the decoding of exactly those bytes; bounded ([`HEADS`] heads of at most
+/// [`HEAD_MAX_BYTES`], least recently read first out).
 pub(crate) struct Heads(std::sync::Mutex<lru::LruCache<u64, (Bytes, Arc<CachePolicy>)>>);
 
 impl Heads {
@@ -89,7 +94,9 @@ impl Heads {
             }
         }
         let policy = Arc::new(decode(&meta.bytes)?);
-        crate::sync::lock(&self.0).put(hash, (meta.bytes.clone(), Arc::clone(&policy)));
+        if meta.bytes.len() <= HEAD_MAX_BYTES {
+            crate::sync::lock(&self.0).put(hash, (meta.bytes.clone(), Arc::clone(&policy)));
+        }
         Some(policy)
     }
 }
