@@ -911,3 +911,114 @@ async fn http2_host_and_authority_must_name_one_host() {
         "{text}"
     );
 }
+
+// 11. The proxy's own server: slow clients and too many connections ---------------------
+
+/// The proxy in front of an origin whose `/a` answers `a`, served with `options`.
+async fn proxy_served_with(options: tower_etag::proxy::ServeOptions) -> (TestServer, TestServer) {
+    let calls = Counter::new();
+    let origin = TestServer::start(
+        Router::new().route("/a", counted(&calls, |_, _| response(200, &[], "a"))),
+    )
+    .await;
+    let config = tower_etag::proxy::ProxyConfig {
+        upstream: format!("http://{}", origin.addr).parse().unwrap(),
+        ..Default::default()
+    };
+    let proxy = TestServer::spawn(|listener| {
+        tower_etag::proxy::serve_with(
+            listener,
+            tower_etag::proxy::forwarder(&config).unwrap(),
+            options,
+        )
+    })
+    .await;
+    (origin, proxy)
+}
+
+/// Reads until the server closes the connection (or resets it), for at most `limit`;
+/// returns whether it did.
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// Slowloris: a client that never finishes its request head loses its connection after
+/// the header-read timeout; without that timeout it would hold it for ever.
+#[tokio::test]
+async fn a_client_that_never_finishes_its_head_is_cut_off() {
+    use tokio::io::AsyncWriteExt as _;
+    let options =
+        tower_etag::proxy::ServeOptions::default().header_read_timeout(Duration::from_millis(200));
+    let (_origin, proxy) = proxy_served_with(options).await;
+    let mut slow = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    slow.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(5)).await,
+        "the connection was never closed"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "closed before the timeout"
+    );
+
+    // With the default (30 s), the same client still holds its connection a while later.
+    let (_origin, patient) = proxy_served_with(Default::default()).await;
+    let mut slow = tokio::net::TcpStream::connect(patient.addr).await.unwrap();
+    slow.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(!closed_within(&mut slow, Duration::from_millis(400)).await);
+}
+
+/// At the connection bound, a new connection is not served until one closes.
+#[tokio::test]
+async fn connections_past_the_bound_wait_for_one_to_close() {
+    let options = tower_etag::proxy::ServeOptions::default().max_connections(1);
+    let (_origin, proxy) = proxy_served_with(options).await;
+    // The first connection is open (keep-alive) after its answer.
+    let first = raw_keep_alive(proxy.addr).await;
+    let second = tokio::spawn(async move { proxy.get("/a", &[]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "served past the bound");
+    drop(first);
+    let res = tokio::time::timeout(Duration::from_secs(5), second)
+        .await
+        .expect("served once the first connection closed")
+        .unwrap();
+    assert_eq!(res.text(), "a");
+}
+
+/// A connection that got one answer and stays open (HTTP/1.1 keep-alive).
+async fn raw_keep_alive(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(b"\r\n\r\na") {
+        let n = tokio::time::timeout(common::IO_TIMEOUT, stream.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "closed before answering");
+        got.extend_from_slice(&buf[..n]);
+    }
+    stream
+}

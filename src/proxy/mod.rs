@@ -34,7 +34,7 @@ mod serve;
 mod stores;
 
 pub use forward::Forward;
-pub use serve::{serve, Prepared};
+pub use serve::{serve, serve_with, Prepared, ServeOptions};
 pub use stores::{open_store, StoreSizes};
 
 use crate::{
