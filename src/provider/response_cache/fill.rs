@@ -449,7 +449,9 @@ impl<St: Store> ResponseCache<St> {
         let pool = Arc::clone(&self.shared.background);
         let timeout = self.shared.config.background_timeout;
         Box::new(move |mut tee| {
-            if tee.is_end_stream() {
+            // Done, or at its last chunk (hyper drops a body once it has its length, while
+            // the commit runs on its own), or given up by the store: nothing left to read.
+            if !tee.is_writing() {
                 return;
             }
             let Ok(permit) = pool.try_acquire_owned() else {

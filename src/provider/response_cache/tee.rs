@@ -223,6 +223,12 @@ impl<B: Body, W: StoreWriter> TeeBody<B, W> {
         self.background()
     }
 
+    /// Whether the body is still being written to the store: not yet at its last chunk (then
+    /// the commit runs on its own, see [`Finishing`]), and not given up.
+    pub(crate) fn is_writing(&self) -> bool {
+        self.write.is_some()
+    }
+
     /// [`TeeBody::into_drain`] for a body already pinned (its client went away).
     pub(crate) fn drain_from_here(self: Pin<&mut Self>, permit: OwnedSemaphorePermit) {
         let this = self.project();
